@@ -1,0 +1,72 @@
+#include "core/file_util.h"
+
+#include <sys/stat.h>
+#include <unistd.h>
+
+#include <cerrno>
+#include <cstdio>
+#include <fstream>
+#include <random>
+
+namespace catq {
+
+bool file_exists(const std::string& path) {
+  struct stat st;
+  return ::stat(path.c_str(), &st) == 0 && S_ISREG(st.st_mode);
+}
+
+uint64_t file_size(const std::string& path) {
+  struct stat st;
+  if (::stat(path.c_str(), &st) != 0) fail(ErrorKind::Io, "{}: cannot open: {}", path, std::strerror(errno));
+  if (!S_ISREG(st.st_mode)) fail(ErrorKind::Io, "{}: not a regular file", path);
+  return static_cast<uint64_t>(st.st_size);
+}
+
+std::vector<uint8_t> read_file_bytes(const std::string& path) {
+  uint64_t n = file_size(path);
+  std::FILE* f = std::fopen(path.c_str(), "rb");
+  if (!f) fail(ErrorKind::Io, "{}: cannot open: {}", path, std::strerror(errno));
+  std::vector<uint8_t> buf(n);
+  size_t got = n ? std::fread(buf.data(), 1, n, f) : 0;
+  std::fclose(f);
+  if (got != n) fail(ErrorKind::Io, "{}: read {} of {} bytes", path, got, n);
+  return buf;
+}
+
+std::string read_file_text(const std::string& path) {
+  auto b = read_file_bytes(path);
+  return std::string(b.begin(), b.end());
+}
+
+void write_file_atomic(const std::string& path, const void* data, size_t size) {
+  std::random_device rd;
+  std::string tmp = fmt::format("{}.tmp{:08x}", path, rd());
+  std::FILE* f = std::fopen(tmp.c_str(), "wb");
+  if (!f) fail(ErrorKind::Io, "{}: cannot create: {}", tmp, std::strerror(errno));
+  size_t put = size ? std::fwrite(data, 1, size, f) : 0;
+  bool ok = put == size && std::fflush(f) == 0;
+  ok = (std::fclose(f) == 0) && ok;
+  if (!ok) {
+    std::remove(tmp.c_str());
+    fail(ErrorKind::Io, "{}: write failed (disk full?)", path);
+  }
+  if (std::rename(tmp.c_str(), path.c_str()) != 0) {
+    int e = errno;
+    std::remove(tmp.c_str());
+    fail(ErrorKind::Io, "{}: cannot rename temp file into place: {}", path, std::strerror(e));
+  }
+}
+
+uint64_t checked_numel(const std::vector<int64_t>& shape, const std::string& file, const std::string& what,
+                       uint64_t limit) {
+  uint64_t n = 1;
+  for (int64_t d : shape) {
+    if (d < 0) fail(ErrorKind::Format, "{}: {} has negative dimension {}", file, what, d);
+    if (d != 0 && n > limit / static_cast<uint64_t>(d))
+      fail(ErrorKind::Format, "{}: {} declares an impossible size (more than {} elements)", file, what, limit);
+    n *= static_cast<uint64_t>(d);
+  }
+  return n;
+}
+
+}  // namespace catq

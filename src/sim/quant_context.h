@@ -1,0 +1,36 @@
+// The seam between models and quantization: every model (ONNX graph executor, Llama forward) calls
+// a QuantContext for each conv/linear weight and each conv/linear input activation. A null context
+// means plain FP32. Implementations decide whether to observe (calibration), fake-quantize, or both.
+#pragma once
+#include <string>
+#include <vector>
+
+#include <ATen/ATen.h>
+
+namespace catq {
+
+enum class LayerKind { Conv, Linear };
+
+// One quantizable layer, in execution order.
+struct LayerInfo {
+  std::string name;                   // stable name: ONNX node name, or "blk.3.attn_q" for Llama
+  LayerKind kind = LayerKind::Linear;
+  std::vector<int64_t> weight_shape;  // conv [O, I/groups, kh, kw]; linear [out, in] (nn.Linear layout)
+  int64_t macs_per_sample = 0;        // multiply-accumulates per sample (image / token), 0 if unknown
+  int index = 0;                      // position in execution order
+  bool is_first = false, is_last = false;
+};
+
+class QuantContext {
+ public:
+  virtual ~QuantContext() = default;
+  // The model announces all of its quantizable layers once, before the first forward.
+  virtual void bind(const std::vector<LayerInfo>& layers) {}
+  // Returns the weight to use for this layer (fake-quantized or unchanged). w: conv [O,I,kh,kw] or
+  // linear [out,in]. Must keep autograd flowing to w.
+  virtual at::Tensor weight(const LayerInfo& layer, const at::Tensor& w) = 0;
+  // Returns the input activation to use. x: conv [N,C,H,W]; linear [..., in] (a "token" is one row).
+  virtual at::Tensor input(const LayerInfo& layer, const at::Tensor& x) = 0;
+};
+
+}  // namespace catq
