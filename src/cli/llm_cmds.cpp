@@ -1,0 +1,129 @@
+#include "cli/llm_cmds.h"
+
+#include <cstdio>
+#include <nlohmann/json.hpp>
+
+#include "core/error.h"
+#include "core/file_util.h"
+#include "core/progress.h"
+#include "io/gguf.h"
+
+namespace catq::cli {
+
+using json = nlohmann::json;
+
+void add_perplexity_options(CLI::App* sub, PerplexityOptions& o) {
+  sub->add_option("--window", o.window, "Perplexity window length in tokens")->capture_default_str();
+  sub->add_option("--stride", o.stride, "Window stride (0 = window: non-overlapping; < window: overlapping, "
+                  "each later window scores only its last `stride` tokens)")->capture_default_str();
+  sub->add_flag("!--no-bos", o.prepend_bos, "Do not prepend BOS to each window (then a window of W tokens "
+                "predicts the next W)");
+  sub->add_option("--max-chars", o.max_chars, "Score only the first N characters of the text (0 = all)")
+      ->capture_default_str();
+  sub->add_option("--max-windows", o.max_windows, "Score at most N windows (0 = all)")->capture_default_str();
+  sub->add_option("--batch", o.batch, "Windows per forward pass")->capture_default_str();
+}
+
+static json config_json(const LlamaConfig& c) {
+  return {{"dim", c.dim}, {"hidden_dim", c.hidden_dim}, {"n_layers", c.n_layers}, {"n_heads", c.n_heads},
+          {"n_kv_heads", c.n_kv_heads}, {"head_dim", c.hd()}, {"vocab_size", c.vocab_size}, {"seq_len", c.seq_len},
+          {"rope_theta", c.rope_theta}, {"norm_eps", c.norm_eps}, {"tied_head", c.tied_head}};
+}
+
+int run_llm_info(const std::string& model, const Common& common, const std::string& tokenizer) {
+  LoadedLlama m = load_llama(model, tokenizer);
+  const LlamaConfig& c = m.model.cfg;
+  json j = {{"model", model}, {"format", m.format}, {"architecture", "llama"}, {"config", config_json(c)},
+            {"parameters", m.model.num_parameters()}};
+  j["tokenizer"] = m.tokenizer ? json{{"source", m.tokenizer_path}, {"vocab_size", m.tokenizer->vocab_size()},
+                                      {"bos_id", m.tokenizer->bos_id()}, {"eos_id", m.tokenizer->eos_id()}}
+                               : json{{"source", nullptr}, {"note", m.tokenizer_note}};
+  json layers = json::array();
+  for (const auto& li : m.model.layer_infos()) layers.push_back(li.name);
+  j["quantizable_layers"] = layers.size();
+  std::map<std::string, int64_t> types;
+  if (m.format == "gguf") {
+    GgufFile g = read_gguf(model);
+    json meta = json::object();
+    for (const auto& [k, v] : g.kv) meta[k] = v.describe();
+    for (const auto& t : g.tensors) types[ggml_type_name(t.type)]++;
+    j["gguf"] = {{"version", g.version}, {"alignment", g.alignment}, {"metadata", meta}, {"tensor_types", types},
+                 {"tensors", g.tensors.size()}};
+  }
+  if (common.json) {
+    std::printf("%s\n", j.dump(2).c_str());
+    return 0;
+  }
+  std::printf("%s: %s Llama model, %.3f M parameters\n", model.c_str(), m.format.c_str(),
+              m.model.num_parameters() / 1e6);
+  std::printf("  %s\n", c.summary().c_str());
+  std::printf("  quantizable linear layers: %zu (blk.{i}.attn_q/k/v/output, ffn_gate/up/down, output)\n",
+              layers.size());
+  if (m.tokenizer)
+    std::printf("  tokenizer: %s, %lld tokens (BOS %d, EOS %d)\n", m.tokenizer_path.c_str(),
+                static_cast<long long>(m.tokenizer->vocab_size()), m.tokenizer->bos_id(), m.tokenizer->eos_id());
+  else
+    std::printf("  tokenizer: none (%s)\n", m.tokenizer_note.c_str());
+  if (!types.empty()) {
+    std::printf("  GGUF v%u, tensor types:", j["gguf"]["version"].get<unsigned>());
+    for (auto& [t, n] : types) std::printf(" %s x%lld", t.c_str(), static_cast<long long>(n));
+    std::printf("\n");
+  }
+  return 0;
+}
+
+static json ppl_json(const PerplexityResult& r) {
+  return {{"ppl", r.ppl}, {"mean_nll", r.mean_nll}, {"scored_tokens", r.n_scored}, {"windows", r.n_windows},
+          {"seconds", r.seconds}};
+}
+
+int run_llm_eval(const LlmEvalArgs& a, const Common& common) {
+  if (common.json || common.quiet) Progress::set_enabled(false);
+  CATQ_CHECK(!a.text.empty(), Usage, "{}: evaluating a language model needs a text file (--text FILE)", a.model);
+  LoadedLlama m = load_llama(a.model, a.tokenizer);
+  const Tokenizer& tok = require_tokenizer(m);
+  const std::string text = read_file_text(a.text);
+  CATQ_CHECK(a.ppl.window <= m.model.cfg.seq_len, Usage, "--window {} exceeds the model context {}", a.ppl.window,
+             m.model.cfg.seq_len);
+  if (a.prepare) a.prepare(m);
+  EvalWindows w = make_eval_windows(tok, text, a.ppl);
+  json proto = {{"text", a.text}, {"chars", w.n_chars}, {"text_tokens", w.n_text_tokens}, {"window", a.ppl.window},
+                {"stride", a.ppl.stride > 0 ? a.ppl.stride : a.ppl.window}, {"prepend_bos", a.ppl.prepend_bos},
+                {"max_chars", a.ppl.max_chars}};
+  json j = {{"model", a.model}, {"format", m.format}, {"protocol", proto}};
+  PerplexityResult fp;
+  std::optional<DistributionComparison> cmp;
+  if (!a.quant) {
+    fp = perplexity(model_logits_fn(m.model, nullptr), w, a.ppl.batch, "FP32 perplexity");
+  } else {
+    cmp = compare_next_token(model_logits_fn(m.model, nullptr), model_logits_fn(m.model, a.quant), w, a.ppl.batch);
+    fp = cmp->ref;
+    fp.seconds = cmp->seconds;
+  }
+  j["fp32"] = ppl_json(fp);
+  if (cmp) {
+    j["quantized"] = ppl_json(cmp->test);
+    j["quantized"]["label"] = a.quant_label;
+    j["kl_mean"] = cmp->mean_kl;
+    j["kl_max"] = cmp->max_kl;
+    j["top1_agreement"] = cmp->top1_agreement;
+  }
+  if (common.json) {
+    std::printf("%s\n", j.dump(2).c_str());
+    return 0;
+  }
+  std::printf("%s (%s): %s\n", a.model.c_str(), m.format.c_str(), m.model.cfg.summary().c_str());
+  std::printf("text %s: %lld chars -> %lld tokens; %lld windows of %lld (stride %lld, %s) -> %lld scored tokens\n",
+              a.text.c_str(), static_cast<long long>(w.n_chars), static_cast<long long>(w.n_text_tokens),
+              static_cast<long long>(fp.n_windows), static_cast<long long>(a.ppl.window),
+              static_cast<long long>(a.ppl.stride > 0 ? a.ppl.stride : a.ppl.window),
+              a.ppl.prepend_bos ? "BOS-prefixed" : "no BOS", static_cast<long long>(fp.n_scored));
+  std::printf("FP32       PPL %.4f  mean NLL %.5f nats\n", fp.ppl, fp.mean_nll);
+  if (cmp)
+    std::printf("%-10s PPL %.4f  mean NLL %.5f nats  KL(FP||Q) %.5f (max %.4f)  top-1 agreement %.2f %%\n",
+                a.quant_label.empty() ? "quantized" : a.quant_label.c_str(), cmp->test.ppl, cmp->test.mean_nll,
+                cmp->mean_kl, cmp->max_kl, 100.0 * cmp->top1_agreement);
+  return 0;
+}
+
+}  // namespace catq::cli

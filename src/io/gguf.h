@@ -1,0 +1,131 @@
+// GGUF (ggml's model container), versions 2 and 3, little-endian.
+//
+//   uint32 magic "GGUF", uint32 version, uint64 tensor_count, uint64 metadata_kv_count
+//   metadata_kv[]: gguf_string key (uint64 len + bytes), uint32 value_type, value
+//                  (array = uint32 elem_type + uint64 count + elements; arrays may nest)
+//   tensor_info[]: gguf_string name, uint32 n_dims, uint64 ne[n_dims] (ne[0] innermost = REVERSED torch
+//                  shape), uint32 ggml_type, uint64 offset (relative to the data section, aligned)
+//   padding to `general.alignment` (default 32), then the data section.
+//
+// The generic parser reads any GGUF (metadata of every value type, tensor infos of every ggml type);
+// tensor data is dequantized to fp32 for F32, F16, BF16 and Q8_0; other types are Error(Unsupported).
+// read_gguf_llama() builds a LlamaModel (architecture "llama"; tensors are in llama.cpp's interleaved
+// RoPE row order, which is this project's, so no permutation) plus the "llama" (SentencePiece) tokenizer.
+#pragma once
+#include <cstdint>
+#include <map>
+#include <optional>
+#include <string>
+#include <vector>
+
+#include <ATen/ATen.h>
+
+#include "io/tokenizer.h"
+#include "llm/llama.h"
+
+namespace catq {
+
+enum class GgufType : uint32_t {
+  U8 = 0, I8 = 1, U16 = 2, I16 = 3, U32 = 4, I32 = 5, F32 = 6, Bool = 7, String = 8, Array = 9, U64 = 10,
+  I64 = 11, F64 = 12
+};
+const char* gguf_type_name(GgufType t);
+
+// ggml tensor types that catq can dequantize (ids as in ggml.h); others are recognised by id/name only.
+enum GgmlType : uint32_t { GGML_F32 = 0, GGML_F16 = 1, GGML_Q8_0 = 8, GGML_Q4_K = 12, GGML_BF16 = 30 };
+// Name of a ggml type id ("Q4_K"), or "type<N>" for ids unknown to catq.
+std::string ggml_type_name(uint32_t type);
+
+struct GgufValue {
+  GgufType type = GgufType::U8;
+  uint64_t u = 0;              // unsigned integers and bool
+  int64_t i = 0;               // signed integers
+  double f = 0;                // F32 / F64
+  std::string s;               // String
+  GgufType elem_type = GgufType::U8;  // Array element type
+  std::vector<GgufValue> arr;  // Array elements
+
+  bool is_integer() const;
+  bool is_number() const { return is_integer() || type == GgufType::F32 || type == GgufType::F64; }
+  int64_t as_int() const;      // any integer type (caller checks is_integer())
+  double as_double() const;    // any number
+  std::string describe() const;  // short human-readable form for `catq info`
+};
+
+struct GgufTensorInfo {
+  std::string name;
+  std::vector<int64_t> ne;  // ggml order: ne[0] contiguous
+  uint32_t type = 0;
+  uint64_t offset = 0;      // relative to the data section
+  uint64_t nbytes = 0;
+  std::vector<int64_t> shape() const { return {ne.rbegin(), ne.rend()}; }  // torch order
+};
+
+struct GgufFile {
+  std::string path;
+  uint32_t version = 0;
+  uint64_t alignment = 32;
+  uint64_t data_offset = 0;  // absolute offset of the data section
+  std::vector<std::pair<std::string, GgufValue>> kv;  // in file order
+  std::vector<GgufTensorInfo> tensors;                // in file order
+  std::vector<uint8_t> bytes;                         // the whole file
+
+  const GgufValue* find(const std::string& key) const;
+  const GgufTensorInfo* find_tensor(const std::string& name) const;
+  // Dequantized fp32 tensor in torch order; Error(Unsupported) for types catq cannot decode.
+  at::Tensor tensor_f32(const GgufTensorInfo& t) const;
+
+ private:
+  friend GgufFile read_gguf(const std::string& path);
+  std::map<std::string, size_t> kv_index_, tensor_index_;
+};
+
+// Parses and validates the whole file structure (every size, count and offset). Error(Io/Format/Unsupported).
+GgufFile read_gguf(const std::string& path);
+
+struct GgufLlama {
+  LlamaModel model;
+  std::optional<Tokenizer> tokenizer;  // absent when the file has no (supported) tokenizer
+  std::string tokenizer_note;          // why it is absent
+};
+GgufLlama read_gguf_llama(const std::string& path);
+
+// Writing (fixtures for tests, export).
+enum class GgufWeightType { F32, F16, BF16, Q8_0 };
+struct GgufWriteOptions {
+  GgufWeightType weights = GgufWeightType::F32;  // 2-D weights; norms are always F32. Q8_0 rows whose
+                                                 // length is not a multiple of 32 fall back to F16.
+  uint32_t alignment = 32;                       // written as general.alignment when != 32
+  std::string name = "catq";
+};
+void write_gguf_llama(const LlamaModel& model, const Tokenizer* tok, const std::string& path,
+                      const GgufWriteOptions& opt = {});
+
+// Low-level builder of GGUF bytes (used by the writer, and by tests to build unusual files).
+class GgufBuilder {
+ public:
+  void add_u32(const std::string& key, uint32_t v);
+  void add_i32(const std::string& key, int32_t v);
+  void add_u64(const std::string& key, uint64_t v);
+  void add_f32(const std::string& key, float v);
+  void add_bool(const std::string& key, bool v);
+  void add_string(const std::string& key, const std::string& v);
+  void add_string_array(const std::string& key, const std::vector<std::string>& v);
+  void add_f32_array(const std::string& key, const std::vector<float>& v);
+  void add_i32_array(const std::string& key, const std::vector<int32_t>& v);
+  // ne in ggml order; data must be exactly the type's byte size for ne.
+  void add_tensor(const std::string& name, const std::vector<int64_t>& ne, uint32_t type, std::string data);
+  std::string build(uint32_t version = 3, uint32_t alignment = 32) const;
+
+ private:
+  void key(const std::string& k, GgufType t);
+  std::string kv_;
+  uint64_t n_kv_ = 0;
+  struct T { std::string name; std::vector<int64_t> ne; uint32_t type; std::string data; };
+  std::vector<T> tensors_;
+};
+
+// Q8_0 encode of a contiguous fp32 row-major tensor whose last dim is a multiple of 32.
+std::string quantize_q8_0(const at::Tensor& w);
+
+}  // namespace catq

@@ -1,0 +1,340 @@
+#include "io/safetensors.h"
+
+#include <sys/stat.h>
+
+#include <cstring>
+#include <nlohmann/json.hpp>
+#include <set>
+
+#include "core/error.h"
+#include "core/file_util.h"
+
+namespace catq {
+
+using json = nlohmann::json;
+
+static int64_t dtype_size(const std::string& d) {
+  static const std::map<std::string, int64_t> sizes = {
+      {"BOOL", 1}, {"U8", 1},  {"I8", 1},  {"F8_E4M3", 1}, {"F8_E5M2", 1}, {"I16", 2}, {"U16", 2}, {"F16", 2},
+      {"BF16", 2}, {"I32", 4}, {"U32", 4}, {"F32", 4},     {"F64", 8},     {"I64", 8}, {"U64", 8}};
+  auto it = sizes.find(d);
+  return it == sizes.end() ? 0 : it->second;
+}
+
+SafetensorsFile read_safetensors(const std::string& path) {
+  SafetensorsFile f;
+  f.path = path;
+  f.bytes = read_file_bytes(path);
+  ByteReader r(f.bytes.data(), f.bytes.size(), path);
+  uint64_t n = r.read<uint64_t>("safetensors header size");
+  if (n > 100u * 1000 * 1000)
+    fail(ErrorKind::Format, "{}: safetensors header size {} exceeds the 100 MB limit (not a safetensors file?)", path, n);
+  std::string head = r.read_string(static_cast<size_t>(n), "safetensors JSON header");
+  f.data_offset = 8 + n;
+  const uint64_t buf = f.bytes.size() - f.data_offset;
+  json j;
+  try {
+    j = json::parse(head);
+  } catch (const json::exception& e) {
+    fail(ErrorKind::Format, "{}: safetensors header is not valid JSON: {}", path, e.what());
+  }
+  if (!j.is_object()) fail(ErrorKind::Format, "{}: safetensors header must be a JSON object", path);
+  std::vector<std::pair<uint64_t, uint64_t>> ranges;
+  for (auto it = j.begin(); it != j.end(); ++it) {
+    const std::string& name = it.key();
+    const json& e = it.value();
+    if (name == "__metadata__") {
+      if (!e.is_object()) fail(ErrorKind::Format, "{}: __metadata__ must be an object", path);
+      for (auto m = e.begin(); m != e.end(); ++m)
+        if (m.value().is_string()) f.metadata[m.key()] = m.value().get<std::string>();
+      continue;
+    }
+    if (!e.is_object() || !e.contains("dtype") || !e["dtype"].is_string() || !e.contains("shape") ||
+        !e["shape"].is_array() || !e.contains("data_offsets") || !e["data_offsets"].is_array() ||
+        e["data_offsets"].size() != 2)
+      fail(ErrorKind::Format, "{}: tensor {}: entry needs dtype (string), shape (array), data_offsets ([begin, end])",
+           path, name);
+    SafetensorsEntry t;
+    t.dtype = e["dtype"].get<std::string>();
+    for (const json& d : e["shape"]) {
+      if (!d.is_number_unsigned() || d.get<uint64_t>() > (1ull << 40))
+        fail(ErrorKind::Format, "{}: tensor {}: shape entries must be non-negative integers (got {})", path, name,
+             d.dump());
+      t.shape.push_back(d.get<int64_t>());
+    }
+    for (int k = 0; k < 2; ++k)
+      if (!e["data_offsets"][k].is_number_unsigned())
+        fail(ErrorKind::Format, "{}: tensor {}: data_offsets must be non-negative integers", path, name);
+    t.begin = e["data_offsets"][0].get<uint64_t>();
+    t.end = e["data_offsets"][1].get<uint64_t>();
+    if (t.begin > t.end || t.end > buf)
+      fail(ErrorKind::Format, "{}: tensor {}: data_offsets [{}, {}) outside the {}-byte data buffer (truncated file?)",
+           path, name, t.begin, t.end, buf);
+    uint64_t numel = checked_numel(t.shape, path, "tensor " + name);
+    int64_t es = dtype_size(t.dtype);
+    if (es == 0)
+      fail(ErrorKind::Unsupported, "{}: tensor {} has unknown dtype {}", path, name, t.dtype);
+    if (numel * static_cast<uint64_t>(es) != t.end - t.begin)
+      fail(ErrorKind::Format, "{}: tensor {}: {} {} elements need {} bytes but data_offsets span {}", path, name, numel,
+           t.dtype, numel * es, t.end - t.begin);
+    if (t.end > t.begin) ranges.emplace_back(t.begin, t.end);
+    f.tensors.emplace(name, std::move(t));
+  }
+  std::sort(ranges.begin(), ranges.end());
+  for (size_t i = 1; i < ranges.size(); ++i)
+    if (ranges[i].first < ranges[i - 1].second)
+      fail(ErrorKind::Format, "{}: tensor data ranges overlap at byte {}", path, ranges[i].first);
+  return f;
+}
+
+at::Tensor SafetensorsFile::tensor_f32(const std::string& name) const {
+  auto it = tensors.find(name);
+  if (it == tensors.end()) fail(ErrorKind::Format, "{}: tensor {} is missing", path, name);
+  const SafetensorsEntry& t = it->second;
+  at::ScalarType st;
+  if (t.dtype == "F32") st = at::kFloat;
+  else if (t.dtype == "F16") st = at::kHalf;
+  else if (t.dtype == "BF16") st = at::kBFloat16;
+  else if (t.dtype == "F64") st = at::kDouble;
+  else fail(ErrorKind::Unsupported, "{}: tensor {} has dtype {}; catq reads F32, F16, BF16 and F64 weights", path, name, t.dtype);
+  // Copy into a fresh (aligned) tensor: the data buffer may start at any byte offset.
+  at::Tensor out = at::empty(t.shape, at::TensorOptions().dtype(st));
+  if (t.end > t.begin) std::memcpy(out.data_ptr(), bytes.data() + data_offset + t.begin, t.end - t.begin);
+  return out.to(at::kFloat);
+}
+
+// ---------------------------------------------------------------------------------------------------
+
+namespace {
+
+bool is_dir(const std::string& p) {
+  struct stat st;
+  return ::stat(p.c_str(), &st) == 0 && S_ISDIR(st.st_mode);
+}
+
+std::string parent_dir(const std::string& p) {
+  auto k = p.find_last_of('/');
+  return k == std::string::npos ? "." : (k == 0 ? "/" : p.substr(0, k));
+}
+
+json read_json(const std::string& path) {
+  std::string text = read_file_text(path);
+  try {
+    return json::parse(text);
+  } catch (const json::exception& e) {
+    fail(ErrorKind::Format, "{}: invalid JSON: {}", path, e.what());
+  }
+}
+
+}  // namespace
+
+LlamaModel read_hf_llama(const std::string& path) {
+  std::string dir = is_dir(path) ? path : parent_dir(path);
+  const std::string cfg_path = dir + "/config.json";
+  if (!file_exists(cfg_path)) fail(ErrorKind::Io, "{}: no config.json next to the weights ({} is missing)", path, cfg_path);
+  json cj = read_json(cfg_path);
+  if (!cj.is_object()) fail(ErrorKind::Format, "{}: must be a JSON object", cfg_path);
+
+  bool llama = cj.value("model_type", std::string()) == "llama";
+  if (cj.contains("architectures") && cj["architectures"].is_array())
+    for (const json& a : cj["architectures"])
+      if (a.is_string() && a.get<std::string>() == "LlamaForCausalLM") llama = true;
+  if (!llama)
+    fail(ErrorKind::Unsupported, "{}: model is not LlamaForCausalLM (architectures {}, model_type {})", cfg_path,
+         cj.contains("architectures") ? cj["architectures"].dump() : "absent",
+         cj.contains("model_type") ? cj["model_type"].dump() : "absent");
+  auto get_int = [&](const char* key, std::optional<int64_t> def) -> int64_t {
+    if (!cj.contains(key) || cj[key].is_null()) {
+      if (def) return *def;
+      fail(ErrorKind::Format, "{}: {} is missing", cfg_path, key);
+    }
+    if (!cj[key].is_number_integer()) fail(ErrorKind::Format, "{}: {} must be an integer, got {}", cfg_path, key, cj[key].dump());
+    return cj[key].get<int64_t>();
+  };
+  auto get_num = [&](const char* key, double def) -> double {
+    if (!cj.contains(key) || cj[key].is_null()) return def;
+    if (!cj[key].is_number()) fail(ErrorKind::Format, "{}: {} must be a number, got {}", cfg_path, key, cj[key].dump());
+    return cj[key].get<double>();
+  };
+  LlamaConfig c;
+  c.dim = get_int("hidden_size", std::nullopt);
+  c.hidden_dim = get_int("intermediate_size", std::nullopt);
+  c.n_layers = get_int("num_hidden_layers", std::nullopt);
+  c.n_heads = get_int("num_attention_heads", std::nullopt);
+  c.n_kv_heads = get_int("num_key_value_heads", c.n_heads);
+  c.vocab_size = get_int("vocab_size", std::nullopt);
+  c.seq_len = get_int("max_position_embeddings", 2048);
+  c.head_dim = get_int("head_dim", 0);
+  if (c.n_heads > 0 && c.head_dim * c.n_heads == c.dim) c.head_dim = 0;
+  c.rope_theta = get_num("rope_theta", 10000.0);
+  c.norm_eps = get_num("rms_norm_eps", 1e-6);
+  c.tied_head = cj.contains("tie_word_embeddings") && cj["tie_word_embeddings"].is_boolean()
+                    ? cj["tie_word_embeddings"].get<bool>() : false;  // LlamaConfig's default
+  if (cj.contains("rope_scaling") && !cj["rope_scaling"].is_null())
+    fail(ErrorKind::Unsupported, "{}: rope_scaling {} is not supported", cfg_path, cj["rope_scaling"].dump());
+  for (const char* k : {"attention_bias", "mlp_bias"})
+    if (cj.contains(k) && cj[k].is_boolean() && cj[k].get<bool>())
+      fail(ErrorKind::Unsupported, "{}: {} = true is not supported (catq's Llama has no biases)", cfg_path, k);
+  if (cj.contains("hidden_act") && cj["hidden_act"] != "silu")
+    fail(ErrorKind::Unsupported, "{}: hidden_act {} is not supported (only silu)", cfg_path, cj["hidden_act"].dump());
+  c.validate(cfg_path);
+
+  // Which file holds each tensor.
+  std::map<std::string, std::string> where;
+  std::map<std::string, SafetensorsFile> files;
+  const std::string index_path = dir + "/model.safetensors.index.json";
+  if (!is_dir(path)) {
+    files.emplace(path, read_safetensors(path));
+    for (auto& [n, e] : files.at(path).tensors) where[n] = path;
+  } else if (file_exists(index_path)) {
+    json ij = read_json(index_path);
+    if (!ij.is_object() || !ij.contains("weight_map") || !ij["weight_map"].is_object())
+      fail(ErrorKind::Format, "{}: needs a \"weight_map\" object", index_path);
+    for (auto it = ij["weight_map"].begin(); it != ij["weight_map"].end(); ++it) {
+      if (!it.value().is_string()) fail(ErrorKind::Format, "{}: weight_map[{}] must be a file name", index_path, it.key());
+      std::string fn = it.value().get<std::string>();
+      if (fn.empty() || fn.find('/') != std::string::npos || fn == "..")
+        fail(ErrorKind::Format, "{}: weight_map[{}] = \"{}\" is not a file name in the folder", index_path, it.key(), fn);
+      where[it.key()] = dir + "/" + fn;
+    }
+    for (auto& [n, file] : where)
+      if (!files.count(file)) files.emplace(file, read_safetensors(file));
+    for (auto& [n, file] : where)
+      if (!files.at(file).tensors.count(n))
+        fail(ErrorKind::Format, "{}: lists tensor {} in {}, which does not contain it", index_path, n, file);
+  } else {
+    const std::string single = dir + "/model.safetensors";
+    if (!file_exists(single))
+      fail(ErrorKind::Io, "{}: neither model.safetensors nor model.safetensors.index.json found", dir);
+    files.emplace(single, read_safetensors(single));
+    for (auto& [n, e] : files.at(single).tensors) where[n] = single;
+  }
+
+  auto load = [&](const std::string& name, std::vector<int64_t> shape) {
+    auto it = where.find(name);
+    if (it == where.end()) fail(ErrorKind::Format, "{}: tensor {} is missing", dir, name);
+    const SafetensorsFile& f = files.at(it->second);
+    const auto& e = f.tensors.at(name);
+    if (e.shape != shape)
+      fail(ErrorKind::Format, "{}: tensor {} has shape {} but config.json implies {}", f.path, name,
+           fmt::join(e.shape, "x"), fmt::join(shape, "x"));
+    return f.tensor_f32(name);
+  };
+  const int64_t D = c.dim, Q = c.q_dim(), K = c.kv_dim(), H = c.hidden_dim, V = c.vocab_size;
+  LlamaModel m;
+  m.cfg = c;
+  m.tok_embeddings = load("model.embed_tokens.weight", {V, D});
+  for (int64_t l = 0; l < c.n_layers; ++l) {
+    auto n = [&](const char* s) { return fmt::format("model.layers.{}.{}.weight", l, s); };
+    LlamaBlock b;
+    b.attn_norm = load(n("input_layernorm"), {D});
+    b.wq = rope_permute_hf_to_interleaved(load(n("self_attn.q_proj"), {Q, D}), c.n_heads);
+    b.wk = rope_permute_hf_to_interleaved(load(n("self_attn.k_proj"), {K, D}), c.n_kv_heads);
+    b.wv = load(n("self_attn.v_proj"), {K, D});
+    b.wo = load(n("self_attn.o_proj"), {D, Q});
+    b.ffn_norm = load(n("post_attention_layernorm"), {D});
+    b.w1 = load(n("mlp.gate_proj"), {H, D});
+    b.w2 = load(n("mlp.down_proj"), {D, H});
+    b.w3 = load(n("mlp.up_proj"), {H, D});
+    m.blocks.push_back(std::move(b));
+  }
+  m.norm = load("model.norm.weight", {D});
+  m.output = c.tied_head ? m.tok_embeddings : load("lm_head.weight", {V, D});
+  m.check_shapes(dir);
+  return m;
+}
+
+// ---------------------------------------------------------------------------------------------------
+
+void write_safetensors(const std::string& path, const std::vector<std::pair<std::string, at::Tensor>>& tensors,
+                       SafetensorsDtype dtype, const std::map<std::string, std::string>& metadata) {
+  const char* dname = dtype == SafetensorsDtype::F32 ? "F32" : dtype == SafetensorsDtype::F16 ? "F16" : "BF16";
+  at::ScalarType st = dtype == SafetensorsDtype::F32 ? at::kFloat : dtype == SafetensorsDtype::F16 ? at::kHalf : at::kBFloat16;
+  json h = json::object();
+  if (!metadata.empty()) h["__metadata__"] = metadata;
+  std::string data;
+  for (const auto& [name, t0] : tensors) {
+    at::Tensor t = t0.detach().to(at::kCPU).to(st).contiguous();
+    size_t nb = t.numel() * t.element_size();
+    h[name] = {{"dtype", dname}, {"shape", t.sizes().vec()}, {"data_offsets", {data.size(), data.size() + nb}}};
+    data.append(static_cast<const char*>(t.data_ptr()), nb);
+  }
+  std::string hs = h.dump();
+  hs.resize((hs.size() + 7) / 8 * 8, ' ');  // pad so the data buffer is 8-byte aligned (allowed by the spec)
+  std::string out;
+  uint64_t n = hs.size();
+  out.append(reinterpret_cast<const char*>(&n), 8);
+  out += hs;
+  out += data;
+  write_file_atomic(path, out);
+}
+
+void write_hf_llama(const LlamaModel& m, const std::string& folder, SafetensorsDtype dtype, int shards) {
+  const LlamaConfig& c = m.cfg;
+  CATQ_CHECK(shards >= 1, Usage, "write_hf_llama: shards must be >= 1");
+  if (!is_dir(folder) && ::mkdir(folder.c_str(), 0755) != 0)
+    fail(ErrorKind::Io, "{}: cannot create folder: {}", folder, std::strerror(errno));
+  std::vector<std::pair<std::string, at::Tensor>> ts;
+  ts.emplace_back("model.embed_tokens.weight", m.tok_embeddings);
+  for (int64_t l = 0; l < c.n_layers; ++l) {
+    const auto& b = m.blocks[l];
+    auto n = [&](const char* s) { return fmt::format("model.layers.{}.{}.weight", l, s); };
+    ts.emplace_back(n("input_layernorm"), b.attn_norm);
+    ts.emplace_back(n("self_attn.q_proj"), rope_permute_interleaved_to_hf(b.wq.detach(), c.n_heads));
+    ts.emplace_back(n("self_attn.k_proj"), rope_permute_interleaved_to_hf(b.wk.detach(), c.n_kv_heads));
+    ts.emplace_back(n("self_attn.v_proj"), b.wv);
+    ts.emplace_back(n("self_attn.o_proj"), b.wo);
+    ts.emplace_back(n("post_attention_layernorm"), b.ffn_norm);
+    ts.emplace_back(n("mlp.gate_proj"), b.w1);
+    ts.emplace_back(n("mlp.up_proj"), b.w3);
+    ts.emplace_back(n("mlp.down_proj"), b.w2);
+  }
+  ts.emplace_back("model.norm.weight", m.norm);
+  if (!c.tied_head) ts.emplace_back("lm_head.weight", m.output);
+
+  const char* tdtype = dtype == SafetensorsDtype::F32 ? "float32" : dtype == SafetensorsDtype::F16 ? "float16" : "bfloat16";
+  json cfg = {{"architectures", {"LlamaForCausalLM"}},
+              {"model_type", "llama"},
+              {"hidden_size", c.dim},
+              {"intermediate_size", c.hidden_dim},
+              {"num_hidden_layers", c.n_layers},
+              {"num_attention_heads", c.n_heads},
+              {"num_key_value_heads", c.n_kv_heads},
+              {"head_dim", c.hd()},
+              {"vocab_size", c.vocab_size},
+              {"max_position_embeddings", c.seq_len},
+              {"rope_theta", c.rope_theta},
+              {"rms_norm_eps", c.norm_eps},
+              {"tie_word_embeddings", c.tied_head},
+              {"hidden_act", "silu"},
+              {"attention_bias", false},
+              {"mlp_bias", false},
+              {"rope_scaling", nullptr},
+              {"bos_token_id", 1},
+              {"eos_token_id", 2},
+              {"torch_dtype", tdtype}};
+  write_file_atomic(folder + "/config.json", cfg.dump(2) + "\n");
+
+  const std::map<std::string, std::string> meta = {{"format", "pt"}};
+  if (shards == 1) {
+    write_safetensors(folder + "/model.safetensors", ts, dtype, meta);
+    return;
+  }
+  json wm = json::object();
+  size_t per = (ts.size() + shards - 1) / shards;
+  int64_t total = 0;
+  for (int s = 0; s < shards; ++s) {
+    std::string fn = fmt::format("model-{:05d}-of-{:05d}.safetensors", s + 1, shards);
+    std::vector<std::pair<std::string, at::Tensor>> part;
+    for (size_t i = s * per; i < std::min(ts.size(), (s + 1) * per); ++i) {
+      part.push_back(ts[i]);
+      wm[ts[i].first] = fn;
+      total += ts[i].second.numel() * (dtype == SafetensorsDtype::F32 ? 4 : 2);
+    }
+    write_safetensors(folder + "/" + fn, part, dtype, meta);
+  }
+  json idx = {{"metadata", {{"total_size", total}}}, {"weight_map", wm}};
+  write_file_atomic(folder + "/model.safetensors.index.json", idx.dump(2) + "\n");
+}
+
+}  // namespace catq

@@ -1,0 +1,294 @@
+#include "llm/llama.h"
+
+#include <torch/torch.h>
+
+#include <cmath>
+
+#include "core/error.h"
+
+namespace catq {
+
+void LlamaConfig::validate(const std::string& source) const {
+  auto in_range = [&](const char* what, int64_t v, int64_t lo, int64_t hi) {
+    if (v < lo || v > hi)
+      fail(ErrorKind::Format, "{}: model config {} = {} is out of range (expected {}..{})", source, what, v, lo, hi);
+  };
+  in_range("dim", dim, 1, 1 << 16);
+  in_range("hidden_dim", hidden_dim, 1, 1 << 18);
+  in_range("n_layers", n_layers, 1, 1024);
+  in_range("n_heads", n_heads, 1, 1024);
+  in_range("n_kv_heads", n_kv_heads, 1, n_heads);
+  in_range("vocab_size", vocab_size, 1, 1 << 22);
+  in_range("seq_len", seq_len, 1, 1 << 24);
+  in_range("head_dim", head_dim, 0, 1 << 12);
+  if (head_dim == 0 && dim % n_heads != 0)
+    fail(ErrorKind::Format, "{}: dim {} is not a multiple of n_heads {}", source, dim, n_heads);
+  if (n_heads % n_kv_heads != 0)
+    fail(ErrorKind::Format, "{}: n_heads {} is not a multiple of n_kv_heads {}", source, n_heads, n_kv_heads);
+  if (hd() % 2 != 0) fail(ErrorKind::Format, "{}: head size {} is odd (RoPE needs pairs)", source, hd());
+  if (!(rope_theta > 0) || !std::isfinite(rope_theta))
+    fail(ErrorKind::Format, "{}: RoPE theta {} must be positive", source, rope_theta);
+  if (!(norm_eps > 0) || !(norm_eps < 1))
+    fail(ErrorKind::Format, "{}: RMSNorm epsilon {} must be in (0, 1)", source, norm_eps);
+}
+
+std::string LlamaConfig::summary() const {
+  return fmt::format(
+      "dim {}, hidden {}, layers {}, heads {}, kv heads {}, head size {}, vocab {}, seq_len {}, rope theta {}, "
+      "norm eps {}, {} head",
+      dim, hidden_dim, n_layers, n_heads, n_kv_heads, hd(), vocab_size, seq_len, rope_theta, norm_eps,
+      tied_head ? "tied" : "untied");
+}
+
+LlamaModel LlamaModel::random(const LlamaConfig& cfg, uint64_t seed) {
+  cfg.validate("random model");
+  torch::NoGradGuard ng;
+  auto gen = at::make_generator<at::CPUGeneratorImpl>(seed);
+  auto opt = at::TensorOptions().dtype(at::kFloat);
+  auto randn = [&](int64_t a, int64_t b) { return at::normal(0.0, 0.02, {a, b}, gen, opt); };
+  // Norm weights near 1 but not exactly, so tests notice a mixed-up norm.
+  auto norm = [&](int64_t n) { return 1.0 + at::normal(0.0, 0.1, {n}, gen, opt); };
+  LlamaModel m;
+  m.cfg = cfg;
+  const int64_t D = cfg.dim, Q = cfg.q_dim(), K = cfg.kv_dim(), H = cfg.hidden_dim;
+  m.tok_embeddings = at::normal(0.0, 1.0, {cfg.vocab_size, D}, gen, opt);
+  for (int64_t l = 0; l < cfg.n_layers; ++l) {
+    LlamaBlock b;
+    b.attn_norm = norm(D);
+    b.wq = randn(Q, D) * 5;  // larger q/k so attention is not uniform (tests must see RoPE/masking)
+    b.wk = randn(K, D) * 5;
+    b.wv = randn(K, D);
+    b.wo = randn(D, Q);
+    b.ffn_norm = norm(D);
+    b.w1 = randn(H, D);
+    b.w2 = randn(D, H);
+    b.w3 = randn(H, D);
+    m.blocks.push_back(b);
+  }
+  m.norm = norm(D);
+  m.output = cfg.tied_head ? m.tok_embeddings : randn(cfg.vocab_size, D);
+  return m;
+}
+
+void LlamaModel::check_shapes(const std::string& source) const {
+  cfg.validate(source);
+  auto expect = [&](const at::Tensor& t, std::vector<int64_t> shape, const std::string& name) {
+    if (!t.defined()) fail(ErrorKind::Format, "{}: tensor {} is missing", source, name);
+    if (t.sizes().vec() != shape)
+      fail(ErrorKind::Format, "{}: tensor {} has shape {} but the model config needs {}", source, name,
+           fmt::join(t.sizes(), "x"), fmt::join(shape, "x"));
+  };
+  const int64_t D = cfg.dim, Q = cfg.q_dim(), K = cfg.kv_dim(), H = cfg.hidden_dim, V = cfg.vocab_size;
+  expect(tok_embeddings, {V, D}, "token_embd.weight");
+  if (static_cast<int64_t>(blocks.size()) != cfg.n_layers)
+    fail(ErrorKind::Format, "{}: {} blocks but the config says {} layers", source, blocks.size(), cfg.n_layers);
+  for (int64_t l = 0; l < cfg.n_layers; ++l) {
+    const auto& b = blocks[l];
+    auto n = [&](const char* s) { return fmt::format("blk.{}.{}.weight", l, s); };
+    expect(b.attn_norm, {D}, n("attn_norm"));
+    expect(b.wq, {Q, D}, n("attn_q"));
+    expect(b.wk, {K, D}, n("attn_k"));
+    expect(b.wv, {K, D}, n("attn_v"));
+    expect(b.wo, {D, Q}, n("attn_output"));
+    expect(b.ffn_norm, {D}, n("ffn_norm"));
+    expect(b.w1, {H, D}, n("ffn_gate"));
+    expect(b.w2, {D, H}, n("ffn_down"));
+    expect(b.w3, {H, D}, n("ffn_up"));
+  }
+  expect(norm, {D}, "output_norm.weight");
+  expect(output, {V, D}, "output.weight");
+}
+
+std::vector<LayerInfo> LlamaModel::layer_infos() const {
+  std::vector<LayerInfo> v;
+  auto add = [&](std::string name, const at::Tensor& w) {
+    LayerInfo li;
+    li.name = std::move(name);
+    li.kind = LayerKind::Linear;
+    li.weight_shape = w.sizes().vec();
+    li.macs_per_sample = w.size(0) * w.size(1);
+    li.index = static_cast<int>(v.size());
+    v.push_back(std::move(li));
+  };
+  for (size_t l = 0; l < blocks.size(); ++l) {
+    const auto& b = blocks[l];
+    add(fmt::format("blk.{}.attn_q", l), b.wq);
+    add(fmt::format("blk.{}.attn_k", l), b.wk);
+    add(fmt::format("blk.{}.attn_v", l), b.wv);
+    add(fmt::format("blk.{}.attn_output", l), b.wo);
+    add(fmt::format("blk.{}.ffn_gate", l), b.w1);
+    add(fmt::format("blk.{}.ffn_up", l), b.w3);
+    add(fmt::format("blk.{}.ffn_down", l), b.w2);
+  }
+  add("output", output);
+  v.front().is_first = true;
+  v.back().is_last = true;
+  return v;
+}
+
+void LlamaModel::bind(QuantContext* ctx) const {
+  infos_ = layer_infos();
+  if (!ctx) return;
+  ctx->bind(infos_);
+  if (std::find(bound_.begin(), bound_.end(), ctx) == bound_.end()) bound_.push_back(ctx);
+}
+
+// Layer indices within a block, in execution order (see layer_infos()).
+enum { kQ = 0, kK, kV, kO, kGate, kUp, kDown, kPerBlock };
+
+at::Tensor LlamaModel::linear(const at::Tensor& x, const at::Tensor& w, int idx, QuantContext* ctx) const {
+  if (!ctx) return at::linear(x, w);
+  const LayerInfo& li = infos_[idx];
+  return at::linear(ctx->input(li, x), ctx->weight(li, w));
+}
+
+static at::Tensor rms_norm(const at::Tensor& x, const at::Tensor& w, double eps) {
+  return x * at::rsqrt(x.pow(2).mean(-1, /*keepdim=*/true) + eps) * w;
+}
+
+// Rotates pairs (2i, 2i+1) of x [B, T, heads, hd] by angle pos * theta^(-2i/hd). cos/sin: [T, 1, hd/2].
+static at::Tensor apply_rope(const at::Tensor& x, const at::Tensor& cos, const at::Tensor& sin) {
+  auto sz = x.sizes().vec();
+  auto xp = x.reshape({sz[0], sz[1], sz[2], sz[3] / 2, 2});
+  auto x0 = xp.select(-1, 0), x1 = xp.select(-1, 1);
+  auto y = at::stack({x0 * cos - x1 * sin, x0 * sin + x1 * cos}, -1);
+  return y.reshape(sz);
+}
+
+at::Tensor LlamaModel::forward(const at::Tensor& tokens, QuantContext* ctx) const {
+  return forward_impl(tokens, nullptr, ctx);
+}
+
+at::Tensor LlamaModel::forward(const at::Tensor& tokens, KVCache& cache, QuantContext* ctx) const {
+  return forward_impl(tokens, &cache, ctx);
+}
+
+KVCache LlamaModel::make_cache(int64_t batch, int64_t max_len) const {
+  KVCache c;
+  c.max_len = max_len > 0 ? max_len : cfg.seq_len;
+  auto opt = tok_embeddings.options().requires_grad(false);
+  for (int64_t l = 0; l < cfg.n_layers; ++l) {
+    c.k.push_back(at::zeros({batch, cfg.n_kv_heads, c.max_len, cfg.hd()}, opt));
+    c.v.push_back(at::zeros({batch, cfg.n_kv_heads, c.max_len, cfg.hd()}, opt));
+  }
+  return c;
+}
+
+at::Tensor LlamaModel::forward_impl(const at::Tensor& tokens, KVCache* cache, QuantContext* ctx) const {
+  CATQ_CHECK(tokens.dim() == 2, Data, "llama forward: tokens must be [batch, time], got {} dims", tokens.dim());
+  const int64_t B = tokens.size(0), T = tokens.size(1);
+  CATQ_CHECK(T > 0 && B > 0, Data, "llama forward: empty token batch");
+  const int64_t pos0 = cache ? cache->pos : 0;
+  if (cache) {
+    CATQ_CHECK(static_cast<int64_t>(cache->k.size()) == cfg.n_layers && cache->k[0].size(0) == B, Data,
+               "llama forward: KV cache was made for another model or batch size");
+    CATQ_CHECK(pos0 + T <= cache->max_len, Data,
+               "llama forward: position {} exceeds the KV cache length {} (model seq_len {})", pos0 + T,
+               cache->max_len, cfg.seq_len);
+  }
+  {
+    auto mm = at::aminmax(tokens);
+    int64_t lo = std::get<0>(mm).item<int64_t>(), hi = std::get<1>(mm).item<int64_t>();
+    CATQ_CHECK(lo >= 0 && hi < cfg.vocab_size, Data, "llama forward: token id {} is outside the vocabulary (0..{})",
+               lo < 0 ? lo : hi, cfg.vocab_size - 1);
+  }
+  if (infos_.empty()) infos_ = layer_infos();
+  if (ctx && std::find(bound_.begin(), bound_.end(), ctx) == bound_.end()) bind(ctx);
+
+  const int64_t H = cfg.n_heads, KV = cfg.n_kv_heads, hd = cfg.hd(), rep = H / KV;
+  const int64_t S = pos0 + T;  // keys attended to
+  const auto dev = tok_embeddings.device();
+  const auto fopt = tok_embeddings.options().requires_grad(false);
+
+  // RoPE angles in double (then rounded once to float) for positions pos0..pos0+T-1.
+  auto opt64 = at::TensorOptions().dtype(at::kDouble).device(dev);
+  auto inv = at::pow(cfg.rope_theta, -at::arange(0, hd, 2, opt64) / static_cast<double>(hd));
+  auto ang = at::outer(at::arange(pos0, pos0 + T, opt64), inv);  // [T, hd/2]
+  auto cos = ang.cos().to(fopt.dtype()).unsqueeze(1), sin = ang.sin().to(fopt.dtype()).unsqueeze(1);
+
+  at::Tensor mask;  // true where a query must not see a key
+  if (T > 1) mask = at::ones({T, S}, at::TensorOptions().dtype(at::kBool).device(dev)).triu(pos0 + 1);
+  const double scale = 1.0 / std::sqrt(static_cast<double>(hd));
+
+  at::Tensor x = at::embedding(tok_embeddings, tokens);  // [B, T, D]
+  for (int64_t l = 0; l < cfg.n_layers; ++l) {
+    const LlamaBlock& b = blocks[l];
+    const int base = static_cast<int>(l) * kPerBlock;
+    at::Tensor h = rms_norm(x, b.attn_norm, cfg.norm_eps);
+    at::Tensor q = apply_rope(linear(h, b.wq, base + kQ, ctx).view({B, T, H, hd}), cos, sin);
+    at::Tensor k = apply_rope(linear(h, b.wk, base + kK, ctx).view({B, T, KV, hd}), cos, sin);
+    at::Tensor v = linear(h, b.wv, base + kV, ctx).view({B, T, KV, hd});
+    at::Tensor keys = k.transpose(1, 2), vals = v.transpose(1, 2);  // [B, KV, T, hd]
+    if (cache) {
+      cache->k[l].narrow(2, pos0, T).copy_(keys);
+      cache->v[l].narrow(2, pos0, T).copy_(vals);
+      keys = cache->k[l].narrow(2, 0, S);
+      vals = cache->v[l].narrow(2, 0, S);
+    }
+    // Query head kv*rep + r attends with KV head kv: broadcast instead of materialising repeated keys.
+    at::Tensor qg = q.view({B, T, KV, rep, hd}).permute({0, 2, 3, 1, 4});       // [B, KV, rep, T, hd]
+    at::Tensor att = at::matmul(qg, keys.unsqueeze(2).transpose(-1, -2)) * scale;  // [B, KV, rep, T, S]
+    if (mask.defined()) att = att.masked_fill(mask, -std::numeric_limits<float>::infinity());
+    att = at::softmax(att, -1);
+    at::Tensor o = at::matmul(att, vals.unsqueeze(2));                         // [B, KV, rep, T, hd]
+    o = o.permute({0, 3, 1, 2, 4}).reshape({B, T, H * hd});
+    x = x + linear(o, b.wo, base + kO, ctx);
+
+    h = rms_norm(x, b.ffn_norm, cfg.norm_eps);
+    at::Tensor g = linear(h, b.w1, base + kGate, ctx);
+    at::Tensor u = linear(h, b.w3, base + kUp, ctx);
+    x = x + linear(at::silu(g) * u, b.w2, base + kDown, ctx);
+  }
+  x = rms_norm(x, norm, cfg.norm_eps);
+  at::Tensor logits = linear(x, output, static_cast<int>(cfg.n_layers) * kPerBlock, ctx);
+  if (cache) cache->pos = S;
+  return logits;
+}
+
+std::vector<std::pair<std::string, at::Tensor>> LlamaModel::named_parameters() const {
+  std::vector<std::pair<std::string, at::Tensor>> v;
+  v.emplace_back("token_embd.weight", tok_embeddings);
+  for (size_t l = 0; l < blocks.size(); ++l) {
+    const auto& b = blocks[l];
+    auto n = [&](const char* s) { return fmt::format("blk.{}.{}.weight", l, s); };
+    v.emplace_back(n("attn_norm"), b.attn_norm);
+    v.emplace_back(n("attn_q"), b.wq);
+    v.emplace_back(n("attn_k"), b.wk);
+    v.emplace_back(n("attn_v"), b.wv);
+    v.emplace_back(n("attn_output"), b.wo);
+    v.emplace_back(n("ffn_norm"), b.ffn_norm);
+    v.emplace_back(n("ffn_gate"), b.w1);
+    v.emplace_back(n("ffn_down"), b.w2);
+    v.emplace_back(n("ffn_up"), b.w3);
+  }
+  v.emplace_back("output_norm.weight", norm);
+  if (!cfg.tied_head) v.emplace_back("output.weight", output);
+  return v;
+}
+
+int64_t LlamaModel::num_parameters() const {
+  int64_t n = 0;
+  for (auto& [name, t] : named_parameters()) n += t.numel();
+  return n;
+}
+
+void LlamaModel::to(const at::Device& device) {
+  torch::NoGradGuard ng;
+  tok_embeddings = tok_embeddings.to(device);
+  for (auto& b : blocks)
+    for (at::Tensor* t : {&b.attn_norm, &b.wq, &b.wk, &b.wv, &b.wo, &b.ffn_norm, &b.w1, &b.w2, &b.w3}) *t = t->to(device);
+  norm = norm.to(device);
+  output = cfg.tied_head ? tok_embeddings : output.to(device);
+}
+
+at::Tensor rope_permute_hf_to_interleaved(const at::Tensor& w, int64_t n_heads) {
+  const int64_t out = w.size(0), in = w.size(1), hd = out / n_heads;
+  return w.reshape({n_heads, 2, hd / 2, in}).transpose(1, 2).reshape({out, in}).contiguous();
+}
+
+at::Tensor rope_permute_interleaved_to_hf(const at::Tensor& w, int64_t n_heads) {
+  const int64_t out = w.size(0), in = w.size(1), hd = out / n_heads;
+  return w.reshape({n_heads, hd / 2, 2, in}).transpose(1, 2).reshape({out, in}).contiguous();
+}
+
+}  // namespace catq

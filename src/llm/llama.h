@@ -1,0 +1,115 @@
+// Llama-architecture decoder in libtorch: RMSNorm, RoPE, grouped-query attention with a KV cache,
+// SwiGLU FFN. One model type for every source format (llama2.c, GGUF, Hugging Face safetensors).
+//
+// Conventions (see docs/llm.md):
+// - Linear weights are nn.Linear layout [out, in]; y = x W^T. No biases.
+// - RoPE rotates the pairs (2i, 2i+1) within each head ("interleaved", the original Meta/llama2.c and
+//   GGUF-llama convention). Readers of checkpoints that use rotate-half (Hugging Face) permute the rows
+//   of wq/wk on load so that this one forward is correct for all of them.
+// - Head h of the queries uses KV head h / (n_heads / n_kv_heads) (as llama2.c).
+// - Quantizable layers are announced to a QuantContext with the names "blk.{i}.attn_q", "blk.{i}.attn_k",
+//   "blk.{i}.attn_v", "blk.{i}.attn_output", "blk.{i}.ffn_gate" (w1), "blk.{i}.ffn_up" (w3),
+//   "blk.{i}.ffn_down" (w2) and "output" (the LM head, is_last), in that execution order.
+#pragma once
+#include <cstdint>
+#include <string>
+#include <utility>
+#include <vector>
+
+#include <ATen/ATen.h>
+
+#include "sim/quant_context.h"
+
+namespace catq {
+
+struct LlamaConfig {
+  int64_t dim = 0;         // model width (embedding size)
+  int64_t hidden_dim = 0;  // FFN width (w1/w3 out, w2 in)
+  int64_t n_layers = 0;
+  int64_t n_heads = 0;
+  int64_t n_kv_heads = 0;  // < n_heads: grouped-query attention; must divide n_heads
+  int64_t vocab_size = 0;
+  int64_t seq_len = 0;     // maximum context length the model was trained for
+  int64_t head_dim = 0;    // 0 = dim / n_heads
+  double rope_theta = 10000.0;
+  double norm_eps = 1e-5;
+  bool tied_head = true;   // LM head shares the token-embedding matrix
+
+  int64_t hd() const { return head_dim > 0 ? head_dim : (n_heads > 0 ? dim / n_heads : 0); }
+  int64_t q_dim() const { return n_heads * hd(); }
+  int64_t kv_dim() const { return n_kv_heads * hd(); }
+  // Throws Error(Format) naming `source` when the numbers are inconsistent or implausibly large.
+  void validate(const std::string& source) const;
+  std::string summary() const;
+};
+
+// One transformer block. Shapes with D = dim, Q = n_heads*hd, K = n_kv_heads*hd, H = hidden_dim.
+struct LlamaBlock {
+  at::Tensor attn_norm;   // [D]
+  at::Tensor wq;          // [Q, D]
+  at::Tensor wk;          // [K, D]
+  at::Tensor wv;          // [K, D]
+  at::Tensor wo;          // [D, Q]
+  at::Tensor ffn_norm;    // [D]
+  at::Tensor w1;          // [H, D]  gate
+  at::Tensor w2;          // [D, H]  down
+  at::Tensor w3;          // [H, D]  up
+};
+
+// Keys/values of the positions decoded so far, per layer [B, n_kv_heads, max_len, hd] (after RoPE).
+struct KVCache {
+  std::vector<at::Tensor> k, v;
+  int64_t pos = 0;      // number of positions already stored
+  int64_t max_len = 0;
+};
+
+class LlamaModel {
+ public:
+  LlamaConfig cfg;
+  at::Tensor tok_embeddings;  // [vocab, D]
+  std::vector<LlamaBlock> blocks;
+  at::Tensor norm;            // [D] final RMSNorm
+  at::Tensor output;          // [vocab, D]; the same tensor object as tok_embeddings when cfg.tied_head
+
+  // Small random model (weights ~ N(0, 0.02), norms 1) for tests.
+  static LlamaModel random(const LlamaConfig& cfg, uint64_t seed);
+
+  // Throws Error(Format) naming `source` and the tensor when a weight's shape disagrees with cfg.
+  void check_shapes(const std::string& source) const;
+
+  // The quantizable linear layers in execution order (7 per block, then "output").
+  std::vector<LayerInfo> layer_infos() const;
+  // Announces layer_infos() to ctx. forward() does this automatically the first time it sees a context
+  // pointer (each distinct pointer once, so alternating between two contexts does not re-bind them);
+  // call it explicitly to re-announce (e.g. a new context allocated at a reused address).
+  void bind(QuantContext* ctx) const;
+
+  // Full-sequence forward with a causal mask: tokens [B, T] int64 -> logits [B, T, vocab] float.
+  // Differentiable (no in-place ops on anything that may require grad).
+  at::Tensor forward(const at::Tensor& tokens, QuantContext* ctx = nullptr) const;
+  // Incremental forward: tokens [B, T] continue at position cache.pos; appends their keys/values to the
+  // cache and returns logits [B, T, vocab]. Inference only (writes the cache in place).
+  at::Tensor forward(const at::Tensor& tokens, KVCache& cache, QuantContext* ctx = nullptr) const;
+  KVCache make_cache(int64_t batch = 1, int64_t max_len = 0) const;  // max_len 0 = cfg.seq_len
+
+  // Every parameter tensor under its GGUF name ("token_embd.weight", "blk.0.attn_q.weight", ...,
+  // "output_norm.weight", "output.weight" only when untied).
+  std::vector<std::pair<std::string, at::Tensor>> named_parameters() const;
+  int64_t num_parameters() const;
+  // Moves all weights (keeps tying).
+  void to(const at::Device& device);
+
+ private:
+  at::Tensor forward_impl(const at::Tensor& tokens, KVCache* cache, QuantContext* ctx) const;
+  at::Tensor linear(const at::Tensor& x, const at::Tensor& w, int idx, QuantContext* ctx) const;
+  mutable std::vector<LayerInfo> infos_;
+  mutable std::vector<const QuantContext*> bound_;  // contexts already announced to
+};
+
+// Hugging Face stores wq/wk rows permuted for rotate-half RoPE. These convert a [n_heads*hd, in] weight
+// between the HF order (within each head: first all "real" halves, then all "imaginary" halves) and the
+// interleaved order used here (pairs (2i, 2i+1)).
+at::Tensor rope_permute_hf_to_interleaved(const at::Tensor& w, int64_t n_heads);
+at::Tensor rope_permute_interleaved_to_hf(const at::Tensor& w, int64_t n_heads);
+
+}  // namespace catq
