@@ -130,11 +130,19 @@ Tensors op_matmul(const Node& n, const Tensors& x, QuantContext* ctx, const Laye
 
 Tensors op_batchnorm(const Node& n, const Tensors& x) {
   at::Tensor X = in(n, x, 0), scale = in(n, x, 1), bias = in(n, x, 2), mean = in(n, x, 3), var = in(n, x, 4);
-  if (n.attr_int("training_mode", 0)) op_fail(n, "training_mode=1 is not supported (inference graphs only)");
   double eps = n.attr_float("epsilon", 1e-5f);
   std::vector<int64_t> shape(X.dim(), 1);
   if (X.dim() >= 2) shape[1] = X.size(1);
   auto r = [&](const at::Tensor& t) { return t.reshape(shape); };
+  if (n.attr_int("training_mode", 0)) {
+    // Batch statistics (population variance), running stats blended with `momentum`.
+    std::vector<int64_t> dims;
+    for (int64_t d = 0; d < X.dim(); ++d) if (d != 1) dims.push_back(d);
+    at::Tensor bm = X.mean(dims), bv = X.var(dims, /*unbiased=*/false);
+    double mom = n.attr_float("momentum", 0.9f);
+    at::Tensor Y = (X - r(bm)) / at::sqrt(r(bv) + eps) * r(scale) + r(bias);
+    return {Y, mean * mom + bm * (1 - mom), var * mom + bv * (1 - mom)};
+  }
   return {(X - r(mean)) / at::sqrt(r(var) + eps) * r(scale) + r(bias)};
 }
 
@@ -151,7 +159,16 @@ Tensors op_pool(const Node& n, const Tensors& x, bool is_max) {
   std::vector<int64_t> pads = spatial_pads(n, X, kernel, strides, dil);
   std::vector<int64_t> zero(sd, 0);
   if (is_max) {
-    if (n.attr_int("storage_order", 0) != 0) op_fail(n, "storage_order=1 is not supported");
+    int64_t storage_order = n.attr_int("storage_order", 0);
+    if (storage_order && sd != 2) op_fail(n, "storage_order=1 is only supported for 2-D pooling");
+    // libtorch has no integer max pooling: pool in float (exact for 8/16-bit integers) and cast back.
+    if (!at::isFloatingType(X.scalar_type())) {
+      Node nf = n;
+      Tensors xf = {X.to(at::kFloat)};
+      Tensors r = op_pool(nf, xf, true);
+      r[0] = r[0].to(X.scalar_type());
+      return r;
+    }
     // torch allows symmetric padding up to kernel/2 with -inf semantics; otherwise pad explicitly.
     bool sym = true;
     for (size_t i = 0; i < sd; ++i) sym = sym && pads[i] == pads[i + sd] && pads[i] * 2 <= kernel[i];
@@ -173,6 +190,10 @@ Tensors op_pool(const Node& n, const Tensors& x, bool is_max) {
     bshape[0] = X.size(0);
     bshape[1] = X.size(1);
     at::Tensor base = at::arange(X.size(0) * X.size(1), at::kLong).reshape(bshape) * plane;
+    if (storage_order) {  // column-major index within each plane: h + w * H
+      int64_t H = X.size(2), W = X.size(3);
+      I = at::remainder(I, W) * H + at::div(I, W, "floor");
+    }
     return {Y, I + base};
   }
   for (int64_t d : dil) if (d != 1) op_fail(n, "dilations are not supported for AveragePool");
