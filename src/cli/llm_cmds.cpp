@@ -86,6 +86,7 @@ int run_llm_eval(const LlmEvalArgs& a, const Common& common) {
   CATQ_CHECK(a.ppl.window <= m.model.cfg.seq_len, Usage, "--window {} exceeds the model context {}", a.ppl.window,
              m.model.cfg.seq_len);
   if (a.prepare) a.prepare(m);
+  SmallModelThreadGuard threads(m.model);
   EvalWindows w = make_eval_windows(tok, text, a.ppl);
   json proto = {{"text", a.text}, {"chars", w.n_chars}, {"text_tokens", w.n_text_tokens}, {"window", a.ppl.window},
                 {"stride", a.ppl.stride > 0 ? a.ppl.stride : a.ppl.window}, {"prepend_bos", a.ppl.prepend_bos},

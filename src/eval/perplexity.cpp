@@ -115,6 +115,7 @@ PerplexityResult perplexity(const LlamaModel& model, const Tokenizer& tok, const
   CATQ_CHECK(opt.window <= model.cfg.seq_len, Usage, "perplexity window {} exceeds the model context {}", opt.window,
              model.cfg.seq_len);
   EvalWindows w = make_eval_windows(tok, text, opt);
+  SmallModelThreadGuard threads(model);
   return perplexity(model_logits_fn(model, ctx), w, opt.batch);
 }
 
@@ -157,6 +158,7 @@ DistributionComparison compare_next_token(const LogitsFn& ref, const LogitsFn& t
     res->n_chars = w.n_chars;
   }
   r.seconds = now_s() - t0;
+  r.ref.seconds = r.test.seconds = r.seconds;  // both were computed in the same pass
   return r;
 }
 
@@ -166,6 +168,7 @@ DistributionComparison compare_next_token(const LlamaModel& model, QuantContext*
   CATQ_CHECK(tok.vocab_size() == model.cfg.vocab_size, Data,
              "tokenizer has {} tokens but the model's vocabulary is {}", tok.vocab_size(), model.cfg.vocab_size);
   EvalWindows w = make_eval_windows(tok, text, opt);
+  SmallModelThreadGuard threads(model);
   return compare_next_token(model_logits_fn(model, ref_ctx), model_logits_fn(model, test_ctx), w, opt.batch);
 }
 

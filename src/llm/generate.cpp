@@ -16,18 +16,7 @@ GenerateResult generate(const LlamaModel& model, const Tokenizer& tok, const std
              "tokenizer has {} tokens but the model's vocabulary is {}: wrong tokenizer file?", tok.vocab_size(),
              model.cfg.vocab_size);
   torch::NoGradGuard ng;
-  // Decoding one token of a small model is a chain of tiny ops: extra threads only add synchronisation
-  // (measured on stories260K: 1 thread ~700 tokens/s, 2 threads on a busy 2-core machine ~25-150).
-  const int threads_before = at::get_num_threads();
-  const bool single = model.num_parameters() < 20'000'000 && threads_before > 1;
-  if (single) at::set_num_threads(1);
-  struct Restore {
-    bool on;
-    int n;
-    ~Restore() {
-      if (on) at::set_num_threads(n);
-    }
-  } restore{single, threads_before};
+  SmallModelThreadGuard threads(model);
   auto t0 = std::chrono::steady_clock::now();
   GenerateResult res;
   res.prompt_tokens = tok.encode(prompt, /*bos=*/true, /*eos=*/false);

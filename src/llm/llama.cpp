@@ -281,6 +281,17 @@ void LlamaModel::to(const at::Device& device) {
   output = cfg.tied_head ? tok_embeddings : output.to(device);
 }
 
+SmallModelThreadGuard::SmallModelThreadGuard(const LlamaModel& m) : before_(at::get_num_threads()) {
+  if (before_ > 1 && m.num_parameters() < 20'000'000) {
+    at::set_num_threads(1);
+    changed_ = true;
+  }
+}
+
+SmallModelThreadGuard::~SmallModelThreadGuard() {
+  if (changed_) at::set_num_threads(before_);
+}
+
 at::Tensor rope_permute_hf_to_interleaved(const at::Tensor& w, int64_t n_heads) {
   const int64_t out = w.size(0), in = w.size(1), hd = out / n_heads;
   return w.reshape({n_heads, 2, hd / 2, in}).transpose(1, 2).reshape({out, in}).contiguous();

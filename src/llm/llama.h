@@ -106,6 +106,21 @@ class LlamaModel {
   mutable std::vector<const QuantContext*> bound_;  // contexts already announced to
 };
 
+// Small models are a chain of tiny ops for which extra intra-op threads only add synchronisation
+// (stories260K on a busy 2-core machine: 1 thread ~700 tokens/s decoding, 2 threads 25-150). While alive,
+// this limits libtorch to one thread when the model has fewer than 20 M parameters; restores on exit.
+class SmallModelThreadGuard {
+ public:
+  explicit SmallModelThreadGuard(const LlamaModel& m);
+  ~SmallModelThreadGuard();
+  SmallModelThreadGuard(const SmallModelThreadGuard&) = delete;
+  SmallModelThreadGuard& operator=(const SmallModelThreadGuard&) = delete;
+
+ private:
+  int before_ = 0;
+  bool changed_ = false;
+};
+
 // Hugging Face stores wq/wk rows permuted for rotate-half RoPE. These convert a [n_heads*hd, in] weight
 // between the HF order (within each head: first all "real" halves, then all "imaginary" halves) and the
 // interleaved order used here (pairs (2i, 2i+1)).
