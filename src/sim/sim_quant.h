@@ -1,0 +1,108 @@
+// SimQuant: the simulation quantizer. A QuantContext built from a QuantConfig that fake-quantizes every
+// conv/linear weight and input activation the model announces.
+//
+// Typical PTQ use:
+//   SimQuant sq(QuantConfig::load("w4a4"));
+//   model.forward(x, &sq)                   // bind() happens on the first forward
+//   sq.set_mode(SimQuant::Mode::Calibrate); for (batch : calib) model.forward(batch, &sq);
+//   sq.finalize_calibration();
+//   sq.set_mode(SimQuant::Mode::Quantize);  model.forward(x, &sq);   // fake-quantized
+//
+// Modes:
+//   Off       — everything passes through (FP).
+//   Calibrate — input activations are observed with their spec's observer; weights and inputs pass through
+//               unchanged (activations are calibrated against the FP model).
+//   Quantize  — weights and inputs are fake-quantized with a clipped straight-through estimator, so autograd
+//               reaches the FP weights (QAT). Weight params are computed from the weight tensor itself and
+//               cached per layer; they are recomputed when the tensor changes (another tensor, or an in-place
+//               update that bumps its version counter), unless frozen with set_weight_params(). Per-token
+//               inputs are quantized dynamically (no calibration). Static inputs need calibration: params come
+//               from finalize_calibration(), or are computed on first use from the layer's observer.
+// Not thread-safe: one forward at a time.
+#pragma once
+#include <memory>
+#include <optional>
+#include <string>
+#include <unordered_map>
+#include <vector>
+
+#include "quant/observer.h"
+#include "quant/quantizer.h"
+#include "sim/quant_config.h"
+#include "sim/quant_context.h"
+
+namespace catq {
+
+class SimQuant : public QuantContext {
+ public:
+  enum class Mode { Off, Calibrate, Quantize };
+
+  // One bound layer. Specs are fully resolved (axis defaults filled in for the layer's kind).
+  struct Layer {
+    LayerInfo info;
+    QuantSpec weight_spec, input_spec;
+    std::optional<QuantParams> weight_params;  // set on first quantized use (or by set_weight_params)
+    std::optional<QuantParams> input_params;   // set by finalize_calibration / set_input_params; unused per-token
+    bool weight_frozen = false;                // true: never recompute weight_params
+    std::shared_ptr<Observer> input_observer;  // static input quantization only
+    // Cache key of the weight tensor the params were computed from.
+    const void* w_data = nullptr;
+    int64_t w_version = 0;
+    std::vector<int64_t> w_shape;
+  };
+
+  // Per-layer summary. Bits are 32 for floating point; bytes count codes plus scale / zero-point / codebook
+  // overhead (quant/quantizer.h storage_bits), weights only (biases are not seen by a QuantContext).
+  struct LayerReport {
+    std::string name;
+    std::string weight, input;  // QuantSpec::str()
+    int weight_bits = 32, input_bits = 32;
+    int64_t weight_numel = 0;
+    uint64_t weight_bytes = 0;
+    std::string weight_observer, input_observer;  // "-" when not applicable
+  };
+
+  explicit SimQuant(QuantConfig config, Mode mode = Mode::Quantize);
+
+  // Resolves every layer's specs (defaults → first/last → overrides) and checks them against the weight shape:
+  // Error(Config) naming the config, the layer and the field. Keeps the state of layers already bound with the
+  // same name and specs.
+  void bind(const std::vector<LayerInfo>& layers) override;
+  at::Tensor weight(const LayerInfo& layer, const at::Tensor& w) override;
+  at::Tensor input(const LayerInfo& layer, const at::Tensor& x) override;
+
+  void set_mode(Mode m) { mode_ = m; }
+  Mode mode() const { return mode_; }
+  // Computes every static input's params from its observer. Error(Data) naming the layers that saw no data.
+  void finalize_calibration();
+  // Drops observers' statistics and input params (weights too unless frozen) to calibrate again.
+  void reset_calibration();
+
+  const QuantConfig& config() const { return config_; }
+  const std::vector<Layer>& layers() const { return layers_; }
+  const Layer& layer(const std::string& name) const;  // Error(Usage) for an unknown name
+  // nullptr when the layer's weight / input is floating point or params are not computed yet.
+  const QuantParams* weight_params(const std::string& name) const;
+  const QuantParams* input_params(const std::string& name) const;
+  // Install params computed elsewhere (loaded from a file, learned by a reconstruction method).
+  void set_weight_params(const std::string& name, QuantParams p, bool freeze = true);
+  void set_input_params(const std::string& name, QuantParams p);
+
+  std::vector<LayerReport> report() const;
+  std::string report_table() const;  // fixed-width text table with a total line
+  uint64_t total_weight_bytes() const;
+
+ private:
+  Layer& find(const LayerInfo& info);
+  Layer& find(const std::string& name);
+  Layer make_layer(const LayerInfo& info) const;
+  const QuantParams& weight_params_for(Layer& l, const at::Tensor& w);
+
+  QuantConfig config_;
+  Mode mode_;
+  std::vector<Layer> layers_;
+  std::unordered_map<std::string, size_t> index_;
+  at::Generator gen_;
+};
+
+}  // namespace catq
