@@ -1,5 +1,5 @@
 // Readers/writers: llama2.c, GGUF (f32/f16/bf16/q8_0), HF safetensors (single/sharded, tied/untied).
-// The fixture is stories260K when ../shared exists, else a random tiny model.
+// Fixtures: a random tiny model, and stories260K when ../shared exists.
 #include <gtest/gtest.h>
 #include <torch/torch.h>
 
@@ -33,86 +33,90 @@ LlamaModel untied(const LlamaModel& m, uint64_t seed) {
 }  // namespace
 
 TEST(LlmFormats, Llama2cRoundTrip) {
-  ModelAndTok mt = model_for_format_tests();
-  TempDir d;
-  at::Tensor tok = sample_tokens(mt.model.cfg.vocab_size, 2, 16, 1);
-  for (bool tie : {true, false}) {
-    LlamaModel m = tie ? mt.model : untied(mt.model, 3);
-    write_llama2c(m, d / "m.bin");
-    LlamaModel r = read_llama2c(d / "m.bin");
-    EXPECT_EQ(r.cfg.tied_head, tie);
-    EXPECT_TRUE(at::equal(logits_of(r, tok), logits_of(m, tok)));
-  }
-  if (mt.real) {
-    // Our writer reproduces the original file byte for byte up to the legacy RoPE tables, which the
-    // reader ignores and which may differ in the last bit (float cos/sin of another implementation).
-    write_llama2c(mt.model, d / "copy.bin");
-    auto ours = read_file_bytes(d / "copy.bin"), orig = read_file_bytes(stories_bin());
-    ASSERT_EQ(ours.size(), orig.size());
-    const size_t tables = 2 * mt.model.cfg.seq_len * (mt.model.cfg.hd() / 2) * 4;
-    EXPECT_TRUE(std::equal(ours.begin(), ours.end() - tables, orig.begin()));
-    for (size_t i = ours.size() - tables; i < ours.size(); i += 4) {
-      float x, y;
-      std::memcpy(&x, &ours[i], 4);
-      std::memcpy(&y, &orig[i], 4);
-      ASSERT_NEAR(x, y, 1e-5) << "RoPE table float at byte " << i;
+  for (const ModelAndTok& mt : models_for_format_tests()) {
+    SCOPED_TRACE(mt.name);
+    TempDir d;
+    at::Tensor tok = sample_tokens(mt.model.cfg.vocab_size, 2, 16, 1);
+    for (bool tie : {true, false}) {
+      LlamaModel m = tie ? mt.model : untied(mt.model, 3);
+      write_llama2c(m, d / "m.bin");
+      LlamaModel r = read_llama2c(d / "m.bin");
+      EXPECT_EQ(r.cfg.tied_head, tie);
+      EXPECT_TRUE(at::equal(logits_of(r, tok), logits_of(m, tok)));
+    }
+    if (mt.real) {
+      // Our writer reproduces the original file byte for byte up to the legacy RoPE tables, which the
+      // reader ignores and which may differ in the last bit (float cos/sin of another implementation).
+      write_llama2c(mt.model, d / "copy.bin");
+      auto ours = read_file_bytes(d / "copy.bin"), orig = read_file_bytes(stories_bin());
+      ASSERT_EQ(ours.size(), orig.size());
+      const size_t tables = 2 * mt.model.cfg.seq_len * (mt.model.cfg.hd() / 2) * 4;
+      EXPECT_TRUE(std::equal(ours.begin(), ours.end() - tables, orig.begin()));
+      for (size_t i = ours.size() - tables; i < ours.size(); i += 4) {
+        float x, y;
+        std::memcpy(&x, &ours[i], 4);
+        std::memcpy(&y, &orig[i], 4);
+        ASSERT_NEAR(x, y, 1e-5) << "RoPE table float at byte " << i;
+      }
     }
   }
 }
 
 TEST(LlmFormats, GgufRoundTripAllTypes) {
-  ModelAndTok mt = model_for_format_tests();
-  TempDir d;
-  at::Tensor tok = sample_tokens(mt.model.cfg.vocab_size, 2, 24, 2);
-  at::Tensor ref = logits_of(mt.model, tok);
-  struct Case { GgufWeightType t; double tol; const char* name; };
-  for (Case c : {Case{GgufWeightType::F32, 0.0, "f32"}, Case{GgufWeightType::F16, 3e-3, "f16"},
-                 Case{GgufWeightType::BF16, 3e-2, "bf16"}, Case{GgufWeightType::Q8_0, 3e-2, "q8_0"}}) {
-    GgufWriteOptions o;
-    o.weights = c.t;
-    const std::string p = d / (std::string(c.name) + ".gguf");
-    write_gguf_llama(mt.model, &mt.tok, p, o);
-    GgufLlama g = read_gguf_llama(p);
-    EXPECT_EQ(g.model.cfg.dim, mt.model.cfg.dim);
-    EXPECT_EQ(g.model.cfg.n_kv_heads, mt.model.cfg.n_kv_heads);
-    EXPECT_EQ(g.model.cfg.tied_head, mt.model.cfg.tied_head);
-    at::Tensor got = logits_of(g.model, tok);
-    if (c.tol == 0) EXPECT_TRUE(at::equal(got, ref)) << c.name;
-    else EXPECT_LT(rel_err(got, ref), c.tol) << c.name;
-    ASSERT_TRUE(g.tokenizer.has_value()) << g.tokenizer_note;
-    EXPECT_EQ(g.tokenizer->pieces(), mt.tok.pieces());
-    EXPECT_EQ(g.tokenizer->scores(), mt.tok.scores());
-    EXPECT_EQ(g.tokenizer->encode("Once upon a time, Lily saw a cat.", true, false),
-              mt.tok.encode("Once upon a time, Lily saw a cat.", true, false));
-    GgufFile f = read_gguf(p);
-    EXPECT_EQ(f.version, 3u);
-    EXPECT_EQ(f.alignment, 32u);
-    if (c.t == GgufWeightType::Q8_0) {
-      EXPECT_EQ(f.find_tensor("blk.0.attn_q.weight")->type, GGML_Q8_0);
-      EXPECT_EQ(f.find_tensor("blk.0.attn_norm.weight")->type, GGML_F32);
-      // Q8_0 error per weight: half a step (amax/127/2 per block of 32) plus 127 x the fp16 rounding of the
-      // step (<= 2^-11 relative), i.e. below 0.57 steps.
-      at::Tensor w = mt.model.blocks[0].wq, q = g.model.blocks[0].wq;
-      at::Tensor step = w.reshape({-1, 32}).abs().amax(1, true) / 127;
-      EXPECT_TRUE(((q - w).reshape({-1, 32}).abs() <= step * 0.57 + 1e-7).all().item<bool>());
+  for (const ModelAndTok& mt : models_for_format_tests()) {
+    SCOPED_TRACE(mt.name);
+    TempDir d;
+    at::Tensor tok = sample_tokens(mt.model.cfg.vocab_size, 2, 24, 2);
+    at::Tensor ref = logits_of(mt.model, tok);
+    struct Case { GgufWeightType t; double tol; const char* name; };
+    for (Case c : {Case{GgufWeightType::F32, 0.0, "f32"}, Case{GgufWeightType::F16, 3e-3, "f16"},
+                   Case{GgufWeightType::BF16, 3e-2, "bf16"}, Case{GgufWeightType::Q8_0, 3e-2, "q8_0"}}) {
+      GgufWriteOptions o;
+      o.weights = c.t;
+      const std::string p = d / (std::string(c.name) + ".gguf");
+      write_gguf_llama(mt.model, &mt.tok, p, o);
+      GgufLlama g = read_gguf_llama(p);
+      EXPECT_EQ(g.model.cfg.dim, mt.model.cfg.dim);
+      EXPECT_EQ(g.model.cfg.n_kv_heads, mt.model.cfg.n_kv_heads);
+      EXPECT_EQ(g.model.cfg.tied_head, mt.model.cfg.tied_head);
+      at::Tensor got = logits_of(g.model, tok);
+      if (c.tol == 0) EXPECT_TRUE(at::equal(got, ref)) << c.name;
+      else EXPECT_LT(rel_err(got, ref), c.tol) << c.name;
+      ASSERT_TRUE(g.tokenizer.has_value()) << g.tokenizer_note;
+      EXPECT_EQ(g.tokenizer->pieces(), mt.tok.pieces());
+      EXPECT_EQ(g.tokenizer->scores(), mt.tok.scores());
+      EXPECT_EQ(g.tokenizer->encode("Once upon a time, Lily saw a cat.", true, false),
+                mt.tok.encode("Once upon a time, Lily saw a cat.", true, false));
+      GgufFile f = read_gguf(p);
+      EXPECT_EQ(f.version, 3u);
+      EXPECT_EQ(f.alignment, 32u);
+      if (c.t == GgufWeightType::Q8_0) {
+        EXPECT_EQ(f.find_tensor("blk.0.attn_q.weight")->type, GGML_Q8_0);
+        EXPECT_EQ(f.find_tensor("blk.0.attn_norm.weight")->type, GGML_F32);
+        // Q8_0 error per weight: half a step (amax/127/2 per block of 32) plus 127 x the fp16 rounding of the
+        // step (<= 2^-11 relative), i.e. below 0.57 steps.
+        at::Tensor w = mt.model.blocks[0].wq, q = g.model.blocks[0].wq;
+        at::Tensor step = w.reshape({-1, 32}).abs().amax(1, true) / 127;
+        EXPECT_TRUE(((q - w).reshape({-1, 32}).abs() <= step * 0.57 + 1e-7).all().item<bool>());
+      }
     }
+    // Non-default alignment is written as general.alignment and honoured.
+    GgufWriteOptions o;
+    o.alignment = 64;
+    write_gguf_llama(mt.model, &mt.tok, d / "a64.gguf", o);
+    GgufFile f = read_gguf(d / "a64.gguf");
+    EXPECT_EQ(f.alignment, 64u);
+    EXPECT_EQ(f.data_offset % 64, 0u);
+    EXPECT_TRUE(at::equal(logits_of(read_gguf_llama(d / "a64.gguf").model, tok), ref));
+    // Through the generic loader (format detection), untied head.
+    LlamaModel u = untied(mt.model, 5);
+    write_gguf_llama(u, &mt.tok, d / "u.gguf");
+    LoadedLlama l = load_llama(d / "u.gguf");
+    EXPECT_EQ(l.format, "gguf");
+    EXPECT_FALSE(l.model.cfg.tied_head);
+    EXPECT_TRUE(l.tokenizer.has_value());
+    EXPECT_TRUE(at::equal(logits_of(l.model, tok), logits_of(u, tok)));
   }
-  // Non-default alignment is written as general.alignment and honoured.
-  GgufWriteOptions o;
-  o.alignment = 64;
-  write_gguf_llama(mt.model, &mt.tok, d / "a64.gguf", o);
-  GgufFile f = read_gguf(d / "a64.gguf");
-  EXPECT_EQ(f.alignment, 64u);
-  EXPECT_EQ(f.data_offset % 64, 0u);
-  EXPECT_TRUE(at::equal(logits_of(read_gguf_llama(d / "a64.gguf").model, tok), ref));
-  // Through the generic loader (format detection), untied head.
-  LlamaModel u = untied(mt.model, 5);
-  write_gguf_llama(u, &mt.tok, d / "u.gguf");
-  LoadedLlama l = load_llama(d / "u.gguf");
-  EXPECT_EQ(l.format, "gguf");
-  EXPECT_FALSE(l.model.cfg.tied_head);
-  EXPECT_TRUE(l.tokenizer.has_value());
-  EXPECT_TRUE(at::equal(logits_of(l.model, tok), logits_of(u, tok)));
 }
 
 TEST(LlmFormats, GgufMetadataOfAllValueTypes) {
@@ -149,36 +153,38 @@ TEST(LlmFormats, GgufMetadataOfAllValueTypes) {
 }
 
 TEST(LlmFormats, SafetensorsRoundTrip) {
-  ModelAndTok mt = model_for_format_tests();
-  TempDir d;
-  at::Tensor tok = sample_tokens(mt.model.cfg.vocab_size, 2, 24, 3);
-  LlamaModel u = untied(mt.model, 9);
-  struct Case { SafetensorsDtype t; int shards; bool tie; double tol; const char* name; };
-  for (Case c : {Case{SafetensorsDtype::F32, 1, true, 0.0, "f32"}, Case{SafetensorsDtype::F32, 3, false, 0.0, "f32x3"},
-                 Case{SafetensorsDtype::F16, 1, false, 3e-3, "f16"}, Case{SafetensorsDtype::BF16, 2, true, 3e-2, "bf16x2"}}) {
-    const LlamaModel& m = c.tie ? mt.model : u;
-    const std::string folder = d / c.name;
-    write_hf_llama(m, folder, c.t, c.shards);
-    EXPECT_EQ(file_exists(folder + "/model.safetensors.index.json"), c.shards > 1);
-    LoadedLlama l = load_llama(folder);
-    EXPECT_EQ(l.format, "safetensors");
-    EXPECT_EQ(l.model.cfg.tied_head, c.tie);
-    EXPECT_EQ(l.model.cfg.n_kv_heads, m.cfg.n_kv_heads);
-    EXPECT_DOUBLE_EQ(l.model.cfg.norm_eps, m.cfg.norm_eps);
-    at::Tensor ref = logits_of(m, tok), got = logits_of(l.model, tok);
-    if (c.tol == 0) EXPECT_TRUE(at::equal(got, ref)) << c.name;
-    else EXPECT_LT(rel_err(got, ref), c.tol) << c.name;
+  for (const ModelAndTok& mt : models_for_format_tests()) {
+    SCOPED_TRACE(mt.name);
+    TempDir d;
+    at::Tensor tok = sample_tokens(mt.model.cfg.vocab_size, 2, 24, 3);
+    LlamaModel u = untied(mt.model, 9);
+    struct Case { SafetensorsDtype t; int shards; bool tie; double tol; const char* name; };
+    for (Case c : {Case{SafetensorsDtype::F32, 1, true, 0.0, "f32"}, Case{SafetensorsDtype::F32, 3, false, 0.0, "f32x3"},
+                   Case{SafetensorsDtype::F16, 1, false, 3e-3, "f16"}, Case{SafetensorsDtype::BF16, 2, true, 3e-2, "bf16x2"}}) {
+      const LlamaModel& m = c.tie ? mt.model : u;
+      const std::string folder = d / c.name;
+      write_hf_llama(m, folder, c.t, c.shards);
+      EXPECT_EQ(file_exists(folder + "/model.safetensors.index.json"), c.shards > 1);
+      LoadedLlama l = load_llama(folder);
+      EXPECT_EQ(l.format, "safetensors");
+      EXPECT_EQ(l.model.cfg.tied_head, c.tie);
+      EXPECT_EQ(l.model.cfg.n_kv_heads, m.cfg.n_kv_heads);
+      EXPECT_DOUBLE_EQ(l.model.cfg.norm_eps, m.cfg.norm_eps);
+      at::Tensor ref = logits_of(m, tok), got = logits_of(l.model, tok);
+      if (c.tol == 0) EXPECT_TRUE(at::equal(got, ref)) << c.name;
+      else EXPECT_LT(rel_err(got, ref), c.tol) << c.name;
+    }
+    // q_proj/k_proj are stored in HF (rotate-half) row order, v_proj unchanged.
+    SafetensorsFile f = read_safetensors(d / "f32/model.safetensors");
+    const int64_t H = mt.model.cfg.n_heads, KV = mt.model.cfg.n_kv_heads;
+    EXPECT_TRUE(at::equal(f.tensor_f32("model.layers.0.self_attn.q_proj.weight"),
+                          rope_permute_interleaved_to_hf(mt.model.blocks[0].wq, H)));
+    EXPECT_TRUE(at::equal(f.tensor_f32("model.layers.0.self_attn.k_proj.weight"),
+                          rope_permute_interleaved_to_hf(mt.model.blocks[0].wk, KV)));
+    EXPECT_TRUE(at::equal(f.tensor_f32("model.layers.0.self_attn.v_proj.weight"), mt.model.blocks[0].wv));
+    EXPECT_FALSE(at::equal(f.tensor_f32("model.layers.0.self_attn.q_proj.weight"), mt.model.blocks[0].wq));
+    // A .safetensors file path next to config.json works too.
+    LlamaModel direct = read_hf_llama(d / "f32/model.safetensors");
+    EXPECT_TRUE(at::equal(logits_of(direct, tok), logits_of(mt.model, tok)));
   }
-  // q_proj/k_proj are stored in HF (rotate-half) row order, v_proj unchanged.
-  SafetensorsFile f = read_safetensors(d / "f32/model.safetensors");
-  const int64_t H = mt.model.cfg.n_heads, KV = mt.model.cfg.n_kv_heads;
-  EXPECT_TRUE(at::equal(f.tensor_f32("model.layers.0.self_attn.q_proj.weight"),
-                        rope_permute_interleaved_to_hf(mt.model.blocks[0].wq, H)));
-  EXPECT_TRUE(at::equal(f.tensor_f32("model.layers.0.self_attn.k_proj.weight"),
-                        rope_permute_interleaved_to_hf(mt.model.blocks[0].wk, KV)));
-  EXPECT_TRUE(at::equal(f.tensor_f32("model.layers.0.self_attn.v_proj.weight"), mt.model.blocks[0].wv));
-  EXPECT_FALSE(at::equal(f.tensor_f32("model.layers.0.self_attn.q_proj.weight"), mt.model.blocks[0].wq));
-  // A .safetensors file path next to config.json works too.
-  LlamaModel direct = read_hf_llama(d / "f32/model.safetensors");
-  EXPECT_TRUE(at::equal(logits_of(direct, tok), logits_of(mt.model, tok)));
 }

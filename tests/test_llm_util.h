@@ -72,23 +72,27 @@ inline LlamaConfig tiny_config(int64_t vocab, bool tied = true) {
   return c;
 }
 
-// stories260K + tok512 when ../shared exists, else a random tiny model + synthetic tokenizer.
+// A random tiny model + synthetic tokenizer, and stories260K + tok512 when ../shared exists.
 struct ModelAndTok {
   LlamaModel model;
   Tokenizer tok;
   bool real = false;
+  std::string name;
 };
-inline ModelAndTok model_for_format_tests() {
-  ModelAndTok r;
+inline std::vector<ModelAndTok> models_for_format_tests() {
+  std::vector<ModelAndTok> v(1);
+  v[0].tok = tiny_tokenizer();
+  v[0].model = LlamaModel::random(tiny_config(v[0].tok.vocab_size()), 7);
+  v[0].name = "random tiny";
   if (have_stories()) {
+    ModelAndTok r;
     r.model = read_llama2c(stories_bin());
     r.tok = read_llama2c_tokenizer(stories_tok(), 512);
     r.real = true;
-  } else {
-    r.tok = tiny_tokenizer();
-    r.model = LlamaModel::random(tiny_config(r.tok.vocab_size()), 7);
+    r.name = "stories260K";
+    v.push_back(std::move(r));
   }
-  return r;
+  return v;
 }
 
 inline at::Tensor sample_tokens(int64_t vocab, int64_t B, int64_t T, uint64_t seed) {
