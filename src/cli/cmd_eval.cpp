@@ -1,74 +1,218 @@
-// `catq eval MODEL --data ...`: accuracy of a CNN on CIFAR-10 / MNIST (FP32, or quantized with --quant,
-// reporting agreement with FP32), or perplexity of a Llama model on text.
+// `catq eval MODEL ...`: accuracy of a CNN on CIFAR-10 (FP32, or RTN-quantized with --quant, reporting
+// agreement / KL vs FP32 and per-layer SQNR), or perplexity of a Llama model on text.
 #include <iostream>
 
 #include <nlohmann/json.hpp>
 
 #include "cli/commands.h"
+#include "cli/llm_cmds.h"
 #include "core/error.h"
+#include "core/file_util.h"
+#include "core/progress.h"
 #include "eval/classification.h"
+#include "eval/sqnr.h"
 #include "io/cifar.h"
 #include "io/model_format.h"
 #include "io/onnx_reader.h"
 #include "ir/passes.h"
 #include "sim/executor.h"
+#include "sim/sim_quant.h"
 
 namespace catq::cli {
 
 namespace {
+
 struct EvalArgs {
   std::string model, data, split = "eval", quant, calib_data, calib_split = "calib";
-  int64_t batch = 250, limit = 0;
-  bool no_fold_bn = false;
+  int64_t batch = 250, limit = 0, calib_size = 0;
+  bool no_fold_bn = false, per_layer = false;
+  // LLM
+  std::string text, tokenizer, calib_text;
+  int64_t calib_chars = 12000;
+  PerplexityOptions ppl;
 };
 EvalArgs args;
 
+// Runs the model over calibration batches with the context observing activations, then fixes the params.
+void calibrate_cnn(const GraphExecutor& ex, SimQuant& sq, const ImageDataset& calib, int64_t batch) {
+  sq.set_mode(SimQuant::Mode::Calibrate);
+  Progress bar("calibrate", calib.size());
+  at::NoGradGuard ng;
+  for (int64_t i = 0; i < calib.size(); i += batch) {
+    ImageDataset b = calib.slice(i, i + batch);
+    ex.forward(b.images, &sq);
+    bar.step(b.size());
+  }
+  bar.finish();
+  sq.finalize_calibration();
+  sq.set_mode(SimQuant::Mode::Quantize);
+}
+
 int onnx_eval(const Common& common) {
-  CATQ_CHECK(!args.data.empty(), Usage, "eval: --data is required for an ONNX model (a CIFAR-10 .bin file)");
+  CATQ_CHECK(!args.data.empty(), Usage, "eval: --data FILE is required for an ONNX model (a CIFAR-10 .bin file)");
   Graph g = load_onnx(args.model);
   fold_constants(g);
-  if (!args.no_fold_bn) fold_batchnorm(g);
+  std::optional<QuantConfig> cfg;
+  if (!args.quant.empty()) cfg = QuantConfig::load(args.quant);
+  bool fold_bn = !args.no_fold_bn && (!cfg || cfg->fold_bn);
+  if (fold_bn) fold_batchnorm(g);
   GraphExecutor ex(std::move(g));
   ImageDataset data = load_cifar10(args.data, parse_cifar_split(args.split));
+  CATQ_CHECK(data.images.size(1) == 3 && data.images.size(2) == 32, Data, "{}: images are [{}] but the model expects "
+             "CIFAR-sized [3,32,32] input", args.data, fmt::join(data.images.sizes().slice(1), ","));
   ClassifyOptions o;
   o.batch_size = args.batch;
   o.limit = args.limit;
-  o.label = "fp32";
-  ClassifyResult fp = evaluate_classifier(data, [&](const at::Tensor& x) { return ex.forward(x); }, o);
+  auto fp_fn = [&](const at::Tensor& x) { return ex.forward(x); };
   nlohmann::json j;
   j["model"] = args.model;
   j["data"] = data.name;
-  j["n"] = fp.n;
-  j["fp32"] = {{"top1", fp.top1 * 100}, {"top5", fp.top5 * 100}, {"seconds", fp.seconds}};
-  if (common.json) std::cout << j.dump(2) << "\n";
-  else
-    std::cout << fmt::format("{} on {} ({} images): FP32 top-1 {:.2f} %  top-5 {:.2f} %  ({:.1f} s)\n", args.model,
-                             data.name, fp.n, fp.top1 * 100, fp.top5 * 100, fp.seconds);
+  j["bn_folded"] = fold_bn;
+
+  if (!cfg) {
+    o.label = "fp32";
+    ClassifyResult fp = evaluate_classifier(data, fp_fn, o);
+    j["n"] = fp.n;
+    j["fp32"] = {{"top1", fp.top1 * 100}, {"top5", fp.top5 * 100}, {"seconds", fp.seconds}};
+    if (common.json) std::cout << j.dump(2) << "\n";
+    else
+      std::cout << fmt::format("{} on {} ({} images): FP32 top-1 {:.2f} %  top-5 {:.2f} %  ({:.1f} s)\n", args.model,
+                               data.name, fp.n, fp.top1 * 100, fp.top5 * 100, fp.seconds);
+    return 0;
+  }
+
+  std::string calib_path = args.calib_data.empty() ? args.data : args.calib_data;
+  CifarSplit calib_split = parse_cifar_split(args.calib_split);
+  CATQ_CHECK(!(calib_path == args.data && calib_split != CifarSplit::Calib && parse_cifar_split(args.split) != CifarSplit::Calib),
+             Usage, "eval: calibrating on split '{}' of the evaluation file would calibrate on evaluation images; "
+             "use --calib-split calib", args.calib_split);
+  ImageDataset calib = load_cifar10(calib_path, calib_split);
+  if (args.calib_size > 0) calib = calib.slice(0, args.calib_size);
+  SimQuant sq(*cfg);
+  calibrate_cnn(ex, sq, calib, args.batch);
+  o.label = "fp32 vs " + args.quant;
+  CompareResult c = compare_classifiers(data, fp_fn, [&](const at::Tensor& x) { return ex.forward(x, &sq); }, o);
+
+  std::vector<LayerSqnr> sqnr;
+  if (args.per_layer) {
+    // Per-layer output SQNR on (up to) 500 evaluation images: each layer's output in the quantized model
+    // against the same layer's output in the FP model.
+    LayerSqnrCollector col;
+    at::NoGradGuard ng;
+    ImageDataset probe = data.slice(0, 500);
+    for (int64_t i = 0; i < probe.size(); i += args.batch) {
+      at::Tensor x = probe.slice(i, i + args.batch).images;
+      std::map<std::string, at::Tensor> ref, q;
+      auto* target = &ref;
+      ex.on_layer_output = [&](const LayerInfo& l, const at::Tensor& y) { (*target)[l.name] = y; };
+      ex.forward(x);
+      target = &q;
+      ex.forward(x, &sq);
+      ex.on_layer_output = nullptr;
+      col.add(ref, q);
+    }
+    sqnr = col.table();
+  }
+
+  j["n"] = c.n;
+  j["calibration"] = {{"data", calib.name}, {"images", calib.size()}};
+  j["config"] = cfg->to_json();
+  j["fp32"] = {{"top1", c.top1_ref * 100}, {"top5", c.top5_ref * 100}};
+  j["quantized"] = {{"label", args.quant}, {"top1", c.top1_q * 100}, {"top5", c.top5_q * 100},
+                    {"weight_bytes", sq.total_weight_bytes()}};
+  j["kl"] = c.kl;
+  j["top1_agreement"] = c.agreement * 100;
+  for (const auto& r : sqnr) j["layer_sqnr_db"][r.name] = r.sqnr_db;
+  if (common.json) {
+    std::cout << j.dump(2) << "\n";
+    return 0;
+  }
+  std::cout << fmt::format("{} on {} ({} images), calibrated on {} ({} images)\n", args.model, data.name, c.n,
+                           calib.name, calib.size());
+  std::cout << fmt::format("FP32              top-1 {:.2f} %  top-5 {:.2f} %\n", c.top1_ref * 100, c.top5_ref * 100);
+  std::cout << fmt::format("{:<17} top-1 {:.2f} %  top-5 {:.2f} %  KL(FP||Q) {:.4f}  top-1 agreement {:.2f} %  "
+                           "weights {} bytes\n", args.quant, c.top1_q * 100, c.top5_q * 100, c.kl, c.agreement * 100,
+                           sq.total_weight_bytes());
+  if (args.per_layer) {
+    std::cout << "\n" << sq.report_table() << "\nper-layer output SQNR (500 evaluation images):\n";
+    for (const auto& r : sqnr) std::cout << fmt::format("  {:<45} {:8.2f} dB\n", r.name, r.sqnr_db);
+  }
   return 0;
 }
+
+int llm_eval(const Common& common) {
+  LlmEvalArgs a;
+  a.model = args.model;
+  a.tokenizer = args.tokenizer;
+  a.text = args.text;
+  a.ppl = args.ppl;
+  std::optional<SimQuant> sq;
+  if (!args.quant.empty()) {
+    sq.emplace(QuantConfig::load(args.quant));
+    a.quant = &*sq;
+    a.quant_label = args.quant;
+    // Static activation ranges are calibrated on text disjoint from the scored text: by default the
+    // characters that follow the scored prefix of the same file.
+    a.prepare = [&](const LoadedLlama& m) {
+      const std::string path = args.calib_text.empty() ? args.text : args.calib_text;
+      std::string text = read_file_text(path);
+      if (args.calib_text.empty()) {
+        size_t skip = args.ppl.max_chars > 0 ? static_cast<size_t>(args.ppl.max_chars) : text.size();
+        CATQ_CHECK(skip < text.size(), Data, "{}: no text left after the {} scored characters for calibration; pass "
+                   "--calib-text FILE", path, skip);
+        text = text.substr(skip);
+      }
+      PerplexityOptions co = args.ppl;
+      co.max_chars = args.calib_chars;
+      EvalWindows w = make_eval_windows(*m.tokenizer, text, co);
+      CATQ_CHECK(w.n_windows() > 0, Data, "{}: too little calibration text for one window of {} tokens", path, co.window);
+      sq->set_mode(SimQuant::Mode::Calibrate);
+      at::NoGradGuard ng;
+      for (int64_t i = 0; i < w.n_windows(); i += co.batch) m.model.forward(w.inputs.slice(0, i, i + co.batch), &*sq);
+      sq->finalize_calibration();
+      sq->set_mode(SimQuant::Mode::Quantize);
+    };
+  }
+  return run_llm_eval(a, common);
+}
+
 }  // namespace
 
 void register_eval(CLI::App& app, Common& common) {
-  auto* sub = app.add_subcommand("eval", "Evaluate a model: top-1/top-5 for CNNs, perplexity for LLMs");
+  auto* sub = app.add_subcommand("eval", "Evaluate a model: top-1/top-5 for CNNs, perplexity for LLMs; with "
+                                         "--quant, also the quantized model against FP32");
   sub->footer(
       "Examples:\n"
       "  catq eval resnet20.onnx --data ../shared/assets/cifar10/test.bin --split eval\n"
-      "  catq eval resnet20.onnx --data test.bin --quant w4a4          (calibrates on --split calib of the same file)\n"
-      "  catq eval resnet20.onnx --data test.bin --quant config.json --calib-data test.bin --calib-split calib\n");
-  sub->add_option("model", args.model, "Model file")->required();
-  sub->add_option("--data", args.data, "Evaluation data: CIFAR-10 binary file");
+      "  catq eval resnet20.onnx --data test.bin --quant w4a4-mse-fl8 --per-layer   (calibrates on --split calib)\n"
+      "  catq eval resnet20.onnx --data test.bin --quant config.json --calib-data train.bin --calib-split all\n"
+      "  catq eval stories260K.bin --tokenizer tok512.bin --text tinystories_valid_head.txt\n"
+      "  catq eval stories260K.bin --tokenizer tok512.bin --text t.txt --quant w4a16g32\n");
+  sub->add_option("model", args.model, "Model file (.onnx, llama2.c .bin, .gguf, safetensors folder)")->required();
+  sub->add_option("--data", args.data, "CNN evaluation data: CIFAR-10 binary file");
   sub->add_option("--split", args.split, "all | calib | eval (project split of test.bin)")->capture_default_str();
-  sub->add_option("--quant", args.quant, "Quantization config: JSON file or short form like w8a8, w4a4, w4a16g32");
-  sub->add_option("--calib-data", args.calib_data, "Calibration data (default: --data)");
+  sub->add_option("--quant", args.quant, "Quantization config: JSON file or short form (w8a8, w4a4-mse-fl8, w4a16g32, "
+                                         "w4a4-tok; see docs/quant_config.md)");
+  sub->add_option("--calib-data", args.calib_data, "CNN calibration data (default: --data)");
   sub->add_option("--calib-split", args.calib_split, "Split of the calibration file")->capture_default_str();
-  sub->add_option("--batch", args.batch, "Batch size")->capture_default_str();
-  sub->add_option("--limit", args.limit, "Evaluate only the first N samples (0 = all)")->capture_default_str();
+  sub->add_option("--calib-size", args.calib_size, "Use only the first N calibration images (0 = all)");
+  sub->add_option("--image-batch", args.batch, "CNN batch size (images per forward)")->capture_default_str();
+  sub->add_option("--limit", args.limit, "Evaluate only the first N images (0 = all)")->capture_default_str();
   sub->add_flag("--no-fold-bn", args.no_fold_bn, "Keep BatchNormalization separate (default: fold into conv)");
+  sub->add_flag("--per-layer", args.per_layer, "Print per-layer quantizers and output SQNR");
+  sub->add_option("--text", args.text, "LLM evaluation text (UTF-8)");
+  sub->add_option("--tokenizer", args.tokenizer, "llama2.c tokenizer (GGUF files carry their own)");
+  sub->add_option("--calib-text", args.calib_text, "LLM calibration text (default: the --text file after the "
+                                                   "scored characters)");
+  sub->add_option("--calib-chars", args.calib_chars, "Characters of calibration text")->capture_default_str();
+  add_perplexity_options(sub, args.ppl);
   sub->callback([&common] {
+    if (common.json || common.quiet) Progress::set_enabled(false);
     ModelFormat f = detect_model_format(args.model);
     switch (f) {
       case ModelFormat::Onnx: onnx_eval(common); break;
-      default: fail(ErrorKind::Unsupported, "{}: format '{}' is not supported by 'eval' yet", args.model, model_format_name(f));
+      case ModelFormat::Llama2c: case ModelFormat::Gguf: case ModelFormat::Safetensors: llm_eval(common); break;
+      default: fail(ErrorKind::Unsupported, "{}: format '{}' is not supported by 'eval'", args.model, model_format_name(f));
     }
   });
 }

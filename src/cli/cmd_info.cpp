@@ -5,6 +5,7 @@
 
 #include "cli/commands.h"
 #include "core/error.h"
+#include "cli/llm_cmds.h"
 #include "io/model_format.h"
 #include "io/onnx_reader.h"
 #include "ir/passes.h"
@@ -55,12 +56,14 @@ void register_info(CLI::App& app, Common& common) {
   auto* sub = app.add_subcommand("info", "Show what a model file holds (ONNX graph or Llama checkpoint)");
   sub->footer("Examples:\n  catq info ../shared/assets/resnet-cifar10/resnet20.onnx\n"
               "  catq --json info ../shared/assets/llama2c/stories260K.bin");
-  static std::string model;
+  static std::string model, tokenizer;
+  sub->add_option("--tokenizer", tokenizer, "llama2.c tokenizer file (for LLM checkpoints)");
   sub->add_option("model", model, "Model file (.onnx, llama2.c .bin, .gguf, safetensors folder)")->required();
   sub->callback([&common] {
     ModelFormat f = detect_model_format(model);
     switch (f) {
       case ModelFormat::Onnx: onnx_info(model, common); break;
+      case ModelFormat::Llama2c: case ModelFormat::Gguf: case ModelFormat::Safetensors: run_llm_info(model, common, tokenizer); break;
       default: fail(ErrorKind::Unsupported, "{}: format '{}' is not supported by 'info' yet", model, model_format_name(f));
     }
   });
