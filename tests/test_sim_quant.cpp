@@ -397,3 +397,23 @@ TEST(SimQuant, ConvLayersUseChannelAxisOne) {
   EXPECT_LT(rel_err(y, at::conv2d(x, w)), 0.2);
   EXPECT_EQ(sq.weight_params("conv1")->scale.sizes(), (at::IntArrayRef{8, 1, 1, 1, 1}));
 }
+
+// The JSON example in docs/quant_config.md parses and means what the text says.
+TEST(QuantConfigJson, DocumentationExampleParses) {
+  const std::string doc_path = std::string(CATQ_SOURCE_DIR) + "/docs/quant_config.md";
+  if (!file_exists(doc_path)) GTEST_SKIP() << "docs/quant_config.md not found";
+  std::string doc = read_file_text(doc_path);
+  size_t a = doc.find("```json\n");
+  ASSERT_NE(a, std::string::npos);
+  a += 8;
+  size_t b = doc.find("```", a);
+  QuantConfig c = QuantConfig::from_json(doc.substr(a, b - a), "docs/quant_config.md");
+  LayerSpecs mid = c.resolve(linear_layer("layer3.0.conv1", {64, 64}, 5, false, false));
+  EXPECT_EQ(mid.weight.bits, 4);
+  EXPECT_EQ(mid.input.observer, ObserverKind::Percentile);
+  EXPECT_DOUBLE_EQ(mid.input.mse_p, 2.4);
+  LayerSpecs fc = c.resolve(linear_layer("fc", {10, 64}, 20, false, true));
+  EXPECT_EQ(fc.weight.bits, 8);
+  EXPECT_FALSE(fc.input.enabled);
+  EXPECT_EQ(c.resolve(linear_layer("layer2.0.downsample.0", {64, 32}, 9, false, false)).weight.bits, 8);
+}

@@ -66,17 +66,22 @@ std::optional<Scheme> parse_scheme(const std::string& s) {
 
 // ---- QuantSpec ----------------------------------------------------------------------------------------------
 
+// Shifts use the bit width clamped to [1, 30] so an unvalidated spec cannot trigger undefined behaviour.
+static int safe_bits(int b) { return std::clamp(b, 1, 30); }
+
+int QuantSpec::levels() const { return 1 << safe_bits(bits); }
+
 int64_t QuantSpec::qmin() const {
   if (scheme == Scheme::Binary || scheme == Scheme::Ternary) return -1;
   if (scheme == Scheme::KMeans || !is_signed) return 0;
-  int64_t half = int64_t{1} << (bits - 1);
+  int64_t half = int64_t{1} << (safe_bits(bits) - 1);
   return (restricted && symmetric) ? -(half - 1) : -half;
 }
 
 int64_t QuantSpec::qmax() const {
   if (scheme == Scheme::Binary || scheme == Scheme::Ternary) return 1;
-  if (scheme == Scheme::KMeans || !is_signed) return (int64_t{1} << bits) - 1;
-  return (int64_t{1} << (bits - 1)) - 1;
+  if (scheme == Scheme::KMeans || !is_signed) return (int64_t{1} << safe_bits(bits)) - 1;
+  return (int64_t{1} << (safe_bits(bits) - 1)) - 1;
 }
 
 int QuantSpec::resolved_axis(int64_t ndim) const {

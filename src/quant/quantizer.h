@@ -73,7 +73,7 @@ struct QuantSpec {
 
   int64_t qmin() const;         // integer range for the uniform scheme
   int64_t qmax() const;
-  int levels() const { return 1 << bits; }  // 2^bits (codebook size for kmeans)
+  int levels() const;            // 2^bits (codebook size for kmeans)
   // The concrete axis for a tensor of rank `ndim` (resolves the default, wraps negatives). Throws Error(Config).
   int resolved_axis(int64_t ndim) const;
   // Throws Error(Config) "<where>: <field>: problem, expected ..." for impossible combinations.
