@@ -277,3 +277,34 @@ TEST(BadInputTrain, DivergenceShapesLabelsOptions) {
 }
 
 }  // namespace
+
+#include "train/augment.h"
+
+namespace {
+
+TEST(TrainAugment, CropFlipIsAShiftOrMirror) {
+  at::Tensor x = at::arange(2 * 3 * 8 * 8, at::kFloat).reshape({2, 3, 8, 8}) + 1;  // no zeros inside
+  auto aug = catq::random_crop_flip(2, true, 5);
+  auto again = catq::random_crop_flip(2, true, 5);
+  for (int rep = 0; rep < 20; ++rep) {
+    at::Tensor y = aug(x);
+    EXPECT_TRUE(y.equal(again(x)));  // same seed, same sequence
+    ASSERT_EQ(y.sizes(), x.sizes());
+    for (int64_t i = 0; i < 2; ++i) {
+      // Some shift (dy, dx) in [-2, 2]^2 of the image or of its mirror must reproduce every non-padded pixel.
+      bool found = false;
+      for (bool mirrored : {false, true}) {
+        at::Tensor src = mirrored ? x[i].flip({2}) : x[i];
+        at::Tensor pad = at::constant_pad_nd(src, {2, 2, 2, 2}, 0.0);
+        for (int64_t dy = 0; dy <= 4 && !found; ++dy)
+          for (int64_t dx = 0; dx <= 4 && !found; ++dx)
+            found = pad.narrow(1, dy, 8).narrow(2, dx, 8).equal(y[i]);
+      }
+      EXPECT_TRUE(found) << "rep " << rep << " image " << i;
+    }
+  }
+  EXPECT_TRUE(catq::random_crop_flip(0, false, 1)(x).equal(x));
+  EXPECT_THROW(catq::random_crop_flip(2, true, 1)(at::zeros({3, 4})), catq::Error);
+}
+
+}  // namespace

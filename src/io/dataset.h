@@ -1,5 +1,6 @@
 // The in-memory image data set every reader returns and every trainer / evaluator consumes.
 #pragma once
+#include <algorithm>
 #include <cmath>
 #include <cstdint>
 #include <string>
