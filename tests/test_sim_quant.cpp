@@ -336,6 +336,18 @@ TEST(SimQuant, GradientsReachWeightsAndParamsFollowUpdates) {
   }
   m.forward(x, &sq);
   EXPECT_TRUE(at::allclose(sq.weight_params("fc1")->scale, s_before * 2));
+  // Unfrozen installed params are used until the weight changes.
+  QuantParams custom = *sq.weight_params("fc1");
+  custom.scale = custom.scale * 3;
+  sq.set_weight_params("fc1", custom, false);
+  m.forward(x, &sq);
+  EXPECT_TRUE(at::allclose(sq.weight_params("fc1")->scale, s_before * 6));
+  {
+    at::NoGradGuard ng;
+    m.w1.mul_(0.5);
+  }
+  m.forward(x, &sq);
+  EXPECT_TRUE(at::allclose(sq.weight_params("fc1")->scale, s_before));
   // Frozen params are kept.
   sq.set_weight_params("fc1", *sq.weight_params("fc1"), true);
   {
@@ -343,7 +355,7 @@ TEST(SimQuant, GradientsReachWeightsAndParamsFollowUpdates) {
     m.w1.mul_(0.25);
   }
   m.forward(x, &sq);
-  EXPECT_TRUE(at::allclose(sq.weight_params("fc1")->scale, s_before * 2));
+  EXPECT_TRUE(at::allclose(sq.weight_params("fc1")->scale, s_before));
 }
 
 TEST(SimQuant, ReportAndWeightBytes) {

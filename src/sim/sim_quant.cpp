@@ -111,11 +111,14 @@ const QuantParams& SimQuant::weight_params_for(Layer& l, const at::Tensor& w) {
   if (l.weight_params &&
       (l.weight_frozen || (l.w_data == w.data_ptr() && l.w_version == version_of(w) && l.w_shape == w.sizes().vec())))
     return *l.weight_params;
-  try {
-    l.weight_params = compute_params(l.weight_spec, w.detach());
-  } catch (const Error& e) {
-    fail(e.kind(), "{}: layer '{}' weight: {}", config_.source, l.info.name, e.what());
+  if (!(l.weight_params && l.w_adopt)) {
+    try {
+      l.weight_params = compute_params(l.weight_spec, w.detach());
+    } catch (const Error& e) {
+      fail(e.kind(), "{}: layer '{}' weight: {}", config_.source, l.info.name, e.what());
+    }
   }
+  l.w_adopt = false;
   l.w_data = w.data_ptr();
   l.w_version = version_of(w);
   l.w_shape = w.sizes().vec();
@@ -191,7 +194,8 @@ void SimQuant::set_weight_params(const std::string& name, QuantParams p, bool fr
   CATQ_CHECK(l.weight_spec.enabled, Usage, "layer '{}': its weight is not quantized by the config", name);
   l.weight_params = std::move(p);
   l.weight_frozen = freeze;
-  l.w_data = nullptr;  // an unfrozen install is replaced at the next weight change
+  l.w_adopt = !freeze;
+  l.w_data = nullptr;
 }
 
 void SimQuant::set_input_params(const std::string& name, QuantParams p) {

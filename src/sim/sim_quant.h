@@ -45,7 +45,9 @@ class SimQuant : public QuantContext {
     std::optional<QuantParams> input_params;   // set by finalize_calibration / set_input_params; unused per-token
     bool weight_frozen = false;                // true: never recompute weight_params
     std::shared_ptr<Observer> input_observer;  // static input quantization only
-    // Cache key of the weight tensor the params were computed from.
+    // Cache key of the weight tensor the params were computed from. w_adopt: params were installed by
+    // set_weight_params(freeze=false); the next weight tensor seen becomes the key without recomputing.
+    bool w_adopt = false;
     const void* w_data = nullptr;
     int64_t w_version = 0;
     std::vector<int64_t> w_shape;
@@ -84,7 +86,8 @@ class SimQuant : public QuantContext {
   // nullptr when the layer's weight / input is floating point or params are not computed yet.
   const QuantParams* weight_params(const std::string& name) const;
   const QuantParams* input_params(const std::string& name) const;
-  // Install params computed elsewhere (loaded from a file, learned by a reconstruction method).
+  // Install params computed elsewhere (loaded from a file, learned by a reconstruction method). freeze = false:
+  // they are used until the weight tensor changes after the next forward (then recomputed from the weight).
   void set_weight_params(const std::string& name, QuantParams p, bool freeze = true);
   void set_input_params(const std::string& name, QuantParams p);
 
