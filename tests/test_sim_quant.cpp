@@ -131,6 +131,7 @@ TEST(QuantConfigString, AcademicDefaults) {
   EXPECT_EQ(t.defaults.input.granularity, Granularity::PerToken);
   EXPECT_TRUE(t.defaults.input.symmetric);
   EXPECT_TRUE(t.defaults.input.is_signed);
+  EXPECT_FALSE(QuantConfig::from_string("w2a2-wasym").defaults.weight.symmetric);
   EXPECT_EQ(QuantConfig::from_string("w1a32").defaults.weight.scheme, Scheme::Binary);
   EXPECT_EQ(QuantConfig::from_string("w2a16-kmeans").defaults.weight.scheme, Scheme::KMeans);
   EXPECT_EQ(QuantConfig::from_string("w2a16-ternary").defaults.weight.scheme, Scheme::Ternary);

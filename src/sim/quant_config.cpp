@@ -356,6 +356,10 @@ QuantConfig QuantConfig::from_string(const std::string& compact) {
       CATQ_CHECK(a.enabled, Config, "quantization string '{}': '{}' needs quantized activations", compact, t);
       a.symmetric = t == "sym";
       a.is_signed = a.symmetric;  // symmetric activations use the signed range
+    } else if (t == "wsym" || t == "wasym") {
+      CATQ_CHECK(w.enabled && w.scheme == Scheme::Uniform, Config,
+                 "quantization string '{}': '{}' needs uniform quantized weights", compact, t);
+      w.symmetric = t == "wsym";  // asymmetric weights keep the signed range, with a zero-point
     } else if (auto sc = parse_scheme(t); sc && *sc != Scheme::Uniform) {
       CATQ_CHECK(w.enabled, Config, "quantization string '{}': '{}' needs quantized weights", compact, t);
       const int need = *sc == Scheme::Binary ? 1 : *sc == Scheme::Ternary ? 2 : wb;
@@ -371,7 +375,7 @@ QuantConfig QuantConfig::from_string(const std::string& compact) {
     } else {
       fail(ErrorKind::Config,
            "quantization string '{}': unknown suffix '{}', expected an observer (minmax, ema, percentile, mse, kl), "
-           "w<observer> (e.g. wmse), tok, sym, asym, kmeans, binary, ternary or fl<bits>",
+           "w<observer> (e.g. wmse), tok, sym, asym, wsym, wasym, kmeans, binary, ternary or fl<bits>",
            compact, t);
     }
   }
