@@ -29,7 +29,8 @@ int main(int argc, char** argv) {
   try {
     app.parse(argc, argv);
   } catch (const CLI::ParseError& e) {
-    return app.exit(e);
+    int code = app.exit(e);  // prints help / the parse error
+    return code == 0 ? 0 : static_cast<int>(ErrorKind::Usage);
   } catch (const Error& e) {
     std::fprintf(stderr, "catq: error: %s\n", e.what());
     return e.exit_code();
