@@ -34,8 +34,8 @@ void LlamaConfig::validate(const std::string& source) const {
 
 std::string LlamaConfig::summary() const {
   return fmt::format(
-      "dim {}, hidden {}, layers {}, heads {}, kv heads {}, head size {}, vocab {}, seq_len {}, rope theta {}, "
-      "norm eps {}, {} head",
+      "dim {}, hidden {}, layers {}, heads {}, kv heads {}, head size {}, vocab {}, seq_len {}, rope theta {:.6g}, "
+      "norm eps {:.6g}, {} head",
       dim, hidden_dim, n_layers, n_heads, n_kv_heads, hd(), vocab_size, seq_len, rope_theta, norm_eps,
       tied_head ? "tied" : "untied");
 }
