@@ -26,7 +26,7 @@ void register_generate(CLI::App& app, Common& common) {
                                  "Generate text with a Llama-family model (llama2.c .bin, GGUF, or a Hugging Face "
                                  "safetensors folder)");
   sub->footer("Examples:\n"
-              "  catq generate stories260K.bin --tokenizer tok512.bin --steps 200            (greedy from BOS)\n"
+              "  catq generate stories260K.bin --tokenizer tok512.bin --steps 200 --temperature 0   (greedy from BOS)\n"
               "  catq generate model.gguf --prompt \"Once upon a time\" --temperature 0.8 --seed 1\n"
               "  catq --json generate stories260K.bin --tokenizer tok512.bin --steps 64");
   sub->add_option("model", a->model, "Model file or folder")->required();
