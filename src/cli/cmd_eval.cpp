@@ -11,6 +11,7 @@
 #include "core/progress.h"
 #include "eval/classification.h"
 #include "eval/sqnr.h"
+#include "io/catq_file.h"
 #include "io/cifar.h"
 #include "io/model_format.h"
 #include "io/onnx_reader.h"
@@ -23,7 +24,7 @@ namespace catq::cli {
 namespace {
 
 struct EvalArgs {
-  std::string model, data, split = "eval", quant, calib_data, calib_split = "calib";
+  std::string model, data, split = "eval", quant, calib_data, calib_split = "calib", reference;
   int64_t batch = 250, limit = 0, calib_size = 0;
   bool no_fold_bn = false, per_layer = false;
   // LLM
@@ -140,6 +141,76 @@ int onnx_eval(const Common& common) {
   return 0;
 }
 
+// A .catq quantized CNN: its accuracy (with and without its CAT head), and against the FP model when
+// --reference gives it.
+int catq_eval(const Common& common) {
+  CATQ_CHECK(!args.data.empty(), Usage, "eval: --data FILE is required for a quantized CNN (a CIFAR-10 .bin file)");
+  CATQ_CHECK(args.quant.empty(), Usage, "eval: {} is already quantized; --quant does not apply", args.model);
+  QuantizedCnn m = read_catq(args.model);
+  ImageDataset data = load_cifar10(args.data, parse_cifar_split(args.split));
+  ClassifyOptions o;
+  o.batch_size = args.batch;
+  o.limit = args.limit;
+  o.keep_logits = true;
+  nlohmann::json j;
+  j["model"] = args.model;
+  j["data"] = data.name;
+  j["metadata"] = m.metadata;
+  o.label = "eval quantized";
+  ClassifyResult base = evaluate_classifier(data, [&](const at::Tensor& x) { return m.base_logits(x); }, o);
+  j["n"] = base.n;
+  j["quantized"] = {{"top1", base.top1 * 100}, {"top5", base.top5 * 100}, {"weight_bytes", m.sq->total_weight_bytes()},
+                    {"seconds", base.seconds}};
+  std::optional<ClassifyResult> headed;
+  if (m.head) {
+    ClassifyResult h;
+    h.logits = m.head->apply(base.logits);
+    h.n = base.n;
+    at::Tensor labels = data.labels.slice(0, 0, base.n);
+    h.top1 = static_cast<double>(topk_correct(h.logits, labels, 1)) / h.n;
+    h.top5 = static_cast<double>(topk_correct(h.logits, labels, 5)) / h.n;
+    headed = h;
+    j["with_head"] = {{"top1", h.top1 * 100}, {"top5", h.top5 * 100}, {"k", m.head->k}, {"alpha", m.head->alpha},
+                      {"extra_params", m.head->extra_params()}};
+  }
+  std::optional<ClassifyResult> fp;
+  if (!args.reference.empty()) {
+    Graph g = load_onnx(args.reference);
+    fold_constants(g);
+    fold_batchnorm(g);
+    GraphExecutor ref(std::move(g));
+    o.label = "eval reference";
+    fp = evaluate_classifier(data, [&](const at::Tensor& x) { return ref.forward(x); }, o);
+    j["fp32"] = {{"top1", fp->top1 * 100}, {"top5", fp->top5 * 100}};
+    j["quantized"]["kl"] = kl_divergence(fp->logits, base.logits);
+    j["quantized"]["top1_agreement"] = top1_agreement(fp->logits, base.logits) * 100;
+    if (headed) {
+      j["with_head"]["kl"] = kl_divergence(fp->logits, headed->logits);
+      j["with_head"]["top1_agreement"] = top1_agreement(fp->logits, headed->logits) * 100;
+    }
+  }
+  if (common.json) {
+    std::cout << j.dump(2) << "\n";
+    return 0;
+  }
+  std::cout << fmt::format("{} ({} {}) on {} ({} images)\n", args.model, m.metadata.value("method", "?"),
+                           m.metadata.value("bits", "?"), data.name, base.n);
+  if (fp) std::cout << fmt::format("FP32 reference    top-1 {:.2f} %  top-5 {:.2f} %\n", fp->top1 * 100, fp->top5 * 100);
+  auto line = [&](const char* label, const ClassifyResult& r, const char* key) {
+    std::string extra;
+    if (fp) extra = fmt::format("  KL(FP||Q) {:.4f}  top-1 agreement {:.2f} %", j[key].value("kl", 0.0),
+                                j[key].value("top1_agreement", 0.0));
+    std::cout << fmt::format("{:<17} top-1 {:.2f} %  top-5 {:.2f} %{}\n", label, r.top1 * 100, r.top5 * 100, extra);
+  };
+  line(m.head ? "quantized (base)" : "quantized", base, "quantized");
+  if (headed) line(fmt::format("+ {} head", m.head->k == 1 ? "affine" : "CAT").c_str(), *headed, "with_head");
+  std::cout << fmt::format("weights {} bytes", m.sq->total_weight_bytes());
+  if (m.head) std::cout << fmt::format("; head K = {}, alpha = {}, {} extra parameters", m.head->k, m.head->alpha,
+                                       m.head->extra_params());
+  std::cout << "\n";
+  return 0;
+}
+
 int llm_eval(const Common& common) {
   LlmEvalArgs a;
   a.model = args.model;
@@ -186,6 +257,7 @@ void register_eval(CLI::App& app, Common& common) {
       "  catq eval resnet20.onnx --data ../shared/assets/cifar10/test.bin --split eval\n"
       "  catq eval resnet20.onnx --data test.bin --quant w4a4-mse-fl8 --per-layer   (calibrates on --split calib)\n"
       "  catq eval resnet20.onnx --data test.bin --quant config.json --calib-data train.bin --calib-split all\n"
+      "  catq eval r20_w2a2.catq --data test.bin --split eval --reference resnet20.onnx   (a quantized model)\n"
       "  catq eval stories260K.bin --tokenizer tok512.bin --text tinystories_valid_head.txt\n"
       "  catq eval stories260K.bin --tokenizer tok512.bin --text t.txt --quant w4a16g32\n");
   sub->add_option("model", args.model, "Model file (.onnx, llama2.c .bin, .gguf, safetensors folder)")->required();
@@ -198,6 +270,8 @@ void register_eval(CLI::App& app, Common& common) {
   sub->add_option("--calib-size", args.calib_size, "Use only the first N calibration images (0 = all)");
   sub->add_option("--image-batch", args.batch, "CNN batch size (images per forward)")->capture_default_str();
   sub->add_option("--limit", args.limit, "Evaluate only the first N images (0 = all)")->capture_default_str();
+  sub->add_option("--reference", args.reference, "FP model (.onnx) to compare a quantized .catq model with (KL, "
+                                                 "top-1 agreement)");
   sub->add_flag("--no-fold-bn", args.no_fold_bn, "Keep BatchNormalization separate (default: fold into conv)");
   sub->add_flag("--per-layer", args.per_layer, "Print per-layer quantizers and output SQNR");
   sub->add_option("--text", args.text, "LLM evaluation text (UTF-8)");
@@ -211,6 +285,7 @@ void register_eval(CLI::App& app, Common& common) {
     ModelFormat f = detect_model_format(args.model);
     switch (f) {
       case ModelFormat::Onnx: onnx_eval(common); break;
+      case ModelFormat::CatqQuantized: catq_eval(common); break;
       case ModelFormat::Llama2c: case ModelFormat::Gguf: case ModelFormat::Safetensors: llm_eval(common); break;
       default: fail(ErrorKind::Unsupported, "{}: format '{}' is not supported by 'eval'", args.model, model_format_name(f));
     }

@@ -14,6 +14,8 @@ int main(int argc, char** argv) {
                "  catq demo                                   train an MNIST CNN, then compare FP32 and RTN W8A8/W4A4/W2A2\n"
                "  catq info model.onnx                        graph summary\n"
                "  catq eval resnet20.onnx --data test.bin --split eval --quant w4a4.json\n"
+               "  catq quantize resnet20.onnx --method pdquant+cat --bits w2a2 --calib test.bin -o r20.catq\n"
+               "  catq eval r20.catq --data test.bin --split eval --reference resnet20.onnx\n"
                "  catq generate stories260K.bin --tokenizer tok512.bin --prompt \"Once upon a time\"\n"};
   app.require_subcommand(1);
   app.set_version_flag("--version", "catq 0.1.0");
@@ -24,6 +26,7 @@ int main(int argc, char** argv) {
   cli::register_info(app, common);
   cli::register_eval(app, common);
   cli::register_generate(app, common);
+  cli::register_quantize(app, common);
   cli::register_demo(app, common);
   init_threads();
   try {

@@ -2,7 +2,10 @@
 
 #include <torch/torch.h>
 
+#include <ATen/Parallel.h>
+
 #include <cmath>
+#include <functional>
 
 #include "core/error.h"
 
@@ -71,7 +74,111 @@ class LsqFn : public torch::autograd::Function<LsqFn> {
   }
 };
 
+// Round half to even without a libm call, so the loops vectorise: adding and subtracting 1.5·2^23 leaves the
+// nearest integer under the default rounding mode (compilers may not fold it away without -ffast-math).
+// Valid for |v| < 2^22; callers clamp v into the code range first.
+inline float round_even_small(float v) {
+  constexpr float kMagic = 12582912.0f;  // 1.5 * 2^23
+  return (v + kMagic) - kMagic;
+}
+
+// Fused per-tensor LSQ with an optional keep-mask; see fake_quant.h.
+template <bool kMasked>
+void lsq_tensor_forward(const float* x, const bool* keep, float* out, int64_t b, int64_t e, float s, float zf, float lo,
+                        float hi) {
+  const float inv = 1.f / s, vlo = lo - zf - 1.f, vhi = hi - zf + 1.f;
+  for (int64_t i = b; i < e; ++i) {
+    const float v = std::min(std::max(x[i] * inv, vlo), vhi);
+    const float q = std::min(std::max(round_even_small(v) + zf, lo), hi);
+    const float y = (q - zf) * s;
+    out[i] = kMasked && keep[i] ? x[i] : y;
+  }
+}
+
+// Returns Σ grad·∂x̂/∂s over [b, e) (float partial sums per 1024 elements, double across them).
+template <bool kMasked>
+double lsq_tensor_backward(const float* x, const bool* keep, const float* g, float* gx, int64_t b, int64_t e, float s,
+                           float zf, float lo, float hi) {
+  const float inv = 1.f / s, dlo = lo - zf, dhi = hi - zf, vlo = lo - zf - 1.f, vhi = hi - zf + 1.f;
+  double total = 0;
+  for (int64_t c = b; c < e; c += 1024) {
+    const int64_t ce = std::min(e, c + 1024);
+    float acc = 0;
+    for (int64_t i = c; i < ce; ++i) {
+      const float v = std::min(std::max(x[i] * inv, vlo), vhi), vz = v + zf;
+      const bool below = vz < lo, above = vz > hi;
+      const float ds = below ? dlo : (above ? dhi : round_even_small(v) - v);
+      const bool kept = kMasked && keep[i];
+      gx[i] = (kept || !(below || above)) ? g[i] : 0.f;
+      acc += kept ? 0.f : g[i] * ds;
+    }
+    total += acc;
+  }
+  return total;
+}
+
+// Fused per-tensor LSQ with an optional keep-mask; see fake_quant.h.
+class LsqTensorFn : public torch::autograd::Function<LsqTensorFn> {
+ public:
+  static at::Tensor forward(AutogradContext* ctx, const at::Tensor& x_in, const at::Tensor& s_in, double z, int64_t qmin,
+                            int64_t qmax, double g, const at::Tensor& keep_in) {
+    // Elementwise with one scale: any dense layout works as is (a conv output is channels-last); the output,
+    // the mask and the gradient share x's strides.
+    at::Tensor x = x_in.is_non_overlapping_and_dense() ? x_in : x_in.contiguous(), keep = keep_in;  // empty = no mask
+    const float s = s_in.item<float>(), zf = static_cast<float>(z);
+    const float lo = static_cast<float>(qmin), hi = static_cast<float>(qmax);
+    at::Tensor out = at::empty_like(x);
+    const float* xp = x.data_ptr<float>();
+    float* op = out.data_ptr<float>();
+    const bool* kp = keep.numel() ? keep.data_ptr<bool>() : nullptr;
+    at::parallel_for(0, x.numel(), 16384, [&](int64_t b, int64_t e) {
+      if (kp) lsq_tensor_forward<true>(xp, kp, op, b, e, s, zf, lo, hi);
+      else lsq_tensor_forward<false>(xp, kp, op, b, e, s, zf, lo, hi);
+    });
+    ctx->save_for_backward({x, s_in, keep});
+    ctx->saved_data["z"] = z;
+    ctx->saved_data["qmin"] = qmin;
+    ctx->saved_data["qmax"] = qmax;
+    ctx->saved_data["g"] = g;
+    return out;
+  }
+  static variable_list backward(AutogradContext* ctx, variable_list grad) {
+    auto saved = ctx->get_saved_variables();
+    at::Tensor x = saved[0], s_t = saved[1], keep = saved[2];
+    const float s = s_t.item<float>();
+    const float zf = static_cast<float>(ctx->saved_data["z"].toDouble());
+    const float lo = static_cast<float>(ctx->saved_data["qmin"].toInt()), hi = static_cast<float>(ctx->saved_data["qmax"].toInt());
+    const double g = ctx->saved_data["g"].toDouble();
+    at::Tensor go = grad[0];
+    if (go.strides() != x.strides()) go = at::empty_like(x).copy_(go);
+    at::Tensor gx = at::empty_like(x);
+    const float* xp = x.data_ptr<float>();
+    const float* gp = go.data_ptr<float>();
+    float* gxp = gx.data_ptr<float>();
+    const bool* kp = keep.numel() ? keep.data_ptr<bool>() : nullptr;
+    const double gs = at::parallel_reduce(0, x.numel(), 16384, 0.0, [&](int64_t b, int64_t e, double) {
+      return kp ? lsq_tensor_backward<true>(xp, kp, gp, gxp, b, e, s, zf, lo, hi)
+                : lsq_tensor_backward<false>(xp, kp, gp, gxp, b, e, s, zf, lo, hi);
+    }, std::plus<double>());
+    at::Tensor gs_t = at::full_like(s_t, gs * g);
+    return {gx, gs_t, at::Tensor(), at::Tensor(), at::Tensor(), at::Tensor(), at::Tensor()};
+  }
+};
+
 }  // namespace
+
+at::Tensor fake_quant_lsq_per_tensor(const at::Tensor& x, const at::Tensor& scale, double zero_point, int64_t qmin,
+                                     int64_t qmax, double grad_scale, const at::Tensor& keep) {
+  CATQ_CHECK(x.scalar_type() == at::kFloat && x.device().is_cpu(), Internal, "fused LSQ: x must be float32 on the CPU");
+  CATQ_CHECK(scale.numel() == 1, Internal, "fused LSQ: per-tensor scale expected");
+  CATQ_CHECK(!keep.defined() || (keep.sizes() == x.sizes() && keep.strides() == x.strides() &&
+                                  keep.scalar_type() == at::kBool && x.is_non_overlapping_and_dense()),
+             Internal, "fused LSQ: keep-mask must be bool with x's shape and strides");
+  const double g = grad_scale > 0 ? grad_scale : lsq_grad_scale(x.numel(), qmax);
+  // Autograd functions cannot take undefined tensors: an empty mask means none.
+  return LsqTensorFn::apply(x, scale.reshape({}), zero_point, qmin, qmax, g,
+                            keep.defined() ? keep : at::empty({0}, at::TensorOptions().dtype(at::kBool)));
+}
 
 at::Tensor fake_quant_ste(const at::Tensor& x, const QuantParams& p, Rounding r, std::optional<at::Generator> gen) {
   SteArgs a{&p, r, gen};

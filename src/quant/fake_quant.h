@@ -26,6 +26,14 @@ at::Tensor fake_quant_ste(const at::Tensor& x, const QuantParams& p, Rounding r 
 // p supplies granularity / axis / group_size / zero_point / qmin / qmax (p.scale is ignored: `scale` is used).
 at::Tensor fake_quant_lsq(const at::Tensor& x, const at::Tensor& scale, const QuantParams& p, double grad_scale = 0.0);
 
+// Per-tensor LSQ (scale 0-dim float32, zero-point z) in one fused pass over x, with an optional keep-mask
+// (QDrop): where keep[i] the output is x[i] itself (gradient 1, no contribution to the scale's gradient).
+// Same values and gradients as fake_quant_lsq(x, scale, p) + at::where(keep, x, ·), several times faster on
+// CPU for the large activation tensors of block reconstruction. x must be float32 on the CPU; any dense memory
+// layout is kept (the keep-mask must have x's strides).
+at::Tensor fake_quant_lsq_per_tensor(const at::Tensor& x, const at::Tensor& scale, double zero_point, int64_t qmin,
+                                     int64_t qmax, double grad_scale, const at::Tensor& keep = {});
+
 // The default LSQ grad-scale factor 1/sqrt(numel·qmax).
 double lsq_grad_scale(int64_t numel, int64_t qmax);
 

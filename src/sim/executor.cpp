@@ -1,6 +1,7 @@
 #include "sim/executor.h"
 
 #include <set>
+#include <unordered_map>
 
 #include "core/error.h"
 
@@ -12,7 +13,14 @@ void GraphExecutor::refresh() {
   layers_.clear();
   layer_of_node_.clear();
   weight_names_.clear();
-  for (const auto& n : g_.nodes) {
+  layer_node_.clear();
+  shared_act_owner_.clear();
+  last_use_.clear();
+  producer_.clear();
+  for (size_t i = 0; i < g_.nodes.size(); ++i) {
+    const Node& n = g_.nodes[i];
+    for (const auto& v : n.inputs) if (!v.empty()) last_use_[v] = i;
+    for (const auto& v : n.outputs) if (!v.empty()) producer_[v] = static_cast<int>(i);
     if (n.inputs.size() < 2 || !g_.is_constant(n.inputs[1])) continue;
     const at::Tensor& w = g_.initializers.at(n.inputs[1]);
     if (!at::isFloatingType(w.scalar_type())) continue;
@@ -33,11 +41,97 @@ void GraphExecutor::refresh() {
     l.index = static_cast<int>(layers_.size());
     layer_of_node_[n.name] = l.index;
     weight_names_[n.name] = n.inputs[1];
+    layer_node_.push_back(i);
     layers_.push_back(l);
   }
   if (!layers_.empty()) {
     layers_.front().is_first = true;
     layers_.back().is_last = true;
+  }
+  // Activation values a layer quantizes that other (non-layer) nodes read as well.
+  std::map<std::string, int> first_reader;
+  for (const LayerInfo& l : layers_) first_reader.emplace(g_.nodes[layer_node_[l.index]].inputs[0], l.index);
+  for (size_t i = 0; i < g_.nodes.size(); ++i) {
+    const Node& n = g_.nodes[i];
+    auto li = layer_of_node_.find(n.name);
+    for (size_t k = 0; k < n.inputs.size(); ++k) {
+      if (li != layer_of_node_.end() && k == 0) continue;
+      auto fr = first_reader.find(n.inputs[k]);
+      if (fr != first_reader.end()) shared_act_owner_[fr->first] = fr->second;
+    }
+  }
+}
+
+at::Tensor GraphExecutor::layer_weight(const LayerInfo& l) const {
+  const Node& n = g_.nodes.at(layer_node_.at(l.index));
+  const at::Tensor& w = g_.initializers.at(n.inputs[1]);
+  if (l.kind == LayerKind::Conv || (n.op_type == "Gemm" && n.attr_int("transB", 0))) return w;
+  return w.t();
+}
+
+int GraphExecutor::producer_index(const std::string& v) const {
+  auto it = producer_.find(v);
+  return it == producer_.end() ? -1 : it->second;
+}
+
+std::vector<std::string> GraphExecutor::live_at(size_t i) const {
+  std::set<std::string> live;
+  auto available = [&](const std::string& v) { int p = producer_index(v); return p >= 0 ? static_cast<size_t>(p) < i : !g_.is_constant(v); };
+  for (const auto& [v, last] : last_use_)
+    if (last >= i && available(v)) live.insert(v);
+  for (const auto& o : g_.outputs)
+    if (available(o.name) && !g_.is_constant(o.name)) live.insert(o.name);
+  return {live.begin(), live.end()};
+}
+
+void GraphExecutor::run_nodes(size_t begin, size_t end, ValueMap& env, QuantContext* ctx, bool keep_all) const {
+  CATQ_CHECK(begin <= end && end <= g_.nodes.size(), Internal, "run_nodes: range [{}, {}) outside 0..{}", begin, end,
+             g_.nodes.size());
+  std::set<std::string> keep;
+  for (const auto& o : g_.outputs) keep.insert(o.name);
+  // Shared activation values quantized during this call (see the header: one quantized tensor per value).
+  std::unordered_map<std::string, at::Tensor> quantized;
+  auto shared_quantized = [&](const std::string& v, int owner, const at::Tensor& x) {
+    auto it = quantized.find(v);
+    if (it != quantized.end()) return it->second;
+    at::Tensor q = ctx->input(layers_[owner], x);
+    quantized.emplace(v, q);
+    return q;
+  };
+  std::vector<at::Tensor> args;
+  for (size_t i = begin; i < end; ++i) {
+    const Node& n = g_.nodes[i];
+    auto li = layer_of_node_.find(n.name);
+    const LayerInfo* layer = li == layer_of_node_.end() ? nullptr : &layers_[li->second];
+    args.clear();
+    for (size_t k = 0; k < n.inputs.size(); ++k) {
+      const std::string& v = n.inputs[k];
+      if (v.empty()) { args.emplace_back(); continue; }
+      auto it = env.find(v);
+      if (it == env.end()) {
+        auto c = g_.initializers.find(v);
+        CATQ_CHECK(c != g_.initializers.end(), Internal, "node '{}' reads '{}' which has no value", n.name, v);
+        args.push_back(c->second);
+        continue;
+      }
+      at::Tensor x = it->second;
+      if (ctx) {
+        auto owner = shared_act_owner_.find(v);
+        bool shared = owner != shared_act_owner_.end();
+        if (layer && k == 0) x = shared && owner->second == layer->index ? shared_quantized(v, owner->second, x) : ctx->input(*layer, x);
+        else if (shared) x = shared_quantized(v, owner->second, x);
+      }
+      args.push_back(x);
+    }
+    std::vector<at::Tensor> outs = run_node(n, args, g_.opset, ctx, layer);
+    if (layer && on_layer_output && !outs.empty()) on_layer_output(*layer, outs[0]);
+    for (size_t k = 0; k < n.outputs.size() && k < outs.size(); ++k)
+      if (!n.outputs[k].empty()) env[n.outputs[k]] = outs[k];
+    if (!keep_all)
+      for (const auto& v : n.inputs) {
+        auto lu = last_use_.find(v);
+        if (lu != last_use_.end() && lu->second == i && !keep.count(v)) env.erase(v);
+      }
   }
 }
 
@@ -45,14 +139,7 @@ std::vector<at::Tensor> GraphExecutor::run(const std::vector<at::Tensor>& inputs
                                            ValueMap* record) const {
   CATQ_CHECK(inputs.size() == g_.inputs.size(), Data, "{}: model has {} inputs, got {}", g_.source, g_.inputs.size(),
              inputs.size());
-  // Last use of each value, so intermediate tensors are freed early (matters for big batches).
-  std::map<std::string, size_t> last_use;
-  for (size_t i = 0; i < g_.nodes.size(); ++i)
-    for (const auto& v : g_.nodes[i].inputs) last_use[v] = i;
-  std::set<std::string> keep;
-  for (const auto& o : g_.outputs) keep.insert(o.name);
-
-  std::unordered_map<std::string, at::Tensor> env;
+  ValueMap env;
   for (size_t i = 0; i < inputs.size(); ++i) {
     const ValueInfo& vi = g_.inputs[i];
     if (vi.has_shape) {
@@ -64,33 +151,9 @@ std::vector<at::Tensor> GraphExecutor::run(const std::vector<at::Tensor>& inputs
     env[vi.name] = inputs[i];
   }
   if (ctx) ctx->bind(layers_);
-  std::vector<at::Tensor> args;
-  for (size_t i = 0; i < g_.nodes.size(); ++i) {
-    const Node& n = g_.nodes[i];
-    args.clear();
-    for (const auto& v : n.inputs) {
-      if (v.empty()) { args.emplace_back(); continue; }
-      auto it = env.find(v);
-      if (it != env.end()) { args.push_back(it->second); continue; }
-      auto c = g_.initializers.find(v);
-      CATQ_CHECK(c != g_.initializers.end(), Internal, "node '{}' reads '{}' which has no value", n.name, v);
-      args.push_back(c->second);
-    }
-    auto li = layer_of_node_.find(n.name);
-    const LayerInfo* layer = li == layer_of_node_.end() ? nullptr : &layers_[li->second];
-    std::vector<at::Tensor> outs = run_node(n, args, g_.opset, ctx, layer);
-    if (layer && on_layer_output && !outs.empty()) on_layer_output(*layer, outs[0]);
-    for (size_t k = 0; k < n.outputs.size() && k < outs.size(); ++k) {
-      if (n.outputs[k].empty()) continue;
-      env[n.outputs[k]] = outs[k];
-      if (record) (*record)[n.outputs[k]] = outs[k];
-    }
-    if (!record)
-      for (const auto& v : n.inputs) {
-        auto lu = last_use.find(v);
-        if (lu != last_use.end() && lu->second == i && !keep.count(v)) env.erase(v);
-      }
-  }
+  run_nodes(0, g_.nodes.size(), env, ctx, record != nullptr);
+  if (record)
+    for (const auto& [k, v] : env) (*record)[k] = v;
   std::vector<at::Tensor> result;
   for (const auto& o : g_.outputs) {
     auto it = env.find(o.name);

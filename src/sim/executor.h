@@ -1,5 +1,16 @@
 // Executes a Graph with libtorch: FP32, or with a QuantContext attached to every conv/linear weight
 // and input activation. Autograd flows through (initializers are plain tensors that can require grad).
+//
+// Where activations are quantized: a layer's input value is quantized by that layer's input quantizer
+// (QuantContext::input). When the same value also feeds nodes that are not layers (a residual shortcut,
+// an option-A Slice/Pad shortcut), those nodes read the *same quantized tensor* — the quantizer of the
+// first layer (in execution order) that consumes the value — as an integer runtime that stores the
+// activation once would. So a ResNet's residual stream is quantized at block boundaries, as in the
+// academic PTQ setting (BRECQ / QDrop / PD-Quant quantize each block's output). Within one run the
+// quantized tensor is computed once per value. Two layers reading one value each apply their own quantizer.
+//
+// run() executes the whole graph; run_nodes() a contiguous range of nodes on a caller-held environment
+// (block reconstruction walks the graph segment by segment with it).
 #pragma once
 #include <functional>
 #include <map>
@@ -36,6 +47,19 @@ class GraphExecutor {
   // Convenience for single-input models: first output.
   at::Tensor forward(const at::Tensor& x, QuantContext* ctx = nullptr) const;
 
+  // Runs nodes [begin, end) reading values from `env` (graph inputs and values computed by earlier nodes;
+  // initializers come from the graph) and adding every output to `env`. Values not needed after `end`
+  // (live_after(end)) are erased unless `keep_all`. Does not call ctx->bind(): bind the context first (a
+  // run() does it, or ctx->bind(layers())).
+  void run_nodes(size_t begin, size_t end, ValueMap& env, QuantContext* ctx, bool keep_all = false) const;
+  // Values that nodes at index >= i read, or graph outputs, and that are computed before i (graph inputs
+  // or outputs of nodes < i): the state the graph carries across position i. Sorted by name.
+  std::vector<std::string> live_at(size_t i) const;
+  // Index of the node that produces value v (graph inputs and initializers: -1).
+  int producer_index(const std::string& v) const;
+  // Index in graph().nodes of a layer's node.
+  size_t node_index(const LayerInfo& l) const { return layer_node_.at(l.index); }
+
   // Called after each quantizable layer computes its output (before any following op).
   std::function<void(const LayerInfo&, const at::Tensor&)> on_layer_output;
 
@@ -43,12 +67,19 @@ class GraphExecutor {
   std::vector<at::Tensor> parameters() const;
   // The weight initializer name of a layer.
   const std::string& weight_name(const LayerInfo& l) const { return weight_names_.at(l.name); }
+  // The layer's weight as the QuantContext sees it: conv [O, I/g, kh, kw]; linear [out, in] (a view of the
+  // initializer, transposed for Gemm without transB and for MatMul).
+  at::Tensor layer_weight(const LayerInfo& l) const;
 
  private:
   Graph g_;
   std::vector<LayerInfo> layers_;
   std::map<std::string, int> layer_of_node_;  // node name -> index in layers_
   std::map<std::string, std::string> weight_names_;
+  std::vector<size_t> layer_node_;                   // layer index -> node index
+  std::map<std::string, int> shared_act_owner_;      // value read by a layer and by other nodes -> first layer
+  std::map<std::string, size_t> last_use_;           // value -> last node index reading it
+  std::map<std::string, int> producer_;              // value -> node index
 };
 
 }  // namespace catq

@@ -81,10 +81,7 @@ Tensors op_conv(const Node& n, const Tensors& x, QuantContext* ctx, const LayerI
   if (X.size(1) != W.size(1) * group)
     op_fail(n, fmt::format("input has {} channels but weight expects {} x {} groups", X.size(1), W.size(1), group));
   std::vector<int64_t> pads = spatial_pads(n, X, kernel, strides, dil);
-  if (ctx && layer) {
-    X = ctx->input(*layer, X);
-    W = ctx->weight(*layer, W);
-  }
+  if (ctx && layer) W = ctx->weight(*layer, W);
   bool sym = true;
   for (size_t i = 0; i < sd; ++i) sym = sym && pads[i] == pads[i + sd];
   std::vector<int64_t> p(sd, 0);
@@ -106,9 +103,7 @@ Tensors op_gemm(const Node& n, const Tensors& x, QuantContext* ctx, const LayerI
   at::Tensor Y;
   if (ctx && layer) {
     // Quantize B in nn.Linear layout [out, in].
-    at::Tensor W = tb ? B : B.t();
-    A = ctx->input(*layer, A);
-    W = ctx->weight(*layer, W);
+    at::Tensor W = ctx->weight(*layer, tb ? B : B.t());
     Y = at::matmul(A, W.t());
   } else {
     Y = at::matmul(A, tb ? B.t() : B);
@@ -121,7 +116,6 @@ Tensors op_gemm(const Node& n, const Tensors& x, QuantContext* ctx, const LayerI
 Tensors op_matmul(const Node& n, const Tensors& x, QuantContext* ctx, const LayerInfo* layer) {
   at::Tensor A = in(n, x, 0), B = in(n, x, 1);
   if (ctx && layer) {
-    A = ctx->input(*layer, A);
     at::Tensor W = ctx->weight(*layer, B.t());  // [K,N] -> [out=N, in=K]
     return {at::matmul(A, W.t())};
   }
