@@ -260,7 +260,7 @@ TEST(CatqFile, RoundTripsModelAndHead) {
   EXPECT_EQ(r.sq->total_weight_bytes(), m.sq->total_weight_bytes());
   for (const LayerInfo& l : m.ex->layers())
     EXPECT_TRUE(r.sq->quantized_weight_codes(l.name).equal(m.sq->quantized_weight_codes(l.name))) << l.name;
-  // The weight-cluster affine method stores its clusters and (α, β) and dequantizes identically.
+  // The weight-cluster affine method bakes its transform into the codes: plain dequantization after loading.
   o.method = "wca";
   o.recon = recon_preset("wca");
   o.recon.iters = 10;

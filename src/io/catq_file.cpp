@@ -5,7 +5,6 @@
 
 #include "core/error.h"
 #include "core/file_util.h"
-#include "methods/weight_param.h"
 
 namespace catq {
 
@@ -261,11 +260,6 @@ void write_catq(const std::string& path, const GraphExecutor& ex, const SimQuant
       int bits = 1;
       while ((int64_t{1} << bits) <= hi - lo) ++bits;
       wj["codes"] = blob.add_packed(codes, bits, lo);
-      if (!sl.weight_transform.kind.empty()) {
-        json tj = {{"kind", sl.weight_transform.kind}, {"extra_bits", sl.weight_transform.extra_bits}};
-        for (const auto& [k, t] : sl.weight_transform.tensors) tj["tensors"][k] = blob.add(t);
-        wj["transform"] = tj;
-      }
       lj["weight"] = wj;
       weight_inits.insert(ex.weight_name(l));
     }
@@ -407,21 +401,8 @@ QuantizedCnn read_catq(const std::string& path) {
         at::Tensor codes = blob.get(wj.at("codes"), where + " codes");
         CATQ_CHECK(codes.sizes().vec() == l.weight_shape, Format, "{}: {}: codes have shape [{}], the layer's weight is [{}]",
                    path, where, fmt::join(codes.sizes(), ","), fmt::join(l.weight_shape, ","));
-        at::Tensor deq;
-        WeightTransform t;
-        if (wj.contains("transform")) {
-          const json& tj = wj.at("transform");
-          t.kind = tj.at("kind").get<std::string>();
-          t.extra_bits = tj.value("extra_bits", uint64_t{0});
-          CATQ_CHECK(t.kind == "cluster_affine", Unsupported, "{}: {}: unknown weight transform '{}'", path, where, t.kind);
-          for (const auto& [k, tv] : tj.at("tensors").items()) t.tensors[k] = blob.get(tv, where + " " + k);
-          CATQ_CHECK(t.tensors.count("clusters") && t.tensors.count("alpha") && t.tensors.count("beta"), Format,
-                     "{}: {}: cluster_affine needs clusters, alpha and beta", path, where);
-          deq = dequantize_cluster_affine(codes, wp, t.tensors["clusters"], t.tensors["alpha"], t.tensors["beta"],
-                                          path + ": " + where);
-        }
         try {
-          sq->set_quantized_weight(l.name, codes, wp, deq, std::move(t));
+          sq->set_quantized_weight(l.name, codes, wp);
         } catch (const Error& e) {
           fail(ErrorKind::Format, "{}: {}", path, e.what());
         }

@@ -193,7 +193,7 @@ ReconOptions recon_preset(const std::string& method) {
     o.granularity = ReconGranularity::Layer;
     o.weight_param = "cluster_affine";
     o.learn_act_scale = false;
-    o.w_lr = 1e-3;
+    o.w_lr = 1e-2;  // the cluster parameters are in units of a quantization step
   } else {
     fail(ErrorKind::Config, "unknown reconstruction method '{}', expected one of: {}", method,
          fmt::join(recon_methods(), ", "));
@@ -258,7 +258,7 @@ ReconReport reconstruct(const GraphExecutor& ex, SimQuant& sq, const at::Tensor&
           CATQ_CHECK(wp != nullptr, Internal, "reconstruction: layer '{}' has no weight params", l.name);
           at::Tensor w = ex.layer_weight(l);
           a.weight = o.weight_param == "adaround" ? make_adaround_weight(w, *wp)
-                                                  : make_cluster_affine_weight(w, *wp, o.clusters, o.seed);
+                                                  : make_cluster_affine_weight(w, *wp, o.clusters);
           for (const auto& p : a.weight->parameters()) w_params.push_back(p);
         }
         if (pass.act_on && sl.input_spec.enabled && sl.input_spec.granularity != Granularity::PerToken) {

@@ -4,10 +4,12 @@
 //                        ζ = 1.1, γ = −0.1; V starts where h(V) = W/s − ⌊W/s⌋ (hard rounding = nearest).
 //                        Regulariser Σ(1 − |2h(V) − 1|^β). Hard: h = [V ≥ 0].
 //   ClusterAffineWeight  seed 000's weight-cluster affine: the values of W are k-means clustered (1-D, K
-//                        clusters per tensor); cluster m gets (α_m, β_m), w' = α_m·w + β_m is quantized with the
-//                        layer's uniform quantizer (clipped STE through rounding) and mapped back,
-//                        ŵ = (s·(q − z) − β_m) / α_m. α = exp(a) keeps it positive; starts at α = 1, β = 0 (RTN).
-//                        Stored: the codes q, a cluster index per weight (⌈log2 K⌉ bits) and K (α, β) pairs.
+//                        clusters per tensor); cluster m gets (α_m, β_m) and w' = α_m·w + β_m is quantized with the
+//                        layer's uniform quantizer, ŵ = s·(clamp(round(w'/s) + z, qmin, qmax) − z), clipped STE
+//                        through the rounding. The transform is baked into the codes: inference dequantizes with
+//                        the plain per-channel s, z (seed 000, "inference stage"), so nothing extra is stored.
+//                        α = exp(a / L) (L = half the code range) and β = b · mean step keep the learned a, b in
+//                        units of the quantization step; α stays positive; starts at α = 1, β = 0, i.e. at RTN.
 //
 // Both install their hard result into a SimQuant (SimQuant::set_quantized_weight).
 #pragma once
@@ -36,12 +38,6 @@ class WeightParam {
 
 // w: the layer's FP weight (QuantContext layout); p: its uniform weight params (scale fixed from here on).
 std::unique_ptr<WeightParam> make_adaround_weight(const at::Tensor& w, const QuantParams& p);
-std::unique_ptr<WeightParam> make_cluster_affine_weight(const at::Tensor& w, const QuantParams& p, int64_t clusters,
-                                                        uint64_t seed);
-
-// ŵ of the weight-cluster affine method from stored data: codes q (int), params p, cluster index per weight
-// (int, same shape), alpha and beta [K]. Error(Format) for inconsistent shapes or indices.
-at::Tensor dequantize_cluster_affine(const at::Tensor& q, const QuantParams& p, const at::Tensor& clusters,
-                                     const at::Tensor& alpha, const at::Tensor& beta, const std::string& where);
+std::unique_ptr<WeightParam> make_cluster_affine_weight(const at::Tensor& w, const QuantParams& p, int64_t clusters);
 
 }  // namespace catq

@@ -199,8 +199,7 @@ void SimQuant::set_weight_params(const std::string& name, QuantParams p, bool fr
   l.w_data = nullptr;
 }
 
-void SimQuant::set_quantized_weight(const std::string& name, const at::Tensor& q, QuantParams p,
-                                    const at::Tensor& dequantized, WeightTransform transform) {
+void SimQuant::set_quantized_weight(const std::string& name, const at::Tensor& q, QuantParams p) {
   Layer& l = find(name);
   CATQ_CHECK(l.weight_spec.enabled, Usage, "layer '{}': its weight is not quantized by the config", name);
   CATQ_CHECK(q.sizes().vec() == l.info.weight_shape, Data, "layer '{}': integer weight has shape {}, expected {}", name,
@@ -211,12 +210,8 @@ void SimQuant::set_quantized_weight(const std::string& name, const at::Tensor& q
     CATQ_CHECK(lo >= p.qmin && hi <= p.qmax, Data, "layer '{}': integer weights span [{}, {}], outside the {}-bit range "
                "[{}, {}]", name, lo, hi, p.bits, p.qmin, p.qmax);
   }
-  if (dequantized.defined())
-    CATQ_CHECK(dequantized.sizes() == q.sizes(), Data, "layer '{}': dequantized weight has shape {}, expected {}", name,
-               shape_str(dequantized.sizes().vec()), shape_str(l.info.weight_shape));
-  l.fixed_weight = dequantized.defined() ? dequantized.detach().to(at::kFloat).contiguous() : dequantize(qi, p);
+  l.fixed_weight = dequantize(qi, p);
   l.weight_codes = qi;
-  l.weight_transform = std::move(transform);
   l.weight_params = std::move(p);
   l.weight_frozen = true;
   l.w_adopt = false;
@@ -240,9 +235,7 @@ std::vector<SimQuant::LayerReport> SimQuant::report() const {
     r.weight_numel = 1;
     for (int64_t d : l.info.weight_shape) r.weight_numel *= d;
     if (l.info.weight_shape.empty()) r.weight_numel = 0;
-    r.weight_bytes = l.info.weight_shape.empty()
-                         ? 0
-                         : (storage_bits(l.info.weight_shape, l.weight_spec) + l.weight_transform.extra_bits + 7) / 8;
+    r.weight_bytes = l.info.weight_shape.empty() ? 0 : (storage_bits(l.info.weight_shape, l.weight_spec) + 7) / 8;
     if (!l.weight_spec.enabled) r.weight_observer = "-";
     else if (l.weight_spec.scheme != Scheme::Uniform) r.weight_observer = to_string(l.weight_spec.scheme);
     else r.weight_observer = to_string(l.weight_spec.observer);

@@ -20,7 +20,6 @@
 //               from finalize_calibration(), or are computed on first use from the layer's observer.
 // Not thread-safe: one forward at a time.
 #pragma once
-#include <map>
 #include <memory>
 #include <optional>
 #include <string>
@@ -33,14 +32,6 @@
 #include "sim/quant_context.h"
 
 namespace catq {
-
-// Extra stored data of integer weights whose dequantization is not the plain affine formula (e.g. the
-// weight-cluster affine method: per-weight cluster indices and per-cluster α, β). `extra_bits` is its storage.
-struct WeightTransform {
-  std::string kind;                          // "" = none, "cluster_affine"
-  std::map<std::string, at::Tensor> tensors;
-  uint64_t extra_bits = 0;
-};
 
 class SimQuant : public QuantContext {
  public:
@@ -64,7 +55,6 @@ class SimQuant : public QuantContext {
     // Integer weights installed by set_quantized_weight (a reconstruction result, a loaded model): codes q
     // (int32, the weight's shape) and x̂ = dequantize(q, weight_params), used instead of fake-quantizing w.
     at::Tensor weight_codes, fixed_weight;
-    WeightTransform weight_transform;
   };
 
   // Per-layer summary. Bits are 32 for floating point; bytes count codes plus scale / zero-point / codebook
@@ -105,11 +95,9 @@ class SimQuant : public QuantContext {
   void set_weight_params(const std::string& name, QuantParams p, bool freeze = true);
   void set_input_params(const std::string& name, QuantParams p);
   // Install integer weights: q (integer codes in p's range, the layer's weight shape) with their params. In
-  // Quantize mode the layer's weight is then dequantize(q, p) — or `dequantized` when given (a method whose
-  // dequantization is not affine, described by `transform`) — whatever tensor the model passes (no gradient
+  // Quantize mode the layer's weight is then dequantize(q, p) whatever tensor the model passes (no gradient
   // reaches the model's weight). Error(Data) for a shape or range mismatch.
-  void set_quantized_weight(const std::string& name, const at::Tensor& q, QuantParams p,
-                            const at::Tensor& dequantized = {}, WeightTransform transform = {});
+  void set_quantized_weight(const std::string& name, const at::Tensor& q, QuantParams p);
   // Codes of installed integer weights, or undefined.
   at::Tensor quantized_weight_codes(const std::string& name) const { return layer(name).weight_codes; }
 
