@@ -118,3 +118,49 @@ TEST(Demo, ShortRun) {
   EXPECT_LT(r.rows[4].weight_bytes, r.rows[0].weight_bytes);
   EXPECT_NE(catq::demo_table(r).find("w2a2"), std::string::npos);
 }
+
+TEST(BadInputCli, QuantizeRejectsBadOptionsBeforeLoading) {
+  // The model need not exist: options are checked first.
+  CliRun r = run_cli("quantize /nonexistent.onnx --bits w9a9 --calib x.bin -o /tmp/x.catq");
+  EXPECT_EQ(r.code, 6) << r.out;
+  EXPECT_NE(r.out.find("w9a9"), std::string::npos) << r.out;
+  r = run_cli("quantize /nonexistent.onnx --method gptq --calib x.bin -o /tmp/x.catq");
+  EXPECT_EQ(r.code, 6) << r.out;
+  EXPECT_NE(r.out.find("gptq"), std::string::npos) << r.out;
+  r = run_cli("quantize /nonexistent.onnx --method qdrop --drop-prob 1.5 --calib x.bin -o /tmp/x.catq");
+  EXPECT_EQ(r.code, 6) << r.out;
+  r = run_cli("quantize /nonexistent.onnx --method rtn+magic --calib x.bin -o /tmp/x.catq");
+  EXPECT_EQ(r.code, 2) << r.out;
+  r = run_cli("quantize /nonexistent.onnx --method rtn --calib x.bin");
+  EXPECT_EQ(r.code, 2) << r.out;  // no -o
+}
+
+TEST(BadInputCli, QuantizedFileErrors) {
+  std::string p = tmp_file("bad.catq", std::string("CATQMDL") + std::string(3, '\0'));
+  CliRun r = run_cli("eval " + p + " --data x.bin");
+  EXPECT_EQ(r.code, 4) << r.out;
+  EXPECT_NE(r.out.find(p), std::string::npos) << r.out;
+}
+
+// End to end on the real ResNet-20 (a few iterations): quantize with a head, evaluate the file.
+TEST(CliQuantize, ResNet20QDropCatRoundTrip) {
+  const std::string onnx = asset("resnet-cifar10/resnet20.onnx"), data = asset("cifar10/test.bin");
+  if (!catq::file_exists(onnx) || !catq::file_exists(data)) GTEST_SKIP() << "needs ../shared/assets (absent)";
+  const std::string out = ::testing::TempDir() + "cli_r20.catq";
+  CliRun r = run_cli("quantize " + onnx + " --method qdrop+cat --bits w4a4 --iters 3 --calib " + data +
+                     " --calib-size 96 --cat-ks 1 2 -o " + out);
+  ASSERT_EQ(r.code, 0) << r.out;
+  EXPECT_NE(r.out.find("wrote"), std::string::npos) << r.out;
+  r = run_cli("--json eval " + out + " --data " + data + " --split eval --limit 200 --reference " + onnx);
+  ASSERT_EQ(r.code, 0) << r.out;
+  EXPECT_NE(r.out.find("\"top1_agreement\""), std::string::npos) << r.out;
+  // Too many clusters for the fitting images: a clear data error.
+  r = run_cli("quantize " + onnx + " --from " + out + " --head cat --cat-k 500 --cat-alpha 0.5 --calib " + data +
+              " --calib-size 96 -o " + out + ".2");
+  EXPECT_EQ(r.code, 7) << r.out;
+  EXPECT_NE(r.out.find("500"), std::string::npos) << r.out;
+  // Calibrating on the evaluation split is refused.
+  r = run_cli("quantize " + onnx + " --method rtn --calib " + data + " --calib-split eval -o " + out + ".3");
+  EXPECT_EQ(r.code, 2) << r.out;
+  std::remove(out.c_str());
+}

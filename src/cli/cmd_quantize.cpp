@@ -1,6 +1,7 @@
 // `catq quantize MODEL ...`: post-training quantization of a CNN (ONNX) with RTN or a reconstruction method
 // (AdaRound, BRECQ, QDrop, PD-Quant, weight-cluster affine), optionally followed by a CAT or plain-affine logit
 // head, written to a self-contained .catq file that `catq eval` runs.
+#include <algorithm>
 #include <iostream>
 
 #include <nlohmann/json.hpp>
@@ -103,6 +104,14 @@ int run_quantize(const Common& common) {
   if (head == "none") head.clear();
   CATQ_CHECK(head.empty() || head == "cat" || head == "affine", Usage, "--head '{}': expected cat, affine or none", head);
   CATQ_CHECK(!args.out.empty(), Usage, "quantize: -o OUT.catq is required");
+  // Options are checked before anything is loaded.
+  if (args.from.empty()) {
+    const auto& methods = cnn_ptq_methods();
+    CATQ_CHECK(std::find(methods.begin(), methods.end(), method) != methods.end(), Config,
+               "--method '{}': expected one of {} (optionally +cat or +affine)", method, fmt::join(methods, ", "));
+    if (args.config.empty()) academic_config(args.bits);
+    if (method != "rtn") recon_options(method);
+  }
   ModelFormat f = detect_model_format(args.model);
   CATQ_CHECK(f == ModelFormat::Onnx, Unsupported, "{}: quantize handles ONNX CNNs (this is {}); LLM quantization is "
              "'catq eval --quant' for now", args.model, model_format_name(f));
