@@ -110,9 +110,13 @@ TEST(Demo, ShortRun) {
   o.train_limit = 4000;
   o.calib_images = 256;
   o.observers = {"minmax", "mse"};
+  o.ptq_iters = 60;
   catq::DemoResult r = catq::run_mnist_demo(o);
   EXPECT_GT(r.fp_top1, 0.90);
-  ASSERT_EQ(r.rows.size(), 6u);
+  ASSERT_EQ(r.rows.size(), 8u);  // 3 configs x 2 observers, QDrop, QDrop + CAT
+  EXPECT_EQ(r.rows[6].observer, "qdrop");
+  EXPECT_GT(r.rows[6].top1, 0.2);  // reconstruction keeps a working W2A2 model
+  EXPECT_FALSE(r.head_note.empty());
   EXPECT_NEAR(r.rows[0].top1, r.fp_top1, 0.01);             // w8a8 minmax
   EXPECT_LT(r.rows[4].top1, r.rows[0].top1);                // w2a2 below w8a8
   EXPECT_LT(r.rows[4].weight_bytes, r.rows[0].weight_bytes);

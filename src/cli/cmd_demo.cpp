@@ -10,7 +10,8 @@ namespace catq::cli {
 
 void register_demo(CLI::App& app, Common& common) {
   auto* sub = app.add_subcommand("demo", "Train a small MNIST CNN (about a minute), then compare FP32 with RTN "
-                                         "W8A8 / W4A4 / W2A2 under several activation observers");
+                                         "W8A8 / W4A4 / W2A2 under several activation observers, and with W2A2 "
+                                         "reconstruction PTQ (QDrop) plus a CAT head");
   sub->footer("Examples:\n  catq demo\n  catq demo --epochs 2 --seed 1\n  catq --json demo > demo.json");
   static DemoOptions o;
   sub->add_option("--mnist", o.mnist_dir, "Folder with the digits JSON files (default: .cache from setup)");
@@ -18,7 +19,9 @@ void register_demo(CLI::App& app, Common& common) {
   sub->add_option("--seed", o.seed, "Seed for initialisation and shuffling")->capture_default_str();
   sub->add_option("--train-limit", o.train_limit, "Train on the first N images only (0 = all)");
   sub->add_option("--calib", o.calib_images, "Calibration images (from the training split)")->capture_default_str();
+  sub->add_option("--ptq-iters", o.ptq_iters, "QDrop iterations per layer (0 = skip the PTQ rows)")->capture_default_str();
   sub->callback([&common] {
+    if (o.ptq_iters <= 0) o.ptq_method.clear();
     DemoResult r = run_mnist_demo(o);
     if (!common.json) {
       std::cout << demo_table(r);
@@ -29,8 +32,9 @@ void register_demo(CLI::App& app, Common& common) {
     j["test_images"] = r.test_images;
     j["train_seconds"] = r.train_seconds;
     j["fp32"] = {{"top1", r.fp_top1 * 100}, {"weight_bytes", r.fp_weight_bytes}};
+    j["ptq_head"] = r.head_note;
     for (const auto& row : r.rows)
-      j["rtn"].push_back({{"config", row.config}, {"observer", row.observer}, {"top1", row.top1 * 100},
+      j["rows"].push_back({{"config", row.config}, {"observer", row.observer}, {"top1", row.top1 * 100},
                           {"agreement", row.agreement * 100}, {"kl", row.kl}, {"weight_bytes", row.weight_bytes}});
     std::cout << j.dump(2) << "\n";
   });
