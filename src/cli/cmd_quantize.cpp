@@ -76,8 +76,9 @@ void print_summary(const QuantizedCnn& m) {
     std::cout << fmt::format("reconstruction: {} units, {} iterations per unit, {:.1f} s\n", r["units"].size(),
                              r.value("iters", 0), r.value("seconds", 0.0));
     for (const auto& u : r["units"])
-      std::cout << fmt::format("  {:<11} {:<48} loss {:10.4f} -> {:10.4f}\n", u.value("pass", ""),
-                               u.value("unit", "").substr(0, 48), u.value("loss_before", 0.0), u.value("loss_after", 0.0));
+      std::cout << fmt::format("  {:<11} {:<48} loss {:10.4f} -> {:10.4f}{}\n", u.value("pass", ""),
+                               u.value("unit", "").substr(0, 48), u.value("loss_before", 0.0), u.value("loss_after", 0.0),
+                               u.value("reverted", false) ? "  (worse: kept the start)" : "");
   }
   std::cout << fmt::format("weights: {} bytes\n", md.value("weight_bytes", 0));
   if (md.contains("head")) {

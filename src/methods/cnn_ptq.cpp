@@ -78,14 +78,15 @@ QuantizedCnn quantize_cnn(Graph g, const ImageDataset& calib, const CnnPtqOption
     json units = json::array();
     for (const auto& u : rep.units)
       units.push_back({{"unit", u.name}, {"pass", u.pass}, {"iters", u.iters}, {"loss_before", u.loss_before},
-                       {"loss_after", u.loss_after}, {"seconds", u.seconds}});
+                       {"loss_after", u.loss_after}, {"reverted", u.reverted}, {"seconds", u.seconds}});
     meta["reconstruction"] = {
         {"granularity", to_string(ro.granularity)}, {"iters", ro.iters},          {"batch", ro.batch},
         {"two_stage", ro.two_stage},                {"w_lr", ro.w_lr},            {"a_lr", ro.a_lr},
         {"round_weight", ro.round_weight},          {"drop_prob", ro.drop_prob},  {"pd_weight", ro.pd_weight},
         {"pd_temperature", ro.pd_temperature},      {"drift_weight", ro.drift_weight},
         {"weight_param", ro.weight_param},          {"clusters", ro.clusters},    {"seed", ro.seed},
-        {"learn_act_scale", ro.learn_act_scale},    {"units", units},             {"seconds", rep.seconds}};
+        {"learn_act_scale", ro.learn_act_scale},    {"reinit_act", ro.reinit_act},{"keep_best", ro.keep_best},
+        {"units", units},                           {"seconds", rep.seconds}};
   }
   // Install integer codes for every quantized weight that does not have them yet (RTN layers).
   for (const LayerInfo& l : ex->layers()) {

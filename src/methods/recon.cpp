@@ -9,6 +9,7 @@
 #include "core/error.h"
 #include "core/progress.h"
 #include "methods/weight_param.h"
+#include "quant/observer.h"
 #include "quant/fake_quant.h"
 
 namespace catq {
@@ -46,6 +47,13 @@ class ReconContext : public QuantContext {
   bool training = false;   // QDrop's drop applies only while training
   bool soft = true;        // soft (h(V)) or hard (V ≥ 0) rounding for active layers
   double drop_prob = 0.0;
+  // QDrop's partner of a dropped element for layers reading a unit input: the FP model's value of that input
+  // (as the QDrop / PD-Quant code mixes the quantized model's input with the FP model's). Other layers drop to
+  // their own unquantized input.
+  std::map<std::string, at::Tensor> drop_partner;
+  // Re-initialisation of one layer's input range: it observes its (unquantized) input instead of quantizing it.
+  std::string observe_layer;
+  Observer* observer = nullptr;
 
   at::Tensor weight(const LayerInfo& l, const at::Tensor& w) override {
     auto it = active.find(l.name);
@@ -55,15 +63,25 @@ class ReconContext : public QuantContext {
 
   at::Tensor input(const LayerInfo& l, const at::Tensor& x) override {
     if (!act_on) return x;
+    if (observer && l.name == observe_layer) {
+      observer->observe(x);
+      return x;
+    }
     auto it = active.find(l.name);
     if (it == active.end() || !it->second.a_scale.defined()) return base_.input(l, x);
     const Active& a = it->second;
     at::Tensor keep = training && drop_prob > 0 ? drop_mask(x) : at::Tensor();
+    at::Tensor xq;
     if (a.ap.granularity == Granularity::PerTensor && x.scalar_type() == at::kFloat && x.device().is_cpu() &&
         x.is_non_overlapping_and_dense())
-      return fake_quant_lsq_per_tensor(x, a.a_scale, a.ap.zero_point.item<double>(), a.ap.qmin, a.ap.qmax, 1.0, keep);
-    at::Tensor xq = fake_quant_lsq(x, a.a_scale, a.ap, 1.0);
-    return keep.defined() ? at::where(keep, x, xq) : xq;
+      xq = fake_quant_lsq_per_tensor(x, a.a_scale, a.ap.zero_point.item<double>(), a.ap.qmin, a.ap.qmax, 1.0, keep);
+    else
+      xq = keep.defined() ? at::where(keep, x, fake_quant_lsq(x, a.a_scale, a.ap, 1.0)) : fake_quant_lsq(x, a.a_scale, a.ap, 1.0);
+    if (keep.defined()) {
+      auto p = drop_partner.find(l.name);
+      if (p != drop_partner.end()) xq = at::where(keep, p->second, xq);
+    }
+    return xq;
   }
 
   // Sum of the active weights' regularisers (AdaRound's rounding term) at exponent beta; undefined when none.
@@ -275,11 +293,41 @@ ReconReport reconstruct(const GraphExecutor& ex, SimQuant& sq, const at::Tensor&
         ctx.active.emplace(l.name, std::move(a));
       }
       ctx.act_on = pass.act_on;
-
-      // Targets: the FP model on FP inputs. Loss before: the initial (RTN) params, hard rounding.
-      State fp_out = run_all(ex, u.begin, u.end, fp_state, nullptr, want);
       ctx.training = false;
       ctx.soft = false;
+      std::vector<std::pair<std::string, std::string>> input_of_active;  // layer -> the value it reads
+      for (int li : u.layers) {
+        const LayerInfo& l = ex.layers()[li];
+        input_of_active.emplace_back(l.name, g.nodes[ex.node_index(l)].inputs.at(0));
+      }
+
+      // Activation ranges re-initialised on what the quantized model feeds this unit (as the BRECQ / QDrop /
+      // PD-Quant code does): layer by layer, each observing its input with the earlier ones already quantized.
+      if (o.reinit_act && pass.act_on) {
+        State sample;
+        for (const auto& [k, v] : q_state) sample[k] = v.slice(0, 0, std::min<int64_t>(n, o.reinit_images));
+        for (int li : u.layers) {
+          const LayerInfo& l = ex.layers()[li];
+          ReconContext::Active& a = ctx.active.at(l.name);
+          if (!a.a_scale.defined()) continue;
+          auto obs = Observer::create(sq.layer(l.name).input_spec, l.name + " input");
+          ctx.observe_layer = l.name;
+          ctx.observer = obs.get();
+          run_all(ex, u.begin, u.end, sample, &ctx, {});
+          ctx.observer = nullptr;
+          ctx.observe_layer.clear();
+          QuantParams ap = obs->compute();
+          a.ap = ap;
+          a.a_scale0 = ap.scale.clone();
+          const bool learn = a.a_scale.requires_grad();
+          at::NoGradGuard ng;
+          a.a_scale.copy_(ap.scale.to(at::kFloat).reshape(a.a_scale.sizes()));
+          (void)learn;
+        }
+      }
+
+      // Targets: the FP model on FP inputs. Loss before: the initial params, hard rounding.
+      State fp_out = run_all(ex, u.begin, u.end, fp_state, nullptr, want);
       double before = rec_loss_all(run_all(ex, u.begin, u.end, q_state, &ctx, u.targets), fp_out, u.targets, o.rec_p);
 
       std::unique_ptr<torch::optim::Adam> w_opt, a_opt;
@@ -294,13 +342,25 @@ ReconReport reconstruct(const GraphExecutor& ex, SimQuant& sq, const at::Tensor&
         at::Tensor idx = at::randint(n, {o.batch}, batch_gen, at::TensorOptions().dtype(at::kLong));
         ValueMap env;
         for (const auto& [k, v] : q_state) env[k] = v.index_select(0, idx);
+        ctx.drop_partner.clear();
+        if (o.drop_prob > 0)
+          for (const auto& [layer, value] : input_of_active)
+            if (fp_state.count(value)) ctx.drop_partner[layer] = fp_state.at(value).index_select(0, idx);
+        ValueMap env_q = o.pd_weight > 0 && o.drop_prob > 0 ? env : ValueMap{};
         ex.run_nodes(u.begin, u.end, env, &ctx, /*keep_all=*/true);
         at::Tensor loss = at::zeros({});
         for (const auto& t : u.targets) loss = loss + lp_loss(env.at(t), fp_out.at(t).index_select(0, idx), o.rec_p);
         if (o.pd_weight > 0) {
-          // Prediction difference: the unit's output through the remaining FP layers to the logits.
+          // Prediction difference: the unit's output (without QDrop's drop, as PD-Quant's code: a second
+          // forward when drop is on) through the remaining FP layers to the logits.
+          if (o.drop_prob > 0) {
+            ctx.training = false;
+            ex.run_nodes(u.begin, u.end, env_q, &ctx, /*keep_all=*/true);
+            ctx.training = true;
+          }
+          const ValueMap& out = o.drop_prob > 0 ? env_q : env;
           ValueMap rest;
-          for (const auto& v : live_end) rest[v] = env.at(v);
+          for (const auto& v : live_end) rest[v] = out.at(v);
           if (u.end < n_nodes) ex.run_nodes(u.end, n_nodes, rest, nullptr);
           at::Tensor z = rest.at(g.outputs.at(0).name) / o.pd_temperature;
           at::Tensor zf = fp_logits.index_select(0, idx) / o.pd_temperature;
@@ -319,10 +379,16 @@ ReconReport reconstruct(const GraphExecutor& ex, SimQuant& sq, const at::Tensor&
             if (a.a_scale.requires_grad()) loss = loss + o.drift_weight * (a.a_scale - a.a_scale0).square().sum();
         CATQ_CHECK(std::isfinite(loss.item<double>()), Data, "reconstruction of {} diverged at iteration {} (loss {})",
                    u.name, it, loss.item<double>());
-        if (w_opt) w_opt->zero_grad();
+        const double cosine = 0.5 * (1 + std::cos(M_PI * static_cast<double>(it) / static_cast<double>(iters)));
+        if (w_opt) {
+          w_opt->zero_grad();
+          // AdaRound's rounding variables use a constant rate (the annealed regulariser settles them); the cluster
+          // affine parameters have no such force, so their rate decays like the activation steps'.
+          if (o.weight_param == "cluster_affine") set_lr(*w_opt, o.w_lr * cosine);
+        }
         if (a_opt) {
           a_opt->zero_grad();
-          set_lr(*a_opt, o.a_lr * 0.5 * (1 + std::cos(M_PI * static_cast<double>(it) / static_cast<double>(iters))));
+          set_lr(*a_opt, o.a_lr * cosine);
         }
         loss.backward();
         if (w_opt) w_opt->step();
@@ -335,20 +401,31 @@ ReconReport reconstruct(const GraphExecutor& ex, SimQuant& sq, const at::Tensor&
         bar.step(1, fmt::format("unit {}/{} {} rec {:.4g}", ui + 1, units.size(), pass.name, last_loss));
       }
 
-      // Commit: hard rounding into integer codes, learned steps into the input params.
+      // Commit: hard rounding into integer codes, learned (or re-initialised) steps into the input params.
+      ctx.drop_partner.clear();
       ctx.training = false;
       ctx.soft = false;
       double after = rec_loss_all(run_all(ex, u.begin, u.end, q_state, &ctx, u.targets), fp_out, u.targets, o.rec_p);
+      // A unit that ends worse than it started on the whole calibration set keeps its starting point.
+      const bool reverted = o.keep_best && after > before;
       for (int li : u.layers) {
         const LayerInfo& l = ex.layers()[li];
         ReconContext::Active& a = ctx.active.at(l.name);
-        if (a.weight) a.weight->commit(sq, l.name);
-        if (a.a_scale.defined() && a.a_scale.requires_grad()) {
+        if (a.weight) {
+          if (!reverted) {
+            a.weight->commit(sq, l.name);
+          } else {
+            const QuantParams* wp = sq.weight_params(l.name);
+            sq.set_quantized_weight(l.name, quantize(ex.layer_weight(l).detach(), *wp), *wp);
+          }
+        }
+        if (a.a_scale.defined() && (a.a_scale.requires_grad() || o.reinit_act)) {
           QuantParams ap = a.ap;
-          ap.scale = a.a_scale.detach().clone();
+          ap.scale = reverted ? a.a_scale0.clone() : a.a_scale.detach().clone();
           sq.set_input_params(l.name, ap);
         }
       }
+      if (reverted) after = before;
       ctx.active.clear();
 
       // Advance both states past the unit.
@@ -364,6 +441,7 @@ ReconReport reconstruct(const GraphExecutor& ex, SimQuant& sq, const at::Tensor&
       r.iters = iters;
       r.loss_before = before;
       r.loss_after = after;
+      r.reverted = reverted;
       r.seconds = std::chrono::duration<double>(std::chrono::steady_clock::now() - unit_start).count();
       report.units.push_back(r);
     }

@@ -21,6 +21,11 @@
 //
 // Inputs of a unit come from the quantized model with every earlier unit already reconstructed; targets from
 // the FP model on the same images. Both are cached for the whole calibration set and advanced unit by unit.
+// Before a unit is optimised, its layers' activation ranges are re-initialised (same observer as the config, MSE)
+// on the quantized model's inputs of 256 calibration images, layer by layer (reinit_act; the BRECQ / QDrop /
+// PD-Quant code initialises activation quantizers on the quantized network too). QDrop's drop mixes a unit's
+// input with the FP model's value of that input, inner activations with their own unquantized values (as the
+// QDrop / PD-Quant code); PD-Quant computes its KL on a second forward without drop.
 #pragma once
 #include <string>
 #include <vector>
@@ -52,6 +57,9 @@ struct ReconOptions {
   double pd_weight = 0.0;         // PD-Quant: 1/λ_r (10); 0 = off
   double pd_temperature = 4.0;    // PD-Quant: T
   double drift_weight = 0.0;      // λ_p·Σ(δ − δ0)² on activation steps (the CAT paper's drift regulariser)
+  bool reinit_act = true;         // re-initialise each unit's activation ranges on the quantized model's inputs
+  int64_t reinit_images = 256;    // ... from this many calibration images (as the PD-Quant code)
+  bool keep_best = true;          // a unit whose loss on all calibration images ends above its start is reverted
   uint64_t seed = 0;              // batch sampling and drop masks
 
   // Error(Config) naming the field for impossible values.
@@ -68,6 +76,7 @@ struct ReconUnitReport {
   int64_t iters = 0;
   double loss_before = 0;       // reconstruction loss over all calibration inputs with the initial (RTN) params
   double loss_after = 0;        // the same with the learned params (hard rounding)
+  bool reverted = false;        // keep_best: the learned params were worse and the starting point was kept
   double seconds = 0;
 };
 struct ReconReport {
