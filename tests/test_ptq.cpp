@@ -54,6 +54,10 @@ TEST(Partition, BlocksAndLayersOfAResidualNet) {
   EXPECT_EQ(blocks[1].layers, (std::vector<int>{1, 2}));
   EXPECT_EQ(blocks[2].layers, std::vector<int>{3});
   EXPECT_EQ(blocks[1].inputs.size(), 1u);   // the stem's output carries all state into the block
+  // Blocks hand on their post-ReLU outputs (the ReLU after the residual Add ends the block, not the next one).
+  EXPECT_EQ(ex.graph().producer(blocks[0].targets.at(0))->op_type, "Relu");
+  EXPECT_EQ(ex.graph().producer(blocks[1].targets.at(0))->op_type, "Relu");
+  EXPECT_EQ(blocks[1].inputs, blocks[0].targets);
   EXPECT_EQ(blocks[2].targets, std::vector<std::string>{ex.graph().outputs[0].name});
   auto layers = partition(ex, ReconGranularity::Layer);
   ASSERT_EQ(layers.size(), 4u);

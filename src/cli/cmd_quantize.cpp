@@ -27,6 +27,7 @@ struct QuantizeArgs {
   int64_t iters = -1, act_iters = -1, batch = -1, clusters = -1;
   double drop_prob = -1, pd_weight = -1, pd_temperature = -1, drift_weight = -1, w_lr = -1, a_lr = -1, round_weight = -1;
   uint64_t seed = 0;
+  bool reinit_act = false, no_keep_best = false;
   // head
   int64_t cat_k = 0, cat_pca = 0, cat_folds = 5, fit_augment = 0;
   double cat_alpha = -1;
@@ -62,6 +63,8 @@ ReconOptions recon_options(const std::string& method) {
   if (args.a_lr >= 0) o.a_lr = args.a_lr;
   if (args.round_weight >= 0) o.round_weight = args.round_weight;
   o.seed = args.seed;
+  if (args.reinit_act) o.reinit_act = true;
+  if (args.no_keep_best) o.keep_best = false;
   o.validate();
   return o;
 }
@@ -218,6 +221,10 @@ void register_quantize(CLI::App& app, Common& common) {
   sub->add_option("--a-lr", args.a_lr, "Learning rate of activation steps (4e-5)")->group(r);
   sub->add_option("--round-weight", args.round_weight, "AdaRound lambda (0.01)")->group(r);
   sub->add_option("--clusters", args.clusters, "wca: clusters per weight tensor (default 4)")->group(r);
+  sub->add_flag("--reinit-act", args.reinit_act, "Re-initialise each unit's activation ranges on the quantized "
+                "model's inputs (as the published code) instead of keeping the FP calibration")->group(r);
+  sub->add_flag("--no-keep-best", args.no_keep_best, "Commit a unit's learned parameters even when its calibration "
+                "loss ends above its start")->group(r);
   auto* h = "Head (CAT / plain affine)";
   sub->add_option("--cat-k", args.cat_k, "Clusters K (with --cat-alpha: no selection)")->group(h);
   sub->add_option("--cat-alpha", args.cat_alpha, "Blend alpha in [0, 1] (with --cat-k: no selection)")->group(h);

@@ -214,7 +214,7 @@ at::Tensor LlamaModel::forward_impl(const at::Tensor& tokens, KVCache* cache, Qu
   for (int64_t l = 0; l < cfg.n_layers; ++l) {
     const LlamaBlock& b = blocks[l];
     const int base = static_cast<int>(l) * kPerBlock;
-    at::Tensor h = rms_norm(x, b.attn_norm, cfg.norm_eps);
+    at::Tensor h = b.attn_in.apply(rms_norm(x, b.attn_norm, cfg.norm_eps));
     at::Tensor q = apply_rope(linear(h, b.wq, base + kQ, ctx).view({B, T, H, hd}), cos, sin);
     at::Tensor k = apply_rope(linear(h, b.wk, base + kK, ctx).view({B, T, KV, hd}), cos, sin);
     at::Tensor v = linear(h, b.wv, base + kV, ctx).view({B, T, KV, hd});
@@ -234,10 +234,10 @@ at::Tensor LlamaModel::forward_impl(const at::Tensor& tokens, KVCache* cache, Qu
     o = o.permute({0, 3, 1, 2, 4}).reshape({B, T, H * hd});
     x = x + linear(o, b.wo, base + kO, ctx);
 
-    h = rms_norm(x, b.ffn_norm, cfg.norm_eps);
+    h = b.ffn_in.apply(rms_norm(x, b.ffn_norm, cfg.norm_eps));
     at::Tensor g = linear(h, b.w1, base + kGate, ctx);
     at::Tensor u = linear(h, b.w3, base + kUp, ctx);
-    x = x + linear(at::silu(g) * u, b.w2, base + kDown, ctx);
+    x = x + linear(b.down_in.apply(at::silu(g) * u), b.w2, base + kDown, ctx);
   }
   x = rms_norm(x, norm, cfg.norm_eps);
   at::Tensor logits = linear(x, output, static_cast<int>(cfg.n_layers) * kPerBlock, ctx);
@@ -275,8 +275,11 @@ int64_t LlamaModel::num_parameters() const {
 void LlamaModel::to(const at::Device& device) {
   torch::NoGradGuard ng;
   tok_embeddings = tok_embeddings.to(device);
-  for (auto& b : blocks)
+  for (auto& b : blocks) {
     for (at::Tensor* t : {&b.attn_norm, &b.wq, &b.wk, &b.wv, &b.wo, &b.ffn_norm, &b.w1, &b.w2, &b.w3}) *t = t->to(device);
+    for (OnlineTransform* o : {&b.attn_in, &b.ffn_in, &b.down_in})
+      if (o->defined()) o->matrix = o->matrix.to(device);
+  }
   norm = norm.to(device);
   output = cfg.tied_head ? tok_embeddings : output.to(device);
 }

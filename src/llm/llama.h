@@ -43,6 +43,16 @@ struct LlamaConfig {
   std::string summary() const;
 };
 
+// A linear map applied online to the activations entering some linear layers, x -> x·Mᵀ (row vectors), before
+// they are quantized; the consumers' weights hold W·M⁻¹ so the model's function is unchanged in FP
+// (methods.md §4: y = (W T⁻¹)(T x)). Undefined = identity. Stored dense ([d, d]; block-diagonal and Hadamard
+// factors multiplied out) — a simulation representation, not a fast one.
+struct OnlineTransform {
+  at::Tensor matrix;  // [d, d] float32
+  bool defined() const { return matrix.defined(); }
+  at::Tensor apply(const at::Tensor& x) const { return defined() ? at::matmul(x, matrix.t()) : x; }
+};
+
 // One transformer block. Shapes with D = dim, Q = n_heads*hd, K = n_kv_heads*hd, H = hidden_dim.
 struct LlamaBlock {
   at::Tensor attn_norm;   // [D]
@@ -54,6 +64,9 @@ struct LlamaBlock {
   at::Tensor w1;          // [H, D]  gate
   at::Tensor w2;          // [D, H]  down
   at::Tensor w3;          // [H, D]  up
+  // Online transforms (methods/llm_transforms.h): of the attention input after attn_norm (shared by q, k, v),
+  // of the FFN input after ffn_norm (shared by gate and up), and of the down projection's input.
+  OnlineTransform attn_in, ffn_in, down_in;
 };
 
 // Keys/values of the positions decoded so far, per layer [B, n_kv_heads, max_len, hd] (after RoPE).

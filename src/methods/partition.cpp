@@ -47,20 +47,32 @@ std::vector<ReconUnit> partition(const GraphExecutor& ex, ReconGranularity g) {
     for (size_t i = 1; i < n; ++i)
       if (ex.live_at(i).size() == 1) cuts.push_back(i);
     cuts.push_back(n);
+    // Cuts come in runs (after a residual Add and again after its ReLU). A range without layers that holds only
+    // elementwise activations ends the previous block (so a block hands on its post-ReLU output, the value the
+    // next block reads); any other range without layers (pooling, flatten) joins the next one.
+    auto only_activations = [&](size_t b, size_t e) {
+      for (size_t i = b; i < e; ++i)
+        if (!is_elementwise_activation(graph.nodes[i].op_type)) return false;
+      return true;
+    };
+    size_t pending = 0;  // start of a layer-less range waiting for the next range
+    bool has_pending = false;
     for (size_t k = 0; k + 1 < cuts.size(); ++k) {
       size_t b = cuts[k], e = cuts[k + 1];
       if (b == e) continue;
-      // A range without layers joins the next range (or, at the end, the previous one).
-      if (!ranges.empty() && layers_in(ex, ranges.back().first, ranges.back().second).empty())
-        ranges.back().second = e;
-      else
-        ranges.emplace_back(b, e);
+      if (layers_in(ex, b, e).empty()) {
+        if (!ranges.empty() && !has_pending && only_activations(b, e)) {
+          ranges.back().second = e;
+        } else if (!has_pending) {
+          pending = b;
+          has_pending = true;
+        }
+        continue;
+      }
+      ranges.emplace_back(has_pending ? pending : b, e);
+      has_pending = false;
     }
-    if (ranges.size() > 1 && layers_in(ex, ranges.back().first, ranges.back().second).empty()) {
-      size_t e = ranges.back().second;
-      ranges.pop_back();
-      ranges.back().second = e;
-    }
+    if (has_pending && !ranges.empty()) ranges.back().second = n;
   } else {
     const auto& layers = ex.layers();
     for (size_t k = 0; k < layers.size(); ++k) {

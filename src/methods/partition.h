@@ -3,9 +3,10 @@
 //
 // Block granularity: the graph is cut at every position where a single value carries all the state (every
 // later node reads only that value and constants) — in a ResNet, each residual block's output. The ranges
-// between cuts are the blocks; a range without a quantized layer (pooling, flatten) joins the next one (the
-// last joins the previous). A unit's targets are the values it hands on: the live value at its end cut, or
-// the graph outputs for the last unit.
+// between cuts are the blocks; a range without a quantized layer joins the previous block when it holds only
+// elementwise activations (the ReLU after a residual Add: a block hands on its post-ReLU output) and the next
+// one otherwise (pooling, flatten before the classifier). A unit's targets are the values it hands on: the live
+// value at its end cut, or the graph outputs for the last unit.
 // Layer granularity: one unit per layer, from its node up to the next layer's node (glue such as a residual
 // Add rides along so the state advances). The target is the layer's output, followed through a chain of
 // elementwise activations it alone feeds (Relu, Clip, ...), so the loss sees what the next layer sees.

@@ -21,9 +21,10 @@
 //
 // Inputs of a unit come from the quantized model with every earlier unit already reconstructed; targets from
 // the FP model on the same images. Both are cached for the whole calibration set and advanced unit by unit.
-// Before a unit is optimised, its layers' activation ranges are re-initialised (same observer as the config, MSE)
-// on the quantized model's inputs of 256 calibration images, layer by layer (reinit_act; the BRECQ / QDrop /
-// PD-Quant code initialises activation quantizers on the quantized network too). QDrop's drop mixes a unit's
+// Optionally (reinit_act, off by default), before a unit is optimised its layers' activation ranges are
+// re-initialised (same observer as the config, MSE) on the quantized model's inputs of 256 calibration images,
+// layer by layer, as the BRECQ / QDrop / PD-Quant code initialises activation quantizers on the quantized network;
+// here it lowered accuracy (docs/results/cnn_ptq.md), so ranges stay at their FP calibration. QDrop's drop mixes a unit's
 // input with the FP model's value of that input, inner activations with their own unquantized values (as the
 // QDrop / PD-Quant code); PD-Quant computes its KL on a second forward without drop.
 #pragma once
@@ -57,7 +58,7 @@ struct ReconOptions {
   double pd_weight = 0.0;         // PD-Quant: 1/λ_r (10); 0 = off
   double pd_temperature = 4.0;    // PD-Quant: T
   double drift_weight = 0.0;      // λ_p·Σ(δ − δ0)² on activation steps (the CAT paper's drift regulariser)
-  bool reinit_act = true;         // re-initialise each unit's activation ranges on the quantized model's inputs
+  bool reinit_act = false;        // re-initialise each unit's activation ranges on the quantized model's inputs
   int64_t reinit_images = 256;    // ... from this many calibration images (as the PD-Quant code)
   bool keep_best = true;          // a unit whose loss on all calibration images ends above its start is reverted
   uint64_t seed = 0;              // batch sampling and drop masks
