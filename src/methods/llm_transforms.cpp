@@ -156,7 +156,7 @@ at::Tensor random_orthogonal(int64_t n, uint64_t seed) {
   at::Generator gen = make_generator(seed);
   at::Tensor a = at::normal(0.0, 1.0, {n, n}, gen, at::TensorOptions().dtype(at::kDouble));
   auto [q, r] = at::linalg_qr(a);
-  return q * r.diagonal().sign().unsqueeze(0);  // Haar-distributed
+  return (q * r.diagonal().sign().unsqueeze(0)).contiguous();  // Haar-distributed
 }
 
 at::Tensor hadamard_matrix(int64_t n, bool randomized, uint64_t seed) {
@@ -387,12 +387,16 @@ void apply_llm_transform(LlamaModel& m, const std::vector<BlockStats>& stats, co
     return;
   }
   check_stats(stats, m);
+  // The o transform is per head: a block larger than the head (a multiple of it) is the whole head.
+  auto block_of = [&](TransformPosition p) {
+    return p == TransformPosition::O && o.block > hd && o.block % hd == 0 ? hd : o.block;
+  };
   if (o.method == "blockcat")
     for (TransformPosition p : {TransformPosition::Attn, TransformPosition::Ffn, TransformPosition::Down,
                                 TransformPosition::O})
-      CATQ_CHECK(dim_of(p) % o.block == 0, Config, "block CAT: block size {} does not divide the {} dimension {} "
-                 "(choose k dividing dim {}, hidden_dim {} and head size {})", o.block, to_string(p), dim_of(p), c.dim,
-                 c.hidden_dim, hd);
+      CATQ_CHECK(dim_of(p) % block_of(p) == 0, Config, "block CAT: block size {} does not divide the {} dimension {} "
+                 "(choose k dividing dim {} and hidden_dim {}, and dividing or a multiple of the head size {})",
+                 o.block, to_string(p), dim_of(p), c.dim, c.hidden_dim, hd);
   for (int64_t l = 0; l < L; ++l) {
     for (TransformPosition p : {TransformPosition::Attn, TransformPosition::Ffn, TransformPosition::Down,
                                 TransformPosition::O}) {
@@ -408,7 +412,7 @@ void apply_llm_transform(LlamaModel& m, const std::vector<BlockStats>& stats, co
           at::Tensor ex2 = s.sigma.diagonal().clamp_min(1e-12), w2 = consumer_gram(m, l, p, g).diagonal().clamp_min(1e-12);
           apply_diagonal(m, l, p, (w2 / ex2).pow(0.25), kvh);
         } else if (o.method == "blockcat") {
-          at::Tensor mt = block_alignment_transform(s.sigma, consumer_gram(m, l, p, g), o.block, o.damping);
+          at::Tensor mt = block_alignment_transform(s.sigma, consumer_gram(m, l, p, g), block_of(p), o.damping);
           if (o.hadamard_after) mt = at::matmul(hadamard_matrix(dim_of(p), false, o.seed + 30), mt);
           apply_transform(m, l, p, mt, kvh);
         }

@@ -1,0 +1,160 @@
+// LLM transforms (src/methods/llm_transforms.h) and the SQNR analyzer (src/methods/sqnr.h) on a small random
+// Llama model: every transform preserves the model's function in FP; rotations change concentration but never
+// alignment; block CAT raises alignment; the SQNR decomposition predicts RTN's measured SQNR.
+#include <gtest/gtest.h>
+#include <torch/torch.h>
+
+#include "core/error.h"
+#include "methods/llm_transforms.h"
+#include "methods/sqnr.h"
+
+using namespace catq;
+
+namespace {
+
+LlamaConfig small_config() {
+  LlamaConfig c;
+  c.dim = 32;
+  c.hidden_dim = 64;
+  c.n_layers = 2;
+  c.n_heads = 4;
+  c.n_kv_heads = 2;
+  c.vocab_size = 50;
+  c.seq_len = 64;
+  return c;
+}
+
+// A random model whose residual stream has a few outlier channels (as real LLMs do), so the transforms have
+// something to fix.
+LlamaModel outlier_model(uint64_t seed = 1) {
+  LlamaModel m = LlamaModel::random(small_config(), seed);
+  at::NoGradGuard ng;
+  m.tok_embeddings.select(1, 3).mul_(20);
+  m.tok_embeddings.select(1, 17).mul_(8);
+  for (auto& b : m.blocks) b.attn_norm.select(0, 5).mul_(6);
+  return m;
+}
+
+at::Tensor tokens(int64_t n, int64_t t, uint64_t seed) {
+  torch::manual_seed(seed);
+  return torch::randint(0, 50, {n, t}, at::TensorOptions().dtype(at::kLong));
+}
+
+double rel_diff(const at::Tensor& a, const at::Tensor& b) { return ((a - b).norm() / b.norm()).item<double>(); }
+
+}  // namespace
+
+class LlmTransform : public ::testing::TestWithParam<std::string> {};
+
+TEST_P(LlmTransform, PreservesTheFunctionInFp) {
+  LlamaModel m = outlier_model();
+  at::Tensor calib = tokens(6, 16, 2), probe = tokens(3, 24, 3);
+  at::Tensor before = m.forward(probe);
+  auto stats = collect_llama_stats(m, calib);
+  apply_llm_transform(m, stats, parse_llm_transform(GetParam()));
+  EXPECT_LT(rel_diff(m.forward(probe), before), 1e-4) << GetParam();
+  // The incremental (KV cache) path sees the same transforms.
+  KVCache cache = m.make_cache(3, 32);
+  at::Tensor inc = at::cat({m.forward(probe.slice(1, 0, 10), cache), m.forward(probe.slice(1, 10, 24), cache)}, 1);
+  EXPECT_LT(rel_diff(inc, before), 1e-4) << GetParam();
+}
+
+INSTANTIATE_TEST_SUITE_P(Methods, LlmTransform,
+                         ::testing::Values("smoothquant", "smoothquant:alpha=0.8", "rms", "quarot", "rotation",
+                                           "blockcat:k=1", "blockcat:k=4", "blockcat:k=8:nohad", "blockcat:k=16"));
+
+TEST(Hadamard, FastTransformMatchesTheMatrixAndMatricesAreOrthogonal) {
+  at::Tensor x = torch::randn({5, 16}, at::kDouble);
+  at::Tensor y = x.clone();
+  fwht_(y);
+  EXPECT_TRUE(at::allclose(y / 4.0, at::matmul(x, hadamard_matrix(16).t())));
+  for (int64_t n : {1, 8, 12, 64, 172}) {
+    at::Tensor h = hadamard_matrix(n, true, 3);
+    EXPECT_TRUE(at::allclose(at::matmul(h, h.t()), at::eye(n, at::kDouble), 1e-9, 1e-9)) << n;
+  }
+  // Power-of-two orders are true Hadamard matrices: every entry ±1/√n.
+  at::Tensor h = hadamard_matrix(32);
+  EXPECT_TRUE(at::allclose(h.abs(), at::full_like(h, 1.0 / std::sqrt(32.0))));
+}
+
+TEST(Sqnr, RotationChangesConcentrationNotAlignment) {
+  torch::manual_seed(4);
+  at::Tensor x = torch::randn({512, 64});
+  x.select(1, 7).mul_(30);  // an outlier channel: poor activation concentration
+  at::Tensor w = torch::randn({48, 64}) * 0.1;
+  auto act = sqnr_act_spec(4), wt = sqnr_weight_spec(4);
+  SqnrStats before = linear_sqnr(x, w, act, wt);
+  at::Tensor q = hadamard_matrix(64, true, 1).to(at::kFloat);
+  SqnrStats after = linear_sqnr(at::matmul(x, q), at::matmul(w, q), act, wt);  // x' = x·Q, W' = W·Q: same y
+  EXPECT_NEAR(after.alignment, before.alignment, 1e-6 * before.alignment);
+  EXPECT_NEAR(after.best_alignment, before.best_alignment, 1e-4 * before.best_alignment);
+  EXPECT_GT(after.act_concentration, 3 * before.act_concentration);  // the outlier is spread out
+  EXPECT_GT(after.measured_db, before.measured_db + 3);
+  // Random orthogonal rotations likewise never change alignment.
+  at::Tensor r = random_orthogonal(64, 9).to(at::kFloat);
+  EXPECT_NEAR(linear_sqnr(at::matmul(x, r), at::matmul(w, r), act, wt).alignment, before.alignment, 1e-5 * before.alignment);
+}
+
+TEST(Sqnr, DecompositionPredictsMeasuredSqnr) {
+  torch::manual_seed(5);
+  at::Tensor x = torch::randn({1024, 128}), w = torch::randn({96, 128});
+  for (int bits : {4, 6, 8}) {
+    SqnrStats s = linear_sqnr(x, w, sqnr_act_spec(bits), sqnr_weight_spec(bits));
+    EXPECT_NEAR(s.predicted_db, s.measured_db, 1.0) << bits << " bits";
+    EXPECT_GT(s.alignment, 0);
+    EXPECT_LE(s.alignment, s.best_alignment + 1e-9);
+    EXPECT_LE(s.best_alignment, 1.0 + 1e-9);
+  }
+  // Each bit is worth about 6 dB.
+  double d4 = linear_sqnr(x, w, sqnr_act_spec(4), sqnr_weight_spec(4)).measured_db;
+  double d6 = linear_sqnr(x, w, sqnr_act_spec(6), sqnr_weight_spec(6)).measured_db;
+  EXPECT_NEAR(d6 - d4, 12.0, 1.5);
+}
+
+TEST(BlockCat, BalancesAndRaisesAlignmentOnEveryLayer) {
+  // The alignment-optimal transform balances the two Gram matrices: M Σx M = M⁻¹ Σw M⁻¹.
+  torch::manual_seed(6);
+  at::Tensor a = torch::randn({200, 8}, at::kDouble) * at::linspace(0.1, 5, 8, at::kDouble);
+  at::Tensor sx = at::matmul(a.t(), a) / 200, wm = torch::randn({12, 8}, at::kDouble);
+  at::Tensor sw = at::matmul(wm.t(), wm);
+  at::Tensor mt = block_alignment_transform(sx, sw, 8, 0.0);
+  at::Tensor mi = at::linalg_inv(mt);
+  EXPECT_TRUE(at::allclose(at::matmul(at::matmul(mt, sx), mt), at::matmul(at::matmul(mi, sw), mi), 1e-6, 1e-8));
+
+  LlamaModel m = outlier_model(2);
+  at::Tensor calib = tokens(8, 16, 7);
+  auto act = sqnr_act_spec(4), wt = sqnr_weight_spec(4);
+  auto before = analyze_llama_sqnr(m, calib, act, wt);
+  auto stats = collect_llama_stats(m, calib);
+  apply_llm_transform(m, stats, parse_llm_transform("blockcat:k=8"));
+  auto after = analyze_llama_sqnr(m, calib, act, wt);
+  ASSERT_EQ(before.size(), after.size());
+  double gain = 0;
+  for (size_t i = 0; i + 1 < before.size(); ++i) {  // the LM head has no transform
+    EXPECT_GE(after[i].alignment, before[i].alignment * 0.999) << before[i].layer;
+    gain += to_db(after[i].alignment / before[i].alignment);
+  }
+  EXPECT_GT(gain, 0.0);
+}
+
+TEST(BadInputLlmTransform, ClearErrors) {
+  LlamaModel m = outlier_model();
+  auto stats = collect_llama_stats(m, tokens(2, 8, 1));
+  // k = 5 divides neither 32 nor 64 nor the head size 8.
+  try {
+    apply_llm_transform(m, stats, parse_llm_transform("blockcat:k=5"));
+    FAIL();
+  } catch (const Error& e) {
+    EXPECT_EQ(e.kind(), ErrorKind::Config);
+    EXPECT_NE(std::string(e.what()).find("5"), std::string::npos) << e.what();
+  }
+  for (const char* bad : {"magic", "blockcat:k=x", "smoothquant:alpha=2", "blockcat:k=0", "rms:alpha=0.5"})
+    EXPECT_THROW(parse_llm_transform(bad), Error) << bad;
+  EXPECT_THROW(apply_llm_transform(m, {}, parse_llm_transform("smoothquant")), Error);  // no statistics
+  // A singular covariance (a dead input channel) is handled by the damping: finite results, function preserved.
+  at::Tensor sx = at::eye(4, at::kDouble);
+  sx[2][2] = 0;
+  at::Tensor mt = block_alignment_transform(sx, at::eye(4, at::kDouble), 4, 0.01);
+  EXPECT_TRUE(at::isfinite(mt).all().item<bool>());
+  EXPECT_THROW(block_alignment_transform(sx, at::eye(4, at::kDouble), 3, 0.01), Error);
+}
