@@ -5,6 +5,7 @@
 #include <torch/torch.h>
 
 #include "core/error.h"
+#include "methods/gptq.h"
 #include "methods/llm_transforms.h"
 #include "methods/sqnr.h"
 
@@ -157,4 +158,62 @@ TEST(BadInputLlmTransform, ClearErrors) {
   at::Tensor mt = block_alignment_transform(sx, at::eye(4, at::kDouble), 4, 0.01);
   EXPECT_TRUE(at::isfinite(mt).all().item<bool>());
   EXPECT_THROW(block_alignment_transform(sx, at::eye(4, at::kDouble), 3, 0.01), Error);
+}
+
+TEST(Gptq, LowerOutputErrorThanRtnAtTheSameBits) {
+  torch::manual_seed(11);
+  // Correlated inputs (as real activations are): GPTQ can move rounding error into directions the data ignores.
+  at::Tensor mix = torch::randn({64, 64}) * 0.3 + at::eye(64);
+  at::Tensor x = at::matmul(torch::randn({2048, 64}), mix);
+  at::Tensor w = torch::randn({32, 64});
+  at::Tensor h = at::matmul(x.t(), x).to(at::kDouble);
+  auto out_err = [&](const at::Tensor& wq) {
+    return (at::matmul(x, (w - wq).t())).square().sum().item<double>();
+  };
+  for (int bits : {3, 4}) {
+    for (bool act_order : {false, true}) {
+      for (int64_t group : {int64_t{0}, int64_t{16}}) {
+        QuantSpec s;
+        s.bits = bits;
+        s.symmetric = false;
+        s.granularity = group ? Granularity::PerGroup : Granularity::PerChannel;
+        s.group_size = group;
+        GptqOptions o;
+        o.act_order = act_order;
+        o.block = 16;  // several lazy batches
+        GptqResult r = gptq_quantize(w, h, s, o);
+        at::Tensor rtn = fake_quantize(w, r.params);
+        const double e_rtn = out_err(rtn), e_gptq = out_err(r.dequantized);
+        EXPECT_LT(e_gptq, 0.9 * e_rtn) << bits << " bits, act_order " << act_order << ", group " << group;
+        EXPECT_LT(r.proxy_gptq, r.proxy_rtn);
+        // The codes are in range and dequantize to the returned weight with the returned params.
+        EXPECT_GE(r.codes.min().item<int>(), r.params.qmin);
+        EXPECT_LE(r.codes.max().item<int>(), r.params.qmax);
+        EXPECT_TRUE(at::allclose(dequantize(r.codes, r.params), r.dequantized, 1e-5, 1e-6));
+      }
+    }
+  }
+}
+
+TEST(BadInputGptq, DegenerateHessianAndBadSpecs) {
+  at::Tensor w = torch::randn({4, 8});
+  QuantSpec s;
+  s.bits = 4;
+  s.granularity = Granularity::PerChannel;
+  // A dead input (zero row/column of H) is handled: its weights become 0, no NaN.
+  at::Tensor h = at::eye(8, at::kDouble);
+  h[3][3] = 0;
+  GptqResult r = gptq_quantize(w, h, s, {});
+  EXPECT_TRUE(at::isfinite(r.dequantized).all().item<bool>());
+  EXPECT_EQ(r.dequantized.select(1, 3).abs().sum().item<double>(), 0.0);
+  // A zero Hessian (no calibration signal at all) falls back on the damping only: still finite.
+  EXPECT_TRUE(at::isfinite(gptq_quantize(w, at::zeros({8, 8}, at::kDouble), s, {}).dequantized).all().item<bool>());
+  at::Tensor bad = at::eye(8, at::kDouble);
+  bad[0][0] = std::numeric_limits<double>::quiet_NaN();
+  EXPECT_THROW(gptq_quantize(w, bad, s, {}), Error);
+  EXPECT_THROW(gptq_quantize(w, at::eye(7, at::kDouble), s, {}), Error);
+  QuantSpec g = s;
+  g.granularity = Granularity::PerGroup;
+  g.group_size = 3;  // does not divide 8
+  EXPECT_THROW(gptq_quantize(w, at::eye(8, at::kDouble), g, {}), Error);
 }

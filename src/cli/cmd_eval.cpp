@@ -12,6 +12,7 @@
 #include "eval/classification.h"
 #include "eval/sqnr.h"
 #include "io/catq_file.h"
+#include "methods/llm_ptq.h"
 #include "io/cifar.h"
 #include "io/model_format.h"
 #include "io/onnx_reader.h"
@@ -30,6 +31,9 @@ struct EvalArgs {
   // LLM
   std::string text, tokenizer, calib_text;
   int64_t calib_chars = 12000;
+  std::string transform = "none", weights = "rtn";
+  bool act_order = false;
+  double gptq_damp = 0.01;
   PerplexityOptions ppl;
 };
 EvalArgs args;
@@ -224,7 +228,7 @@ int llm_eval(const Common& common) {
     a.quant_label = args.quant;
     // Static activation ranges are calibrated on text disjoint from the scored text: by default the
     // characters that follow the scored prefix of the same file.
-    a.prepare = [&](const LoadedLlama& m) {
+    a.prepare = [&](LoadedLlama& m) {
       const std::string path = args.calib_text.empty() ? args.text : args.calib_text;
       std::string text = read_file_text(path);
       if (args.calib_text.empty()) {
@@ -235,14 +239,25 @@ int llm_eval(const Common& common) {
       }
       PerplexityOptions co = args.ppl;
       co.max_chars = args.calib_chars;
+      co.max_windows = 0;
       EvalWindows w = make_eval_windows(*m.tokenizer, text, co);
       CATQ_CHECK(w.n_windows() > 0, Data, "{}: too little calibration text for one window of {} tokens", path, co.window);
-      sq->set_mode(SimQuant::Mode::Calibrate);
-      at::NoGradGuard ng;
-      for (int64_t i = 0; i < w.n_windows(); i += co.batch) m.model.forward(w.inputs.slice(0, i, i + co.batch), &*sq);
-      sq->finalize_calibration();
-      sq->set_mode(SimQuant::Mode::Quantize);
+      LlmPtqOptions po;
+      po.transform = parse_llm_transform(args.transform);
+      po.weights = args.weights;
+      po.gptq.act_order = args.act_order;
+      po.gptq.damp = args.gptq_damp;
+      po.batch = co.batch;
+      SmallModelThreadGuard threads(m.model);
+      a.report = quantize_llama(m.model, *sq, w.inputs, po);
+      a.report["calibration"] = {{"text", path}, {"chars", w.n_chars}, {"windows", w.n_windows()}};
+      if (args.transform != "none" || args.weights != "rtn")
+        a.quant_label = fmt::format("{}{}{}", args.quant, args.transform != "none" ? "+" + po.transform.str() : "",
+                                    args.weights != "rtn" ? "+" + args.weights : "");
     };
+  } else {
+    CATQ_CHECK(args.transform == "none" && args.weights == "rtn", Usage,
+               "--transform / --weights need --quant (what to quantize to)");
   }
   return run_llm_eval(a, common);
 }
@@ -259,7 +274,8 @@ void register_eval(CLI::App& app, Common& common) {
       "  catq eval resnet20.onnx --data test.bin --quant config.json --calib-data train.bin --calib-split all\n"
       "  catq eval r20_w2a2.catq --data test.bin --split eval --reference resnet20.onnx   (a quantized model)\n"
       "  catq eval stories260K.bin --tokenizer tok512.bin --text tinystories_valid_head.txt\n"
-      "  catq eval stories260K.bin --tokenizer tok512.bin --text t.txt --quant w4a16g32\n");
+      "  catq eval stories260K.bin --tokenizer tok512.bin --text t.txt --quant w4a16g32\n"
+      "  catq eval stories260K.bin --text t.txt --quant w4a4-tok-sym --transform blockcat:k=4 --weights gptq\n");
   sub->add_option("model", args.model, "Model file (.onnx, llama2.c .bin, .gguf, safetensors folder)")->required();
   sub->add_option("--data", args.data, "CNN evaluation data: CIFAR-10 binary file");
   sub->add_option("--split", args.split, "all | calib | eval (project split of test.bin)")->capture_default_str();
@@ -279,6 +295,11 @@ void register_eval(CLI::App& app, Common& common) {
   sub->add_option("--calib-text", args.calib_text, "LLM calibration text (default: the --text file after the "
                                                    "scored characters)");
   sub->add_option("--calib-chars", args.calib_chars, "Characters of calibration text")->capture_default_str();
+  sub->add_option("--transform", args.transform, "LLM transform before quantizing: none | smoothquant[:alpha=0.5] | "
+                  "rms | quarot | rotation | blockcat[:k=16][:damp=0.01][:nohad] (docs/llm_ptq.md)")->capture_default_str();
+  sub->add_option("--weights", args.weights, "LLM weight quantizer: rtn | gptq")->capture_default_str();
+  sub->add_flag("--act-order", args.act_order, "GPTQ: quantize columns in descending Hessian-diagonal order");
+  sub->add_option("--gptq-damp", args.gptq_damp, "GPTQ damping (fraction of the mean Hessian diagonal)")->capture_default_str();
   add_perplexity_options(sub, args.ppl);
   sub->callback([&common] {
     if (common.json || common.quiet) Progress::set_enabled(false);

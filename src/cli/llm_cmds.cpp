@@ -109,6 +109,7 @@ int run_llm_eval(const LlmEvalArgs& a, const Common& common) {
     j["kl_max"] = cmp->max_kl;
     j["top1_agreement"] = cmp->top1_agreement;
   }
+  if (!a.report.is_null()) j["quantization"] = a.report;
   if (common.json) {
     std::printf("%s\n", j.dump(2).c_str());
     return 0;

@@ -4,6 +4,8 @@
 #include <functional>
 #include <string>
 
+#include <nlohmann/json.hpp>
+
 #include "cli/commands.h"
 #include "eval/perplexity.h"
 #include "llm/loader.h"
@@ -18,8 +20,10 @@ struct LlmEvalArgs {
   PerplexityOptions ppl;   // protocol (defaults = the stories260K reference protocol)
   QuantContext* quant = nullptr;  // when set: score the model under this context too, plus KL/top-1 vs FP32
   std::string quant_label;        // how to name it in the report (e.g. the config file)
-  // Called once after loading, before scoring (e.g. to calibrate `quant` on the loaded model).
-  std::function<void(const LoadedLlama&)> prepare;
+  // Called once after loading, before scoring (e.g. to transform the model and calibrate `quant` on it); may
+  // change the model only in function-preserving ways (the FP reference is scored on the same model).
+  std::function<void(LoadedLlama&)> prepare;
+  nlohmann::json report;  // what `prepare` did (added to the JSON output)
 };
 
 // Prints format, config, parameter count, tokenizer (and GGUF metadata/tensor types). Returns exit code 0.

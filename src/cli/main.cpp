@@ -27,6 +27,7 @@ int main(int argc, char** argv) {
   cli::register_eval(app, common);
   cli::register_generate(app, common);
   cli::register_quantize(app, common);
+  cli::register_analyze(app, common);
   cli::register_demo(app, common);
   init_threads();
   try {

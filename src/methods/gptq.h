@@ -1,0 +1,36 @@
+// GPTQ (Frantar et al. 2022; methods.md §4): quantize a weight column by column, spreading each column's
+// rounding error over the columns not yet quantized with the inverse-Hessian Cholesky factor.
+//
+//   H = Σ x xᵀ over calibration inputs (any positive scale), + damp·mean(diag H)·I (damp = 1 %)
+//   dead inputs (diag H = 0): their weights are zeroed and H_ii = 1
+//   act-order: columns in descending diag(H) order; quantizer params stay those of the original columns
+//   ("static groups"), so per-group params are computed once from W before any update
+//   U = chol(H⁻¹)ᵀ (upper); for column j: q_j = Q(w_j), e_j = (w_j − q_j)/U_jj, w_k −= e_j·U_jk for k > j
+//   lazy batches of `block` columns: the update of the later columns is applied once per batch
+#pragma once
+#include <ATen/ATen.h>
+
+#include "quant/quantizer.h"
+
+namespace catq {
+
+struct GptqOptions {
+  double damp = 0.01;   // fraction of the mean diagonal added to H
+  bool act_order = false;
+  int64_t block = 128;  // lazy-batch width
+};
+
+struct GptqResult {
+  at::Tensor codes;        // int32 [out, in]
+  QuantParams params;      // per-channel or per-group params (computed from W with spec's observer)
+  at::Tensor dequantized;  // float32 [out, in]
+  double proxy_rtn = 0;    // tr((W − Ŵ) H (W − Ŵ)ᵀ) of round-to-nearest with the same params
+  double proxy_gptq = 0;   // the same for GPTQ (the objective GPTQ lowers)
+};
+
+// w: [out, in] float; h: [in, in]; spec: uniform weight spec, per-channel (axis 0) or per-group (axis 1).
+// Error(Config) for other specs, Error(Data) for shape mismatches or a non-finite H; a Hessian that is not
+// positive definite even after damping is retried with 10× the damping (up to 3 times) before Error(Data).
+GptqResult gptq_quantize(const at::Tensor& w, const at::Tensor& h, const QuantSpec& spec, const GptqOptions& o);
+
+}  // namespace catq
