@@ -25,7 +25,7 @@ struct AnalyzeArgs {
   std::string model, tokenizer, text, transform = "none", output, plot;
   int bits = 4;
   bool asym = false;
-  int64_t max_chars = 24000, window = 256, max_tokens = 4096;
+  int64_t max_chars = 24000, skip_chars = 0, window = 256, max_tokens = 4096;
 };
 AnalyzeArgs args;
 
@@ -66,7 +66,9 @@ int run_analyze(const Common& common) {
   PerplexityOptions po;
   po.max_chars = args.max_chars;
   po.window = std::min(args.window, m.model.cfg.seq_len);
-  EvalWindows w = make_eval_windows(tok, read_file_text(args.text), po);
+  std::string text = read_file_text(args.text);
+  text = text.substr(std::min(text.size(), truncate_utf8(text, args.skip_chars).size()));
+  EvalWindows w = make_eval_windows(tok, text, po);
   CATQ_CHECK(w.n_windows() > 0, Data, "{}: too little text for one window of {} tokens", args.text, po.window);
   SmallModelThreadGuard threads(m.model);
   const QuantSpec act = sqnr_act_spec(args.bits, !args.asym), weight = sqnr_weight_spec(args.bits, !args.asym);
@@ -81,6 +83,8 @@ int run_analyze(const Common& common) {
 
   nlohmann::json j = {{"model", args.model},
                       {"text", args.text},
+                      {"skip_chars", args.skip_chars},
+                      {"chars", w.n_chars},
                       {"windows", w.n_windows()},
                       {"window", po.window},
                       {"bits", args.bits},
@@ -156,6 +160,8 @@ void register_analyze(CLI::App& app, Common& common) {
   sub->add_option("--transform", args.transform, "none | smoothquant[:alpha=..] | rms | quarot | rotation | "
                   "blockcat[:k=..][:damp=..][:nohad]")->capture_default_str();
   sub->add_option("--max-chars", args.max_chars, "Characters of text to use")->capture_default_str();
+  sub->add_option("--skip-chars", args.skip_chars, "Skip this many characters first (e.g. 12000: the text after "
+                  "the perplexity reference)")->capture_default_str();
   sub->add_option("--window", args.window, "Tokens per window")->capture_default_str();
   sub->add_option("--max-tokens", args.max_tokens, "Input rows kept per layer")->capture_default_str();
   sub->add_option("-o,--output", args.output, "Write the JSON report to this file");

@@ -232,9 +232,9 @@ int llm_eval(const Common& common) {
       const std::string path = args.calib_text.empty() ? args.text : args.calib_text;
       std::string text = read_file_text(path);
       if (args.calib_text.empty()) {
-        size_t skip = args.ppl.max_chars > 0 ? static_cast<size_t>(args.ppl.max_chars) : text.size();
+        const size_t skip = args.ppl.max_chars > 0 ? truncate_utf8(text, args.ppl.max_chars).size() : text.size();
         CATQ_CHECK(skip < text.size(), Data, "{}: no text left after the {} scored characters for calibration; pass "
-                   "--calib-text FILE", path, skip);
+                   "--calib-text FILE", path, args.ppl.max_chars);
         text = text.substr(skip);
       }
       PerplexityOptions co = args.ppl;

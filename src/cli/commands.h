@@ -16,5 +16,6 @@ void register_generate(CLI::App& app, Common& common);
 void register_demo(CLI::App& app, Common& common);
 void register_quantize(CLI::App& app, Common& common);
 void register_analyze(CLI::App& app, Common& common);
+void register_train_llm(CLI::App& app, Common& common);
 
 }  // namespace catq::cli
