@@ -5,7 +5,10 @@
 #include <torch/torch.h>
 
 #include "core/error.h"
+#include "core/file_util.h"
+#include "io/catq_file.h"
 #include "methods/gptq.h"
+#include "methods/llm_ptq.h"
 #include "methods/llm_transforms.h"
 #include "methods/sqnr.h"
 
@@ -216,4 +219,42 @@ TEST(BadInputGptq, DegenerateHessianAndBadSpecs) {
   g.granularity = Granularity::PerGroup;
   g.group_size = 3;  // does not divide 8
   EXPECT_THROW(gptq_quantize(w, at::eye(8, at::kDouble), g, {}), Error);
+}
+
+TEST(CatqLlmFile, RoundTripsTransformsCodesAndTokenizer) {
+  LlamaModel m = outlier_model(3);
+  at::Tensor calib = tokens(6, 16, 4), probe = tokens(2, 20, 5);
+  QuantConfig cfg = QuantConfig::from_json(R"({"defaults": {"weight": {"bits": 4, "observer": "mse"},
+      "input": {"bits": 8}}, "overrides": [{"pattern": "output", "weight": null, "input": null}]})", "test");
+  SimQuant sq(cfg);
+  LlmPtqOptions po;
+  po.transform = parse_llm_transform("blockcat:k=4");
+  po.weights = "gptq";
+  quantize_llama(m, sq, calib, po);  // static 8-bit inputs: calibrated ranges are stored too
+  at::Tensor expect = m.forward(probe, &sq);
+  std::vector<std::string> pieces;
+  std::vector<float> scores;
+  for (int i = 0; i < 50; ++i) pieces.push_back(i < 3 ? std::string(i == 0 ? "<unk>" : i == 1 ? "<s>" : "</s>") : fmt::format("p{}", i)), scores.push_back(-i);
+  Tokenizer tok(pieces, scores, {}, 1, 2, 0);
+  const std::string path = ::testing::TempDir() + "catq_llm_roundtrip.catq";
+  write_catq_llm(path, m, sq, &tok, {{"method", "test"}});
+  EXPECT_EQ(catq_file_kind(path), "llm");
+  QuantizedLlama q = read_catq_llm(path);
+  EXPECT_TRUE(at::allclose(q.model.forward(probe, q.sq.get()), expect, 1e-4, 1e-4));
+  ASSERT_TRUE(q.tokenizer.has_value());
+  EXPECT_EQ(q.tokenizer->pieces(), pieces);
+  EXPECT_EQ(q.metadata.at("method"), "test");
+  EXPECT_TRUE(q.model.blocks[1].attn_in.defined());
+  // A CNN reader refuses it with a clear error, and a truncated copy is a format error.
+  EXPECT_THROW(read_catq(path), Error);
+  std::vector<uint8_t> bytes = read_file_bytes(path);
+  bytes.resize(bytes.size() / 2);
+  const std::string bad = ::testing::TempDir() + "catq_llm_bad.catq";
+  write_file_atomic(bad, bytes.data(), bytes.size());
+  try {
+    read_catq_llm(bad);
+    FAIL();
+  } catch (const Error& e) {
+    EXPECT_EQ(e.kind(), ErrorKind::Format) << e.what();
+  }
 }

@@ -221,6 +221,7 @@ int llm_eval(const Common& common) {
   a.tokenizer = args.tokenizer;
   a.text = args.text;
   a.ppl = args.ppl;
+  a.reference = args.reference;
   std::optional<SimQuant> sq;
   if (!args.quant.empty()) {
     sq.emplace(QuantConfig::load(args.quant));
@@ -286,8 +287,8 @@ void register_eval(CLI::App& app, Common& common) {
   sub->add_option("--calib-size", args.calib_size, "Use only the first N calibration images (0 = all)");
   sub->add_option("--image-batch", args.batch, "CNN batch size (images per forward)")->capture_default_str();
   sub->add_option("--limit", args.limit, "Evaluate only the first N images (0 = all)")->capture_default_str();
-  sub->add_option("--reference", args.reference, "FP model (.onnx) to compare a quantized .catq model with (KL, "
-                                                 "top-1 agreement)");
+  sub->add_option("--reference", args.reference, "FP model to compare a quantized .catq model with (.onnx for a CNN: KL, "
+                                                 "top-1 agreement; the original checkpoint for an LLM)");
   sub->add_flag("--no-fold-bn", args.no_fold_bn, "Keep BatchNormalization separate (default: fold into conv)");
   sub->add_flag("--per-layer", args.per_layer, "Print per-layer quantizers and output SQNR");
   sub->add_option("--text", args.text, "LLM evaluation text (UTF-8)");
@@ -306,7 +307,10 @@ void register_eval(CLI::App& app, Common& common) {
     ModelFormat f = detect_model_format(args.model);
     switch (f) {
       case ModelFormat::Onnx: onnx_eval(common); break;
-      case ModelFormat::CatqQuantized: catq_eval(common); break;
+      case ModelFormat::CatqQuantized:
+        if (catq_file_kind(args.model) == "llm") llm_eval(common);
+        else catq_eval(common);
+        break;
       case ModelFormat::Llama2c: case ModelFormat::Gguf: case ModelFormat::Safetensors: llm_eval(common); break;
       default: fail(ErrorKind::Unsupported, "{}: format '{}' is not supported by 'eval'", args.model, model_format_name(f));
     }

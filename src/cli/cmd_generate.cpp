@@ -57,7 +57,7 @@ void register_generate(CLI::App& app, Common& common) {
         std::fflush(stdout);
       };
     }
-    GenerateResult r = generate(m.model, tok, a->prompt, opt, nullptr, stream);
+    GenerateResult r = generate(m.model, tok, a->prompt, opt, m.quant.get(), stream);
     if (common.json) {
       nlohmann::json j = {{"model", a->model},
                           {"format", m.format},

@@ -4,6 +4,7 @@
 #include <nlohmann/json.hpp>
 
 #include "cli/commands.h"
+#include "io/catq_file.h"
 #include "core/error.h"
 #include "cli/llm_cmds.h"
 #include "io/model_format.h"
@@ -64,6 +65,22 @@ void register_info(CLI::App& app, Common& common) {
     switch (f) {
       case ModelFormat::Onnx: onnx_info(model, common); break;
       case ModelFormat::Llama2c: case ModelFormat::Gguf: case ModelFormat::Safetensors: run_llm_info(model, common, tokenizer); break;
+      case ModelFormat::CatqQuantized:
+        if (catq_file_kind(model) == "llm") {
+          run_llm_info(model, common, tokenizer);
+        } else {
+          QuantizedCnn q = read_catq(model);
+          nlohmann::json j = {{"model", model}, {"kind", "quantized CNN"}, {"metadata", q.metadata},
+                              {"layers", q.ex->layers().size()}, {"weight_bytes", q.sq->total_weight_bytes()},
+                              {"head", q.head ? nlohmann::json{{"k", q.head->k}, {"alpha", q.head->alpha}} : nlohmann::json(nullptr)}};
+          if (common.json) std::cout << j.dump(2) << "\n";
+          else std::cout << fmt::format("{}: quantized CNN ({} {}), {} layers, {} weight bytes{}\n{}", model,
+                                        q.metadata.value("method", "?"), q.metadata.value("bits", "?"),
+                                        q.ex->layers().size(), q.sq->total_weight_bytes(),
+                                        q.head ? fmt::format(", CAT head K={} alpha={}", q.head->k, q.head->alpha) : "",
+                                        q.sq->report_table());
+        }
+        break;
       default: fail(ErrorKind::Unsupported, "{}: format '{}' is not supported by 'info' yet", model, model_format_name(f));
     }
   });

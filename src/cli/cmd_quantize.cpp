@@ -14,7 +14,11 @@
 #include "io/model_format.h"
 #include "io/onnx_reader.h"
 #include "ir/passes.h"
+#include "eval/perplexity.h"
+#include "llm/loader.h"
 #include "methods/cnn_ptq.h"
+#include "methods/llm_ptq.h"
+#include "core/file_util.h"
 
 namespace catq::cli {
 
@@ -34,6 +38,11 @@ struct QuantizeArgs {
   std::vector<int64_t> cat_ks;
   std::vector<double> cat_alphas;
   std::string cat_metric = "accuracy", fit_data, fit_split;
+  // LLM
+  std::string text, tokenizer, transform = "none", weights = "rtn";
+  int64_t skip_chars = 0, calib_chars = 24000, window = 256;
+  bool act_order = false;
+  double gptq_damp = 0.01;
 };
 QuantizeArgs args;
 
@@ -98,6 +107,49 @@ void print_summary(const QuantizedCnn& m) {
   }
 }
 
+// A Llama model: transform + RTN/GPTQ weights + static ranges, calibrated on --text; writes a quantized-LLM .catq.
+int run_quantize_llm(const Common& common) {
+  CATQ_CHECK(!args.text.empty(), Usage, "quantize: a language model needs calibration text (--text FILE)");
+  CATQ_CHECK(!args.config.empty(), Usage, "quantize: a language model needs --config (e.g. bench/configs/llm_w4a4.json "
+             "or w4a8-tok-sym)");
+  LlmPtqOptions po;
+  po.transform = parse_llm_transform(args.transform);
+  po.weights = args.weights;
+  po.gptq.act_order = args.act_order;
+  po.gptq.damp = args.gptq_damp;
+  SimQuant sq(QuantConfig::load(args.config));
+  LoadedLlama m = load_llama(args.model, args.tokenizer);
+  CATQ_CHECK(!m.quant, Usage, "{}: already quantized", args.model);
+  const Tokenizer& tok = require_tokenizer(m);
+  std::string text = read_file_text(args.text);
+  text = text.substr(std::min(text.size(), truncate_utf8(text, args.skip_chars).size()));
+  PerplexityOptions co;
+  co.max_chars = args.calib_chars;
+  co.window = std::min(args.window, m.model.cfg.seq_len);
+  EvalWindows w = make_eval_windows(tok, text, co);
+  CATQ_CHECK(w.n_windows() > 0, Data, "{}: too little calibration text for one window of {} tokens", args.text, co.window);
+  SmallModelThreadGuard threads(m.model);
+  nlohmann::json rep = quantize_llama(m.model, sq, w.inputs, po);
+  {
+    at::NoGradGuard ng;
+    m.model.forward(w.inputs.slice(0, 0, 1), &sq);  // materialises the RTN weight params
+  }
+  nlohmann::json meta = {{"source_model", args.model}, {"config", args.config}, {"quantization", rep},
+                         {"calibration", {{"text", args.text}, {"skip_chars", args.skip_chars}, {"chars", w.n_chars},
+                                          {"windows", w.n_windows()}, {"window", co.window}}},
+                         {"weight_bytes", sq.total_weight_bytes()}};
+  write_catq_llm(args.out, m.model, sq, &tok, meta);
+  if (common.json) {
+    meta["output"] = args.out;
+    std::cout << meta.dump(2) << "\n";
+  } else {
+    std::cout << fmt::format("{}: {} + transform {} + {} weights, calibrated on {} windows of {} tokens; {} weight bytes\n"
+                             "wrote {}\n", args.model, args.config, po.transform.str(), po.weights, w.n_windows(),
+                             co.window, sq.total_weight_bytes(), args.out);
+  }
+  return 0;
+}
+
 int run_quantize(const Common& common) {
   std::string method = args.method, head = args.head;
   if (auto plus = method.find('+'); plus != std::string::npos) {
@@ -108,6 +160,7 @@ int run_quantize(const Common& common) {
   if (head == "none") head.clear();
   CATQ_CHECK(head.empty() || head == "cat" || head == "affine", Usage, "--head '{}': expected cat, affine or none", head);
   CATQ_CHECK(!args.out.empty(), Usage, "quantize: -o OUT.catq is required");
+  if (is_llm_model_file(args.model)) return run_quantize_llm(common);
   // Options are checked before anything is loaded.
   if (args.from.empty()) {
     const auto& methods = cnn_ptq_methods();
@@ -117,8 +170,8 @@ int run_quantize(const Common& common) {
     if (method != "rtn") recon_options(method);
   }
   ModelFormat f = detect_model_format(args.model);
-  CATQ_CHECK(f == ModelFormat::Onnx, Unsupported, "{}: quantize handles ONNX CNNs (this is {}); LLM quantization is "
-             "'catq eval --quant' for now", args.model, model_format_name(f));
+  CATQ_CHECK(f == ModelFormat::Onnx, Unsupported, "{}: quantize handles ONNX CNNs and Llama models (this is {})",
+             args.model, model_format_name(f));
   CATQ_CHECK(!args.calib.empty(), Usage, "quantize: --calib FILE is required (CIFAR-10 binary)");
   if (args.calib_split == "eval" || (args.fit_split == "eval"))
     fail(ErrorKind::Usage, "quantize: calibrating or fitting on the evaluation split is not allowed");
@@ -196,8 +249,11 @@ void register_quantize(CLI::App& app, Common& common) {
       "  catq quantize resnet20.onnx --method brecq --bits w4a4 --calib test.bin --iters 500 -o r20_brecq.catq\n"
       "  catq quantize resnet20.onnx --from r20_w2a2_pdquant.catq --head affine --calib test.bin -o with_affine.catq\n"
       "  catq quantize resnet20.onnx --method qdrop+cat --calib test.bin --fit-data train_jpeg10k.bin --cat-k 64 -o q.catq\n"
-      "  catq eval r20_w2a2.catq --data test.bin --split eval --reference resnet20.onnx\n");
-  sub->add_option("model", args.model, "FP model (.onnx)")->required();
+      "  catq eval r20_w2a2.catq --data test.bin --split eval --reference resnet20.onnx\n"
+      "  catq quantize stories260K.bin --text valid.txt --skip-chars 12000 --config bench/configs/llm_w4a4.json \\\n"
+      "       --transform blockcat:k=4 --weights gptq -o s260k_w4a4.catq\n"
+      "  catq eval s260k_w4a4.catq --text valid.txt --reference stories260K.bin\n");
+  sub->add_option("model", args.model, "FP model (.onnx CNN, or a Llama checkpoint: llama2.c .bin, .gguf, safetensors)")->required();
   sub->add_option("-o,--output", args.out, "Output .catq file");
   sub->add_option("--method", args.method, "rtn | adaround | brecq | qdrop | pdquant | wca, optionally +cat / +affine")
       ->capture_default_str();
@@ -236,6 +292,17 @@ void register_quantize(CLI::App& app, Common& common) {
   sub->add_option("--fit-data", args.fit_data, "Fitting images for the head (default: the calibration images)")->group(h);
   sub->add_option("--fit-split", args.fit_split, "Split of --fit-data (default all)")->group(h);
   sub->add_option("--fit-augment", args.fit_augment, "Extra random crop+flip copies per fitting image")->group(h);
+  auto* lg = "Language models (llama2.c / GGUF / safetensors input)";
+  sub->add_option("--text", args.text, "Calibration text")->group(lg);
+  sub->add_option("--tokenizer", args.tokenizer, "llama2.c tokenizer (GGUF files carry their own)")->group(lg);
+  sub->add_option("--skip-chars", args.skip_chars, "Skip this many characters of --text first")->group(lg);
+  sub->add_option("--calib-chars", args.calib_chars, "Characters of calibration text")->capture_default_str()->group(lg);
+  sub->add_option("--window", args.window, "Tokens per calibration window")->capture_default_str()->group(lg);
+  sub->add_option("--transform", args.transform, "none | smoothquant[:alpha=..] | rms | quarot | rotation | "
+                  "blockcat[:k=..][:damp=..][:nohad]")->capture_default_str()->group(lg);
+  sub->add_option("--weights", args.weights, "rtn | gptq")->capture_default_str()->group(lg);
+  sub->add_flag("--act-order", args.act_order, "GPTQ act-order")->group(lg);
+  sub->add_option("--gptq-damp", args.gptq_damp, "GPTQ damping")->capture_default_str()->group(lg);
   sub->callback([&common] {
     if (common.json || common.quiet) Progress::set_enabled(false);
     run_quantize(common);

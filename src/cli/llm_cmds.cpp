@@ -1,6 +1,7 @@
 #include "cli/llm_cmds.h"
 
 #include <cstdio>
+#include <optional>
 #include <nlohmann/json.hpp>
 
 #include "core/error.h"
@@ -87,6 +88,21 @@ int run_llm_eval(const LlmEvalArgs& a, const Common& common) {
              m.model.cfg.seq_len);
   if (a.prepare) a.prepare(m);
   SmallModelThreadGuard threads(m.model);
+  // A quantized .catq model carries its own quantization; the reference is --reference (else its own weights).
+  QuantContext* quant = a.quant;
+  std::string quant_label = a.quant_label;
+  std::optional<LoadedLlama> ref;
+  if (m.quant) {
+    CATQ_CHECK(!a.quant, Usage, "{}: the model is already quantized; --quant does not apply", a.model);
+    quant = m.quant.get();
+    quant_label = "quantized";
+    if (!a.reference.empty()) {
+      ref = load_llama(a.reference, a.tokenizer);
+      CATQ_CHECK(ref->model.cfg.vocab_size == m.model.cfg.vocab_size, Data, "--reference {}: vocabulary {} differs from "
+                 "{}", a.reference, ref->model.cfg.vocab_size, m.model.cfg.vocab_size);
+    }
+  }
+  const LlamaModel& ref_model = ref ? ref->model : m.model;
   EvalWindows w = make_eval_windows(tok, text, a.ppl);
   json proto = {{"text", a.text}, {"chars", w.n_chars}, {"text_tokens", w.n_text_tokens}, {"window", a.ppl.window},
                 {"stride", a.ppl.stride > 0 ? a.ppl.stride : a.ppl.window}, {"prepend_bos", a.ppl.prepend_bos},
@@ -94,22 +110,23 @@ int run_llm_eval(const LlmEvalArgs& a, const Common& common) {
   json j = {{"model", a.model}, {"format", m.format}, {"protocol", proto}};
   PerplexityResult fp;
   std::optional<DistributionComparison> cmp;
-  if (!a.quant) {
+  if (!quant) {
     fp = perplexity(model_logits_fn(m.model, nullptr), w, a.ppl.batch, "FP32 perplexity");
   } else {
-    cmp = compare_next_token(model_logits_fn(m.model, nullptr), model_logits_fn(m.model, a.quant), w, a.ppl.batch);
+    cmp = compare_next_token(model_logits_fn(ref_model, nullptr), model_logits_fn(m.model, quant), w, a.ppl.batch);
     fp = cmp->ref;
     fp.seconds = cmp->seconds;
   }
   j["fp32"] = ppl_json(fp);
   if (cmp) {
     j["quantized"] = ppl_json(cmp->test);
-    j["quantized"]["label"] = a.quant_label;
+    j["quantized"]["label"] = quant_label;
     j["kl_mean"] = cmp->mean_kl;
     j["kl_max"] = cmp->max_kl;
     j["top1_agreement"] = cmp->top1_agreement;
   }
   if (!a.report.is_null()) j["quantization"] = a.report;
+  if (m.quant) j["reference"] = a.reference.empty() ? "(the file's weights, activations in FP)" : a.reference;
   if (common.json) {
     std::printf("%s\n", j.dump(2).c_str());
     return 0;
@@ -120,10 +137,11 @@ int run_llm_eval(const LlmEvalArgs& a, const Common& common) {
               static_cast<long long>(fp.n_windows), static_cast<long long>(a.ppl.window),
               static_cast<long long>(a.ppl.stride > 0 ? a.ppl.stride : a.ppl.window),
               a.ppl.prepend_bos ? "BOS-prefixed" : "no BOS", static_cast<long long>(fp.n_scored));
-  std::printf("FP32       PPL %.4f  mean NLL %.5f nats\n", fp.ppl, fp.mean_nll);
+  std::printf("%s PPL %.4f  mean NLL %.5f nats\n", m.quant && a.reference.empty() ? "FP-act    " : "FP32      ",
+              fp.ppl, fp.mean_nll);
   if (cmp)
     std::printf("%-10s PPL %.4f  mean NLL %.5f nats  KL(FP||Q) %.5f (max %.4f)  top-1 agreement %.2f %%\n",
-                a.quant_label.empty() ? "quantized" : a.quant_label.c_str(), cmp->test.ppl, cmp->test.mean_nll,
+                quant_label.empty() ? "quantized" : quant_label.c_str(), cmp->test.ppl, cmp->test.mean_nll,
                 cmp->mean_kl, cmp->max_kl, 100.0 * cmp->top1_agreement);
   return 0;
 }

@@ -20,6 +20,8 @@ struct LlmEvalArgs {
   PerplexityOptions ppl;   // protocol (defaults = the stories260K reference protocol)
   QuantContext* quant = nullptr;  // when set: score the model under this context too, plus KL/top-1 vs FP32
   std::string quant_label;        // how to name it in the report (e.g. the config file)
+  std::string reference;          // FP model to compare a quantized .catq file with (default: the file's own
+                                  // weights with FP activations)
   // Called once after loading, before scoring (e.g. to transform the model and calibrate `quant` on it); may
   // change the model only in function-preserving ways (the FP reference is scored on the same model).
   std::function<void(LoadedLlama&)> prepare;

@@ -222,7 +222,64 @@ at::Tensor to_initializer_layout(const Node& n, const LayerInfo& l, const at::Te
   return w.t().contiguous();
 }
 
+constexpr const char* kCnnFormat = "catq-quantized-model";
+constexpr const char* kLlmFormat = "catq-quantized-llm";
+
+void write_container(const std::string& path, const json& h, const BlobWriter& blob) {
+  const std::string header = h.dump();
+  std::string out(kMagic, 8);
+  auto put_u32 = [&](uint32_t v) { out.append(reinterpret_cast<const char*>(&v), 4); };
+  auto put_u64 = [&](uint64_t v) { out.append(reinterpret_cast<const char*>(&v), 8); };
+  put_u32(kVersion);
+  put_u32(0);
+  put_u64(header.size());
+  out += header;
+  out.resize(align_up(out.size()), '\0');
+  out.append(reinterpret_cast<const char*>(blob.data().data()), blob.data().size());
+  write_file_atomic(path, out);
+}
+
+struct Container {
+  std::vector<uint8_t> bytes;
+  json header;
+  size_t blob_start = 0;
+};
+
+Container read_container(const std::string& path) {
+  Container c;
+  c.bytes = read_file_bytes(path);
+  ByteReader r(c.bytes.data(), c.bytes.size(), path);
+  std::string magic = r.read_string(8, "magic");
+  CATQ_CHECK(std::memcmp(magic.data(), kMagic, 8) == 0, Format, "{}: not a catq quantized model (wrong magic, expected "
+             "\"CATQMDL\\0\")", path);
+  const uint32_t version = r.read<uint32_t>("version");
+  CATQ_CHECK(version == kVersion, Unsupported, "{}: catq file version {}, this catq reads version {}", path, version,
+             kVersion);
+  r.read<uint32_t>("reserved");
+  const uint64_t hlen = r.read<uint64_t>("header length");
+  CATQ_CHECK(hlen <= r.remaining(), Format, "{}: header length {} exceeds the {} bytes left (truncated file?)", path, hlen,
+             r.remaining());
+  const std::string header = r.read_string(hlen, "header");
+  c.blob_start = align_up(r.pos());
+  CATQ_CHECK(c.blob_start <= c.bytes.size(), Format, "{}: truncated after the header", path);
+  try {
+    c.header = json::parse(header);
+  } catch (const json::exception& e) {
+    fail(ErrorKind::Format, "{}: malformed header: {}", path, e.what());
+  }
+  CATQ_CHECK(c.header.is_object(), Format, "{}: the header is not a JSON object", path);
+  return c;
+}
+
 }  // namespace
+
+std::string catq_file_kind(const std::string& path) {
+  Container c = read_container(path);
+  const std::string f = c.header.value("format", "");
+  if (f == kCnnFormat) return "cnn";
+  if (f == kLlmFormat) return "llm";
+  fail(ErrorKind::Format, "{}: header 'format' is '{}', expected {} or {}", path, f, kCnnFormat, kLlmFormat);
+}
 
 bool is_catq_file(const std::string& path) {
   std::FILE* f = std::fopen(path.c_str(), "rb");
@@ -238,7 +295,7 @@ void write_catq(const std::string& path, const GraphExecutor& ex, const SimQuant
   const Graph& g = ex.graph();
   BlobWriter blob;
   json h;
-  h["format"] = "catq-quantized-model";
+  h["format"] = kCnnFormat;
   h["version"] = kVersion;
   h["metadata"] = metadata;
   h["quant_config"] = sq.config().to_json();
@@ -301,42 +358,17 @@ void write_catq(const std::string& path, const GraphExecutor& ex, const SimQuant
                      {"beta", blob.add(head->beta)}};
   }
 
-  const std::string header = h.dump();
-  std::string out(kMagic, 8);
-  auto put_u32 = [&](uint32_t v) { out.append(reinterpret_cast<const char*>(&v), 4); };
-  auto put_u64 = [&](uint64_t v) { out.append(reinterpret_cast<const char*>(&v), 8); };
-  put_u32(kVersion);
-  put_u32(0);
-  put_u64(header.size());
-  out += header;
-  out.resize(align_up(out.size()), '\0');
-  out.append(reinterpret_cast<const char*>(blob.data().data()), blob.data().size());
-  write_file_atomic(path, out);
+  write_container(path, h, blob);
 }
 
 QuantizedCnn read_catq(const std::string& path) {
-  std::vector<uint8_t> bytes = read_file_bytes(path);
-  ByteReader r(bytes.data(), bytes.size(), path);
-  std::string magic = r.read_string(8, "magic");
-  CATQ_CHECK(std::memcmp(magic.data(), kMagic, 8) == 0, Format, "{}: not a catq quantized model (wrong magic, expected "
-             "\"CATQMDL\\0\")", path);
-  const uint32_t version = r.read<uint32_t>("version");
-  CATQ_CHECK(version == kVersion, Unsupported, "{}: catq file version {}, this catq reads version {}", path, version,
-             kVersion);
-  r.read<uint32_t>("reserved");
-  const uint64_t hlen = r.read<uint64_t>("header length");
-  CATQ_CHECK(hlen <= r.remaining(), Format, "{}: header length {} exceeds the {} bytes left (truncated file?)", path, hlen,
-             r.remaining());
-  const std::string header = r.read_string(hlen, "header");
-  const size_t blob_start = align_up(r.pos());
-  CATQ_CHECK(blob_start <= bytes.size(), Format, "{}: truncated after the header", path);
-  BlobReader blob(bytes.data() + blob_start, bytes.size() - blob_start, path);
-
+  Container c = read_container(path);
+  BlobReader blob(c.bytes.data() + c.blob_start, c.bytes.size() - c.blob_start, path);
   QuantizedCnn m;
   try {
-    json h = json::parse(header);
-    CATQ_CHECK(h.value("format", "") == "catq-quantized-model", Format, "{}: header 'format' is not "
-               "catq-quantized-model", path);
+    const json& h = c.header;
+    CATQ_CHECK(h.value("format", "") == kCnnFormat, Format, "{}: header 'format' is '{}', expected {} (a quantized "
+               "CNN; this file holds another kind of model)", path, h.value("format", ""), kCnnFormat);
     m.metadata = h.value("metadata", json::object());
 
     // Graph.
@@ -444,6 +476,211 @@ QuantizedCnn read_catq(const std::string& path) {
     fail(ErrorKind::Format, "{}: malformed header: {}", path, e.what());
   }
   return m;
+}
+
+
+// ---- Quantized Llama models ------------------------------------------------------------------------------
+
+namespace {
+
+json llama_config_json(const LlamaConfig& c) {
+  return {{"dim", c.dim},           {"hidden_dim", c.hidden_dim}, {"n_layers", c.n_layers},
+          {"n_heads", c.n_heads},   {"n_kv_heads", c.n_kv_heads}, {"vocab_size", c.vocab_size},
+          {"seq_len", c.seq_len},   {"head_dim", c.head_dim},     {"rope_theta", c.rope_theta},
+          {"norm_eps", c.norm_eps}, {"tied_head", c.tied_head}};
+}
+
+LlamaConfig llama_config_from_json(const json& j) {
+  LlamaConfig c;
+  c.dim = j.at("dim").get<int64_t>();
+  c.hidden_dim = j.at("hidden_dim").get<int64_t>();
+  c.n_layers = j.at("n_layers").get<int64_t>();
+  c.n_heads = j.at("n_heads").get<int64_t>();
+  c.n_kv_heads = j.at("n_kv_heads").get<int64_t>();
+  c.vocab_size = j.at("vocab_size").get<int64_t>();
+  c.seq_len = j.at("seq_len").get<int64_t>();
+  c.head_dim = j.at("head_dim").get<int64_t>();
+  c.rope_theta = j.at("rope_theta").get<double>();
+  c.norm_eps = j.at("norm_eps").get<double>();
+  c.tied_head = j.at("tied_head").get<bool>();
+  return c;
+}
+
+}  // namespace
+
+void write_catq_llm(const std::string& path, const LlamaModel& m, const SimQuant& sq, const Tokenizer* tok,
+                    const json& metadata) {
+  BlobWriter blob;
+  json h;
+  h["format"] = kLlmFormat;
+  h["version"] = kVersion;
+  h["metadata"] = metadata;
+  h["quant_config"] = sq.config().to_json();
+  h["config"] = llama_config_json(m.cfg);
+  json tensors = json::object();
+  tensors["token_embd"] = blob.add(m.tok_embeddings);
+  tensors["output_norm"] = blob.add(m.norm);
+  for (size_t l = 0; l < m.blocks.size(); ++l) {
+    const LlamaBlock& b = m.blocks[l];
+    tensors[fmt::format("blk.{}.attn_norm", l)] = blob.add(b.attn_norm);
+    tensors[fmt::format("blk.{}.ffn_norm", l)] = blob.add(b.ffn_norm);
+    if (b.attn_in.defined()) tensors[fmt::format("blk.{}.attn_in", l)] = blob.add(b.attn_in.matrix);
+    if (b.ffn_in.defined()) tensors[fmt::format("blk.{}.ffn_in", l)] = blob.add(b.ffn_in.matrix);
+    if (b.down_in.defined()) tensors[fmt::format("blk.{}.down_in", l)] = blob.add(b.down_in.matrix);
+  }
+  json layers = json::array();
+  for (const LayerInfo& l : m.layer_infos()) {
+    const SimQuant::Layer& sl = sq.layer(l.name);
+    json lj = {{"name", l.name}};
+    const at::Tensor& w = m.layer_weight(l.index);
+    if (sl.weight_spec.enabled) {
+      const QuantParams* wp = sq.weight_params(l.name);
+      CATQ_CHECK(wp != nullptr && wp->scheme == Scheme::Uniform, Internal,
+                 "write_catq_llm: layer '{}' has no uniform weight params (run a quantized forward first)", l.name);
+      at::Tensor codes = sl.weight_codes.defined() ? sl.weight_codes : quantize(w.detach(), *wp);
+      json wj = params_to_json(*wp, blob);
+      int bits = 1;
+      while ((int64_t{1} << bits) <= wp->qmax - wp->qmin) ++bits;
+      wj["codes"] = blob.add_packed(codes, bits, wp->qmin);
+      lj["weight"] = wj;
+    } else if (!(l.name == "output" && m.cfg.tied_head)) {
+      tensors[l.name] = blob.add(w);
+    }
+    if (sl.input_spec.enabled && sl.input_spec.granularity != Granularity::PerToken) {
+      const QuantParams* ip = sq.input_params(l.name);
+      CATQ_CHECK(ip != nullptr, Internal, "write_catq_llm: layer '{}' has no input params (calibrate first)", l.name);
+      lj["input"] = params_to_json(*ip, blob);
+    }
+    layers.push_back(lj);
+  }
+  h["layers"] = layers;
+  h["tensors"] = tensors;
+  if (tok) {
+    std::string bytes;
+    std::vector<int32_t> lens;
+    for (const auto& p : tok->pieces()) bytes += p, lens.push_back(static_cast<int32_t>(p.size()));
+    at::Tensor b = at::empty({static_cast<int64_t>(bytes.size())}, at::kByte);
+    if (!bytes.empty()) std::memcpy(b.data_ptr(), bytes.data(), bytes.size());
+    h["tokenizer"] = {{"bytes", blob.add(b)}, {"lengths", blob.add(at::tensor(lens, at::kInt))},
+                      {"scores", blob.add(at::tensor(tok->scores(), at::kFloat))},
+                      {"types", blob.add(at::tensor(tok->types(), at::kInt))},
+                      {"bos", tok->bos_id()}, {"eos", tok->eos_id()}, {"unk", tok->unk_id()}};
+  }
+  write_container(path, h, blob);
+}
+
+QuantizedLlama read_catq_llm(const std::string& path) {
+  Container c = read_container(path);
+  BlobReader blob(c.bytes.data() + c.blob_start, c.bytes.size() - c.blob_start, path);
+  QuantizedLlama q;
+  try {
+    const json& h = c.header;
+    CATQ_CHECK(h.value("format", "") == kLlmFormat, Format, "{}: header 'format' is '{}', expected {} (a quantized "
+               "language model)", path, h.value("format", ""), kLlmFormat);
+    q.metadata = h.value("metadata", json::object());
+    LlamaModel& m = q.model;
+    m.cfg = llama_config_from_json(h.at("config"));
+    m.cfg.validate(path);
+    const json& tj = h.at("tensors");
+    auto tensor = [&](const std::string& name) {
+      CATQ_CHECK(tj.contains(name), Format, "{}: tensor '{}' is missing", path, name);
+      return blob.get(tj.at(name), name);
+    };
+    m.tok_embeddings = tensor("token_embd");
+    m.norm = tensor("output_norm");
+    m.blocks.resize(m.cfg.n_layers);
+    for (int64_t l = 0; l < m.cfg.n_layers; ++l) {
+      LlamaBlock& b = m.blocks[l];
+      b.attn_norm = tensor(fmt::format("blk.{}.attn_norm", l));
+      b.ffn_norm = tensor(fmt::format("blk.{}.ffn_norm", l));
+      const int64_t dims[3] = {m.cfg.dim, m.cfg.dim, m.cfg.hidden_dim};
+      OnlineTransform* online[3] = {&b.attn_in, &b.ffn_in, &b.down_in};
+      const char* names[3] = {"attn_in", "ffn_in", "down_in"};
+      for (int k = 0; k < 3; ++k) {
+        const std::string n = fmt::format("blk.{}.{}", l, names[k]);
+        if (!tj.contains(n)) continue;
+        online[k]->matrix = tensor(n);
+        CATQ_CHECK(online[k]->matrix.sizes() == at::IntArrayRef({dims[k], dims[k]}), Format,
+                   "{}: online transform {} must be {}x{}", path, n, dims[k], dims[k]);
+      }
+    }
+    // Layer shapes from the config (layer_infos() order: q, k, v, o, gate, up, down per block, then the head).
+    const int64_t D = m.cfg.dim, Q = m.cfg.q_dim(), K = m.cfg.kv_dim(), H = m.cfg.hidden_dim, V = m.cfg.vocab_size;
+    const std::vector<std::vector<int64_t>> block_shapes = {{Q, D}, {K, D}, {K, D}, {D, Q}, {H, D}, {H, D}, {D, H}};
+    const int64_t n_layers = m.cfg.n_layers * 7 + 1;
+    auto shape_of = [&](int64_t i) { return i == n_layers - 1 ? std::vector<int64_t>{V, D} : block_shapes[i % 7]; };
+    const json& lj = h.at("layers");
+    CATQ_CHECK(lj.is_array() && static_cast<int64_t>(lj.size()) == n_layers, Format,
+               "{}: {} layer entries, the model has {} linear layers", path, lj.is_array() ? lj.size() : 0, n_layers);
+    // Weights: FP tensors as stored, quantized ones as placeholders of the right shape (codes installed below).
+    for (int64_t i = 0; i < n_layers; ++i) {
+      const json& e = lj.at(i);
+      at::Tensor& w = m.layer_weight(i);
+      const std::string name = e.at("name").get<std::string>();
+      if (e.contains("weight")) w = at::zeros({1}).expand(shape_of(i));
+      else if (i == n_layers - 1 && m.cfg.tied_head) w = m.tok_embeddings;
+      else w = tensor(name);
+    }
+    const auto infos = m.layer_infos();
+    for (const LayerInfo& l : infos)
+      CATQ_CHECK(lj.at(l.index).at("name").get<std::string>() == l.name, Format, "{}: layer {} is '{}', expected '{}'",
+                 path, l.index, lj.at(l.index).at("name").get<std::string>(), l.name);
+    if (lj.at(infos.back().index).contains("weight")) m.cfg.tied_head = false;  // a quantized head is its own tensor
+    auto infos2 = m.layer_infos();  // shapes from the config (placeholders are fine for shapes)
+    q.sq = std::make_unique<SimQuant>(QuantConfig::from_json(h.at("quant_config").dump(), path + ": quant_config"));
+    q.sq->bind(infos2);
+    for (const LayerInfo& l : infos2) {
+      const json& e = lj.at(l.index);
+      const std::string where = "layer '" + l.name + "'";
+      const SimQuant::Layer& sl = q.sq->layer(l.name);
+      CATQ_CHECK(sl.weight_spec.enabled == e.contains("weight"), Format,
+                 "{}: {}: the quant_config and the stored weight disagree on whether it is quantized", path, where);
+      if (e.contains("weight")) {
+        QuantParams wp = params_from_json(e.at("weight"), blob, where + " weight", path);
+        at::Tensor codes = blob.get(e.at("weight").at("codes"), where + " codes");
+        try {
+          q.sq->set_quantized_weight(l.name, codes, wp);
+        } catch (const Error& err) {
+          fail(ErrorKind::Format, "{}: {}", path, err.what());
+        }
+        m.layer_weight(l.index) = q.sq->layer(l.name).fixed_weight.clone();
+      }
+      if (e.contains("input")) {
+        CATQ_CHECK(sl.input_spec.enabled, Format, "{}: {}: input params stored but the config keeps the input FP", path,
+                   where);
+        q.sq->set_input_params(l.name, params_from_json(e.at("input"), blob, where + " input", path));
+      } else {
+        CATQ_CHECK(!sl.input_spec.enabled || sl.input_spec.granularity == Granularity::PerToken, Format,
+                   "{}: {}: the config quantizes the input statically but no params are stored", path, where);
+      }
+    }
+    m.check_shapes(path);
+    q.sq->set_mode(SimQuant::Mode::Quantize);
+    if (h.contains("tokenizer")) {
+      const json& k = h.at("tokenizer");
+      at::Tensor bytes = blob.get(k.at("bytes"), "tokenizer bytes"), lens = blob.get(k.at("lengths"), "tokenizer lengths");
+      at::Tensor scores = blob.get(k.at("scores"), "tokenizer scores"), types = blob.get(k.at("types"), "tokenizer types");
+      CATQ_CHECK(lens.numel() == m.cfg.vocab_size && scores.numel() == lens.numel() && types.numel() == lens.numel() &&
+                     lens.scalar_type() == at::kInt && types.scalar_type() == at::kInt && bytes.scalar_type() == at::kByte,
+                 Format, "{}: the tokenizer does not match the vocabulary of {}", path, m.cfg.vocab_size);
+      std::vector<std::string> pieces;
+      const char* p = reinterpret_cast<const char*>(bytes.data_ptr());
+      int64_t off = 0;
+      for (int64_t i = 0; i < lens.numel(); ++i) {
+        const int64_t n = lens[i].item<int>();
+        CATQ_CHECK(n >= 0 && off + n <= bytes.numel(), Format, "{}: tokenizer piece {} overruns its bytes", path, i);
+        pieces.emplace_back(p + off, static_cast<size_t>(n));
+        off += n;
+      }
+      std::vector<float> sc(scores.data_ptr<float>(), scores.data_ptr<float>() + scores.numel());
+      std::vector<int32_t> ty(types.data_ptr<int32_t>(), types.data_ptr<int32_t>() + types.numel());
+      q.tokenizer.emplace(std::move(pieces), std::move(sc), std::move(ty), k.at("bos").get<int32_t>(),
+                          k.at("eos").get<int32_t>(), k.at("unk").get<int32_t>());
+    }
+  } catch (const json::exception& e) {
+    fail(ErrorKind::Format, "{}: malformed header: {}", path, e.what());
+  }
+  return q;
 }
 
 }  // namespace catq

@@ -17,6 +17,8 @@
 
 #include <nlohmann/json.hpp>
 
+#include "io/tokenizer.h"
+#include "llm/llama.h"
 #include "methods/cat.h"
 #include "sim/executor.h"
 #include "sim/sim_quant.h"
@@ -50,5 +52,21 @@ void write_catq(const std::string& path, const GraphExecutor& ex, const SimQuant
 QuantizedCnn read_catq(const std::string& path);
 
 bool is_catq_file(const std::string& path);  // starts with the magic
+// "cnn" or "llm": what a .catq file holds. Error(Format) for a malformed file.
+std::string catq_file_kind(const std::string& path);
+
+// A quantized Llama model: the model (quantized layers' weights hold their dequantized codes; online transforms
+// included), the SimQuant with integer weights and activation params (Mode::Quantize), the embedded tokenizer.
+struct QuantizedLlama {
+  LlamaModel model;
+  std::unique_ptr<SimQuant> sq;
+  std::optional<Tokenizer> tokenizer;
+  nlohmann::json metadata = nlohmann::json::object();
+};
+// Writes a Llama model quantized by `sq` (weights and static inputs calibrated), its online transforms and
+// (optionally) its tokenizer, atomically. Same container as the CNN file, header format "catq-quantized-llm".
+void write_catq_llm(const std::string& path, const LlamaModel& m, const SimQuant& sq, const Tokenizer* tok,
+                    const nlohmann::json& metadata);
+QuantizedLlama read_catq_llm(const std::string& path);
 
 }  // namespace catq

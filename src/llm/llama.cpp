@@ -126,6 +126,26 @@ std::vector<LayerInfo> LlamaModel::layer_infos() const {
   return v;
 }
 
+at::Tensor& LlamaModel::layer_weight(int64_t index) {
+  const int64_t per = 7, nl = static_cast<int64_t>(blocks.size());
+  CATQ_CHECK(index >= 0 && index <= nl * per, Usage, "layer index {} outside 0..{}", index, nl * per);
+  if (index == nl * per) return output;
+  LlamaBlock& b = blocks[index / per];
+  switch (index % per) {
+    case 0: return b.wq;
+    case 1: return b.wk;
+    case 2: return b.wv;
+    case 3: return b.wo;
+    case 4: return b.w1;
+    case 5: return b.w3;
+    default: return b.w2;
+  }
+}
+
+const at::Tensor& LlamaModel::layer_weight(int64_t index) const {
+  return const_cast<LlamaModel*>(this)->layer_weight(index);
+}
+
 void LlamaModel::bind(QuantContext* ctx) const {
   infos_ = layer_infos();
   if (!ctx) return;

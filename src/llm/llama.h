@@ -92,6 +92,9 @@ class LlamaModel {
 
   // The quantizable linear layers in execution order (7 per block, then "output").
   std::vector<LayerInfo> layer_infos() const;
+  // The weight tensor of quantizable layer `index` (layer_infos() order). Error(Usage) when out of range.
+  at::Tensor& layer_weight(int64_t index);
+  const at::Tensor& layer_weight(int64_t index) const;
   // Announces layer_infos() to ctx. forward() does this automatically the first time it sees a context
   // pointer (each distinct pointer once, so alternating between two contexts does not re-bind them);
   // call it explicitly to re-announce (e.g. a new context allocated at a reused address).

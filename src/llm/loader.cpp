@@ -2,6 +2,7 @@
 
 #include "core/error.h"
 #include "core/file_util.h"
+#include "io/catq_file.h"
 #include "io/gguf.h"
 #include "io/llama2c.h"
 #include "io/model_format.h"
@@ -11,6 +12,7 @@ namespace catq {
 
 bool is_llm_model_file(const std::string& path) {
   ModelFormat f = detect_model_format(path);
+  if (f == ModelFormat::CatqQuantized) return catq_file_kind(path) == "llm";
   return f == ModelFormat::Llama2c || f == ModelFormat::Gguf || f == ModelFormat::Safetensors;
 }
 
@@ -40,9 +42,20 @@ LoadedLlama load_llama(const std::string& model_path, const std::string& tokeniz
       if (model_path.find(".safetensors") == std::string::npos) search_dir = model_path;
       break;
     }
+    case ModelFormat::CatqQuantized: {
+      CATQ_CHECK(catq_file_kind(model_path) == "llm", Unsupported, "{}: a quantized CNN, not a language model",
+                 model_path);
+      QuantizedLlama q = read_catq_llm(model_path);
+      out.model = std::move(q.model);
+      out.quant = std::shared_ptr<SimQuant>(std::move(q.sq));
+      out.tokenizer = std::move(q.tokenizer);
+      if (out.tokenizer) out.tokenizer_path = "(embedded in the .catq file)";
+      else out.tokenizer_note = "the .catq file carries no tokenizer";
+      break;
+    }
     default:
-      fail(ErrorKind::Unsupported, "{}: a {} file is not a language model catq can read (llama2.c .bin, GGUF, or a "
-           "Hugging Face safetensors folder)", model_path, model_format_name(f));
+      fail(ErrorKind::Unsupported, "{}: a {} file is not a language model catq can read (llama2.c .bin, GGUF, a "
+           "Hugging Face safetensors folder, or a quantized .catq)", model_path, model_format_name(f));
   }
   const int64_t V = out.model.cfg.vocab_size;
   if (!tokenizer_path.empty()) {

@@ -1,11 +1,13 @@
 // One entry point for every Llama checkpoint format: picks the reader from the file's magic bytes
 // (io/model_format.h) and finds the tokenizer.
 #pragma once
+#include <memory>
 #include <optional>
 #include <string>
 
 #include "io/tokenizer.h"
 #include "llm/llama.h"
+#include "sim/sim_quant.h"
 
 namespace catq {
 
@@ -16,9 +18,13 @@ struct LoadedLlama {
   std::string format;          // "llama2c", "gguf", "safetensors"
   std::string tokenizer_path;  // where the tokenizer came from ("(embedded in GGUF)" for GGUF)
   std::string tokenizer_note;  // why there is no tokenizer, when there is none
+  // A quantized .catq model: the quantization it carries (weights' codes, activation params); run the model
+  // through it. Null for FP checkpoints.
+  std::shared_ptr<SimQuant> quant;
 };
 
-// True for the formats this loader reads (llama2.c, GGUF, safetensors/HF folder). Throws Error(Io) if missing.
+// True for the formats this loader reads (llama2.c, GGUF, safetensors/HF folder, a quantized-LLM .catq file).
+// Throws Error(Io) if missing.
 bool is_llm_model_file(const std::string& path);
 
 // tokenizer_path: a llama2.c tokenizer file; empty = the GGUF's own tokenizer, or for llama2.c/HF a

@@ -20,23 +20,8 @@ LlmTrainOptions::LlmTrainOptions() {
 }
 
 at::Tensor encode_stream(const Tokenizer& tok, const std::string& text) {
-  std::vector<int64_t> ids;
-  size_t p = 0;
-  while (p < text.size()) {
-    size_t q = text.find('\n', p);
-    if (q == std::string::npos) q = text.size();
-    if (q > p) {
-      std::vector<int32_t> t = tok.encode(text.substr(p, q - p), false, false);
-      ids.insert(ids.end(), t.begin(), t.end());
-      // The newline itself, as the tokenizer would encode it mid-text (llama2.c's byte fallback <0x0A>).
-      if (q < text.size()) {
-        std::vector<int32_t> nl = tok.encode("\n", false, false);
-        if (!nl.empty()) ids.push_back(nl.back());
-      }
-    }
-    p = q + 1;
-  }
-  return at::tensor(ids, at::kLong);
+  std::vector<int32_t> t = tok.encode(text, false, false);
+  return at::tensor(std::vector<int64_t>(t.begin(), t.end()), at::kLong);
 }
 
 LlamaModel init_llama(const LlamaConfig& cfg, uint64_t seed) {

@@ -18,8 +18,7 @@
 
 namespace catq {
 
-// Encodes a long text paragraph by paragraph (lines; llama2.c's merge loop is quadratic in the length of one
-// string), without BOS, into one int64 stream.
+// Encodes a text (as the evaluation protocol does: one string, no BOS) into an int64 token stream.
 at::Tensor encode_stream(const Tokenizer& tok, const std::string& text);
 
 // A fresh model: weights N(0, 0.02), the residual-writing projections (attn_output, ffn_down) scaled by

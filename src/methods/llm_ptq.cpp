@@ -84,15 +84,7 @@ json quantize_llama(LlamaModel& m, SimQuant& sq, const at::Tensor& calib, const 
         if (!hc.record.count(name)) continue;
         const SimQuant::Layer& sl = sq.layer(name);
         const LayerInfo& li = sl.info;
-        const at::Tensor& w = [&]() -> const at::Tensor& {
-          const int64_t idx = li.index, blk = idx / 7;
-          if (name == "output") return m.output;
-          const LlamaBlock& b = m.blocks.at(blk);
-          switch (idx % 7) {
-            case 0: return b.wq; case 1: return b.wk; case 2: return b.wv; case 3: return b.wo;
-            case 4: return b.w1; case 5: return b.w3; default: return b.w2;
-          }
-        }();
+        const at::Tensor& w = m.layer_weight(li.index);
         GptqResult r;
         try {
           r = gptq_quantize(w, hc.hessian.at(name), sl.weight_spec, o.gptq);

@@ -109,14 +109,10 @@ std::vector<SqnrStats> analyze_llama_sqnr(const LlamaModel& m, const at::Tensor&
     at::NoGradGuard ng;
     for (int64_t i = 0; i < tokens.size(0); i += batch) m.forward(tokens.slice(0, i, i + batch), &rec);
   }
-  // The weights each layer multiplies (same order as layer_infos()).
-  std::vector<at::Tensor> ws;
-  for (const auto& b : m.blocks) for (const at::Tensor* t : {&b.wq, &b.wk, &b.wv, &b.wo, &b.w1, &b.w3, &b.w2}) ws.push_back(*t);
-  ws.push_back(m.output);
   std::vector<SqnrStats> out;
   Progress bar("SQNR", static_cast<int64_t>(infos.size()));
   for (size_t i = 0; i < infos.size(); ++i) {
-    SqnrStats s = linear_sqnr(rec.rows(i), ws[i], act, weight);
+    SqnrStats s = linear_sqnr(rec.rows(i), m.layer_weight(static_cast<int64_t>(i)), act, weight);
     s.layer = infos[i].name;
     out.push_back(s);
     bar.step();
