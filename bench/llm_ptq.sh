@@ -10,7 +10,7 @@
 #   MODEL [../shared/assets/llama2c/stories260K.bin]   TOK [tokenizer, default: next to the model]
 #   NAME  [stories260K]                                 OUT [bench/results/llm_ptq]
 #   CONFIGS    [w8a8 w4a16g32 w4a8 w4a4]  (bench/configs/llm_<c>.json, or <NAME>_<c>.json when present)
-#   TRANSFORMS [none smoothquant rms quarot blockcat:k=2 blockcat:k=4]
+#   TRANSFORMS [none smoothquant rms quarot blockcat:k=4]    CTX_CONFIGS [w4a8 w4a4] (also at 512 tokens)
 #   WEIGHTS    [rtn gptq]
 set -euo pipefail
 cd "$(dirname "$0")/.."
@@ -21,7 +21,8 @@ NAME=${NAME:-stories260K}
 TEXT=${TEXT:-$S/text/tinystories_valid_head.txt}
 OUT=${OUT:-bench/results/llm_ptq}/$NAME
 CONFIGS=${CONFIGS:-"w8a8 w4a16g32 w4a8 w4a4"}
-TRANSFORMS=${TRANSFORMS:-"none smoothquant rms quarot blockcat:k=2 blockcat:k=4"}
+TRANSFORMS=${TRANSFORMS:-"none smoothquant rms quarot blockcat:k=4"}
+CTX_CONFIGS=${CTX_CONFIGS:-"w4a8 w4a4"}   # configs also scored with 512-token windows
 WEIGHTS=${WEIGHTS:-"rtn gptq"}
 TOKARG=(); [ -n "${TOK:-}" ] && TOKARG=(--tokenizer "$TOK")
 mkdir -p "$OUT"
@@ -40,7 +41,8 @@ for p in "${PROTOS[@]}"; do
   tag=${p%%|*}; extra=${p#*|}
   # shellcheck disable=SC2086
   run "$OUT/fp32_$tag.json" "$MODEL" "${TOKARG[@]}" --text "$TEXT" $extra
-  for c in $CONFIGS; do for t in $TRANSFORMS; do for w in $WEIGHTS; do
+  cfgs=$CONFIGS; [ "$tag" = ctx512 ] && cfgs=$CTX_CONFIGS
+  for c in $cfgs; do for t in $TRANSFORMS; do for w in $WEIGHTS; do
     echo ">> $NAME $tag $c $t $w" >&2
     # shellcheck disable=SC2086
     run "$OUT/${c}_$(safe "$t")_${w}_$tag.json" "$MODEL" "${TOKARG[@]}" --text "$TEXT" $extra --quant "$(config_file "$c")" \
@@ -65,7 +67,8 @@ for p in "${PROTOS[@]}"; do
   echo
   printf "| config | weights |"; for t in $TRANSFORMS; do printf " %s |" "$t"; done; echo
   printf "|---|---|"; for t in $TRANSFORMS; do printf -- "---:|"; done; echo
-  for c in $CONFIGS; do for w in $WEIGHTS; do
+  cfgs=$CONFIGS; [ "$tag" = ctx512 ] && cfgs=$CTX_CONFIGS
+  for c in $cfgs; do for w in $WEIGHTS; do
     printf "| %s | %s |" "${c^^}" "$w"
     for t in $TRANSFORMS; do
       f=$OUT/${c}_$(safe "$t")_${w}_$tag.json

@@ -258,3 +258,38 @@ TEST(CatqLlmFile, RoundTripsTransformsCodesAndTokenizer) {
     EXPECT_EQ(e.kind(), ErrorKind::Format) << e.what();
   }
 }
+
+TEST(KvCacheQuant, ConfigRoundTripsAndErrorGrowsAsBitsShrink) {
+  // Compact "-kv<bits>" and JSON "kv_cache" give a per-token (per position and head) dynamic quantizer.
+  QuantConfig c = QuantConfig::from_string("w8a8-tok-kv4");
+  ASSERT_TRUE(c.kv_cache.enabled);
+  EXPECT_EQ(c.kv_cache.bits, 4);
+  EXPECT_EQ(c.kv_cache.granularity, Granularity::PerToken);
+  QuantConfig back = QuantConfig::from_json(c.to_json().dump(), "round trip");
+  EXPECT_EQ(back.kv_cache.bits, 4);
+  EXPECT_EQ(back.kv_cache.granularity, Granularity::PerToken);
+  EXPECT_THROW(QuantConfig::from_json(R"({"kv_cache": {"bits": 4, "granularity": "tensor"}})", "bad"), Error);
+  EXPECT_THROW(QuantConfig::from_string("w8a8-kv0"), Error);
+
+  LlamaModel m = outlier_model(5);
+  at::Tensor probe = tokens(2, 24, 6);
+  at::NoGradGuard ng;
+  at::Tensor fp = m.forward(probe);
+  auto err = [&](int kv_bits) {
+    // Weights and inputs in FP: only the cache is quantized.
+    QuantConfig k = QuantConfig::from_json(fmt::format(R"({{"defaults": {{"weight": null, "input": null}},
+        "kv_cache": {{"bits": {}}}}})", kv_bits), "kv");
+    SimQuant sq(k);
+    at::Tensor full = m.forward(probe, &sq);
+    // The incremental path quantizes the same keys and values, so it gives the same logits.
+    KVCache cache = m.make_cache(2, 32);
+    at::Tensor inc = at::cat({m.forward(probe.slice(1, 0, 9), cache, &sq), m.forward(probe.slice(1, 9, 24), cache, &sq)}, 1);
+    EXPECT_LT(rel_diff(inc, full), 1e-4) << kv_bits;
+    return rel_diff(full, fp);
+  };
+  double e8 = err(8), e4 = err(4), e2 = err(2);
+  EXPECT_GT(e8, 0.0);
+  EXPECT_LT(e8, 0.02);
+  EXPECT_LT(e8, e4);
+  EXPECT_LT(e4, e2);
+}

@@ -2,6 +2,7 @@
 // (AdaRound, BRECQ, QDrop, PD-Quant, weight-cluster affine), optionally followed by a CAT or plain-affine logit
 // head, written to a self-contained .catq file that `catq eval` runs.
 #include <algorithm>
+#include <filesystem>
 #include <iostream>
 
 #include <nlohmann/json.hpp>
@@ -16,6 +17,7 @@
 #include "ir/passes.h"
 #include "eval/perplexity.h"
 #include "llm/loader.h"
+
 #include "methods/cnn_ptq.h"
 #include "methods/llm_ptq.h"
 #include "core/file_util.h"
@@ -160,8 +162,8 @@ int run_quantize(const Common& common) {
   if (head == "none") head.clear();
   CATQ_CHECK(head.empty() || head == "cat" || head == "affine", Usage, "--head '{}': expected cat, affine or none", head);
   CATQ_CHECK(!args.out.empty(), Usage, "quantize: -o OUT.catq is required");
-  if (is_llm_model_file(args.model)) return run_quantize_llm(common);
-  // Options are checked before anything is loaded.
+  // Options are checked before anything is loaded (a missing model then fails with the CNN checks done first).
+  if (std::filesystem::exists(args.model) && is_llm_model_file(args.model)) return run_quantize_llm(common);
   if (args.from.empty()) {
     const auto& methods = cnn_ptq_methods();
     CATQ_CHECK(std::find(methods.begin(), methods.end(), method) != methods.end(), Config,

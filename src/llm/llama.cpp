@@ -239,6 +239,10 @@ at::Tensor LlamaModel::forward_impl(const at::Tensor& tokens, KVCache* cache, Qu
     at::Tensor k = apply_rope(linear(h, b.wk, base + kK, ctx).view({B, T, KV, hd}), cos, sin);
     at::Tensor v = linear(h, b.wv, base + kV, ctx).view({B, T, KV, hd});
     at::Tensor keys = k.transpose(1, 2), vals = v.transpose(1, 2);  // [B, KV, T, hd]
+    if (ctx) {
+      keys = ctx->kv_cache(l, false, keys);
+      vals = ctx->kv_cache(l, true, vals);
+    }
     if (cache) {
       cache->k[l].narrow(2, pos0, T).copy_(keys);
       cache->v[l].narrow(2, pos0, T).copy_(vals);

@@ -280,11 +280,21 @@ QuantConfig QuantConfig::from_json(const std::string& text, const std::string& s
         c.overrides.push_back(parse_rule(v[i], fmt::format("{}: overrides[{}]", source, i), true, c.defaults));
     } else if (k == "fold_bn") {
       c.fold_bn = get_bool(v, source + ":", k);
+    } else if (k == "kv_cache") {
+      if (!v.is_null()) {
+        QuantSpec kv = default_input_spec(8);
+        kv.granularity = Granularity::PerToken;
+        c.kv_cache = apply_spec_patch(kv, v, fmt::format("{}: kv_cache", source));
+        CATQ_CHECK(!c.kv_cache.enabled || (c.kv_cache.granularity == Granularity::PerToken &&
+                                           c.kv_cache.scheme == Scheme::Uniform),
+                   Config, "{}: kv_cache: must be uniform with granularity \"token\" (per position and head)", source);
+      }
     } else if (k == "seed") {
       c.seed = static_cast<uint64_t>(get_int(v, source + ":", k, 0, INT64_MAX));
     } else {
       fail(ErrorKind::Config,
-           "{}: unknown key \"{}\", expected defaults, first_layer, last_layer, overrides, fold_bn, seed, description",
+           "{}: unknown key \"{}\", expected defaults, first_layer, last_layer, overrides, fold_bn, kv_cache, seed, "
+           "description",
            source, k);
     }
   }
@@ -365,6 +375,9 @@ QuantConfig QuantConfig::from_string(const std::string& compact) {
       const int need = *sc == Scheme::Binary ? 1 : *sc == Scheme::Ternary ? 2 : wb;
       CATQ_CHECK(wb == need, Config, "quantization string '{}': scheme {} needs w{}", compact, t, need);
       w.scheme = *sc;
+    } else if (t.size() > 2 && t.rfind("kv", 0) == 0 && std::all_of(t.begin() + 2, t.end(), ::isdigit)) {
+      c.kv_cache = default_input_spec(bits_of(t.substr(2), "KV cache"));
+      c.kv_cache.granularity = Granularity::PerToken;  // asymmetric per position and head, dynamic
     } else if (t.size() > 2 && t.rfind("fl", 0) == 0 && std::all_of(t.begin() + 2, t.end(), ::isdigit)) {
       int b = bits_of(t.substr(2), "first/last layer");
       Rule r;
@@ -375,7 +388,7 @@ QuantConfig QuantConfig::from_string(const std::string& compact) {
     } else {
       fail(ErrorKind::Config,
            "quantization string '{}': unknown suffix '{}', expected an observer (minmax, ema, percentile, mse, kl), "
-           "w<observer> (e.g. wmse), tok, sym, asym, wsym, wasym, kmeans, binary, ternary or fl<bits>",
+           "w<observer> (e.g. wmse), tok, sym, asym, wsym, wasym, kmeans, binary, ternary, kv<bits> or fl<bits>",
            compact, t);
     }
   }
@@ -420,6 +433,7 @@ json QuantConfig::to_json() const {
   j["overrides"] = json::array();
   for (const Rule& r : overrides) j["overrides"].push_back(rule_to_json(r, true));
   j["fold_bn"] = fold_bn;
+  if (kv_cache.enabled) j["kv_cache"] = spec_to_json(kv_cache);
   j["seed"] = seed;
   return j;
 }

@@ -50,6 +50,9 @@ struct QuantConfig {
   std::optional<Rule> first_layer, last_layer;
   std::vector<Rule> overrides;
   bool fold_bn = true;                 // fold BatchNorm into the preceding conv before quantizing (executor)
+  // Llama KV cache: keys (after RoPE) and values, quantized dynamically per position and head over the head
+  // dimension (granularity token); floating point unless configured ("kv_cache" in JSON, -kv<bits> compact).
+  QuantSpec kv_cache = QuantSpec::fp();
   uint64_t seed = 0;                   // stochastic rounding
 
   static QuantConfig fp();

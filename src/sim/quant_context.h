@@ -31,6 +31,9 @@ class QuantContext {
   virtual at::Tensor weight(const LayerInfo& layer, const at::Tensor& w) = 0;
   // Returns the input activation to use. x: conv [N,C,H,W]; linear [..., in] (a "token" is one row).
   virtual at::Tensor input(const LayerInfo& layer, const at::Tensor& x) = 0;
+  // Keys (after RoPE) or values of attention block `block` before they enter the KV cache, [B, heads, T, hd].
+  // Default: unchanged.
+  virtual at::Tensor kv_cache(int64_t block, bool is_value, const at::Tensor& t) { return t; }
 };
 
 }  // namespace catq

@@ -158,6 +158,11 @@ at::Tensor SimQuant::input(const LayerInfo& info, const at::Tensor& x) {
   return fake_quant_ste(x, *l.input_params, spec.rounding, g);
 }
 
+at::Tensor SimQuant::kv_cache(int64_t block, bool is_value, const at::Tensor& t) {
+  if (mode_ != Mode::Quantize || !config_.kv_cache.enabled) return t;
+  return fake_quant_ste(t, compute_params(config_.kv_cache, t.detach()), Rounding::Nearest);
+}
+
 void SimQuant::finalize_calibration() {
   std::vector<std::string> missing;
   for (Layer& l : layers_) {

@@ -76,6 +76,8 @@ class SimQuant : public QuantContext {
   void bind(const std::vector<LayerInfo>& layers) override;
   at::Tensor weight(const LayerInfo& layer, const at::Tensor& w) override;
   at::Tensor input(const LayerInfo& layer, const at::Tensor& x) override;
+  // Fake-quantizes with the config's kv_cache spec (dynamic, per position and head) in Quantize mode.
+  at::Tensor kv_cache(int64_t block, bool is_value, const at::Tensor& t) override;
 
   void set_mode(Mode m) { mode_ = m; }
   Mode mode() const { return mode_; }
