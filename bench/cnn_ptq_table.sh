@@ -22,10 +22,11 @@ runs() {
   for f in "$R"/${m}_${b}_${base}_s*${head}.$suf.json; do
     [[ -s $f && $(basename "$f") =~ ^${m}_${b}_${base}_s[0-9]+${head//+/\\+}\.$suf\.json$ ]] && echo "$f"
   done
+  return 0  # no runs is not an error (set -e)
 }
 
 for m in $models; do
-  fp=$(ls "$R"/${m}_*_rtn_s*.eval.json 2>/dev/null | head -1)
+  fp=$(ls "$R"/${m}_*_rtn_s*.eval.json 2>/dev/null | head -1 || true)
   echo "### $m"
   echo
   echo "Top-1 % on the CIFAR-10 evaluation split (9,000 images), mean ± std over seeds (runs)."
