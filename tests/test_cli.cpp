@@ -168,3 +168,19 @@ TEST(CliQuantize, ResNet20QDropCatRoundTrip) {
   EXPECT_EQ(r.code, 2) << r.out;
   std::remove(out.c_str());
 }
+
+TEST(Cli, QatPlanJsonAndErrors) {
+  CliRun r = run_cli("--json qat-plan --params 1M --tokens 10M --bits 8");  // S = 10
+  ASSERT_EQ(r.code, 0) << r.out;
+  EXPECT_NE(r.out.find("\"tokens_per_param_byte\": 10.0"), std::string::npos) << r.out;
+  EXPECT_NE(r.out.find("\"qat_fraction\": 0.05"), std::string::npos) << r.out;
+  r = run_cli("qat-plan --params 1M --tokens 1k --bits 4");  // S < 1
+  EXPECT_EQ(r.code, 6) << r.out;
+  EXPECT_NE(r.out.find("S = "), std::string::npos) << r.out;
+  r = run_cli("qat-plan --params lots --tokens 1B");
+  EXPECT_EQ(r.code, 2) << r.out;
+  r = run_cli("qat-plan --params 1M --tokens 1B --law " + tmp_file("law_bad.json", "{\"E\": 1"));
+  EXPECT_EQ(r.code, 6) << r.out;
+  r = run_cli("qat-plan --params 1M --tokens 1B --law /nonexistent/law.json");
+  EXPECT_EQ(r.code, 3) << r.out;
+}

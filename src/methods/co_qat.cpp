@@ -1,0 +1,163 @@
+#include "methods/co_qat.h"
+
+#include <cmath>
+#include <utility>
+#include <vector>
+
+#include "core/error.h"
+
+namespace catq {
+
+double tokens_per_param_byte(double tokens, double params, double bits) {
+  CATQ_CHECK(std::isfinite(tokens) && tokens > 0, Config, "QAT plan: tokens must be a positive number, got {}", tokens);
+  CATQ_CHECK(std::isfinite(params) && params > 0, Config, "QAT plan: parameters must be a positive number, got {}",
+             params);
+  CATQ_CHECK(std::isfinite(bits) && bits >= 1 && bits <= 32, Config, "QAT plan: bits must be in 1..32, got {}", bits);
+  return tokens / (params * bits / 8.0);
+}
+
+double optimal_qat_fraction(double s) {
+  CATQ_CHECK(std::isfinite(s) && s > 1, Config,
+             "QAT plan: tokens per parameter-byte S = {:.4g}; the published fit f = exp(-6.7297 / ln S) needs S > 1 "
+             "(more training tokens than bytes of the quantized model)", s);
+  return std::exp(-6.7297 / std::log(s));
+}
+
+namespace {
+// The JSON keys in the order of the law's terms ("B" is the data coefficient; Bc in code, since B is the bits).
+const std::vector<std::pair<const char*, double QatLossLaw::*>>& law_fields() {
+  static const std::vector<std::pair<const char*, double QatLossLaw::*>> f = {
+      {"E", &QatLossLaw::E},         {"A", &QatLossLaw::A},         {"alpha", &QatLossLaw::alpha},
+      {"B", &QatLossLaw::Bc},        {"beta", &QatLossLaw::beta},   {"theta", &QatLossLaw::theta},
+      {"kappa", &QatLossLaw::kappa}, {"phi", &QatLossLaw::phi},     {"chi", &QatLossLaw::chi},
+      {"psi", &QatLossLaw::psi},     {"omega", &QatLossLaw::omega}, {"lambda", &QatLossLaw::lambda},
+      {"mu", &QatLossLaw::mu},       {"nu", &QatLossLaw::nu},       {"xi", &QatLossLaw::xi},
+      {"rho", &QatLossLaw::rho}};
+  return f;
+}
+}  // namespace
+
+QatLossLaw QatLossLaw::from_json(const nlohmann::json& j, const std::string& source) {
+  CATQ_CHECK(j.is_object(), Config, "{}: expected a JSON object with the loss-law constants", source);
+  QatLossLaw law;
+  std::vector<std::string> names;
+  for (const auto& [key, member] : law_fields()) {
+    names.push_back(key);
+    CATQ_CHECK(j.contains(key), Config, "{}: missing constant \"{}\" (expected E, A, alpha, B, beta, theta, kappa, "
+               "phi, chi, psi, omega, lambda, mu, nu, xi, rho)", source, key);
+    const auto& v = j.at(key);
+    CATQ_CHECK(v.is_number() && std::isfinite(v.get<double>()), Config, "{}: \"{}\" must be a finite number", source,
+               key);
+    law.*member = v.get<double>();
+  }
+  for (const auto& [key, value] : j.items()) {
+    bool known = key == "description";
+    for (const auto& n : names) known = known || key == n;
+    CATQ_CHECK(known, Config, "{}: unknown key \"{}\" (expected the 16 loss-law constants and description)", source, key);
+  }
+  return law;
+}
+
+nlohmann::json QatLossLaw::to_json() const {
+  nlohmann::json j;
+  for (const auto& [key, member] : law_fields()) j[key] = this->*member;
+  return j;
+}
+
+double QatLossLaw::predict(double params, double tokens, double bits, double f) const {
+  const double s = tokens_per_param_byte(tokens, params, bits);
+  CATQ_CHECK(std::isfinite(f) && f > 0 && f < 1, Config, "QAT loss law: the QAT fraction must be in (0, 1), got {}", f);
+  const double s_qat = f * s, s_fp = (1 - f) * s;
+  return E + A / std::pow(params, alpha) + Bc / std::pow(tokens, beta) + theta * std::exp2(-kappa * bits) +
+         phi * std::exp2(-chi * bits) / (std::pow(params, psi) * std::pow(s_qat, omega)) +
+         lambda * std::exp2(-mu * bits) / (std::pow(params, nu) * std::pow(s_fp, xi) * std::pow(s_qat, rho));
+}
+
+double QatLossLaw::best_fraction(double params, double tokens, double bits) const {
+  // Coarse log-spaced scan (the law can be flat or have its minimum near either end), then golden section.
+  auto L = [&](double f) { return predict(params, tokens, bits, f); };
+  const double lo = 1e-4, hi = 1 - 1e-4;
+  int best_i = 0;
+  std::vector<double> grid;
+  for (int i = 0; i <= 200; ++i) {
+    const double u = static_cast<double>(i) / 200;  // logit-spaced in (lo, hi)
+    const double logit = std::log(lo / (1 - lo)) + u * (std::log(hi / (1 - hi)) - std::log(lo / (1 - lo)));
+    grid.push_back(1 / (1 + std::exp(-logit)));
+  }
+  double best = INFINITY;
+  for (int i = 0; i < static_cast<int>(grid.size()); ++i) {
+    const double v = L(grid[i]);
+    if (v < best) best = v, best_i = i;
+  }
+  double a = grid[std::max(0, best_i - 1)], b = grid[std::min(static_cast<int>(grid.size()) - 1, best_i + 1)];
+  const double g = (std::sqrt(5.0) - 1) / 2;
+  double c = b - g * (b - a), d = a + g * (b - a);
+  while (b - a > 1e-6) {
+    if (L(c) < L(d)) b = d; else a = c;
+    c = b - g * (b - a);
+    d = a + g * (b - a);
+  }
+  return (a + b) / 2;
+}
+
+QatPlan plan_qat(double params, double tokens, double bits, const QatLossLaw* law) {
+  QatPlan p;
+  p.params = params;
+  p.tokens = tokens;
+  p.bits = bits;
+  p.s = tokens_per_param_byte(tokens, params, bits);
+  p.fraction = optimal_qat_fraction(p.s);
+  p.qat_tokens = p.fraction * tokens;
+  p.fp_tokens = tokens - p.qat_tokens;
+  if (law) {
+    p.has_law = true;
+    p.loss_at_fraction = law->predict(params, tokens, bits, p.fraction);
+    p.law_best_fraction = law->best_fraction(params, tokens, bits);
+    p.law_best_loss = law->predict(params, tokens, bits, p.law_best_fraction);
+    p.loss_at_10pct = law->predict(params, tokens, bits, 0.1);
+  }
+  return p;
+}
+
+nlohmann::json to_json(const QatPlan& p) {
+  nlohmann::json j = {{"params", p.params},
+                      {"tokens", p.tokens},
+                      {"bits", p.bits},
+                      {"tokens_per_param_byte", p.s},
+                      {"qat_fraction", p.fraction},
+                      {"qat_tokens", p.qat_tokens},
+                      {"fp_tokens", p.fp_tokens},
+                      {"formula", "f = exp(-6.7297 / ln S), S = D / (N * B / 8)"}};
+  if (p.has_law)
+    j["loss_law"] = {{"loss_at_qat_fraction", p.loss_at_fraction},
+                     {"best_fraction", p.law_best_fraction},
+                     {"best_loss", p.law_best_loss},
+                     {"loss_at_10_percent", p.loss_at_10pct}};
+  return j;
+}
+
+double parse_count(const std::string& s, const std::string& what) {
+  CATQ_CHECK(!s.empty(), Usage, "{}: empty value (expected a number such as 5M, 1.5e9 or 300k)", what);
+  double mult = 1;
+  std::string num = s;
+  switch (s.back()) {
+    case 'k': case 'K': mult = 1e3; break;
+    case 'M': mult = 1e6; break;
+    case 'B': case 'G': mult = 1e9; break;
+    case 'T': mult = 1e12; break;
+    default: break;
+  }
+  if (mult != 1) num.pop_back();
+  size_t used = 0;
+  double v = 0;
+  try {
+    v = std::stod(num, &used);
+  } catch (const std::exception&) {
+    used = 0;
+  }
+  CATQ_CHECK(used == num.size() && !num.empty() && std::isfinite(v), Usage,
+             "{}: '{}' is not a number (expected e.g. 5M, 1.5e9, 300k, 2B)", what, s);
+  return v * mult;
+}
+
+}  // namespace catq
