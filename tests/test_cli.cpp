@@ -184,3 +184,16 @@ TEST(Cli, QatPlanJsonAndErrors) {
   r = run_cli("qat-plan --params 1M --tokens 1B --law /nonexistent/law.json");
   EXPECT_EQ(r.code, 3) << r.out;
 }
+
+TEST(BadInputCli, ExportErrors) {
+  CliRun r = run_cli("export /nonexistent/model.bin --type q4_0 -o /tmp/x.gguf");
+  EXPECT_EQ(r.code, 3) << r.out;
+  r = run_cli("export /nonexistent/model.bin --type q3_k -o /tmp/x.gguf");
+  EXPECT_EQ(r.code, 2) << r.out;
+  EXPECT_NE(r.out.find("q4_0"), std::string::npos) << r.out;  // lists what is expected
+  r = run_cli("export /nonexistent/model.bin --format onnx -o /tmp/x.gguf");
+  EXPECT_EQ(r.code, 2) << r.out;
+  r = run_cli("export " + tmp_file("garbage.bin", "not a model at all") + " -o /tmp/x.gguf");
+  EXPECT_NE(r.code, 0) << r.out;
+  EXPECT_NE(r.code, 1) << r.out;  // a user error, not an internal one
+}

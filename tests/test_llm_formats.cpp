@@ -70,7 +70,8 @@ TEST(LlmFormats, GgufRoundTripAllTypes) {
     at::Tensor ref = logits_of(mt.model, tok);
     struct Case { GgufWeightType t; double tol; const char* name; };
     for (Case c : {Case{GgufWeightType::F32, 0.0, "f32"}, Case{GgufWeightType::F16, 3e-3, "f16"},
-                   Case{GgufWeightType::BF16, 3e-2, "bf16"}, Case{GgufWeightType::Q8_0, 3e-2, "q8_0"}}) {
+                   Case{GgufWeightType::BF16, 3e-2, "bf16"}, Case{GgufWeightType::Q8_0, 3e-2, "q8_0"},
+                   Case{GgufWeightType::Q4_0, 0.35, "q4_0"}, Case{GgufWeightType::Q4_1, 0.35, "q4_1"}}) {
       GgufWriteOptions o;
       o.weights = c.t;
       const std::string p = d / (std::string(c.name) + ".gguf");
@@ -98,6 +99,19 @@ TEST(LlmFormats, GgufRoundTripAllTypes) {
         at::Tensor w = mt.model.blocks[0].wq, q = g.model.blocks[0].wq;
         at::Tensor step = w.reshape({-1, 32}).abs().amax(1, true) / 127;
         EXPECT_TRUE(((q - w).reshape({-1, 32}).abs() <= step * 0.57 + 1e-7).all().item<bool>());
+      }
+      if (c.t == GgufWeightType::Q4_0 || c.t == GgufWeightType::Q4_1) {
+        EXPECT_EQ(f.find_tensor("blk.0.attn_q.weight")->type, c.t == GgufWeightType::Q4_0 ? GGML_Q4_0 : GGML_Q4_1);
+        at::Tensor w = mt.model.blocks[0].wq.reshape({-1, 32}), q = g.model.blocks[0].wq.reshape({-1, 32});
+        at::Tensor err = (q - w).abs();
+        if (c.t == GgufWeightType::Q4_0) {
+          // d = amax/8; the value opposite the extreme can sit a whole step from level 7·d; fp16 d adds 8·2^-11·d.
+          EXPECT_TRUE((err <= w.abs().amax(1, true) / 8 * 1.01 + 1e-7).all().item<bool>());
+        } else {
+          // d = (max − min)/15: half a step, plus the fp16 rounding of d (15 steps) and of the minimum.
+          at::Tensor lo = std::get<0>(w.min(1, true)), hi = std::get<0>(w.max(1, true));
+          EXPECT_TRUE((err <= (hi - lo) / 15 * 0.52 + lo.abs() * 1e-3 + 1e-7).all().item<bool>());
+        }
       }
     }
     // Non-default alignment is written as general.alignment and honoured.
@@ -186,5 +200,47 @@ TEST(LlmFormats, SafetensorsRoundTrip) {
     // A .safetensors file path next to config.json works too.
     LlamaModel direct = read_hf_llama(d / "f32/model.safetensors");
     EXPECT_TRUE(at::equal(logits_of(direct, tok), logits_of(mt.model, tok)));
+  }
+}
+
+TEST(LlmFormats, GgufQ4BlocksHaveGgmlLayout) {
+  // Q4_0: x_j = (j mod 16) − 8, so −8 (first at j = 0) is the extreme: d = −8/−8 = 1 and q_j = x_j + 8; x_31 = 8
+  // has the same magnitude but comes later, and its code 16 is clamped to 15 (decoded 7).
+  at::Tensor x = at::arange(32, at::kFloat).remainder(16) - 8;
+  x[31] = 8;
+  std::string q40 = quantize_q4_0(x);
+  ASSERT_EQ(q40.size(), 18u);
+  EXPECT_EQ(static_cast<uint8_t>(q40[0]) | static_cast<uint8_t>(q40[1]) << 8, c10::Half(1.0f).x);
+  for (int j = 0; j < 16; ++j) {
+    const int lo = j, hi = j == 15 ? 15 : j;  // codes of x_j and x_{j+16} (low nibble first)
+    EXPECT_EQ(static_cast<uint8_t>(q40[2 + j]), lo | hi << 4) << j;
+  }
+  // Q4_1 over [−8, 23]: m = −8, d = 31/15.
+  at::Tensor y = at::arange(32, at::kFloat) - 8;
+  std::string q41 = quantize_q4_1(y);
+  ASSERT_EQ(q41.size(), 20u);
+  EXPECT_EQ(static_cast<uint8_t>(q41[2]) | static_cast<uint8_t>(q41[3]) << 8, c10::Half(-8.0f).x);
+  EXPECT_EQ(static_cast<uint8_t>(q41[4]) & 0x0F, 0);       // the minimum
+  EXPECT_EQ(static_cast<uint8_t>(q41[4 + 15]) >> 4, 15);   // the maximum (x_31)
+  // Decoding through the reader gives back the levels.
+  GgufBuilder b;
+  b.add_tensor("a", {32}, GGML_Q4_0, q40);
+  b.add_tensor("b", {32}, GGML_Q4_1, q41);
+  TempDir d;
+  write_file_atomic(d / "q4.gguf", b.build());
+  GgufFile f = read_gguf(d / "q4.gguf");
+  at::Tensor a = f.tensor_f32(*f.find_tensor("a")), bb = f.tensor_f32(*f.find_tensor("b"));
+  at::Tensor want_a = x.clamp_max(7);  // level 15 − 8 = 7 is the top of Q4_0's grid
+  EXPECT_TRUE(at::allclose(a, want_a)) << a;
+  EXPECT_LT((bb - y).abs().max().item<float>(), 31.0f / 15 / 2 + 0.02f);
+  // The reader refuses a Q4 tensor whose payload is short (64 values need 36 bytes, the file holds 18).
+  GgufBuilder bad;
+  bad.add_tensor("a", {64}, GGML_Q4_0, q40);
+  write_file_atomic(d / "bad.gguf", bad.build());
+  try {
+    read_gguf(d / "bad.gguf");
+    FAIL() << "short Q4_0 payload accepted";
+  } catch (const Error& e) {
+    EXPECT_EQ(e.kind(), ErrorKind::Format) << e.what();
   }
 }

@@ -273,8 +273,34 @@ at::Tensor GgufFile::tensor_f32(const GgufTensorInfo& t) const {
       }
       break;
     }
+    case GGML_Q4_0:
+    case GGML_Q4_1: {
+      // Block of 32: fp16 d (Q4_1: then fp16 m), 16 bytes of nibbles: low nibbles are values 0..15, high 16..31.
+      const bool q41 = t.type == GGML_Q4_1;
+      const int64_t bytes = q41 ? 20 : 18;
+      out = at::empty({n}, at::kFloat);
+      float* o = out.data_ptr<float>();
+      for (int64_t b = 0; b < n / 32; ++b) {
+        const uint8_t* blk = p + b * bytes;
+        uint16_t bits;
+        std::memcpy(&bits, blk, 2);
+        const float d = static_cast<float>(c10::Half(bits, c10::Half::from_bits()));
+        float m = -8 * d;
+        if (q41) {
+          std::memcpy(&bits, blk + 2, 2);
+          m = static_cast<float>(c10::Half(bits, c10::Half::from_bits()));
+        }
+        const uint8_t* qs = blk + (q41 ? 4 : 2);
+        for (int j = 0; j < 16; ++j) {
+          o[b * 32 + j] = d * static_cast<float>(qs[j] & 0x0F) + m;
+          o[b * 32 + j + 16] = d * static_cast<float>(qs[j] >> 4) + m;
+        }
+      }
+      break;
+    }
     default:
-      fail(ErrorKind::Unsupported, "{}: tensor {} has ggml type {}; catq can read F32, F16, BF16 and Q8_0 tensors",
+      fail(ErrorKind::Unsupported, "{}: tensor {} has ggml type {}; catq can read F32, F16, BF16, Q8_0, Q4_0 and Q4_1 "
+           "tensors",
            path, t.name, ggml_type_name(t.type));
   }
   return out.reshape(t.shape());
@@ -527,16 +553,90 @@ std::string quantize_q8_0(const at::Tensor& w) {
   return out;
 }
 
+namespace {
+// The fp16 value the decoder will see (ggml stores d rounded to fp16; codes are computed from the unrounded d,
+// as ggml's reference quantizer does).
+uint16_t half_bits(float v) { return c10::Half(v).x; }
+
+std::string quantize_q4(const at::Tensor& w, bool with_min) {
+  at::Tensor f = w.detach().to(at::kCPU, at::kFloat).contiguous();
+  const int64_t n = f.numel();
+  CATQ_CHECK(n % 32 == 0, Internal, "quantize_q4: {} elements is not a multiple of 32", n);
+  const float* x = f.data_ptr<float>();
+  const int64_t bytes = with_min ? 20 : 18;
+  std::string out(static_cast<size_t>(n / 32 * bytes), '\0');
+  for (int64_t b = 0; b < n / 32; ++b) {
+    const float* xb = x + b * 32;
+    char* blk = &out[b * bytes];
+    uint8_t q[32];
+    if (with_min) {
+      float lo = xb[0], hi = xb[0];
+      for (int j = 1; j < 32; ++j) lo = std::min(lo, xb[j]), hi = std::max(hi, xb[j]);
+      const float d = (hi - lo) / 15.0f, id = d != 0 ? 1.0f / d : 0.0f;
+      const uint16_t dh = half_bits(d), mh = half_bits(lo);
+      std::memcpy(blk, &dh, 2);
+      std::memcpy(blk + 2, &mh, 2);
+      for (int j = 0; j < 32; ++j)
+        q[j] = static_cast<uint8_t>(std::min(15, static_cast<int>((xb[j] - lo) * id + 0.5f)));
+    } else {
+      float amax = 0, vmax = 0;
+      for (int j = 0; j < 32; ++j)
+        if (std::fabs(xb[j]) > amax) amax = std::fabs(xb[j]), vmax = xb[j];
+      const float d = vmax / -8.0f, id = d != 0 ? 1.0f / d : 0.0f;
+      const uint16_t dh = half_bits(d);
+      std::memcpy(blk, &dh, 2);
+      for (int j = 0; j < 32; ++j)
+        q[j] = static_cast<uint8_t>(std::min(15, static_cast<int>(xb[j] * id + 8.5f)));
+    }
+    uint8_t* qs = reinterpret_cast<uint8_t*>(blk + (with_min ? 4 : 2));
+    for (int j = 0; j < 16; ++j) qs[j] = static_cast<uint8_t>(q[j] | (q[j + 16] << 4));
+  }
+  return out;
+}
+}  // namespace
+
+std::string quantize_q4_0(const at::Tensor& w) { return quantize_q4(w, false); }
+std::string quantize_q4_1(const at::Tensor& w) { return quantize_q4(w, true); }
+
+GgufWeightType parse_gguf_weight_type(const std::string& s0) {
+  std::string s;
+  for (char c : s0) s += static_cast<char>(std::tolower(static_cast<unsigned char>(c)));
+  for (auto t : {GgufWeightType::F32, GgufWeightType::F16, GgufWeightType::BF16, GgufWeightType::Q8_0,
+                 GgufWeightType::Q4_0, GgufWeightType::Q4_1})
+    if (s == to_string(t)) return t;
+  fail(ErrorKind::Usage, "GGUF weight type '{}': expected f32, f16, bf16, q8_0, q4_0 or q4_1", s0);
+}
+
+const char* to_string(GgufWeightType t) {
+  switch (t) {
+    case GgufWeightType::F32: return "f32";
+    case GgufWeightType::F16: return "f16";
+    case GgufWeightType::BF16: return "bf16";
+    case GgufWeightType::Q8_0: return "q8_0";
+    case GgufWeightType::Q4_0: return "q4_0";
+    case GgufWeightType::Q4_1: return "q4_1";
+  }
+  return "?";
+}
+
 void write_gguf_llama(const LlamaModel& m, const Tokenizer* tok, const std::string& path, const GgufWriteOptions& opt) {
   const LlamaConfig& c = m.cfg;
   GgufBuilder b;
   b.add_string("general.architecture", "llama");
   b.add_string("general.name", opt.name);
   if (opt.alignment != 32) b.add_u32("general.alignment", opt.alignment);
-  const bool quant = opt.weights == GgufWeightType::Q8_0;
-  // llama_ftype: ALL_F32 0, MOSTLY_F16 1, MOSTLY_Q8_0 7, MOSTLY_BF16 32.
-  uint32_t ftype = opt.weights == GgufWeightType::F32 ? 0 : opt.weights == GgufWeightType::F16 ? 1
-                 : opt.weights == GgufWeightType::BF16 ? 32 : 7;
+  const bool quant = opt.weights == GgufWeightType::Q8_0 || opt.weights == GgufWeightType::Q4_0 ||
+                     opt.weights == GgufWeightType::Q4_1;
+  // llama_ftype: ALL_F32 0, MOSTLY_F16 1, MOSTLY_Q4_0 2, MOSTLY_Q4_1 3, MOSTLY_Q8_0 7, MOSTLY_BF16 32.
+  uint32_t ftype = 0;
+  switch (opt.weights) {
+    case GgufWeightType::F32: ftype = 0; break;
+    case GgufWeightType::F16: ftype = 1; break;
+    case GgufWeightType::Q4_0: ftype = 2; break;
+    case GgufWeightType::Q4_1: ftype = 3; break;
+    case GgufWeightType::Q8_0: ftype = 7; break;
+    case GgufWeightType::BF16: ftype = 32; break;
+  }
   b.add_u32("general.file_type", ftype);
   if (quant) b.add_u32("general.quantization_version", 2);
   b.add_u32("llama.context_length", static_cast<uint32_t>(c.seq_len));
@@ -570,7 +670,8 @@ void write_gguf_llama(const LlamaModel& m, const Tokenizer* tok, const std::stri
     at::Tensor t = t0.detach().to(at::kCPU, at::kFloat).contiguous();
     std::vector<int64_t> ne(t.sizes().rbegin(), t.sizes().rend());
     GgufWeightType wt = t.dim() == 1 ? GgufWeightType::F32 : opt.weights;
-    if (wt == GgufWeightType::Q8_0 && ne[0] % 32 != 0) wt = GgufWeightType::F16;
+    const bool blocked = wt == GgufWeightType::Q8_0 || wt == GgufWeightType::Q4_0 || wt == GgufWeightType::Q4_1;
+    if (blocked && ne[0] % 32 != 0) wt = GgufWeightType::F16;
     switch (wt) {
       case GgufWeightType::F32:
         b.add_tensor(name, ne, GGML_F32, std::string(static_cast<const char*>(t.data_ptr()), t.numel() * 4));
@@ -586,6 +687,8 @@ void write_gguf_llama(const LlamaModel& m, const Tokenizer* tok, const std::stri
         break;
       }
       case GgufWeightType::Q8_0: b.add_tensor(name, ne, GGML_Q8_0, quantize_q8_0(t)); break;
+      case GgufWeightType::Q4_0: b.add_tensor(name, ne, GGML_Q4_0, quantize_q4_0(t)); break;
+      case GgufWeightType::Q4_1: b.add_tensor(name, ne, GGML_Q4_1, quantize_q4_1(t)); break;
     }
   }
   write_file_atomic(path, b.build(3, opt.alignment));

@@ -32,7 +32,9 @@ enum class GgufType : uint32_t {
 const char* gguf_type_name(GgufType t);
 
 // ggml tensor types that catq can dequantize (ids as in ggml.h); others are recognised by id/name only.
-enum GgmlType : uint32_t { GGML_F32 = 0, GGML_F16 = 1, GGML_Q8_0 = 8, GGML_Q4_K = 12, GGML_BF16 = 30 };
+enum GgmlType : uint32_t {
+  GGML_F32 = 0, GGML_F16 = 1, GGML_Q4_0 = 2, GGML_Q4_1 = 3, GGML_Q8_0 = 8, GGML_Q4_K = 12, GGML_BF16 = 30
+};
 // Name of a ggml type id ("Q4_K"), or "type<N>" for ids unknown to catq.
 std::string ggml_type_name(uint32_t type);
 
@@ -91,10 +93,14 @@ struct GgufLlama {
 GgufLlama read_gguf_llama(const std::string& path);
 
 // Writing (fixtures for tests, export).
-enum class GgufWeightType { F32, F16, BF16, Q8_0 };
+enum class GgufWeightType { F32, F16, BF16, Q8_0, Q4_0, Q4_1 };
+// "f32", "f16", "bf16", "q8_0", "q4_0", "q4_1" (case-insensitive); Error(Usage) otherwise.
+GgufWeightType parse_gguf_weight_type(const std::string& s);
+const char* to_string(GgufWeightType t);
 struct GgufWriteOptions {
-  GgufWeightType weights = GgufWeightType::F32;  // 2-D weights; norms are always F32. Q8_0 rows whose
-                                                 // length is not a multiple of 32 fall back to F16.
+  GgufWeightType weights = GgufWeightType::F32;  // 2-D weights; norms are always F32. Block-quantized rows
+                                                 // whose length is not a multiple of 32 fall back to F16
+                                                 // (as llama.cpp's quantizer does).
   uint32_t alignment = 32;                       // written as general.alignment when != 32
   std::string name = "catq";
 };
@@ -125,7 +131,15 @@ class GgufBuilder {
   std::vector<T> tensors_;
 };
 
-// Q8_0 encode of a contiguous fp32 row-major tensor whose last dim is a multiple of 32.
+// Block encoders of a contiguous fp32 tensor whose element count is a multiple of 32, exactly as ggml defines the
+// blocks (ggml-common.h); decoding is GgufFile::tensor_f32.
+//   Q8_0 (34 bytes / 32 values): fp16 d, int8 q[32];            x = d·q,          d = max|x| / 127
+//   Q4_0 (18 bytes / 32 values): fp16 d, uint8 qs[16];           x = d·(q − 8),    d = x_m / −8 with x_m the
+//        value of largest magnitude (sign kept), q = min(15, ⌊x/d + 8.5⌋); qs[j] = q[j] | q[j+16] << 4
+//   Q4_1 (20 bytes / 32 values): fp16 d, fp16 m, uint8 qs[16];   x = d·q + m,      m = min, d = (max − min)/15,
+//        q = min(15, ⌊(x − m)/d + 0.5⌋); same nibble order
 std::string quantize_q8_0(const at::Tensor& w);
+std::string quantize_q4_0(const at::Tensor& w);
+std::string quantize_q4_1(const at::Tensor& w);
 
 }  // namespace catq

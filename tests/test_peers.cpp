@@ -1,0 +1,104 @@
+// Real peers verify catq's exported files. llama.cpp (npm node-llama-cpp, prebuilt CPU binary, driven by
+// tests/peers/llama_cpp_check.mjs) loads a GGUF written by catq, generates from BOS, and scores the perplexity
+// reference-protocol windows; its perplexity must be close to catq's own on the same file.
+#include <gtest/gtest.h>
+
+#include <cstdio>
+#include <cstdlib>
+#include <fstream>
+
+#include <nlohmann/json.hpp>
+
+#include "eval/perplexity.h"
+#include "io/gguf.h"
+#include "llm/generate.h"
+#include "llm/loader.h"
+#include "test_llm_util.h"
+
+using namespace catq;
+using namespace catq::testing_llm;
+
+namespace {
+
+std::string peers_dir() {
+  const char* e = std::getenv("CATQ_PEERS");
+  return e && *e ? e : std::string(CATQ_SOURCE_DIR) + "/.cache/peers";
+}
+
+bool have_llama_cpp() {
+  const std::string p = peers_dir() + "/node_modules/";
+  return file_exists(p + "node-llama-cpp/dist/index.js") && file_exists(p + "@node-llama-cpp/linux-x64/package.json") &&
+         std::system("node --version > /dev/null 2>&1") == 0;
+}
+
+std::string run_capture(const std::string& cmd, int* code) {
+  std::string out;
+  FILE* p = popen(cmd.c_str(), "r");
+  if (!p) return out;
+  char buf[4096];
+  size_t n;
+  while ((n = fread(buf, 1, sizeof buf, p)) > 0) out.append(buf, n);
+  *code = pclose(p);
+  return out;
+}
+
+}  // namespace
+
+TEST(PeerLlamaCpp, ExportedGgufLoadsGeneratesAndMatchesPerplexity) {
+  const std::string text_path = asset("text/tinystories_valid_head.txt");
+  if (!have_stories() || !file_exists(text_path)) GTEST_SKIP() << "needs ../shared/assets (stories260K and text; absent)";
+  if (!have_llama_cpp())
+    GTEST_SKIP() << "needs node and node-llama-cpp + @node-llama-cpp/linux-x64 in " << peers_dir()
+                 << "/node_modules (scripts/setup.sh installs them)";
+  LoadedLlama m = load_llama(stories_bin(), stories_tok());
+  const Tokenizer& tok = *m.tokenizer;
+  EvalWindows w = make_eval_windows(tok, read_file_text(text_path), PerplexityOptions{});
+  ASSERT_GT(w.n_windows(), 0);
+  // Windows as token lists [BOS, t0, ...]: every scored target follows (the protocol scores a prefix of each).
+  nlohmann::json windows = nlohmann::json::array();
+  for (int64_t i = 0; i < w.n_windows(); ++i) {
+    std::vector<int64_t> seq = {w.inputs[i][0].item<int64_t>()};
+    for (int64_t j = 0; j < w.targets.size(1) && w.score[i][j].item<bool>(); ++j) seq.push_back(w.targets[i][j].item<int64_t>());
+    windows.push_back(seq);
+  }
+  TempDir d;
+  {
+    std::ofstream(d / "windows.json") << windows.dump();
+  }
+  GenerateOptions go;
+  go.steps = 200;
+  go.sampler.temperature = 0;
+  const std::vector<int32_t> catq_greedy = generate(m.model, tok, "", go).tokens;
+
+  struct Case { GgufWeightType type; double ppl_tol; int greedy_prefix; };
+  for (Case c : {Case{GgufWeightType::F32, 0.002, 200}, Case{GgufWeightType::Q8_0, 0.01, 0},
+                 Case{GgufWeightType::Q4_0, 0.02, 0}}) {
+    SCOPED_TRACE(to_string(c.type));
+    GgufWriteOptions o;
+    o.weights = c.type;
+    const std::string path = d / (std::string(to_string(c.type)) + ".gguf");
+    write_gguf_llama(m.model, &tok, path, o);
+    GgufLlama g = read_gguf_llama(path);  // catq's own view of the file (blocks dequantized)
+    const double ppl_catq = perplexity(model_logits_fn(g.model), w).ppl;
+    int code = -1;
+    const std::string out = run_capture("CATQ_PEERS='" + peers_dir() + "' node '" + CATQ_SOURCE_DIR +
+                                        "/tests/peers/llama_cpp_check.mjs' '" + path + "' '" + (d / "windows.json") +
+                                        "' 200 2>&1", &code);
+    ASSERT_EQ(code, 0) << out;
+    nlohmann::json r = nlohmann::json::parse(out.substr(out.find('{')));
+    const double ppl_llama = r.at("ppl").get<double>();
+    std::printf("[ peer ] llama.cpp %s: perplexity %.4f (catq on the same file %.4f, %lld tokens); greedy: %s\n",
+                to_string(c.type), ppl_llama, ppl_catq, static_cast<long long>(r.at("tokens_scored").get<int64_t>()),
+                r.at("greedy_text").get<std::string>().substr(0, 60).c_str());
+    EXPECT_EQ(r.at("tokens_scored").get<int64_t>(), w.n_scored());
+    EXPECT_NEAR(ppl_llama / ppl_catq, 1.0, c.ppl_tol);
+    const auto greedy = r.at("greedy_tokens").get<std::vector<int32_t>>();
+    EXPECT_GE(greedy.size(), 20u);  // it generates
+    if (c.greedy_prefix > 0) {
+      // Same weights, same arithmetic up to float summation order: the same greedy story.
+      ASSERT_GE(greedy.size(), static_cast<size_t>(c.greedy_prefix));
+      EXPECT_EQ(std::vector<int32_t>(greedy.begin(), greedy.begin() + c.greedy_prefix),
+                std::vector<int32_t>(catq_greedy.begin(), catq_greedy.begin() + c.greedy_prefix));
+    }
+  }
+}
