@@ -46,3 +46,10 @@ if [ "$(uname -s)-$(uname -m)" = Linux-x86_64 ] && [ ! -f "$PEERS/node_modules/@
     node-llama-cpp@3.22.1 @node-llama-cpp/linux-x64@3.22.1 >/dev/null ||
     echo "setup: warning: npm install of node-llama-cpp failed; the llama.cpp peer tests will skip" >&2
 fi
+# onnxruntime-node: ONNX Runtime's CPU binaries ship inside the package (its install script, skipped, only adds CUDA).
+if [ ! -f "$PEERS/node_modules/onnxruntime-node/package.json" ]; then
+  mkdir -p "$PEERS"
+  echo "setup: installing npm package onnxruntime-node@1.22.0 into $PEERS" >&2
+  npm install --prefix "$PEERS" --ignore-scripts --no-audit --no-fund --omit=optional --silent onnxruntime-node@1.22.0 >/dev/null ||
+    echo "setup: warning: npm install of onnxruntime-node failed; the ONNX Runtime peer tests will skip" >&2
+fi

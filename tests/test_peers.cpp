@@ -10,6 +10,12 @@
 #include <nlohmann/json.hpp>
 
 #include "eval/perplexity.h"
+#include "io/catq_file.h"
+#include "io/cifar.h"
+#include "io/onnx_reader.h"
+#include "io/onnx_writer.h"
+#include "ir/passes.h"
+#include "methods/cnn_ptq.h"
 #include "io/gguf.h"
 #include "llm/generate.h"
 #include "llm/loader.h"
@@ -23,6 +29,11 @@ namespace {
 std::string peers_dir() {
   const char* e = std::getenv("CATQ_PEERS");
   return e && *e ? e : std::string(CATQ_SOURCE_DIR) + "/.cache/peers";
+}
+
+bool have_ort() {
+  return file_exists(peers_dir() + "/node_modules/onnxruntime-node/dist/index.js") &&
+         std::system("node --version > /dev/null 2>&1") == 0;
 }
 
 bool have_llama_cpp() {
@@ -100,5 +111,53 @@ TEST(PeerLlamaCpp, ExportedGgufLoadsGeneratesAndMatchesPerplexity) {
       EXPECT_EQ(std::vector<int32_t>(greedy.begin(), greedy.begin() + c.greedy_prefix),
                 std::vector<int32_t>(catq_greedy.begin(), catq_greedy.begin() + c.greedy_prefix));
     }
+  }
+}
+
+TEST(PeerOnnxRuntime, QdqExportMatchesSimulation) {
+  const std::string onnx = asset("resnet-cifar10/resnet20.onnx"), data = asset("cifar10/test.bin");
+  if (!file_exists(onnx) || !file_exists(data)) GTEST_SKIP() << "needs ../shared/assets (resnet20, cifar10; absent)";
+  if (!have_ort())
+    GTEST_SKIP() << "needs node and onnxruntime-node in " << peers_dir() << "/node_modules (scripts/setup.sh installs it)";
+  Graph g = load_onnx(onnx);
+  fold_constants(g);
+  ImageDataset calib = load_cifar10(data, CifarSplit::Calib).slice(0, 256);
+  ImageDataset eval = load_cifar10(data, CifarSplit::Eval).slice(0, 1000);
+  TempDir d;
+  {
+    at::Tensor x = eval.images.contiguous();
+    write_file_atomic(d / "images.f32", x.data_ptr(), x.numel() * sizeof(float));
+  }
+  for (const char* bits : {"w8a8", "w4a4", "w2a2"}) {
+    SCOPED_TRACE(bits);
+    CnnPtqOptions o;
+    o.method = "rtn";
+    o.bits = bits;
+    QuantizedCnn q0 = quantize_cnn(g, calib, o);
+    const std::string qpath = d / (std::string(bits) + ".catq"), opath = d / (std::string(bits) + ".onnx");
+    write_catq(qpath, *q0.ex, *q0.sq, nullptr, q0.metadata);
+    QuantizedCnn q = read_catq(qpath);  // export what the file holds, as `catq export` does
+    write_onnx(qdq_graph(*q.ex, *q.sq), opath, 13);
+    at::Tensor sim;
+    {
+      at::NoGradGuard ng;
+      sim = q.base_logits(eval.images);
+    }
+    int code = -1;
+    const std::string out = run_capture("CATQ_PEERS='" + peers_dir() + "' node '" + CATQ_SOURCE_DIR +
+                                        "/tests/peers/ort_check.mjs' '" + opath + "' '" + (d / "images.f32") + "' " +
+                                        fmt::format("{} 3 32 32 '{}'", eval.size(), d / "logits.f32") + " 2>&1", &code);
+    ASSERT_EQ(code, 0) << out;
+    std::vector<uint8_t> bytes = read_file_bytes(d / "logits.f32");
+    ASSERT_EQ(bytes.size(), static_cast<size_t>(sim.numel()) * 4) << out;
+    at::Tensor ort = at::from_blob(bytes.data(), sim.sizes(), at::kFloat).clone();
+    const double agree = sim.argmax(1).eq(ort.argmax(1)).to(at::kDouble).mean().item<double>();
+    const double max_diff = (sim - ort).abs().max().item<double>();
+    const double top1_sim = sim.argmax(1).eq(eval.labels).to(at::kDouble).mean().item<double>();
+    const double top1_ort = ort.argmax(1).eq(eval.labels).to(at::kDouble).mean().item<double>();
+    std::printf("[ peer ] ONNX Runtime %s QDQ: top-1 %.2f %% (catq simulation %.2f %%), decisions identical on %.2f %% "
+                "of %lld images, max |logit diff| %.3g\n", bits, 100 * top1_ort, 100 * top1_sim, 100 * agree,
+                static_cast<long long>(eval.size()), max_diff);
+    EXPECT_GE(agree, 0.995);
   }
 }

@@ -1,5 +1,6 @@
-// `catq export MODEL --format gguf --type q4_0 -o OUT.gguf`: writes a Llama model as GGUF for llama.cpp
-// (block quantization Q8_0 / Q4_0 / Q4_1 exactly as ggml defines it, llama metadata, the tokenizer).
+// `catq export MODEL --type q4_0 -o OUT.gguf`: writes a Llama model as GGUF for llama.cpp (block quantization
+// Q8_0 / Q4_0 / Q4_1 exactly as ggml defines it, llama metadata, the tokenizer).
+// `catq export QUANTIZED_CNN.catq -o OUT.onnx`: writes a quantized CNN as a QDQ ONNX model for ONNX Runtime.
 #include <iostream>
 
 #include <nlohmann/json.hpp>
@@ -7,7 +8,10 @@
 #include "cli/commands.h"
 #include "core/error.h"
 #include "core/file_util.h"
+#include "io/catq_file.h"
 #include "io/gguf.h"
+#include "io/model_format.h"
+#include "io/onnx_writer.h"
 #include "llm/loader.h"
 
 namespace catq::cli {
@@ -15,13 +19,39 @@ namespace catq::cli {
 namespace {
 
 struct ExportArgs {
-  std::string model, tokenizer, format = "gguf", type = "q8_0", out, name = "catq";
+  std::string model, tokenizer, format = "auto", type = "q8_0", out, name = "catq";
 };
 ExportArgs args;
 
+// A quantized CNN (.catq) as QDQ ONNX.
+int run_export_onnx(const Common& common) {
+  QuantizedCnn m = read_catq(args.model);
+  Graph g = qdq_graph(*m.ex, *m.sq);
+  write_onnx(g, args.out, 13);
+  const int64_t bytes = static_cast<int64_t>(file_size(args.out));
+  const std::string head_note = m.head ? "; the CAT/affine head is not in the ONNX graph (catq eval applies it)" : "";
+  if (common.json) {
+    std::cout << nlohmann::json{{"model", args.model}, {"output", args.out}, {"format", "onnx-qdq"},
+                                {"opset", g.opset}, {"bytes", bytes}, {"nodes", g.nodes.size()},
+                                {"head_exported", false}, {"has_head", m.head.has_value()}}.dump(2) << "\n";
+  } else {
+    std::cout << fmt::format("{} -> {} (QDQ ONNX, opset {}, {} nodes, {} bytes){}\n", args.model, args.out, g.opset,
+                             g.nodes.size(), bytes, head_note);
+  }
+  return 0;
+}
+
 int run_export(const Common& common) {
-  CATQ_CHECK(args.format == "gguf", Usage, "export: --format '{}': expected gguf", args.format);
-  CATQ_CHECK(!args.out.empty(), Usage, "export: -o OUT.gguf is required");
+  CATQ_CHECK(args.format == "auto" || args.format == "gguf" || args.format == "onnx", Usage,
+             "export: --format '{}': expected auto, gguf or onnx", args.format);
+  CATQ_CHECK(!args.out.empty(), Usage, "export: -o OUT is required");
+  if (args.format == "onnx" || (args.format == "auto" && file_exists(args.model) &&
+                                detect_model_format(args.model) == ModelFormat::CatqQuantized &&
+                                catq_file_kind(args.model) == "cnn")) {
+    CATQ_CHECK(detect_model_format(args.model) == ModelFormat::CatqQuantized && catq_file_kind(args.model) == "cnn",
+               Unsupported, "{}: --format onnx exports a quantized CNN (.catq from catq quantize)", args.model);
+    return run_export_onnx(common);
+  }
   GgufWriteOptions o;
   o.weights = parse_gguf_weight_type(args.type);
   o.name = args.name;
@@ -34,7 +64,7 @@ int run_export(const Common& common) {
   CATQ_CHECK(m.tokenizer.has_value(), Usage, "{}: no tokenizer ({}); llama.cpp needs one: pass --tokenizer",
              args.model, m.tokenizer_note);
   write_gguf_llama(m.model, &*m.tokenizer, args.out, o);
-  const int64_t bytes = file_size(args.out);
+  const int64_t bytes = static_cast<int64_t>(file_size(args.out));
   if (common.json) {
     std::cout << nlohmann::json{{"model", args.model}, {"output", args.out}, {"format", "gguf"},
                                 {"type", to_string(o.weights)}, {"bytes", bytes},
@@ -50,16 +80,20 @@ int run_export(const Common& common) {
 }  // namespace
 
 void register_export(CLI::App& app, Common& common) {
-  auto* sub = app.add_subcommand("export", "Write a Llama model as GGUF for llama.cpp (f32/f16/bf16/q8_0/q4_0/q4_1)");
+  auto* sub = app.add_subcommand("export", "Write a Llama model as GGUF for llama.cpp (f32/f16/bf16/q8_0/q4_0/q4_1), or "
+                                           "a quantized CNN (.catq) as QDQ ONNX for ONNX Runtime");
   sub->footer(
       "2-D weights use --type; rows whose length is not a multiple of 32 fall back to f16 (as llama.cpp's quantizer);\n"
       "RMSNorm weights stay f32. The tokenizer is embedded (tokenizer.ggml.*).\n\n"
+      "A quantized CNN (.catq) becomes QDQ ONNX (opset 13): integer weight codes with per-channel DequantizeLinear,\n"
+      "activations Clip -> QuantizeLinear -> DequantizeLinear (docs/catq_format.md); a CAT head is not exported.\n\n"
       "Examples:\n"
+      "  catq export r20_w4a4.catq -o r20_w4a4_qdq.onnx\n"
       "  catq export stories260K.bin --tokenizer tok512.bin --type q4_0 -o stories260K-q4_0.gguf\n"
       "  catq --json export tiny3m.bin --tokenizer tok512.bin --type q8_0 -o tiny3m-q8_0.gguf\n");
   sub->add_option("model", args.model, "Llama model (llama2.c .bin, .gguf, safetensors folder)")->required();
   sub->add_option("--tokenizer", args.tokenizer, "llama2.c tokenizer (GGUF files carry their own)");
-  sub->add_option("--format", args.format, "Output format")->capture_default_str();
+  sub->add_option("--format", args.format, "auto (onnx for a quantized CNN, else gguf) | gguf | onnx")->capture_default_str();
   sub->add_option("--type", args.type, "f32 | f16 | bf16 | q8_0 | q4_0 | q4_1")->capture_default_str();
   sub->add_option("--name", args.name, "general.name")->capture_default_str();
   sub->add_option("-o,--output", args.out, "Output file");

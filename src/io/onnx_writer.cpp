@@ -1,0 +1,229 @@
+#include "io/onnx_writer.h"
+
+#include <onnx/onnx_pb.h>
+
+#include <set>
+
+#include <fmt/ranges.h>
+
+#include "core/error.h"
+#include "core/file_util.h"
+#include "io/onnx_reader.h"
+
+namespace catq {
+
+namespace {
+
+void fill_tensor(onnx::TensorProto* p, const std::string& name, const at::Tensor& t0, const std::string& where) {
+  at::Tensor t = t0.detach().to(at::kCPU).contiguous();
+  const int32_t dt = torch_dtype_to_onnx(t.scalar_type());
+  CATQ_CHECK(dt != onnx::TensorProto::UNDEFINED, Unsupported, "{}: tensor '{}' has a type ONNX cannot store ({})", where,
+             name, c10::toString(t.scalar_type()));
+  p->set_name(name);
+  p->set_data_type(dt);
+  for (int64_t d : t.sizes()) p->add_dims(d);
+  p->set_raw_data(std::string(static_cast<const char*>(t.data_ptr()), t.numel() * t.element_size()));
+}
+
+void fill_attr(onnx::AttributeProto* a, const std::string& name, const Attribute& v, const std::string& where) {
+  using AP = onnx::AttributeProto;
+  a->set_name(name);
+  switch (v.type) {
+    case Attribute::Type::Int: a->set_type(AP::INT); a->set_i(v.i); break;
+    case Attribute::Type::Float: a->set_type(AP::FLOAT); a->set_f(v.f); break;
+    case Attribute::Type::String: a->set_type(AP::STRING); a->set_s(v.s); break;
+    case Attribute::Type::Ints: a->set_type(AP::INTS); for (auto x : v.ints) a->add_ints(x); break;
+    case Attribute::Type::Floats: a->set_type(AP::FLOATS); for (auto x : v.floats) a->add_floats(x); break;
+    case Attribute::Type::Strings: a->set_type(AP::STRINGS); for (const auto& x : v.strings) a->add_strings(x); break;
+    case Attribute::Type::Tensor: a->set_type(AP::TENSOR); fill_tensor(a->mutable_t(), name, v.t, where); break;
+    default: fail(ErrorKind::Unsupported, "{}: attribute '{}' (a graph or unknown type) cannot be written", where, name);
+  }
+}
+
+void fill_value_info(onnx::ValueInfoProto* p, const ValueInfo& v) {
+  p->set_name(v.name);
+  auto* tt = p->mutable_type()->mutable_tensor_type();
+  tt->set_elem_type(torch_dtype_to_onnx(v.dtype));
+  if (v.has_shape) {
+    auto* sh = tt->mutable_shape();
+    for (size_t i = 0; i < v.shape.size(); ++i) {
+      auto* d = sh->add_dim();
+      if (v.shape[i] >= 0) d->set_dim_value(v.shape[i]);
+      else d->set_dim_param(i == 0 ? "N" : fmt::format("d{}", i));
+    }
+  }
+}
+
+}  // namespace
+
+void write_onnx(const Graph& g, const std::string& path, int64_t min_opset) {
+  const int64_t opset = std::max(g.opset, min_opset);
+  if (opset >= 13 && g.opset < 13) {
+    // Ops whose attributes became inputs at opset 13 would change meaning.
+    for (const Node& n : g.nodes)
+      CATQ_CHECK(n.op_type != "Squeeze" && n.op_type != "Unsqueeze" && n.op_type != "Split" && n.op_type != "ReduceSum",
+                 Unsupported, "{}: node '{}' ({}) is opset-{} and changed at opset 13; cannot write it as opset {}", path,
+                 n.name, n.op_type, g.opset, opset);
+  }
+  onnx::ModelProto m;
+  m.set_ir_version(8);
+  m.set_producer_name("catq");
+  m.set_producer_version("0.1.0");
+  auto* os = m.add_opset_import();
+  os->set_domain("");
+  os->set_version(opset);
+  auto* gp = m.mutable_graph();
+  gp->set_name(g.name.empty() ? "catq" : g.name);
+  for (const auto& [name, t] : g.initializers) fill_tensor(gp->add_initializer(), name, t, path);
+  for (const ValueInfo& v : g.inputs) fill_value_info(gp->add_input(), v);
+  for (const ValueInfo& v : g.outputs) fill_value_info(gp->add_output(), v);
+  for (const Node& n : g.nodes) {
+    auto* np = gp->add_node();
+    np->set_name(n.name);
+    np->set_op_type(n.op_type);
+    if (!n.domain.empty()) np->set_domain(n.domain);
+    for (const auto& i : n.inputs) np->add_input(i);
+    for (const auto& o : n.outputs) np->add_output(o);
+    for (const auto& [k, a] : n.attrs) fill_attr(np->add_attribute(), k, a, path + ": node " + n.name);
+  }
+  std::string bytes;
+  CATQ_CHECK(m.SerializeToString(&bytes), Internal, "{}: ONNX serialization failed", path);
+  write_file_atomic(path, bytes);
+}
+
+Graph qdq_graph(const GraphExecutor& ex, const SimQuant& sq) {
+  Graph g = ex.graph();
+  g.opset = std::max<int64_t>(g.opset, 13);
+  std::set<std::string> names;
+  for (const auto& [k, v] : g.initializers) names.insert(k);
+  for (const Node& n : g.nodes)
+    for (const auto& o : n.outputs) names.insert(o);
+  auto fresh = [&](const std::string& base) {
+    std::string s = base;
+    for (int i = 1; names.count(s); ++i) s = fmt::format("{}_{}", base, i);
+    names.insert(s);
+    return s;
+  };
+  auto scalar = [&](const std::string& base, const at::Tensor& t) {
+    const std::string n = fresh(base);
+    g.initializers[n] = t;
+    return n;
+  };
+  // Codes live in an 8-bit container: uint8 when the integer range is non-negative, else int8.
+  auto container = [&](const QuantParams& p, const std::string& what) {
+    CATQ_CHECK(p.scheme == Scheme::Uniform && p.bits <= 8 && p.qmin >= -128 && p.qmax <= 255, Unsupported,
+               "{}: a {}-bit {} quantizer has no QDQ form (uniform, at most 8 bits)", g.source, p.bits, what);
+    return p.qmin >= 0 ? at::kByte : at::kChar;
+  };
+
+  std::vector<Node> out;
+  std::map<size_t, const LayerInfo*> layer_at;
+  for (const LayerInfo& l : ex.layers()) layer_at[ex.node_index(l)] = &l;
+  // Values read by a layer: the first reader (execution order) owns the quantized copy that other nodes read.
+  std::map<std::string, const LayerInfo*> first_reader;
+  for (const LayerInfo& l : ex.layers()) first_reader.emplace(g.nodes[ex.node_index(l)].inputs.at(0), &l);
+
+  // Each quantized layer input: a Clip → Q → DQ chain, emitted just before the first node that needs it.
+  struct Chain { std::vector<Node> nodes; std::string dq; bool emitted = false; };
+  std::map<std::string, Chain> chains;  // layer name -> chain
+  for (const LayerInfo& l : ex.layers()) {
+    const QuantParams* ip = sq.input_params(l.name);
+    if (!ip) continue;
+    CATQ_CHECK(ip->granularity == Granularity::PerTensor, Unsupported,
+               "{}: layer {}: only per-tensor static activation quantizers have a QDQ form", g.source, l.name);
+    const std::string v = g.nodes[ex.node_index(l)].inputs.at(0);
+    const at::ScalarType ct = container(*ip, "activation");
+    const float s = ip->scale.item<float>();
+    const int64_t z = ip->zero_point.item<int64_t>();
+    const std::string sn = scalar(l.name + "_in_scale", at::scalar_tensor(s, at::kFloat));
+    const std::string zn = scalar(l.name + "_in_zp", at::scalar_tensor(z, at::kLong).to(ct));
+    const std::string lo = scalar(l.name + "_in_lo", at::scalar_tensor(s * static_cast<float>(ip->qmin - z)));
+    const std::string hi = scalar(l.name + "_in_hi", at::scalar_tensor(s * static_cast<float>(ip->qmax - z)));
+    // (Unused bounds of a full-range grid are dropped with the other unreferenced initializers below.)
+    const std::string clipped = fresh(v + "_clip_" + l.name), q = fresh(v + "_q_" + l.name),
+                      dq = fresh(v + "_dq_" + l.name);
+    Chain c;
+    // An 8-bit grid is the container's own saturation range: no Clip (ONNX Runtime would fuse it away anyway, and
+    // its fusion fails on a Clip that reads a graph input).
+    const bool full = (ct == at::kByte && ip->qmin == 0 && ip->qmax == 255) ||
+                      (ct == at::kChar && ip->qmin == -128 && ip->qmax == 127);
+    if (!full) c.nodes.push_back(Node{fresh(l.name + "_in_clip"), "Clip", "", {v, lo, hi}, {clipped}, {}});
+    c.nodes.push_back(Node{fresh(l.name + "_in_quant"), "QuantizeLinear", "", {full ? v : clipped, sn, zn}, {q}, {}});
+    c.nodes.push_back(Node{fresh(l.name + "_in_dequant"), "DequantizeLinear", "", {q, sn, zn}, {dq}, {}});
+    c.dq = dq;
+    chains[l.name] = std::move(c);
+  }
+  auto emit = [&](const std::string& layer) -> const std::string* {
+    auto it = chains.find(layer);
+    if (it == chains.end()) return nullptr;
+    if (!it->second.emitted) {
+      for (auto& n : it->second.nodes) out.push_back(n);
+      it->second.emitted = true;
+    }
+    return &it->second.dq;
+  };
+
+  for (size_t i = 0; i < g.nodes.size(); ++i) {
+    Node n = g.nodes[i];
+    auto lit = layer_at.find(i);
+    if (lit != layer_at.end()) {
+      const LayerInfo& l = *lit->second;
+      if (const std::string* dq = emit(l.name)) n.inputs[0] = *dq;
+      // Weight: codes ─ DequantizeLinear (per output channel).
+      if (const QuantParams* wp = sq.weight_params(l.name)) {
+        at::Tensor codes = sq.quantized_weight_codes(l.name);
+        CATQ_CHECK(codes.defined(), Unsupported, "{}: layer {} has no integer weight codes installed", g.source, l.name);
+        const at::ScalarType ct = container(*wp, "weight");
+        CATQ_CHECK(wp->granularity == Granularity::PerChannel || wp->granularity == Granularity::PerTensor, Unsupported,
+                   "{}: layer {}: per-{} weights have no opset-13 QDQ form (per-tensor or per-channel only)", g.source,
+                   l.name, to_string(wp->granularity));
+        const std::string& wname = n.inputs.at(1);
+        CATQ_CHECK(g.initializers.count(wname), Unsupported, "{}: layer {}: weight '{}' is not an initializer", g.source,
+                   l.name, wname);
+        const at::Tensor& w = g.initializers.at(wname);
+        int64_t axis = wp->axis;
+        // The codes use the layer layout (conv [O, I, kh, kw]; linear [out, in]); a Gemm with transB = 0 or a
+        // MatMul stores [in, out].
+        if (!w.sizes().equals(codes.sizes())) {
+          CATQ_CHECK(codes.dim() == 2 && w.dim() == 2 && w.size(0) == codes.size(1) && w.size(1) == codes.size(0),
+                     Internal, "{}: layer {}: codes [{}] do not match weight [{}]", g.source, l.name,
+                     fmt::join(codes.sizes(), ", "), fmt::join(w.sizes(), ", "));
+          codes = codes.t().contiguous();
+          axis = 1 - axis;
+        }
+        const std::string qn = fresh(wname + "_quantized"), dqn = fresh(wname + "_dequantized");
+        g.initializers[qn] = codes.to(ct);
+        at::Tensor sc = wp->scale.to(at::kFloat).reshape({-1}), zp = wp->zero_point.to(at::kLong).reshape({-1}).to(ct);
+        if (wp->granularity == Granularity::PerTensor) sc = sc.reshape({}), zp = zp.reshape({});
+        const std::string sn = scalar(l.name + "_w_scale", sc), zn = scalar(l.name + "_w_zp", zp);
+        Node dq{fresh(l.name + "_w_dequant"), "DequantizeLinear", "", {qn, sn, zn}, {dqn}, {}};
+        if (wp->granularity == Granularity::PerChannel) {
+          Attribute a;
+          a.type = Attribute::Type::Int;
+          a.i = axis;
+          dq.attrs["axis"] = a;
+        }
+        out.push_back(dq);
+        n.inputs[1] = dqn;
+      }
+    } else {
+      // Non-layer nodes read the owner's quantized copy of a layer input.
+      for (auto& in : n.inputs) {
+        auto it = first_reader.find(in);
+        if (it == first_reader.end()) continue;
+        if (const std::string* dq = emit(it->second->name)) in = *dq;
+      }
+    }
+    out.push_back(std::move(n));
+  }
+  g.nodes = std::move(out);
+  // Unreferenced float weights of quantized layers are dropped.
+  std::set<std::string> used;
+  for (const Node& n : g.nodes)
+    for (const auto& i : n.inputs) used.insert(i);
+  for (auto it = g.initializers.begin(); it != g.initializers.end();)
+    it = used.count(it->first) ? std::next(it) : g.initializers.erase(it);
+  return g;
+}
+
+}  // namespace catq
