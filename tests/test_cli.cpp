@@ -191,8 +191,12 @@ TEST(BadInputCli, ExportErrors) {
   r = run_cli("export /nonexistent/model.bin --type q3_k -o /tmp/x.gguf");
   EXPECT_EQ(r.code, 2) << r.out;
   EXPECT_NE(r.out.find("q4_0"), std::string::npos) << r.out;  // lists what is expected
-  r = run_cli("export /nonexistent/model.bin --format onnx -o /tmp/x.gguf");
+  r = run_cli("export /nonexistent/model.bin --format tflite -o /tmp/x.gguf");
   EXPECT_EQ(r.code, 2) << r.out;
+  r = run_cli("export /nonexistent/model.catq --format onnx -o /tmp/x.onnx");
+  EXPECT_EQ(r.code, 3) << r.out;
+  r = run_cli("export " + asset("resnet-cifar10/resnet20.onnx") + " --format onnx -o /tmp/x.onnx");
+  if (catq::file_exists(asset("resnet-cifar10/resnet20.onnx"))) EXPECT_EQ(r.code, 5) << r.out;  // not a quantized CNN
   r = run_cli("export " + tmp_file("garbage.bin", "not a model at all") + " -o /tmp/x.gguf");
   EXPECT_NE(r.code, 0) << r.out;
   EXPECT_NE(r.code, 1) << r.out;  // a user error, not an internal one
