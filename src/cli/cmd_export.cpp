@@ -45,11 +45,13 @@ int run_export(const Common& common) {
   CATQ_CHECK(args.format == "auto" || args.format == "gguf" || args.format == "onnx", Usage,
              "export: --format '{}': expected auto, gguf or onnx", args.format);
   CATQ_CHECK(!args.out.empty(), Usage, "export: -o OUT is required");
-  if (args.format == "onnx" || (args.format == "auto" && file_exists(args.model) &&
-                                detect_model_format(args.model) == ModelFormat::CatqQuantized &&
-                                catq_file_kind(args.model) == "cnn")) {
-    CATQ_CHECK(detect_model_format(args.model) == ModelFormat::CatqQuantized && catq_file_kind(args.model) == "cnn",
-               Unsupported, "{}: --format onnx exports a quantized CNN (.catq from catq quantize)", args.model);
+  // --format onnx reads the model now (a missing file is an I/O error); auto only looks when the file exists.
+  const bool look = args.format == "onnx" || (args.format == "auto" && file_exists(args.model));
+  const bool quantized_cnn = look && detect_model_format(args.model) == ModelFormat::CatqQuantized &&
+                             catq_file_kind(args.model) == "cnn";
+  if (args.format == "onnx" || quantized_cnn) {
+    CATQ_CHECK(quantized_cnn, Unsupported, "{}: --format onnx exports a quantized CNN (.catq from catq quantize)",
+               args.model);
     return run_export_onnx(common);
   }
   GgufWriteOptions o;

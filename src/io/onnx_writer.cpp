@@ -137,9 +137,6 @@ Graph qdq_graph(const GraphExecutor& ex, const SimQuant& sq) {
     const int64_t z = ip->zero_point.item<int64_t>();
     const std::string sn = scalar(l.name + "_in_scale", at::scalar_tensor(s, at::kFloat));
     const std::string zn = scalar(l.name + "_in_zp", at::scalar_tensor(z, at::kLong).to(ct));
-    const std::string lo = scalar(l.name + "_in_lo", at::scalar_tensor(s * static_cast<float>(ip->qmin - z)));
-    const std::string hi = scalar(l.name + "_in_hi", at::scalar_tensor(s * static_cast<float>(ip->qmax - z)));
-    // (Unused bounds of a full-range grid are dropped with the other unreferenced initializers below.)
     const std::string clipped = fresh(v + "_clip_" + l.name), q = fresh(v + "_q_" + l.name),
                       dq = fresh(v + "_dq_" + l.name);
     Chain c;
@@ -147,7 +144,11 @@ Graph qdq_graph(const GraphExecutor& ex, const SimQuant& sq) {
     // its fusion fails on a Clip that reads a graph input).
     const bool full = (ct == at::kByte && ip->qmin == 0 && ip->qmax == 255) ||
                       (ct == at::kChar && ip->qmin == -128 && ip->qmax == 127);
-    if (!full) c.nodes.push_back(Node{fresh(l.name + "_in_clip"), "Clip", "", {v, lo, hi}, {clipped}, {}});
+    if (!full) {
+      const std::string lo = scalar(l.name + "_in_lo", at::scalar_tensor(s * static_cast<float>(ip->qmin - z)));
+      const std::string hi = scalar(l.name + "_in_hi", at::scalar_tensor(s * static_cast<float>(ip->qmax - z)));
+      c.nodes.push_back(Node{fresh(l.name + "_in_clip"), "Clip", "", {v, lo, hi}, {clipped}, {}});
+    }
     c.nodes.push_back(Node{fresh(l.name + "_in_quant"), "QuantizeLinear", "", {full ? v : clipped, sn, zn}, {q}, {}});
     c.nodes.push_back(Node{fresh(l.name + "_in_dequant"), "DequantizeLinear", "", {q, sn, zn}, {dq}, {}});
     c.dq = dq;
