@@ -20,6 +20,7 @@
 
 #include "methods/cnn_ptq.h"
 #include "methods/llm_ptq.h"
+#include "methods/mixed_precision.h"
 #include "core/file_util.h"
 
 namespace catq::cli {
@@ -45,6 +46,10 @@ struct QuantizeArgs {
   int64_t skip_chars = 0, calib_chars = 24000, window = 256;
   bool act_order = false;
   double gptq_damp = 0.01;
+  // mixed precision
+  std::string budget_bops, budget_bytes, alloc = "knapsack";
+  int64_t alloc_iters = 300;
+  std::vector<int> alloc_bits = {2, 4, 8};
 };
 QuantizeArgs args;
 
@@ -171,6 +176,12 @@ int run_quantize(const Common& common) {
     if (args.config.empty()) academic_config(args.bits);
     if (method != "rtn") recon_options(method);
   }
+  CATQ_CHECK(args.budget_bops.empty() || args.budget_bytes.empty(), Usage,
+             "give --budget-bops or --budget-bytes, not both");
+  CATQ_CHECK(args.alloc == "knapsack" || args.alloc == "gumbel", Usage, "--alloc '{}': expected knapsack or gumbel",
+             args.alloc);
+  CATQ_CHECK((args.budget_bops.empty() && args.budget_bytes.empty()) || (args.from.empty() && args.config.empty()),
+             Usage, "--budget-bops / --budget-bytes choose the bits themselves: drop --config / --from");
   ModelFormat f = detect_model_format(args.model);
   CATQ_CHECK(f == ModelFormat::Onnx, Unsupported, "{}: quantize handles ONNX CNNs and Llama models (this is {})",
              args.model, model_format_name(f));
@@ -183,6 +194,7 @@ int run_quantize(const Common& common) {
   ImageDataset calib = load_images(args.calib, args.calib_split, args.calib_size, args.seed);
 
   QuantizedCnn m;
+  std::optional<MixedPrecisionResult> mixed;
   std::unique_ptr<GraphExecutor> fp;  // the FP model for the head
   if (!args.from.empty()) {
     m = read_catq(args.from);
@@ -201,8 +213,26 @@ int run_quantize(const Common& common) {
     o.method = method;
     o.bits = args.bits;
     o.config = args.config;
+    if (!args.budget_bops.empty() || !args.budget_bytes.empty()) {
+      // Bit widths per layer under the budget, on the calibration images; then the method runs with them.
+      Graph fg = g;
+      fold_batchnorm(fg);
+      GraphExecutor fex(std::move(fg));
+      MixedPrecisionOptions mo;
+      mo.allocator = args.alloc;
+      mo.candidates = args.alloc_bits;
+      mo.kind = args.budget_bops.empty() ? BudgetKind::Bytes : BudgetKind::Bops;
+      const auto layers = mp_layers(fex, calib.images);
+      mo.budget = args.budget_bops.empty() ? parse_budget(args.budget_bytes, layers, mo.kind, "--budget-bytes")
+                                           : parse_budget(args.budget_bops, layers, mo.kind, "--budget-bops");
+      mo.iters = args.alloc_iters;
+      mo.seed = args.seed;
+      mixed = allocate_bits(fex, calib.images, mo);
+      o.config_value = mixed->config;
+    }
     if (method != "rtn") o.recon = recon_options(method);
     m = quantize_cnn(std::move(g), calib, o);
+    if (mixed) m.metadata["mixed_precision"] = mixed->report;
   }
   if (!head.empty()) {
     HeadOptions ho;
@@ -252,6 +282,7 @@ void register_quantize(CLI::App& app, Common& common) {
       "  catq quantize resnet20.onnx --from r20_w2a2_pdquant.catq --head affine --calib test.bin -o with_affine.catq\n"
       "  catq quantize resnet20.onnx --method qdrop+cat --calib test.bin --fit-data train_jpeg10k.bin --cat-k 64 -o q.catq\n"
       "  catq eval r20_w2a2.catq --data test.bin --split eval --reference resnet20.onnx\n"
+      "  catq quantize resnet20.onnx --method qdrop --budget-bops w3 --alloc knapsack --calib test.bin -o r20_mp.catq\n"
       "  catq quantize stories260K.bin --text valid.txt --skip-chars 12000 --config bench/configs/llm_w4a4.json \\\n"
       "       --transform blockcat:k=4 --weights gptq -o s260k_w4a4.catq\n"
       "  catq eval s260k_w4a4.catq --text valid.txt --reference stories260K.bin\n");
@@ -294,6 +325,15 @@ void register_quantize(CLI::App& app, Common& common) {
   sub->add_option("--fit-data", args.fit_data, "Fitting images for the head (default: the calibration images)")->group(h);
   sub->add_option("--fit-split", args.fit_split, "Split of --fit-data (default all)")->group(h);
   sub->add_option("--fit-augment", args.fit_augment, "Extra random crop+flip copies per fitting image")->group(h);
+  auto* mp = "Mixed precision (CNN)";
+  sub->add_option("--budget-bops", args.budget_bops, "Per-layer bits under a BOPs budget (Σ MACs·bw·ba per image): a "
+                  "number (k/M/G suffixes) or wN = what uniform N-bit costs")->group(mp);
+  sub->add_option("--budget-bytes", args.budget_bytes, "Per-layer bits under a weight-bytes budget: a number or wN")
+      ->group(mp);
+  sub->add_option("--alloc", args.alloc, "knapsack (sensitivity + exact knapsack) | gumbel (Gumbel-softmax search + "
+                  "Lagrangian dual ascent)")->capture_default_str()->group(mp);
+  sub->add_option("--alloc-bits", args.alloc_bits, "Candidate bit widths (ascending)")->group(mp);
+  sub->add_option("--alloc-iters", args.alloc_iters, "Gumbel search iterations")->capture_default_str()->group(mp);
   auto* lg = "Language models (llama2.c / GGUF / safetensors input)";
   sub->add_option("--text", args.text, "Calibration text")->group(lg);
   sub->add_option("--tokenizer", args.tokenizer, "llama2.c tokenizer (GGUF files carry their own)")->group(lg);

@@ -49,7 +49,8 @@ QuantizedCnn quantize_cnn(Graph g, const ImageDataset& calib, const CnnPtqOption
   const auto& methods = cnn_ptq_methods();
   CATQ_CHECK(std::find(methods.begin(), methods.end(), o.method) != methods.end(), Config,
              "unknown method '{}', expected one of: {}", o.method, fmt::join(methods, ", "));
-  QuantConfig cfg = o.config.empty() ? academic_config(o.bits) : QuantConfig::load(o.config);
+  QuantConfig cfg = o.config_value ? *o.config_value
+                    : o.config.empty() ? academic_config(o.bits) : QuantConfig::load(o.config);
   CATQ_CHECK(calib.size() > 0, Data, "calibration data {} is empty", calib.name);
   CATQ_CHECK(g.inputs.size() == 1, Unsupported, "{}: quantize needs a model with one image input, it has {}", g.source,
              g.inputs.size());
@@ -67,7 +68,7 @@ QuantizedCnn quantize_cnn(Graph g, const ImageDataset& calib, const CnnPtqOption
 
   json meta;
   meta["method"] = o.method;
-  meta["bits"] = o.config.empty() ? o.bits : o.config;
+  meta["bits"] = o.config_value ? o.config_value->source : o.config.empty() ? o.bits : o.config;
   meta["source_model"] = ex->graph().source;
   meta["bn_folded"] = bn;
   meta["calibration"] = {{"data", calib.name}, {"images", calib.size()}};

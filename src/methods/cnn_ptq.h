@@ -29,6 +29,7 @@ struct CnnPtqOptions {
   std::string method = "rtn";
   std::string bits = "w4a4";
   std::string config;            // a quant config (file or compact string) replacing academic_config(bits)
+  std::optional<QuantConfig> config_value;  // a config built in code (e.g. a mixed-precision allocation): wins
   ReconOptions recon;            // used for reconstruction methods (start from recon_preset(method))
   int64_t calib_batch = 250;
 };
