@@ -96,3 +96,122 @@ TEST(BadInputQatPlan, ClearErrors) {
   EXPECT_EQ(kind([] { parse_count("", "--params"); }), ErrorKind::Usage);
   EXPECT_EQ(kind([] { parse_count("M", "--params"); }), ErrorKind::Usage);
 }
+
+// ---- FP → QAT runs (src/methods/qat_llm.h) and the loss-law fit ----------------------------------------------
+
+#include <torch/torch.h>
+
+#include "io/catq_file.h"
+#include "llm/train_llm.h"
+#include "methods/qat_llm.h"
+
+TEST(QatSchedules, FusedSwitchesAtPeakAndDecaysInsideQat) {
+  PhaseSchedules p = fp_qat_schedules(1000, 0.3, QatScheduleKind::Fused, 1e-3, 0.05, 0.2);
+  EXPECT_EQ(p.fp_steps, 700);
+  EXPECT_EQ(p.qat_steps, 300);
+  EXPECT_EQ(p.qat_first_step, 700);
+  EXPECT_DOUBLE_EQ(p.fp.lr(699), 1e-3);      // the FP phase ends at the peak
+  EXPECT_DOUBLE_EQ(p.qat.lr(700), 1e-3);     // QAT starts there, no re-warmup
+  EXPECT_EQ(p.qat.decay_steps(), 200);       // decay_frac·T, inside the QAT phase
+  EXPECT_LT(p.qat.lr(999), 1e-5);
+  // A QAT phase shorter than the decay holds the whole decay.
+  PhaseSchedules s = fp_qat_schedules(1000, 0.05, QatScheduleKind::Fused, 1e-3, 0.05, 0.2);
+  EXPECT_EQ(s.qat_steps, 50);
+  EXPECT_EQ(s.qat.decay_steps(), 50);
+  EXPECT_DOUBLE_EQ(s.fp.lr(949), 1e-3);
+}
+
+TEST(QatSchedules, ClassicCoolsDownThenRewarms) {
+  PhaseSchedules p = fp_qat_schedules(1000, 0.3, QatScheduleKind::Classic, 1e-3, 0.05, 0.2);
+  EXPECT_EQ(p.fp.total_steps, 700);
+  EXPECT_EQ(p.qat.total_steps, 300);
+  EXPECT_EQ(p.qat_first_step, 0);
+  EXPECT_LT(p.fp.lr(699), 1e-5);             // the FP phase has its own cooldown
+  EXPECT_LT(p.qat.lr(0), 1e-4);              // QAT warms up again
+  EXPECT_DOUBLE_EQ(p.qat.lr(100), 1e-3);
+  EXPECT_LT(p.qat.lr(299), 2e-5);            // last step: one decay step above lr_min = 0
+  EXPECT_THROW(fp_qat_schedules(1000, 1.5, QatScheduleKind::Classic, 1e-3, 0.05, 0.2), Error);
+  EXPECT_THROW(fp_qat_schedules(0, 0.5, QatScheduleKind::Fused, 1e-3, 0.05, 0.2), Error);
+  EXPECT_THROW(parse_qat_schedule("fusion"), Error);
+  EXPECT_EQ(fp_qat_schedules(10, 0.0, QatScheduleKind::Fused, 1e-3, 0.05, 0.2).qat_steps, 0);
+  EXPECT_EQ(fp_qat_schedules(10, 1.0, QatScheduleKind::Classic, 1e-3, 0.05, 0.2).fp_steps, 0);
+}
+
+TEST(QatLlm, WeightOnlyConfigKeepsTheHeadFp) {
+  LlamaConfig c;
+  c.dim = 16; c.hidden_dim = 32; c.n_layers = 1; c.n_heads = 2; c.n_kv_heads = 2; c.vocab_size = 20; c.seq_len = 16;
+  LlamaModel m = LlamaModel::random(c, 1);
+  for (int bits : {1, 2, 4}) {
+    SimQuant sq(weight_only_qat_config(bits));
+    m.bind(&sq);
+    for (const auto& l : m.layer_infos()) {
+      const auto& sl = sq.layer(l.name);
+      EXPECT_FALSE(sl.input_spec.enabled) << l.name;
+      EXPECT_EQ(sl.weight_spec.enabled, l.name != "output") << l.name;
+      if (l.name != "output") EXPECT_EQ(sl.weight_spec.bits, bits);
+    }
+  }
+  EXPECT_EQ(SimQuant(weight_only_qat_config(1)).config().defaults.weight.scheme, Scheme::Binary);
+  EXPECT_THROW(weight_only_qat_config(0), Error);
+}
+
+// A tiny model on a learnable token stream: QAT at 2 bits ends below RTN of the FP model it started from, and the
+// committed model (SEQ codebooks) round-trips through the quantized-LLM file.
+TEST(QatLlm, QatBeatsRtnAtTwoBitsAndRoundTrips) {
+  LlamaConfig c;
+  c.dim = 32; c.hidden_dim = 64; c.n_layers = 1; c.n_heads = 2; c.n_kv_heads = 2; c.vocab_size = 24; c.seq_len = 64;
+  LlamaModel m = init_llama(c, 3);
+  // A noisy cycle: token t+1 = (t·5 + 3) mod 23 + 1 most of the time.
+  std::vector<int64_t> toks;
+  uint64_t x = 7;
+  int64_t t = 1;
+  for (int i = 0; i < 6000; ++i) {
+    x = x * 6364136223846793005ull + 1442695040888963407ull;
+    t = (x >> 60) < 2 ? static_cast<int64_t>((x >> 33) % 23) + 1 : (t * 5 + 3) % 23 + 1;
+    toks.push_back(t);
+  }
+  at::Tensor stream = at::tensor(toks, at::kLong);
+  at::Tensor train = stream.slice(0, 0, 5000), val = stream.slice(0, 5000);
+  FpQatOptions o;
+  o.total_steps = 300;
+  o.qat_fraction = 0.4;
+  o.bits = 2;
+  o.lr = 3e-3;
+  o.train.batch = 8;
+  o.train.seq = 32;
+  o.train.label = "test";
+  SimQuant sq(weight_only_qat_config(2));
+  FpQatRun run = train_fp_then_qat(m, train, val, 0, o, sq, 16);
+  EXPECT_EQ(run.fp.size(), 180u);
+  EXPECT_EQ(run.qat.size(), 120u);
+  EXPECT_LT(run.fp_val_nll, std::log(24.0) * 0.8);  // the FP phase learned something
+  EXPECT_LT(run.val_nll, run.ptq_val_nll) << "QAT " << run.val_nll << " vs RTN " << run.ptq_val_nll;
+  EXPECT_EQ(sq.weight_params("blk.0.attn_q")->scheme, Scheme::KMeans);
+  const std::string path = ::testing::TempDir() + "catq_qat_llm.catq";
+  write_catq_llm(path, m, sq, nullptr, {{"test", true}});
+  QuantizedLlama q = read_catq_llm(path);
+  EXPECT_NEAR(stream_nll(q.model, val, 0, 32, 16, q.sq.get()), run.val_nll, 1e-4);
+  std::remove(path.c_str());
+}
+
+TEST(QatLawFit, RecoversASyntheticLaw) {
+  QatLossLaw truth;
+  truth.E = 1.2; truth.A = 30; truth.alpha = 0.3; truth.Bc = 40; truth.beta = 0.28; truth.theta = 2; truth.kappa = 1.2;
+  truth.phi = 3; truth.chi = 0.9; truth.psi = 0.1; truth.omega = 0.35; truth.lambda = 1.5; truth.mu = 0.8; truth.nu = 0.1;
+  truth.xi = 0.2; truth.rho = 0.3;
+  std::vector<QatRun> runs;
+  for (double n : {1e5, 4e5, 1.6e6})
+    for (double d : {3e5, 1.2e6, 5e6})
+      for (double b : {2.0, 4.0})
+        for (double f : {0.05, 0.15, 0.3, 0.5, 0.8}) runs.push_back({n, d, b, f, truth.predict(n, d, b, f)});
+  QatFitOptions o;
+  o.restarts = 8;
+  QatFit fit = fit_qat_law(runs, o);
+  EXPECT_LT(fit.mean_abs_rel, 0.01);
+  // Its optimum is where the truth's is, to a few hundredths, at a point inside the data.
+  EXPECT_NEAR(fit.law.best_fraction(4e5, 1.2e6, 4), truth.best_fraction(4e5, 1.2e6, 4), 0.08);
+  EXPECT_THROW(fit_qat_law({runs[0], runs[1]}), Error);
+  std::vector<QatRun> bad(runs.begin(), runs.begin() + 5);
+  bad[0].fraction = 0;
+  EXPECT_THROW(fit_qat_law(bad), Error);
+}

@@ -1,5 +1,6 @@
 // `catq train-llm --text FILE ...`: trains a small Llama model from scratch and writes a llama2.c checkpoint
 // (the project's own "larger" model for the LLM benchmarks; see docs/llm_ptq.md for the documented run).
+#include <chrono>
 #include <iostream>
 
 #include <nlohmann/json.hpp>
@@ -10,7 +11,9 @@
 #include "core/progress.h"
 #include "eval/perplexity.h"
 #include "io/llama2c.h"
+#include "io/catq_file.h"
 #include "llm/train_llm.h"
+#include "methods/qat_llm.h"
 
 namespace catq::cli {
 
@@ -23,6 +26,11 @@ struct TrainLlmArgs {
   int64_t steps = 1500, batch = 8, seq = 256, eval_every = 250;
   double lr = 2e-3, warmup = 0.05, weight_decay = 0.1;
   uint64_t seed = 0;
+  // FP → QAT
+  int qat_bits = 0;
+  double qat_fraction = 0.2, decay = 0.2;
+  std::string qat_schedule = "fused";
+  int64_t val_windows = 64;
 };
 TrainLlmArgs args;
 
@@ -30,6 +38,48 @@ std::string utf8_range(const std::string& text, int64_t skip, int64_t chars) {
   const size_t b = truncate_utf8(text, skip).size();
   std::string rest = text.substr(std::min(b, text.size()));
   return chars > 0 ? truncate_utf8(rest, chars) : rest;
+}
+
+// --qat-bits: FP phase, then weights-only QAT (methods/qat_llm.h); writes a quantized-LLM .catq.
+int run_fp_qat(const Common& common, LlamaModel& m, const Tokenizer& tok, const at::Tensor& train, const at::Tensor& val) {
+  FpQatOptions o;
+  o.total_steps = args.steps;
+  o.qat_fraction = args.qat_fraction;
+  o.schedule = parse_qat_schedule(args.qat_schedule);
+  o.bits = args.qat_bits;
+  o.lr = args.lr;
+  o.warmup_frac = args.warmup;
+  o.decay_frac = args.decay;
+  o.train.batch = args.batch;
+  o.train.seq = args.seq;
+  o.train.seed = args.seed;
+  o.train.optim.weight_decay = args.weight_decay;
+  SimQuant sq(weight_only_qat_config(args.qat_bits));
+  SmallModelThreadGuard threads(m);
+  const auto start = std::chrono::steady_clock::now();
+  FpQatRun run = train_fp_then_qat(m, train, val, tok.bos_id(), o, sq, args.val_windows);
+  const double seconds = std::chrono::duration<double>(std::chrono::steady_clock::now() - start).count();
+  nlohmann::json j = run.to_json();
+  j["output"] = args.out;
+  j["parameters"] = m.num_parameters();
+  j["config"] = m.cfg.summary();
+  j["bits"] = args.qat_bits;
+  j["qat_fraction"] = args.qat_fraction;
+  j["schedule"] = args.qat_schedule;
+  j["total_steps"] = args.steps;
+  j["tokens_seen"] = args.steps * args.batch * args.seq;
+  j["train_tokens"] = train.numel();
+  j["seed"] = args.seed;
+  j["seconds"] = seconds;
+  write_catq_llm(args.out, m, sq, &tok, {{"source_model", "catq train-llm --qat-bits"}, {"training", j}});
+  if (common.json) std::cout << j.dump(2) << "\n";
+  else
+    std::cout << fmt::format("{:.2f} M parameters ({}), {} steps: {} FP then {} QAT at {} bits ({}); validation NLL: "
+                             "FP {:.4f}, RTN after FP {:.4f}, final quantized {:.4f} (PPL {:.3f}) -> wrote {}\n",
+                             m.num_parameters() / 1e6, m.cfg.summary(), args.steps, run.fp.size(), run.qat.size(),
+                             args.qat_bits, args.qat_schedule, run.fp_val_nll, run.ptq_val_nll, run.val_nll,
+                             std::exp(run.val_nll), args.out);
+  return 0;
 }
 
 int run_train(const Common& common) {
@@ -53,6 +103,7 @@ int run_train(const Common& common) {
   cfg.seq_len = args.seq_len;
   cfg.validate("train-llm");
   LlamaModel m = init_llama(cfg, args.seed);
+  if (args.qat_bits > 0) return run_fp_qat(common, m, tok, train, val);
   LlmTrainOptions o;
   o.steps = args.steps;
   o.batch = args.batch;
@@ -107,7 +158,9 @@ void register_train_llm(CLI::App& app, Common& common) {
       "validation, [skip-chars, end) training.\n\n"
       "Examples:\n"
       "  catq train-llm --text tinystories_valid_head.txt --tokenizer tok512.bin -o tiny3m.bin\n"
-      "  catq train-llm --text t.txt --tokenizer tok512.bin --dim 256 --layers 6 --hidden 768 --steps 3000 -o m.bin\n");
+      "  catq train-llm --text t.txt --tokenizer tok512.bin --dim 256 --layers 6 --hidden 768 --steps 3000 -o m.bin\n"
+      "  catq train-llm --text t.txt --tokenizer tok512.bin --qat-bits 4 --qat-fraction 0.3 --qat-schedule fused \\\n"
+      "       --steps 2000 -o m_w4.catq      # FP then weights-only QAT; writes a quantized .catq\n");
   sub->add_option("--text", args.text, "Training text (UTF-8)")->required();
   sub->add_option("--tokenizer", args.tokenizer, "llama2.c tokenizer")->required();
   sub->add_option("-o,--output", args.out, "Output llama2.c checkpoint");
@@ -129,6 +182,14 @@ void register_train_llm(CLI::App& app, Common& common) {
   sub->add_option("--weight-decay", args.weight_decay, "AdamW weight decay")->capture_default_str();
   sub->add_option("--eval-every", args.eval_every, "Validate every N steps")->capture_default_str();
   sub->add_option("--seed", args.seed, "Seed")->capture_default_str();
+  auto* q = "FP then QAT (methods.md §5)";
+  sub->add_option("--qat-bits", args.qat_bits, "Weights-only QAT at this many bits after the FP phase (1..8; 0 = "
+                  "FP only). Output is then a quantized .catq")->group(q);
+  sub->add_option("--qat-fraction", args.qat_fraction, "Share of --steps spent in QAT")->capture_default_str()->group(q);
+  sub->add_option("--qat-schedule", args.qat_schedule, "fused (QAT at peak LR, decay inside QAT) | classic (FP "
+                  "cooldown, then QAT with its own warmup and decay); WSD")->capture_default_str()->group(q);
+  sub->add_option("--decay", args.decay, "WSD decay fraction")->capture_default_str()->group(q);
+  sub->add_option("--val-windows", args.val_windows, "Validation windows for the final NLL")->capture_default_str()->group(q);
   sub->callback([&common] { run_train(common); });
 }
 

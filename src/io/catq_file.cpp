@@ -535,8 +535,8 @@ void write_catq_llm(const std::string& path, const LlamaModel& m, const SimQuant
     const at::Tensor& w = m.layer_weight(l.index);
     if (sl.weight_spec.enabled) {
       const QuantParams* wp = sq.weight_params(l.name);
-      CATQ_CHECK(wp != nullptr && wp->scheme == Scheme::Uniform, Internal,
-                 "write_catq_llm: layer '{}' has no uniform weight params (run a quantized forward first)", l.name);
+      CATQ_CHECK(wp != nullptr, Internal,
+                 "write_catq_llm: layer '{}' has no weight params (run a quantized forward first)", l.name);
       at::Tensor codes = sl.weight_codes.defined() ? sl.weight_codes : quantize(w.detach(), *wp);
       json wj = params_to_json(*wp, blob);
       int bits = 1;

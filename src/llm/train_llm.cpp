@@ -87,7 +87,9 @@ std::vector<StepRecord> train_llama(LlamaModel& m, const at::Tensor& stream, int
   so.eval_every = o.eval_every;
   so.on_eval = o.on_eval;
   so.label = o.label;
-  auto rec = train_steps(o.steps, batch_fn, loss_fn, params, so);
+  std::vector<ParamGroup> groups = {{params}};
+  for (const auto& g : o.extra_groups) groups.push_back(g);
+  auto rec = train_steps(o.steps, batch_fn, loss_fn, groups, so);
   at::NoGradGuard ng;
   for (auto& p : params) p.requires_grad_(false);
   return rec;

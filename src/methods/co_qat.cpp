@@ -4,6 +4,8 @@
 #include <utility>
 #include <vector>
 
+#include <torch/torch.h>
+
 #include "core/error.h"
 
 namespace catq {
@@ -158,6 +160,99 @@ double parse_count(const std::string& s, const std::string& what) {
   CATQ_CHECK(used == num.size() && !num.empty() && std::isfinite(v), Usage,
              "{}: '{}' is not a number (expected e.g. 5M, 1.5e9, 300k, 2B)", what, s);
   return v * mult;
+}
+
+QatFit fit_qat_law(const std::vector<QatRun>& runs, const QatFitOptions& o) {
+  CATQ_CHECK(runs.size() >= 4, Data, "QAT law fit: {} runs; need at least 4", runs.size());
+  CATQ_CHECK(o.restarts >= 1 && o.iters >= 1 && o.delta > 0, Config, "QAT law fit: restarts, iters and delta must be positive");
+  const int64_t n = static_cast<int64_t>(runs.size());
+  std::vector<double> logN, logD, bits, logSq, logSf, logL;
+  for (size_t i = 0; i < runs.size(); ++i) {
+    const QatRun& r = runs[i];
+    CATQ_CHECK(r.params > 0 && r.tokens > 0 && r.bits > 0 && r.loss > 0 && r.fraction > 0 && r.fraction < 1, Data,
+               "QAT law fit: run {} has N {}, D {}, bits {}, f {}, loss {}: expected positive values and f in (0, 1)", i,
+               r.params, r.tokens, r.bits, r.fraction, r.loss);
+    const double s = tokens_per_param_byte(r.tokens, r.params, r.bits);
+    logN.push_back(std::log(r.params));
+    logD.push_back(std::log(r.tokens));
+    bits.push_back(r.bits);
+    logSq.push_back(std::log(r.fraction * s));
+    logSf.push_back(std::log((1 - r.fraction) * s));
+    logL.push_back(std::log(r.loss));
+  }
+  auto opts = at::TensorOptions().dtype(at::kDouble);
+  at::Tensor tN = at::tensor(logN, opts), tD = at::tensor(logD, opts), tB = at::tensor(bits, opts) * std::log(2.0);
+  at::Tensor tSq = at::tensor(logSq, opts), tSf = at::tensor(logSf, opts), tL = at::tensor(logL, opts);
+  // θ = [e, a, α, b, β, t, κ, p, χ, ψ, ω, l, μ, ν, ξ, ρ]; coefficients are exp(e), exp(a), ...
+  auto log_pred = [&](const at::Tensor& th) {
+    auto c = [&](int i) { return th[i]; };
+    at::Tensor terms = at::stack({c(0).expand({n}), c(1) - c(2) * tN, c(3) - c(4) * tD, c(5) - c(6) * tB,
+                                  c(7) - c(8) * tB - c(9) * tN - c(10) * tSq,
+                                  c(11) - c(12) * tB - c(13) * tN - c(14) * tSf - c(15) * tSq}, 0);
+    return at::logsumexp(terms, 0);
+  };
+  auto objective = [&](const at::Tensor& th) {
+    at::Tensor r = log_pred(th) - tL;
+    return at::huber_loss(r, at::zeros_like(r), at::Reduction::Mean, o.delta) / o.delta;
+  };
+  at::Generator gen = at::make_generator<at::CPUGeneratorImpl>(o.seed + 1);
+  const double lmin = *std::min_element(logL.begin(), logL.end());
+  // Initial ranges: E below the smallest loss, coefficients around the loss scale, exponents in (0, 1.5).
+  const std::vector<std::pair<double, double>> ranges = {
+      {lmin - 2.0, lmin - 0.05}, {0, 6}, {0.05, 0.8}, {0, 6}, {0.05, 0.8}, {-4, 2}, {0.2, 2}, {-4, 3}, {0.2, 2},
+      {0.0, 0.6}, {0.0, 0.8}, {-4, 3}, {0.2, 2}, {0.0, 0.6}, {0.0, 0.8}, {0.0, 0.8}};
+  at::Tensor best;
+  double best_obj = INFINITY;
+  for (int r = 0; r < o.restarts; ++r) {
+    std::vector<double> init;
+    at::Tensor u = at::rand({16}, gen, opts);
+    for (int i = 0; i < 16; ++i) init.push_back(ranges[i].first + (ranges[i].second - ranges[i].first) * u[i].item<double>());
+    at::Tensor th = at::tensor(init, opts).set_requires_grad(true);
+    torch::optim::LBFGS opt({th}, torch::optim::LBFGSOptions(1.0).max_iter(o.iters).line_search_fn("strong_wolfe")
+                                      .tolerance_grad(1e-12).tolerance_change(1e-14));
+    auto closure = [&] {
+      opt.zero_grad();
+      at::Tensor l = objective(th);
+      l.backward();
+      return l;
+    };
+    try {
+      opt.step(closure);
+    } catch (const c10::Error&) {
+      continue;  // a diverging start: skip it
+    }
+    at::NoGradGuard ng;
+    const double v = objective(th).item<double>();
+    if (std::isfinite(v) && v < best_obj) {
+      best_obj = v;
+      best = th.detach().clone();
+    }
+  }
+  CATQ_CHECK(best.defined(), Data, "QAT law fit: no restart converged to a finite objective");
+  auto v = [&](int i) { return best[i].item<double>(); };
+  QatFit f;
+  f.law.E = std::exp(v(0));
+  f.law.A = std::exp(v(1));
+  f.law.alpha = v(2);
+  f.law.Bc = std::exp(v(3));
+  f.law.beta = v(4);
+  f.law.theta = std::exp(v(5));
+  f.law.kappa = v(6);
+  f.law.phi = std::exp(v(7));
+  f.law.chi = v(8);
+  f.law.psi = v(9);
+  f.law.omega = v(10);
+  f.law.lambda = std::exp(v(11));
+  f.law.mu = v(12);
+  f.law.nu = v(13);
+  f.law.xi = v(14);
+  f.law.rho = v(15);
+  f.objective = best_obj;
+  f.runs = static_cast<int>(n);
+  double rel = 0;
+  for (const QatRun& r : runs) rel += std::fabs(f.law.predict(r.params, r.tokens, r.bits, r.fraction) - r.loss) / r.loss;
+  f.mean_abs_rel = rel / static_cast<double>(n);
+  return f;
 }
 
 }  // namespace catq

@@ -10,6 +10,7 @@
 #pragma once
 #include <nlohmann/json.hpp>
 #include <string>
+#include <vector>
 
 namespace catq {
 
@@ -49,6 +50,31 @@ struct QatPlan {
 };
 QatPlan plan_qat(double params, double tokens, double bits, const QatLossLaw* law = nullptr);
 nlohmann::json to_json(const QatPlan& p);
+
+// One training run of the scaling-law harness: N parameters, D tokens, weight bits, QAT fraction f ∈ (0, 1), and
+// the final validation loss (nats per token) of the quantized model.
+struct QatRun {
+  double params = 0, tokens = 0, bits = 0, fraction = 0, loss = 0;
+};
+
+struct QatFitOptions {
+  int restarts = 64;      // random initialisations (seeded), each refined by L-BFGS
+  int iters = 300;        // L-BFGS iterations per restart
+  double delta = 1e-3;    // Huber threshold on log L (Chinchilla's choice)
+  uint64_t seed = 0;
+};
+
+struct QatFit {
+  QatLossLaw law;
+  double objective = 0;   // mean Huber loss of log L̂ − log L over the runs
+  double mean_abs_rel = 0;  // mean |L̂ − L| / L
+  int runs = 0;
+};
+
+// Fits every constant of the loss law to the runs by minimising Σ Huber_δ(log L̂ − log L) (coefficients as
+// exponentials, so they stay positive; exponents free), best of `restarts` seeded L-BFGS runs. Error(Data) for
+// fewer than 4 runs or a run with f outside (0, 1), a non-positive N, D, bits or loss.
+QatFit fit_qat_law(const std::vector<QatRun>& runs, const QatFitOptions& o = {});
 
 // "5M", "1.5e9", "300k", "2B", "1T" → number (k/K = 1e3, M = 1e6, B/G = 1e9, T = 1e12). Error(Usage) naming
 // `what` for anything else.
