@@ -111,9 +111,12 @@ TEST(Demo, ShortRun) {
   o.calib_images = 256;
   o.observers = {"minmax", "mse"};
   o.ptq_iters = 60;
+  o.qat_epochs = 1;
   catq::DemoResult r = catq::run_mnist_demo(o);
   EXPECT_GT(r.fp_top1, 0.90);
-  ASSERT_EQ(r.rows.size(), 8u);  // 3 configs x 2 observers, QDrop, QDrop + CAT
+  ASSERT_EQ(r.rows.size(), 9u);  // 3 configs x 2 observers, QDrop, QDrop + CAT, QAT
+  EXPECT_EQ(r.rows[8].observer, "QAT (1 ep)");
+  EXPECT_GT(r.rows[8].top1, 0.2);
   EXPECT_EQ(r.rows[6].observer, "qdrop");
   EXPECT_GT(r.rows[6].top1, 0.2);  // reconstruction keeps a working W2A2 model
   EXPECT_FALSE(r.head_note.empty());

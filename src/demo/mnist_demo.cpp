@@ -4,6 +4,7 @@
 #include "eval/classification.h"
 #include "io/mnist.h"
 #include "methods/cnn_ptq.h"
+#include "methods/cnn_qat.h"
 #include "ir/builder.h"
 #include "sim/executor.h"
 #include "sim/sim_quant.h"
@@ -102,6 +103,21 @@ DemoResult run_mnist_demo(const DemoOptions& opts) {
                       : fmt::format("CAT: K = {}, alpha = {} chosen by 5-fold cross-validation on the calibration images",
                                     h.value("k", 0), h.value("alpha", 0.0));
   }
+  if (opts.qat_epochs > 0) {
+    CnnQatOptions qo;
+    qo.config = opts.ptq_config;
+    qo.epochs = opts.qat_epochs;
+    qo.batch = 64;
+    qo.lr = 1e-3;
+    qo.augment = false;
+    qo.calib_images = opts.calib_images;
+    qo.seed = opts.seed;
+    QuantizedCnn q = qat_cnn(model.graph(), train, qo);
+    co.label = "eval qat";
+    CompareResult c = compare_classifiers(data.test, fwd, [&](const at::Tensor& x) { return q.forward(x); }, co);
+    r.rows.push_back({opts.ptq_config.substr(0, opts.ptq_config.find('-')), fmt::format("QAT ({} ep)", opts.qat_epochs),
+                      c.top1_q, c.kl, c.agreement, q.sq->total_weight_bytes()});
+  }
   return r;
 }
 
@@ -113,6 +129,8 @@ std::string demo_table(const DemoResult& r) {
   if (!r.head_note.empty())
     s += "Last rows: reconstruction PTQ (QDrop, MSE-initialised ranges, asymmetric per-channel weights) and its\n" +
          r.head_note + ".\n";
+  s += "QAT row: the same W2A2 setting fine-tuned with learnable quantizers (SEQ weights, LSQ activations) and\n"
+       "distillation from the FP network on the training images (catq qat; docs/qat.md).\n";
   s += "\n";
   s += fmt::format("| {:<8} | {:<13} | {:>7} | {:>9} | {:>8} | {:>13} |\n", "config", "observer", "top-1 %",
                    "agree %", "KL", "weight bytes");

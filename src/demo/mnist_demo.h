@@ -21,6 +21,9 @@ struct DemoOptions {
   std::string ptq_method = "qdrop";
   std::string ptq_config = "w2a2-mse-wmse-wasym";
   int64_t ptq_iters = 500;
+  // QAT row (0 epochs = none): `catq qat` at ptq_config on the training images (LSQ / SEQ weights, LSQ
+  // activations, distillation from the FP network, no augmentation: flips would change digits).
+  int64_t qat_epochs = 2;
 };
 
 struct DemoRow {
