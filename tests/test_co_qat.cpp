@@ -153,6 +153,11 @@ TEST(QatLlm, WeightOnlyConfigKeepsTheHeadFp) {
   }
   EXPECT_EQ(SimQuant(weight_only_qat_config(1)).config().defaults.weight.scheme, Scheme::Binary);
   EXPECT_THROW(weight_only_qat_config(0), Error);
+  EXPECT_THROW(weight_only_qat_config(4, 1), Error);
+  SimQuant head4(weight_only_qat_config(2, 4));
+  m.bind(&head4);
+  EXPECT_EQ(head4.layer("output").weight_spec.bits, 4);
+  EXPECT_EQ(head4.layer("blk.0.attn_q").weight_spec.bits, 2);
 }
 
 // A tiny model on a learnable token stream: QAT at 2 bits ends below RTN of the FP model it started from, and the

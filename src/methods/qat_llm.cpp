@@ -51,8 +51,10 @@ PhaseSchedules fp_qat_schedules(int64_t total_steps, double qat_fraction, QatSch
   return p;
 }
 
-QuantConfig weight_only_qat_config(int bits) {
+QuantConfig weight_only_qat_config(int bits, int head_bits) {
   CATQ_CHECK(bits >= 1 && bits <= 8, Config, "weights-only QAT: bits {} outside 1..8", bits);
+  CATQ_CHECK(head_bits == 0 || (head_bits >= 2 && head_bits <= 8), Config,
+             "weights-only QAT: LM head bits {} must be 0 (FP) or 2..8", head_bits);
   QuantConfig c = QuantConfig::fp();
   QuantSpec w = default_weight_spec(bits >= 2 ? bits : 2);
   if (bits == 1) {
@@ -62,9 +64,13 @@ QuantConfig weight_only_qat_config(int bits) {
   c.defaults.weight = w;
   c.defaults.input = QuantSpec::fp();
   QuantConfig::Rule head;
-  head.weight = nlohmann::json(nullptr);  // the LM head (the last layer) stays FP, like the embedding table
+  // The LM head (the last layer): FP like the embedding table, or its own bit width.
+  head.weight = head_bits == 0 ? nlohmann::json(nullptr) : nlohmann::json{{"bits", head_bits}, {"scheme", "uniform"}};
   c.last_layer = head;
-  c.source = fmt::format("w{} weights-only QAT (per-channel symmetric, LM head and embeddings FP)", bits);
+  c.source = head_bits == 0
+                 ? fmt::format("w{} weights-only QAT (per-channel symmetric, LM head and embeddings FP)", bits)
+                 : fmt::format("w{} weights-only QAT (per-channel symmetric, LM head {}-bit, embeddings FP)", bits,
+                               head_bits);
   return c;
 }
 
