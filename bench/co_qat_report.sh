@@ -7,7 +7,7 @@ DIR=${1:-bench/results/co_qat}
 CATQ=${CATQ:-build/catq}
 python3 - "$DIR" <<'PY'
 import glob, json, math, sys
-rs = [json.load(open(f)) for f in sorted(glob.glob(sys.argv[1] + "/*.json")) if not f.endswith("law.json")]
+rs = [json.load(open(f)) for f in sorted(glob.glob(sys.argv[1] + "/*_s[0-9]*.json"))]
 print(f"{len(rs)} runs, {sum(r['seconds'] for r in rs) / 60:.1f} CPU-minutes (single thread)\n")
 print("| params | tokens | bits | f | schedule | val NLL quantized | RTN after FP phase | FP after FP phase | s |")
 print("|---:|---:|---:|---:|---|---:|---:|---:|---:|")
@@ -27,6 +27,21 @@ if both:
     for (n, d, b, f), v in both:
         print(f"| {n/1e6:.3f} M | {d/1e6:.2f} M | {b} | {f} | {v['fused']:.4f} | {v['classic']:.4f} | "
               f"{100 * (math.exp(v['fused'] - v['classic']) - 1):+.2f} % |")
+# plot: validation NLL of the quantized model vs QAT fraction, one line per (N, D, bits, schedule)
+fr = sorted({r["qat_fraction"] for r in rs})
+colors = ["#1f77b4", "#ff7f0e", "#2ca02c", "#d62728", "#9467bd", "#8c564b", "#e377c2", "#7f7f7f", "#bcbd22", "#17becf"]
+series, lines = [], {}
+for r in rs:
+    lines.setdefault((r["parameters"], r["tokens_seen"], r["bits"], r["schedule"]), {})[r["qat_fraction"]] = r["val_nll"]
+for i, ((n, d, b, sch), v) in enumerate(sorted(lines.items())):
+    if sch == "classic":
+        v = dict(v, **{0.0: lines.get((n, d, b, "fused"), {}).get(0.0)})
+    series.append({"label": f"N {n/1e6:.2f}M D {d/1e6:.2f}M {b}-bit {sch}", "y": [v.get(f) for f in fr],
+                   "color": colors[i % len(colors)], "dashed": sch == "classic"})
+json.dump({"title": "FP then weights-only QAT: validation NLL of the quantized model vs QAT fraction (f = 0: RTN)",
+           "y_label": "val NLL (nats/token)", "x_labels": [f"f={f:g}" for f in fr], "series": series},
+          open(sys.argv[1] + "/plot.json", "w"), indent=1)
 PY
+"$CATQ" -q plot "$DIR/plot.json" -o "$DIR/co_qat.svg"
 echo
 "$CATQ" -q qat-fit "$DIR"/*_s*.json --schedule fused -o "$DIR/law.json"

@@ -19,6 +19,7 @@ void register_analyze(CLI::App& app, Common& common);
 void register_train_llm(CLI::App& app, Common& common);
 void register_qat_plan(CLI::App& app, Common& common);
 void register_qat(CLI::App& app, Common& common);
+void register_plot(CLI::App& app, Common& common);
 void register_export(CLI::App& app, Common& common);
 
 }  // namespace catq::cli

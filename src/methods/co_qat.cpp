@@ -183,8 +183,14 @@ QatFit fit_qat_law(const std::vector<QatRun>& runs, const QatFitOptions& o) {
   auto opts = at::TensorOptions().dtype(at::kDouble);
   at::Tensor tN = at::tensor(logN, opts), tD = at::tensor(logD, opts), tB = at::tensor(bits, opts) * std::log(2.0);
   at::Tensor tSq = at::tensor(logSq, opts), tSf = at::tensor(logSf, opts), tL = at::tensor(logL, opts);
-  // θ = [e, a, α, b, β, t, κ, p, χ, ψ, ω, l, μ, ν, ξ, ρ]; coefficients are exp(e), exp(a), ...
-  auto log_pred = [&](const at::Tensor& th) {
+  // θ = [e, a, α, b, β, t, κ, p, χ, ψ, ω, l, μ, ν, ξ, ρ]; coefficients are exp(e), exp(a), ...; exponents are
+  // softplus(·) ≥ 0, so every term falls with N, D, bits, S_qat and S_fp as the law intends (and the optimum in f
+  // is interior: f → 0 starves S_qat, f → 1 starves S_fp).
+  static const bool is_exponent[16] = {false, false, true, false, true, false, true, false, true, true, true,
+                                       false, true, true, true, true};
+  auto log_pred = [&](const at::Tensor& raw) {
+    at::Tensor th = at::where(at::tensor(std::vector<uint8_t>(is_exponent, is_exponent + 16)).to(at::kBool),
+                              at::softplus(raw), raw);
     auto c = [&](int i) { return th[i]; };
     at::Tensor terms = at::stack({c(0).expand({n}), c(1) - c(2) * tN, c(3) - c(4) * tD, c(5) - c(6) * tB,
                                   c(7) - c(8) * tB - c(9) * tN - c(10) * tSq,
@@ -206,7 +212,10 @@ QatFit fit_qat_law(const std::vector<QatRun>& runs, const QatFitOptions& o) {
   for (int r = 0; r < o.restarts; ++r) {
     std::vector<double> init;
     at::Tensor u = at::rand({16}, gen, opts);
-    for (int i = 0; i < 16; ++i) init.push_back(ranges[i].first + (ranges[i].second - ranges[i].first) * u[i].item<double>());
+    for (int i = 0; i < 16; ++i) {
+      const double v = ranges[i].first + (ranges[i].second - ranges[i].first) * u[i].item<double>();
+      init.push_back(is_exponent[i] ? std::log(std::expm1(std::max(v, 1e-3))) : v);  // softplus⁻¹
+    }
     at::Tensor th = at::tensor(init, opts).set_requires_grad(true);
     torch::optim::LBFGS opt({th}, torch::optim::LBFGSOptions(1.0).max_iter(o.iters).line_search_fn("strong_wolfe")
                                       .tolerance_grad(1e-12).tolerance_change(1e-14));
@@ -229,7 +238,10 @@ QatFit fit_qat_law(const std::vector<QatRun>& runs, const QatFitOptions& o) {
     }
   }
   CATQ_CHECK(best.defined(), Data, "QAT law fit: no restart converged to a finite objective");
-  auto v = [&](int i) { return best[i].item<double>(); };
+  auto v = [&](int i) {
+    const double x = best[i].item<double>();
+    return is_exponent[i] ? (x > 30 ? x : std::log1p(std::exp(x))) : x;
+  };
   QatFit f;
   f.law.E = std::exp(v(0));
   f.law.A = std::exp(v(1));

@@ -72,7 +72,7 @@ struct QatFit {
 };
 
 // Fits every constant of the loss law to the runs by minimising Σ Huber_δ(log L̂ − log L) (coefficients as
-// exponentials, so they stay positive; exponents free), best of `restarts` seeded L-BFGS runs. Error(Data) for
+// exponentials and exponents as softplus, so all stay ≥ 0), best of `restarts` seeded L-BFGS runs. Error(Data) for
 // fewer than 4 runs or a run with f outside (0, 1), a non-positive N, D, bits or loss.
 QatFit fit_qat_law(const std::vector<QatRun>& runs, const QatFitOptions& o = {});
 
