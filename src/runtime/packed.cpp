@@ -1,0 +1,93 @@
+#include "runtime/packed.h"
+
+#include <algorithm>
+#include <cmath>
+
+#include "core/error.h"
+
+namespace catq {
+
+static void check_layout(int bits, int64_t rows, int64_t cols, int64_t group, const std::string& where) {
+  CATQ_CHECK(bits == 2 || bits == 4 || bits == 8, Data, "{}: {} bits, expected 2, 4 or 8", where, bits);
+  CATQ_CHECK(rows > 0 && cols > 0, Data, "{}: shape [{}, {}] must be positive", where, rows, cols);
+  CATQ_CHECK(group > 0 && cols % group == 0, Data, "{}: group {} must be positive and divide the {} columns", where,
+             group, cols);
+  CATQ_CHECK(group % (8 / bits) == 0, Data, "{}: group {} must be a multiple of {} ({}-bit codes per byte)", where,
+             group, 8 / bits, bits);
+}
+
+void PackedWeights::validate(const std::string& where) const {
+  check_layout(bits, rows, cols, group, where);
+  const size_t n_groups = static_cast<size_t>(rows * groups_per_row());
+  CATQ_CHECK(q.size() == static_cast<size_t>(rows * row_bytes()), Data, "{}: {} code bytes, expected {} ({} × {} × {} "
+             "bits)", where, q.size(), rows * row_bytes(), rows, cols, bits);
+  CATQ_CHECK(scale.size() == n_groups && zero.size() == n_groups, Data, "{}: {} scales and {} zero-points, expected {} "
+             "each", where, scale.size(), zero.size(), n_groups);
+  const float qmax = static_cast<float>((1 << bits) - 1);
+  for (size_t i = 0; i < n_groups; ++i) {
+    CATQ_CHECK(std::isfinite(scale[i]) && scale[i] > 0, Data, "{}: scale {} of group {} must be finite and positive",
+               where, scale[i], i);
+    CATQ_CHECK(std::isfinite(zero[i]) && zero[i] >= 0 && zero[i] <= qmax, Data, "{}: zero-point {} of group {} outside "
+               "[0, {}]", where, zero[i], i, qmax);
+  }
+}
+
+PackedWeights pack_weights(const float* w, int64_t rows, int64_t cols, int bits, int64_t group, bool symmetric) {
+  check_layout(bits, rows, cols, group, "pack_weights");
+  PackedWeights p;
+  p.bits = bits;
+  p.rows = rows;
+  p.cols = cols;
+  p.group = group;
+  p.symmetric = symmetric;
+  p.q.assign(static_cast<size_t>(rows * p.row_bytes()), 0);
+  const int64_t G = p.groups_per_row();
+  p.scale.resize(static_cast<size_t>(rows * G));
+  p.zero.resize(static_cast<size_t>(rows * G));
+  const int qmax = (1 << bits) - 1, half = 1 << (bits - 1), per_byte = 8 / bits;
+  for (int64_t r = 0; r < rows; ++r) {
+    for (int64_t g = 0; g < G; ++g) {
+      const float* x = w + r * cols + g * group;
+      float lo = 0, hi = 0, amax = 0;
+      for (int64_t j = 0; j < group; ++j) {
+        CATQ_CHECK(std::isfinite(x[j]), Data, "pack_weights: weight [{}, {}] is not finite", r, g * group + j);
+        lo = std::min(lo, x[j]);
+        hi = std::max(hi, x[j]);
+        amax = std::max(amax, std::fabs(x[j]));
+      }
+      float s, z;
+      if (symmetric) {
+        s = amax > 0 ? amax / static_cast<float>(half - 1 > 0 ? half - 1 : 1) : 1.f;
+        z = static_cast<float>(half);
+      } else {
+        s = hi > lo ? (hi - lo) / static_cast<float>(qmax) : 1.f;
+        z = std::clamp(std::nearbyint(-lo / s), 0.f, static_cast<float>(qmax));
+      }
+      p.scale[static_cast<size_t>(r * G + g)] = s;
+      p.zero[static_cast<size_t>(r * G + g)] = z;
+      const int lo_code = symmetric ? std::max(half - (half - 1 > 0 ? half - 1 : 1), 0) : 0;
+      for (int64_t j = 0; j < group; ++j) {
+        const int c = static_cast<int>(std::clamp(std::nearbyint(x[j] / s + z), static_cast<float>(lo_code),
+                                                  static_cast<float>(qmax)));
+        const int64_t col = g * group + j;
+        p.q[static_cast<size_t>(r * p.row_bytes() + col / per_byte)] |=
+            static_cast<uint8_t>(c << ((col % per_byte) * bits));
+      }
+    }
+  }
+  return p;
+}
+
+std::vector<float> unpack_weights(const PackedWeights& p) {
+  p.validate("unpack_weights");
+  std::vector<float> w(static_cast<size_t>(p.rows * p.cols));
+  const int64_t G = p.groups_per_row();
+  for (int64_t r = 0; r < p.rows; ++r)
+    for (int64_t j = 0; j < p.cols; ++j) {
+      const size_t gi = static_cast<size_t>(r * G + j / p.group);
+      w[static_cast<size_t>(r * p.cols + j)] = p.scale[gi] * (static_cast<float>(p.code(r, j)) - p.zero[gi]);
+    }
+  return w;
+}
+
+}  // namespace catq

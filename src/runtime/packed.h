@@ -1,0 +1,50 @@
+// Packed low-bit weight formats for the CPU kernels (issue 5): uniform 8/4/2-bit codes with per-group scales and
+// zero-points. "Prepare once" (pack_weights), then the kernels in runtime/kernels.h run on it many times.
+//
+// PackedWeights layout (a linear layer's weight W [rows = out, cols = in], nn.Linear layout):
+//   q      uint8, rows × (cols·bits/8) bytes, row-major. Code j of a row sits in byte j·bits/8 at bit offset
+//          (j mod (8/bits))·bits, least significant bits first (4-bit: low nibble = even column; 2-bit: column
+//          4k in bits 0–1, 4k+1 in bits 2–3, ...). Codes are unsigned, q ∈ [0, 2^bits − 1].
+//   scale  float32, rows × (cols/group), row-major: group g of row r covers columns [g·group, (g+1)·group).
+//   zero   float32, same shape: the zero-point in code units, W[r][j] ≈ scale[r][g] · (q[r][j] − zero[r][g]).
+//          Symmetric packing uses zero = 2^(bits−1) (codes centred; q − zero ∈ [−2^(b−1), 2^(b−1) − 1]);
+//          asymmetric packing uses the integer zero-point of the group's min/max range.
+// Constraints: bits ∈ {2, 4, 8}; group > 0, cols % group == 0, group % (8/bits) == 0 (a group starts on a byte).
+// Per-channel int8 is group = cols.
+#pragma once
+#include <cstdint>
+#include <string>
+#include <vector>
+
+namespace catq {
+
+struct PackedWeights {
+  int bits = 4;
+  int64_t rows = 0, cols = 0, group = 0;
+  bool symmetric = true;
+  std::vector<uint8_t> q;
+  std::vector<float> scale, zero;
+
+  int64_t groups_per_row() const { return group > 0 ? cols / group : 0; }
+  int64_t row_bytes() const { return cols * bits / 8; }
+  // Error(Data) "<where>: ..." when the fields are inconsistent (bad bits / group, buffers of the wrong size,
+  // non-finite or non-positive scales, zero-points outside the code range).
+  void validate(const std::string& where) const;
+  // Code j of row r (no bounds check).
+  int code(int64_t r, int64_t j) const {
+    const int per_byte = 8 / bits;
+    const uint8_t b = q[static_cast<size_t>(r * row_bytes() + j / per_byte)];
+    return (b >> ((j % per_byte) * bits)) & ((1 << bits) - 1);
+  }
+};
+
+// Quantizes W (float32, rows × cols, row-major) with min-max ranges per group, nearest rounding: symmetric
+// s = max|w| / (2^(b−1) − 1) (the restricted range: q − zero ∈ ±(2^(b−1) − 1), the lowest code unused);
+// asymmetric s = (max − min) / (2^b − 1), the range widened to contain 0, zero = round(−min/s). An all-zero group
+// gets s = 1. Error(Data) for bad shapes / options.
+PackedWeights pack_weights(const float* w, int64_t rows, int64_t cols, int bits, int64_t group, bool symmetric);
+
+// The dequantized weight (rows × cols, row-major): the reference every kernel is checked against.
+std::vector<float> unpack_weights(const PackedWeights& p);
+
+}  // namespace catq

@@ -1,0 +1,125 @@
+// Packed low-bit weights and the CPU kernels (src/runtime): the documented bit layout, pack → unpack error bounds,
+// every SIMD path against the scalar reference on random shapes (ragged row counts, groups 16..128, 2/4/8 bits,
+// symmetric and asymmetric), the scalar reference against a float matmul of the unpacked weight, and malformed
+// packed data.
+#include <gtest/gtest.h>
+#include <torch/torch.h>
+
+#include <cmath>
+#include <random>
+
+#include "core/error.h"
+#include "runtime/kernels.h"
+#include "runtime/packed.h"
+
+using namespace catq;
+
+TEST(PackedWeights, LayoutIsLowBitsFirst) {
+  // One row, 8 columns, 4-bit asymmetric with a known range: codes equal the values.
+  std::vector<float> w = {0, 1, 2, 3, 4, 5, 6, 15};
+  PackedWeights p = pack_weights(w.data(), 1, 8, 4, 8, false);
+  EXPECT_FLOAT_EQ(p.scale[0], 1.0f);
+  EXPECT_FLOAT_EQ(p.zero[0], 0.0f);
+  ASSERT_EQ(p.q.size(), 4u);
+  EXPECT_EQ(p.q[0], 0x10);  // column 0 in the low nibble, column 1 in the high nibble
+  EXPECT_EQ(p.q[3], 0xF6);
+  std::vector<float> w2 = {0, 1, 2, 3, 3, 2, 1, 0};
+  PackedWeights p2 = pack_weights(w2.data(), 1, 8, 2, 8, false);
+  EXPECT_EQ(p2.q[0], 0b11100100);  // columns 0..3 at bits 0-1, 2-3, 4-5, 6-7
+  EXPECT_EQ(p2.q[1], 0b00011011);
+  for (int j = 0; j < 8; ++j) EXPECT_EQ(p2.code(0, j), static_cast<int>(w2[j]));
+}
+
+TEST(PackedWeights, RoundTripErrorIsAtMostHalfAStep) {
+  std::mt19937 rng(1);
+  std::normal_distribution<float> N(0, 1);
+  for (int bits : {2, 4, 8})
+    for (bool sym : {true, false}) {
+      const int64_t rows = 7, cols = 128, group = 32;
+      std::vector<float> w(rows * cols);
+      for (auto& v : w) v = N(rng);
+      PackedWeights p = pack_weights(w.data(), rows, cols, bits, group, sym);
+      p.validate("test");
+      std::vector<float> u = unpack_weights(p);
+      for (int64_t r = 0; r < rows; ++r)
+        for (int64_t j = 0; j < cols; ++j) {
+          const float s = p.scale[r * (cols / group) + j / group];
+          EXPECT_LE(std::fabs(u[r * cols + j] - w[r * cols + j]), 0.5f * s * 1.0001f) << bits << sym;
+        }
+    }
+}
+
+TEST(Kernels, SimdPathsMatchTheScalarReference) {
+  std::mt19937 rng(2);
+  std::normal_distribution<float> N(0, 1);
+  std::vector<KernelIsa> isas;
+  for (KernelIsa i : {KernelIsa::Avx2, KernelIsa::Avx512})
+    if (isa_supported(i)) isas.push_back(i);
+  if (isas.empty()) GTEST_SKIP() << "no SIMD ISA on this CPU: only the scalar path exists";
+  int cases = 0;
+  for (int bits : {2, 4, 8})
+    for (int64_t group : {16, 32, 64, 128})
+      for (bool sym : {true, false})
+        for (int64_t rows : {1, 3, 17}) {
+          const int64_t cols = group * (1 + (rows % 3));
+          std::vector<float> w(rows * cols), x(cols * 2);
+          for (auto& v : w) v = N(rng);
+          for (auto& v : x) v = N(rng);
+          PackedWeights p = pack_weights(w.data(), rows, cols, bits, group, sym);
+          std::vector<float> ref(rows * 2), out(rows * 2);
+          gemm_packed(p, x.data(), 2, ref.data(), KernelIsa::Scalar);
+          const std::vector<float> u = unpack_weights(p);
+          for (KernelIsa isa : isas) {
+            gemm_packed(p, x.data(), 2, out.data(), isa);
+            for (int64_t i = 0; i < rows * 2; ++i) {
+              // Float results: same products, another summation order.
+              float mag = 0;
+              const int64_t r = i % rows, m = i / rows;
+              for (int64_t j = 0; j < cols; ++j) mag += std::fabs(u[r * cols + j] * x[m * cols + j]);
+              EXPECT_NEAR(out[i], ref[i], 1e-5f * (mag + 1)) << to_string(isa) << " bits " << bits << " group " << group;
+            }
+          }
+          ++cases;
+        }
+  EXPECT_EQ(cases, 72);
+}
+
+TEST(Kernels, ScalarReferenceIsTheUnpackedMatmul) {
+  torch::manual_seed(3);
+  for (int bits : {2, 4, 8}) {
+    at::Tensor w = torch::randn({9, 64}), x = torch::randn({64});
+    PackedWeights p = pack_weights(w.data_ptr<float>(), 9, 64, bits, 32, bits != 4);
+    std::vector<float> u = unpack_weights(p), y(9);
+    gemv_packed(p, x.data_ptr<float>(), y.data(), KernelIsa::Scalar);
+    at::Tensor expect = at::mv(torch::from_blob(u.data(), {9, 64}).clone(), x);
+    for (int r = 0; r < 9; ++r) EXPECT_NEAR(y[r], expect[r].item<float>(), 1e-4) << bits;
+  }
+  // The best ISA is one this CPU has; CATQ_ISA can only lower it.
+  EXPECT_TRUE(isa_supported(best_isa()));
+}
+
+TEST(Kernels, MalformedPackedDataIsRejected) {
+  std::vector<float> w(4 * 64, 0.5f);
+  EXPECT_THROW(pack_weights(w.data(), 4, 64, 3, 32, true), Error);   // 3 bits
+  EXPECT_THROW(pack_weights(w.data(), 4, 64, 4, 48, true), Error);   // group does not divide cols
+  EXPECT_THROW(pack_weights(w.data(), 4, 64, 2, 2, true), Error);    // group not a whole byte of 2-bit codes
+  w[5] = NAN;
+  EXPECT_THROW(pack_weights(w.data(), 4, 64, 4, 32, true), Error);
+  w[5] = 0.5f;
+  PackedWeights p = pack_weights(w.data(), 4, 64, 4, 32, true);
+  p.validate("ok");
+  PackedWeights short_q = p;
+  short_q.q.pop_back();
+  EXPECT_THROW(short_q.validate("short"), Error);
+  PackedWeights bad_scale = p;
+  bad_scale.scale[1] = -1;
+  EXPECT_THROW(bad_scale.validate("scale"), Error);
+  PackedWeights bad_zero = p;
+  bad_zero.zero[0] = 99;
+  EXPECT_THROW(bad_zero.validate("zero"), Error);
+  try {
+    short_q.validate("layer.q");
+  } catch (const Error& e) {
+    EXPECT_NE(std::string(e.what()).find("layer.q"), std::string::npos);
+  }
+}
