@@ -66,4 +66,16 @@ for r in rs:
               f"{' '.join(map(str, r['allocation']))} | {r['top1']:.2f} | {r['weight_bytes']} | {r['alloc_seconds']:.0f} | {r['seconds']} |")
     else:
         print(f"| {r['name'].rsplit('_', 2)[0]} | uniform | {r['bits']} | – | – | {r['top1']:.2f} | {r['weight_bytes']} | – | {r['seconds']} |")
+# plot: top-1 vs BOPs budget (uniform points where a uniform model has that cost)
+budgets = ["w2", "w3", "w4"]
+def top1(name):
+    m = [r for r in rs if r["name"].endswith(name)]
+    return m[0]["top1"] if m else None
+series = [{"label": f"{a} (BOPs budget)", "y": [top1(f"_bops_{b}_{a}") for b in budgets], "color": c}
+          for a, c in (("knapsack", "#1f77b4"), ("gumbel", "#ff7f0e"))]
+series.append({"label": "uniform", "y": [top1("_uniform_w2a2"), None, top1("_uniform_w4a4")], "color": "#2ca02c", "dashed": True})
+json.dump({"title": "ResNet-20 mixed precision {2,4,8} (RTN): top-1 vs BOPs budget (= uniform wN cost)",
+           "y_label": "top-1 % (evaluation split)", "x_labels": [f"budget {b}" for b in budgets], "series": series},
+          open(sys.argv[1] + "/plot.json", "w"), indent=1)
 PY
+"$CATQ" -q plot "$OUT/plot.json" -o "$OUT/mixed_precision.svg"

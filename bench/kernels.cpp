@@ -1,0 +1,163 @@
+// bench/kernels: the packed low-bit kernels (src/runtime) against oneDNN fp32 (dnnl_sgemm) and int8
+// (dnnl_gemm_u8s8s32) on LLM-like shapes, in one run, plus a STREAM-like bandwidth measurement that the W4A16
+// GEMV's effective bandwidth is compared with. Prints markdown. Built on demand (not part of `make test`):
+//   cmake --build build --target catq_bench_kernels && OMP_NUM_THREADS=1 build/catq_bench_kernels
+// Every timing is the best of --reps runs. Our kernels are single-threaded; run oneDNN with OMP_NUM_THREADS=1 too
+// for a per-core comparison (bench/kernels.sh does).
+#include <oneapi/dnnl/dnnl.h>
+
+#include <algorithm>
+#include <chrono>
+#include <cmath>
+#include <cstdio>
+#include <cstring>
+#include <functional>
+#include <random>
+#include <string>
+#include <vector>
+
+#include "runtime/kernels.h"
+#include "runtime/packed.h"
+
+using namespace catq;
+
+namespace {
+
+double best_seconds(int reps, const std::function<void()>& f) {
+  double best = 1e30;
+  for (int r = 0; r < reps; ++r) {
+    const auto t0 = std::chrono::steady_clock::now();
+    f();
+    best = std::min(best, std::chrono::duration<double>(std::chrono::steady_clock::now() - t0).count());
+  }
+  return best;
+}
+
+volatile float g_sink;
+
+// Streaming read: four independent vector accumulators so the loop is bound by memory, not by the add latency
+// (a plain float sum is not vectorised without -ffast-math).
+#if defined(__x86_64__)
+#include <immintrin.h>
+__attribute__((target("avx2"))) float read_sum_avx2(const float* a, size_t n) {
+  __m256 s0 = _mm256_setzero_ps(), s1 = s0, s2 = s0, s3 = s0;
+  for (size_t i = 0; i + 32 <= n; i += 32) {
+    s0 = _mm256_add_ps(s0, _mm256_loadu_ps(a + i));
+    s1 = _mm256_add_ps(s1, _mm256_loadu_ps(a + i + 8));
+    s2 = _mm256_add_ps(s2, _mm256_loadu_ps(a + i + 16));
+    s3 = _mm256_add_ps(s3, _mm256_loadu_ps(a + i + 24));
+  }
+  float out[8];
+  _mm256_storeu_ps(out, _mm256_add_ps(_mm256_add_ps(s0, s1), _mm256_add_ps(s2, s3)));
+  return out[0] + out[7];
+}
+#endif
+float read_sum(const float* a, size_t n) {
+#if defined(__x86_64__)
+  if (__builtin_cpu_supports("avx2")) return read_sum_avx2(a, n);
+#endif
+  float s[8] = {};
+  for (size_t i = 0; i + 8 <= n; i += 8)
+    for (int k = 0; k < 8; ++k) s[k] += a[i + k];
+  return s[0] + s[7];
+}
+
+}  // namespace
+
+int main(int argc, char** argv) {
+  int reps = 5;
+  bool quick = false;
+  for (int i = 1; i < argc; ++i) {
+    if (!std::strcmp(argv[i], "--reps") && i + 1 < argc) reps = std::max(1, std::atoi(argv[++i]));
+    else if (!std::strcmp(argv[i], "--quick")) quick = true;
+    else {
+      std::fprintf(stderr, "usage: %s [--reps N] [--quick]\n", argv[0]);
+      return 2;
+    }
+  }
+  std::printf("ISA: %s (best on this CPU; CATQ_ISA caps it). Times: best of %d runs.\n\n", to_string(best_isa()), reps);
+
+  // ---- memory bandwidth (arrays far beyond the last-level cache) ----
+  const size_t n = (quick ? 32ull : 128ull) << 20;  // floats per array (512 MiB at full size)
+  std::vector<float> a(n, 1.0f), b(n, 0.0f);
+  const double t_copy = best_seconds(reps, [&] { std::memcpy(b.data(), a.data(), n * sizeof(float)); g_sink = b[n / 2]; });
+  const double t_read = best_seconds(reps, [&] { g_sink = read_sum(a.data(), n); });
+  const double copy_gbs = 2.0 * n * sizeof(float) / t_copy / 1e9, read_gbs = n * sizeof(float) / t_read / 1e9;
+  std::printf("| memory (%.0f MiB arrays) | GB/s |\n|---|---:|\n| copy (read + write counted) | %.2f |\n| read (sum) | %.2f |\n\n",
+              n * sizeof(float) / 1048576.0, copy_gbs, read_gbs);
+  std::vector<float>().swap(a);
+  std::vector<float>().swap(b);
+
+  // ---- W4A16 GEMV beyond the last-level cache: a sweep over enough 4096×11008 layers to hold ≥ the array size ----
+  {
+    const int64_t K = 4096, N = 11008;
+    std::mt19937 rng(1);
+    std::normal_distribution<float> N01(0, 1);
+    std::vector<float> w(static_cast<size_t>(N * K));
+    for (auto& v : w) v = N01(rng) * 0.02f;
+    std::printf("| GEMV sweep beyond the LLC (M = 1, %lldx%lld layers) | layers | MB | ms / sweep | eff. GB/s | %% of read BW |\n"
+                "|---|---:|---:|---:|---:|---:|\n", static_cast<long long>(K), static_cast<long long>(N));
+    for (int bits : {8, 4, 2}) {
+      PackedWeights p = pack_weights(w.data(), N, K, bits, bits == 8 ? K : 32, bits != 2);
+      const double layer_bytes = static_cast<double>(p.q.size()) + 8.0 * p.scale.size();
+      const int layers = static_cast<int>(std::ceil(n * sizeof(float) / layer_bytes));
+      std::vector<PackedWeights> all(static_cast<size_t>(layers), p);
+      std::vector<float> x(static_cast<size_t>(K)), y(static_cast<size_t>(N));
+      for (auto& v : x) v = N01(rng);
+      const double t = best_seconds(reps, [&] { for (const auto& l : all) gemv_packed(l, x.data(), y.data()); });
+      const double gbs = layers * layer_bytes / t / 1e9;
+      std::printf("| catq W%dA16 g%lld | %d | %.0f | %.2f | %.2f | %.0f |\n", bits, static_cast<long long>(p.group), layers,
+                  layers * layer_bytes / 1e6, t * 1e3, gbs, 100 * gbs / read_gbs);
+    }
+    std::printf("\n");
+  }
+
+  std::printf("| K×N | M | kernel | ms | GFLOP/s | vs oneDNN fp32 | vs oneDNN int8 | weight MB | eff. GB/s | %% of read BW |\n");
+  std::printf("|---|---:|---|---:|---:|---:|---:|---:|---:|---:|\n");
+  std::mt19937 rng(0);
+  std::normal_distribution<float> N01(0, 1);
+  const std::vector<std::pair<int64_t, int64_t>> shapes = {{4096, 4096}, {4096, 11008}};
+  for (auto [K, N] : shapes) {
+    std::vector<float> w(static_cast<size_t>(N * K));
+    for (auto& v : w) v = N01(rng) * 0.02f;
+    std::vector<int8_t> w8(w.size());
+    for (size_t i = 0; i < w.size(); ++i) w8[i] = static_cast<int8_t>(std::clamp(std::nearbyint(w[i] * 2000.f), -127.f, 127.f));
+    PackedWeights p8 = pack_weights(w.data(), N, K, 8, K, true);
+    PackedWeights p4 = pack_weights(w.data(), N, K, 4, 32, true);
+    PackedWeights p2 = pack_weights(w.data(), N, K, 2, 32, false);
+    for (int64_t M : {int64_t{1}, int64_t{512}}) {
+      if (quick && M > 1) continue;
+      const int r = M == 1 ? reps : std::max(1, reps / 2);
+      std::vector<float> x(static_cast<size_t>(M * K)), y(static_cast<size_t>(M * N));
+      for (auto& v : x) v = N01(rng);
+      std::vector<uint8_t> x8(x.size());
+      for (size_t i = 0; i < x.size(); ++i) x8[i] = static_cast<uint8_t>(std::clamp(std::nearbyint(x[i] * 30.f + 128.f), 0.f, 255.f));
+      std::vector<int32_t> y32(y.size());
+      const int32_t co = 0;
+      const double t_f32 = best_seconds(r, [&] {
+        dnnl_sgemm('N', 'T', M, N, K, 1.0f, x.data(), K, w.data(), K, 0.0f, y.data(), N);
+      });
+      const double t_i8 = best_seconds(r, [&] {
+        dnnl_gemm_u8s8s32('N', 'T', 'F', M, N, K, 1.0f, x8.data(), K, 128, w8.data(), K, 0, 0.0f, y32.data(), N, &co);
+      });
+      const double flops = 2.0 * M * N * K;
+      auto row = [&](const char* name, double t, double weight_bytes) {
+        const double gbs = weight_bytes / t / 1e9;
+        std::printf("| %lldx%lld | %lld | %s | %.3f | %.1f | %.2f | %.2f | %.1f | %.2f | %s |\n", static_cast<long long>(K),
+                    static_cast<long long>(N), static_cast<long long>(M), name, t * 1e3, flops / t / 1e9, t_f32 / t,
+                    t_i8 / t, weight_bytes / 1e6, gbs, M == 1 ? std::to_string(static_cast<int>(100 * gbs / read_gbs)).c_str() : "–");
+      };
+      row("oneDNN fp32 sgemm", t_f32, 4.0 * N * K);
+      row("oneDNN int8 u8s8s32", t_i8, 1.0 * N * K);
+      for (auto* pw : {&p8, &p4, &p2}) {
+        const double t = best_seconds(r, [&] { gemm_packed(*pw, x.data(), M, y.data()); });
+        const double bytes = static_cast<double>(pw->q.size()) + 8.0 * pw->scale.size();
+        const std::string name = "catq W" + std::to_string(pw->bits) + "A16 g" + std::to_string(pw->group);
+        row(name.c_str(), t, bytes);
+      }
+    }
+  }
+  std::printf("\nvs = oneDNN time / catq time (> 1: catq faster). eff. GB/s = packed weight bytes (codes + scales + "
+              "zero-points) / time; for M = 1 the GEMV is bandwidth-bound and %% of read BW is the figure of merit.\n");
+  return 0;
+}
