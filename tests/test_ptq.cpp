@@ -11,6 +11,7 @@
 #include "core/file_util.h"
 #include "io/catq_file.h"
 #include "ir/builder.h"
+#include "tiny_models.h"
 #include "methods/cat.h"
 #include "methods/cnn_ptq.h"
 #include "methods/partition.h"
@@ -23,19 +24,7 @@ using namespace catq;
 
 namespace {
 
-// stem conv(3->8)+relu, one residual block (conv-relu-conv + identity, relu), GAP, flatten, linear(8->5).
-Graph tiny_resnet(uint64_t seed = 0) {
-  torch::manual_seed(seed);
-  GraphBuilder b("tiny_resnet");
-  std::string x = b.input("image", {-1, 3, 8, 8});
-  std::string s = b.relu(b.conv(x, 3, 8, 3, 1, 1, "stem"));
-  std::string h = b.relu(b.conv(s, 8, 8, 3, 1, 1, "block.conv1"));
-  h = b.conv(h, 8, 8, 3, 1, 1, "block.conv2");
-  std::string y = b.relu(b.op("Add", {h, s}));
-  y = b.flatten(b.op("GlobalAveragePool", {y}));
-  b.output(b.linear(y, 8, 5, "fc"));
-  return b.build();
-}
+using catq::test_models::tiny_resnet;
 
 ImageDataset tiny_data(int64_t n, uint64_t seed) {
   torch::manual_seed(seed);

@@ -10,6 +10,7 @@
 #include "core/error.h"
 #include "io/catq_file.h"
 #include "ir/builder.h"
+#include "tiny_models.h"
 #include "methods/cnn_ptq.h"
 #include "methods/cnn_qat.h"
 #include "methods/qat.h"
@@ -20,18 +21,7 @@ using namespace catq;
 
 namespace {
 
-Graph tiny_resnet(uint64_t seed = 0) {
-  torch::manual_seed(seed);
-  GraphBuilder b("tiny_resnet_qat");
-  std::string x = b.input("image", {-1, 3, 8, 8});
-  std::string s = b.relu(b.conv(x, 3, 8, 3, 1, 1, "stem"));
-  std::string h = b.relu(b.conv(s, 8, 8, 3, 1, 1, "block.conv1"));
-  h = b.conv(h, 8, 8, 3, 1, 1, "block.conv2");
-  std::string y = b.relu(b.op("Add", {h, s}));
-  y = b.flatten(b.op("GlobalAveragePool", {y}));
-  b.output(b.linear(y, 8, 5, "fc"));
-  return b.build();
-}
+using catq::test_models::tiny_resnet;
 
 // Images and the FP model's own decisions as labels (a task the network can fit).
 ImageDataset teacher_labelled(const GraphExecutor& fp, int64_t n, uint64_t seed) {

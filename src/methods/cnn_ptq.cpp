@@ -44,6 +44,19 @@ at::Tensor logits_of(const std::function<at::Tensor(const at::Tensor&)>& f, cons
   return at::cat(parts, 0);
 }
 
+void check_image_model(const Graph& g, const ImageDataset& data, const std::string& what, const std::string& role) {
+  CATQ_CHECK(g.inputs.size() == 1, Unsupported, "{}: {} needs a model with one image input, it has {}", g.source, what,
+             g.inputs.size());
+  const ValueInfo& in = g.inputs[0];
+  if (in.has_shape && in.shape.size() == 4) {
+    bool ok = data.images.dim() == 4;
+    for (int d = 1; ok && d < 4; ++d) ok = in.shape[d] < 0 || in.shape[d] == data.images.size(d);
+    CATQ_CHECK(ok, Data, "{}: {} images are [{}] per image but the model '{}' expects [{}]", data.name, role,
+               fmt::join(data.images.sizes().slice(1), ","), g.source,
+               fmt::join(std::vector<int64_t>(in.shape.begin() + 1, in.shape.end()), ","));
+  }
+}
+
 QuantizedCnn quantize_cnn(Graph g, const ImageDataset& calib, const CnnPtqOptions& o) {
   const auto start = std::chrono::steady_clock::now();
   const auto& methods = cnn_ptq_methods();
@@ -52,15 +65,7 @@ QuantizedCnn quantize_cnn(Graph g, const ImageDataset& calib, const CnnPtqOption
   QuantConfig cfg = o.config_value ? *o.config_value
                     : o.config.empty() ? academic_config(o.bits) : QuantConfig::load(o.config);
   CATQ_CHECK(calib.size() > 0, Data, "calibration data {} is empty", calib.name);
-  CATQ_CHECK(g.inputs.size() == 1, Unsupported, "{}: quantize needs a model with one image input, it has {}", g.source,
-             g.inputs.size());
-  const ValueInfo& in = g.inputs[0];
-  if (in.has_shape && in.shape.size() == 4) {
-    bool ok = calib.images.dim() == 4;
-    for (int d = 1; ok && d < 4; ++d) ok = in.shape[d] < 0 || in.shape[d] == calib.images.size(d);
-    CATQ_CHECK(ok, Data, "{}: calibration images are [{}] per image but the model '{}' expects [{}]", calib.name,
-               fmt::join(calib.images.sizes().slice(1), ","), g.source, fmt::join(std::vector<int64_t>(in.shape.begin() + 1, in.shape.end()), ","));
-  }
+  check_image_model(g, calib, "quantize", "calibration");
   int bn = cfg.fold_bn ? fold_batchnorm(g) : 0;
   auto ex = std::make_unique<GraphExecutor>(std::move(g));
   auto sq = std::make_unique<SimQuant>(cfg);

@@ -23,7 +23,11 @@ namespace catq {
 // at 8 bits (weights and inputs); logits not quantized. Error(Config) for a malformed string or bits outside 2..8.
 QuantConfig academic_config(const std::string& bits);
 
-const std::vector<std::string>& cnn_ptq_methods();  // rtn + recon_methods()
+const std::vector<std::string>& cnn_ptq_methods();
+
+// Error(Unsupported) unless g has one input; Error(Data) naming data, its role ("calibration", "training") and the
+// shapes when its images do not fit that input.
+void check_image_model(const Graph& g, const ImageDataset& data, const std::string& what, const std::string& role);  // rtn + recon_methods()
 
 struct CnnPtqOptions {
   std::string method = "rtn";

@@ -25,16 +25,7 @@ QuantizedCnn qat_cnn(Graph g, const ImageDataset& train, const CnnQatOptions& o,
   CATQ_CHECK(std::isfinite(o.lr) && o.lr > 0 && std::isfinite(o.quant_lr_scale) && o.quant_lr_scale >= 0, Config,
              "QAT: --lr {} must be positive and --quant-lr-scale {} non-negative", o.lr, o.quant_lr_scale);
   CATQ_CHECK(o.calib_images > 0, Config, "QAT: --calib-images {} must be positive", o.calib_images);
-  CATQ_CHECK(g.inputs.size() == 1, Unsupported, "{}: QAT needs a model with one image input, it has {}", g.source,
-             g.inputs.size());
-  const ValueInfo& in = g.inputs[0];
-  if (in.has_shape && in.shape.size() == 4) {
-    bool ok = train.images.dim() == 4;
-    for (int d = 1; ok && d < 4; ++d) ok = in.shape[d] < 0 || in.shape[d] == train.images.size(d);
-    CATQ_CHECK(ok, Data, "{}: training images are [{}] per image but the model '{}' expects [{}]", train.name,
-               fmt::join(train.images.sizes().slice(1), ","), g.source,
-               fmt::join(std::vector<int64_t>(in.shape.begin() + 1, in.shape.end()), ","));
-  }
+  check_image_model(g, train, "QAT", "training");
   QuantConfig cfg = o.config.empty() ? academic_config(o.bits) : QuantConfig::load(o.config);
   // Training updates weights in place: own them, so the caller's graph (whose tensors a copy shares) is untouched.
   for (auto& [name, t] : g.initializers) t = t.clone();
