@@ -311,6 +311,24 @@ MixedPrecisionResult allocate_bits(const GraphExecutor& ex, const at::Tensor& ca
       --pick[best];
       ++repaired;
     }
+    // Fill: the relaxation tends to end below the budget (E[cost] is held at the budget while the argmax rounds
+    // many layers down); raise layers one step at a time, most θ-preferred per added cost first, while they fit.
+    int filled = 0;
+    while (true) {
+      int best = -1;
+      double best_score = -std::numeric_limits<double>::infinity();
+      const double now = cur_cost();
+      for (size_t l = 0; l < L; ++l) {
+        if (fixed[l] || pick[l] + 1 >= static_cast<int>(C)) continue;
+        const double extra = cost[l][pick[l] + 1] - cost[l][pick[l]];
+        if (now + extra > o.budget) continue;
+        const double score = (th[l][pick[l] + 1].item<double>() - th[l][pick[l]].item<double>()) / std::max(extra, 1e-12);
+        if (score > best_score) best_score = score, best = static_cast<int>(l);
+      }
+      if (best < 0) break;
+      ++pick[best];
+      ++filled;
+    }
     json th_j = json::array();
     for (size_t l = 0; l < L; ++l) {
       std::vector<double> row(C);
@@ -320,6 +338,7 @@ MixedPrecisionResult allocate_bits(const GraphExecutor& ex, const at::Tensor& ca
     rep["theta"] = th_j;
     rep["trace"] = trace;
     rep["repaired_steps"] = repaired;
+    rep["filled_steps"] = filled;
     rep["iters"] = o.iters;
     rep["tau"] = {o.tau0, o.tau1};
     rep["dual_lr"] = o.dual_lr;

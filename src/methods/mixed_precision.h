@@ -15,7 +15,9 @@
 //             Q_c(·); loss = KL(FP ‖ mixture) + λ·(E[cost]/budget − 1) with E[cost] = Σ_l Σ_c g_lc cost_l(c);
 //             dual ascent λ ← max(0, λ + η·(E[cost]/budget − 1)) each step; at the end b_l = argmax θ_l. If the
 //             argmax exceeds the budget, layers are lowered one step at a time, cheapest loss of preference
-//             (θ) per saved cost first, until it fits: the result never exceeds the budget either.
+//             (θ) per saved cost first, until it fits: the result never exceeds the budget either. Then layers
+//             are raised one step at a time (most θ-preferred per added cost first) while the budget allows:
+//             the relaxation's argmax tends to end well below the budget (measured: 70–79 % of it on ResNet-20).
 #pragma once
 #include <string>
 #include <vector>
