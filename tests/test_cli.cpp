@@ -142,6 +142,30 @@ TEST(BadInputCli, QuantizeRejectsBadOptionsBeforeLoading) {
   EXPECT_EQ(r.code, 2) << r.out;  // no -o
 }
 
+TEST(BadInputCli, QatAndMixedPrecisionOptions) {
+  // Options fail before the (missing) model is read.
+  CliRun r = run_cli("qat /nonexistent.onnx --data x.bin --bits w9a9 -o /tmp/x.catq");
+  EXPECT_EQ(r.code, 6) << r.out;
+  EXPECT_NE(r.out.find("w9a9"), std::string::npos) << r.out;
+  r = run_cli("qat /nonexistent.onnx --data x.bin --weight-quantizer lsq9 -o /tmp/x.catq");
+  EXPECT_EQ(r.code, 2) << r.out;
+  r = run_cli("qat /nonexistent.onnx --data x.bin --distill 2 -o /tmp/x.catq");
+  EXPECT_EQ(r.code, 6) << r.out;
+  r = run_cli("qat /nonexistent.onnx -o /tmp/x.catq");
+  EXPECT_EQ(r.code, 2) << r.out;  // no --data
+  r = run_cli("quantize /nonexistent.onnx --budget-bops w3 --budget-bytes w3 --calib x.bin -o /tmp/x.catq");
+  EXPECT_EQ(r.code, 2) << r.out;
+  r = run_cli("quantize /nonexistent.onnx --budget-bops w3 --alloc random --calib x.bin -o /tmp/x.catq");
+  EXPECT_EQ(r.code, 2) << r.out;
+  // Malformed inputs of qat-fit and plot name the file.
+  const std::string bad = tmp_file("bad_run.json", "{\"parameters\": 1}");
+  r = run_cli("qat-fit " + bad);
+  EXPECT_EQ(r.code, 4) << r.out;
+  EXPECT_NE(r.out.find(bad), std::string::npos) << r.out;
+  r = run_cli("plot " + bad + " -o /tmp/x.svg");
+  EXPECT_EQ(r.code, 4) << r.out;
+}
+
 TEST(BadInputCli, QuantizedFileErrors) {
   std::string p = tmp_file("bad.catq", std::string("CATQMDL") + std::string(3, '\0'));
   CliRun r = run_cli("eval " + p + " --data x.bin");
