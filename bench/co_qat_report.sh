@@ -35,7 +35,8 @@ for r in rs:
     lines.setdefault((r["parameters"], r["tokens_seen"], r["bits"], r["schedule"]), {})[r["qat_fraction"]] = r["val_nll"]
 for i, ((n, d, b, sch), v) in enumerate(sorted(lines.items())):
     if sch == "classic":
-        v = dict(v, **{0.0: lines.get((n, d, b, "fused"), {}).get(0.0)})
+        v = dict(v)
+        v[0.0] = lines.get((n, d, b, "fused"), {}).get(0.0)  # f = 0 (RTN) is the same run for both schedules
     series.append({"label": f"N {n/1e6:.2f}M D {d/1e6:.2f}M {b}-bit {sch}", "y": [v.get(f) for f in fr],
                    "color": colors[i % len(colors)], "dashed": sch == "classic"})
 json.dump({"title": "FP then weights-only QAT: validation NLL of the quantized model vs QAT fraction (f = 0: RTN)",

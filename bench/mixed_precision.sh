@@ -53,7 +53,7 @@ for m in $MODELS; do
 done
 python3 - "$OUT" <<'PY'
 import glob, json, sys
-rs = [json.load(open(f)) for f in sorted(glob.glob(sys.argv[1] + "/*.json"))]
+rs = [json.load(open(f)) for f in sorted(glob.glob(sys.argv[1] + "/*.json")) if not f.endswith("/plot.json")]
 print("| model / method | allocation | budget | cost / budget | bits per layer (first … last) | top-1 % | weight bytes | alloc s | total s |")
 print("|---|---|---|---:|---|---:|---:|---:|---:|")
 for r in rs:
