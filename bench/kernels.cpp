@@ -88,6 +88,24 @@ int main(int argc, char** argv) {
   std::vector<float>().swap(a);
   std::vector<float>().swap(b);
 
+  // ---- compute rate with the weights in cache (1024×1024: 0.25–1 MB) ----
+  {
+    std::mt19937 rng(2);
+    std::normal_distribution<float> N01(0, 1);
+    const int64_t K = 1024, N = 1024;
+    std::vector<float> w(static_cast<size_t>(N * K)), x(static_cast<size_t>(K)), y(static_cast<size_t>(N));
+    for (auto& v : w) v = N01(rng);
+    for (auto& v : x) v = N01(rng);
+    std::printf("| GEMV in cache (M = 1, 1024x1024) | G weights / s | eff. GB/s |\n|---|---:|---:|\n");
+    for (auto [bits, group] : std::vector<std::pair<int, int64_t>>{{8, K}, {4, 32}, {4, 128}, {4, K}, {2, 32}}) {
+      PackedWeights p = pack_weights(w.data(), N, K, bits, group, bits != 2);
+      const double t = best_seconds(reps * 20, [&] { gemv_packed(p, x.data(), y.data()); });
+      std::printf("| catq W%dA16 g%lld | %.2f | %.2f |\n", bits, static_cast<long long>(p.group), N * K / t / 1e9,
+                  (p.q.size() + 8.0 * p.scale.size()) / t / 1e9);
+    }
+    std::printf("\n");
+  }
+
   // ---- W4A16 GEMV beyond the last-level cache: a sweep over enough 4096×11008 layers to hold ≥ the array size ----
   {
     const int64_t K = 4096, N = 11008;
