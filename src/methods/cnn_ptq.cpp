@@ -57,6 +57,26 @@ void check_image_model(const Graph& g, const ImageDataset& data, const std::stri
   }
 }
 
+void install_weight_codes(const GraphExecutor& ex, SimQuant& sq, const at::Tensor& probe) {
+  std::vector<const LayerInfo*> todo;
+  for (const LayerInfo& l : ex.layers()) {
+    const SimQuant::Layer& sl = sq.layer(l.name);
+    if (sl.weight_spec.enabled && !sl.weight_codes.defined()) todo.push_back(&l);
+  }
+  if (todo.empty()) return;
+  {
+    // One quantized forward (re)computes the params of weights that are new or were changed in place.
+    at::NoGradGuard ng;
+    sq.set_mode(SimQuant::Mode::Quantize);
+    ex.forward(probe, &sq);
+  }
+  for (const LayerInfo* l : todo) {
+    const QuantParams* wp = sq.weight_params(l->name);
+    CATQ_CHECK(wp != nullptr, Internal, "layer '{}' has no weight params", l->name);
+    sq.set_quantized_weight(l->name, quantize(ex.layer_weight(*l).detach(), *wp), *wp);
+  }
+}
+
 QuantizedCnn quantize_cnn(Graph g, const ImageDataset& calib, const CnnPtqOptions& o) {
   const auto start = std::chrono::steady_clock::now();
   const auto& methods = cnn_ptq_methods();
@@ -94,14 +114,7 @@ QuantizedCnn quantize_cnn(Graph g, const ImageDataset& calib, const CnnPtqOption
         {"learn_act_scale", ro.learn_act_scale},    {"reinit_act", ro.reinit_act},{"keep_best", ro.keep_best},
         {"units", units},                           {"seconds", rep.seconds}};
   }
-  // Install integer codes for every quantized weight that does not have them yet (RTN layers).
-  for (const LayerInfo& l : ex->layers()) {
-    const SimQuant::Layer& sl = sq->layer(l.name);
-    if (!sl.weight_spec.enabled || sl.weight_codes.defined()) continue;
-    const QuantParams* wp = sq->weight_params(l.name);
-    CATQ_CHECK(wp != nullptr, Internal, "quantize: layer '{}' has no weight params", l.name);
-    sq->set_quantized_weight(l.name, quantize(ex->layer_weight(l).detach(), *wp), *wp);
-  }
+  install_weight_codes(*ex, *sq, calib.images.slice(0, 0, 1));
   meta["weight_bytes"] = sq->total_weight_bytes();
   meta["seconds"] = std::chrono::duration<double>(std::chrono::steady_clock::now() - start).count();
   QuantizedCnn m;

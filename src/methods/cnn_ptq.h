@@ -44,6 +44,11 @@ struct CnnPtqOptions {
 // method, bits, config, options, calibration set, per-unit reconstruction losses and wall time.
 QuantizedCnn quantize_cnn(Graph g, const ImageDataset& calib, const CnnPtqOptions& o);
 
+// Installs integer codes, from the executor's current weights, for every quantized layer that has none yet (RTN
+// layers, layers a QAT left to the STE quantizer). `probe` (e.g. one image) is run once first in Quantize mode so
+// that params of new or changed weights are computed. Leaves sq in Quantize mode.
+void install_weight_codes(const GraphExecutor& ex, SimQuant& sq, const at::Tensor& probe);
+
 struct HeadOptions {
   std::string kind = "cat";      // "cat" or "affine" (K = 1)
   bool select = true;            // choose K (cat) and α by cross-validation on the fitting points

@@ -123,15 +123,7 @@ QuantizedCnn qat_cnn(Graph g, const ImageDataset& train, const CnnQatOptions& o,
   for (auto& p : params) p.set_requires_grad(false);
   qat.commit(weight_of);
   // Layers left to the base's STE quantizer (kmeans / ternary schemes) get their codes from the trained weight.
-  for (const LayerInfo& l : ex.layers()) {
-    const SimQuant::Layer& sl = m.sq->layer(l.name);
-    if (!sl.weight_spec.enabled || sl.weight_codes.defined()) continue;
-    at::NoGradGuard ng;
-    ex.forward(calib.slice(0, 0, 1), m.sq.get());  // recomputes params from the trained weights
-    const QuantParams* wp = m.sq->weight_params(l.name);
-    CATQ_CHECK(wp != nullptr, Internal, "QAT: layer '{}' has no weight params", l.name);
-    m.sq->set_quantized_weight(l.name, quantize(ex.layer_weight(l).detach(), *wp), *wp);
-  }
+  install_weight_codes(ex, *m.sq, calib.slice(0, 0, 1));
 
   json layers = json::array();
   for (const LayerInfo& l : ex.layers())

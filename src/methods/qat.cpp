@@ -150,6 +150,7 @@ QatQuant::QatQuant(SimQuant& base, const std::function<at::Tensor(const LayerInf
       s.ap = *ip;
       s.aq = opts_.act;
       const int64_t z = s.ap.zero_point.item<int64_t>();
+      s.a_zero = static_cast<double>(z);
       // PACT clips to [0, α]: only where the calibrated range starts at zero (after a ReLU) and has 2^b levels.
       if (s.aq == ActQat::Pact && (z != s.ap.qmin || s.ap.qmax - s.ap.qmin != (int64_t{1} << s.ap.bits) - 1))
         s.aq = ActQat::Lsq;
@@ -193,7 +194,7 @@ at::Tensor QatQuant::input(const LayerInfo& layer, const at::Tensor& x) {
   LayerState& s = state(layer);
   if (!s.a_learned) return base_.input(layer, x);
   if (s.aq == ActQat::Pact) return pact_fake_quant(x, s.a_scale, s.ap.bits);
-  const double z = s.ap.zero_point.item<double>();
+  const double z = s.a_zero;
   const double g = lsq_grad_scale(x.numel(), s.ap.qmax);
   if (x.device().is_cpu() && x.scalar_type() == at::kFloat)
     return fake_quant_lsq_per_tensor(x, s.a_scale, z, s.ap.qmin, s.ap.qmax, g);

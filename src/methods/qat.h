@@ -85,6 +85,7 @@ class QatQuant : public QuantContext {
     bool a_learned = false;
     ActQat aq = ActQat::Ste;
     QuantParams ap;                 // calibrated input params (per tensor)
+    double a_zero = 0;              // ap's zero-point (read on every forward)
     at::Tensor a_scale;             // lsq: s (0-dim); pact: α (0-dim)
   };
   LayerState& state(const LayerInfo& l);
