@@ -1,0 +1,342 @@
+#include "runtime/int_gemm.h"
+
+#include <algorithm>
+#include <cmath>
+#include <cstring>
+
+#include <ATen/Parallel.h>
+
+#if defined(__x86_64__) || defined(__i386__)
+#include <immintrin.h>
+#define CATQ_X86 1
+#endif
+
+#include "core/error.h"
+
+// GCC 12's _mm512_reduce_add_epi32 reads an uninitialised temporary inside its own header (a false positive).
+#pragma GCC diagnostic ignored "-Wmaybe-uninitialized"
+
+namespace catq {
+
+IntWeights prepare_int_weights(PackedWeights w) {
+  w.validate("integer GEMM weights");
+  CATQ_CHECK(w.group <= 33000, Data, "integer GEMM weights: group of {} columns may overflow int32 accumulators "
+             "(at most 33,000)", w.group);
+  IntWeights iw;
+  const int64_t G = w.groups_per_row();
+  iw.zero.resize(static_cast<size_t>(w.rows * G));
+  iw.code_sum.assign(static_cast<size_t>(w.rows * G), 0);
+  for (int64_t r = 0; r < w.rows; ++r)
+    for (int64_t g = 0; g < G; ++g) {
+      const size_t gi = static_cast<size_t>(r * G + g);
+      const float z = w.zero[gi];
+      CATQ_CHECK(z == std::nearbyint(z), Data, "integer GEMM weights: zero-point {} of row {} group {} is not an "
+                 "integer", z, r, g);
+      iw.zero[gi] = static_cast<int32_t>(z);
+      for (int64_t j = g * w.group; j < (g + 1) * w.group; ++j) iw.code_sum[gi] += w.code(r, j);
+    }
+  iw.w = std::move(w);
+  return iw;
+}
+
+int64_t kernel_position(int bits, int64_t j, int64_t k) {
+  const int64_t block = j / 64, off = j % 64;
+  if (bits == 8 || (block + 1) * 64 > k) return j;  // column order, and the tail after the last full block
+  if (bits == 4) return block * 64 + (off % 2) * 32 + off / 2;
+  return block * 64 + (off % 4) * 16 + off / 4;  // 2-bit
+}
+
+void quantize_rows(const float* x, int64_t m, const ActQuant& aq, const IntWeights& w, QuantizedRows& out) {
+  const int64_t k = w.w.cols, group = w.w.group, G = w.w.groups_per_row();
+  CATQ_CHECK(aq.qmax > aq.qmin && aq.qmax - aq.qmin <= 255 && aq.qmin >= -128 && aq.qmax <= 255, Usage,
+             "integer GEMM: activation code range [{}, {}] does not fit 8 bits", aq.qmin, aq.qmax);
+  // Codes in [0, 255] move to int8 by −128 (x̂ = s·(q − z) = s·((q − 128) − (z − 128))).
+  const int32_t shift = aq.qmax > 127 ? 128 : 0;
+  out.m = m;
+  out.k = k;
+  out.group = group;
+  out.a.resize(static_cast<size_t>(m * k));
+  out.scale.resize(static_cast<size_t>(m));
+  out.zero.resize(static_cast<size_t>(m));
+  out.group_sum.assign(static_cast<size_t>(m * G), 0);
+  std::vector<int64_t> pos(static_cast<size_t>(k));
+  for (int64_t j = 0; j < k; ++j) pos[static_cast<size_t>(j)] = kernel_position(w.w.bits, j, k);
+  const float qmin = static_cast<float>(aq.qmin), qmax = static_cast<float>(aq.qmax);
+  for (int64_t i = 0; i < m; ++i) {
+    const float* xr = x + i * k;
+    float s = aq.scale, z = static_cast<float>(aq.zero);
+    bool finite = true;
+    for (int64_t j = 0; j < k; ++j) finite &= std::isfinite(xr[j]);
+    CATQ_CHECK(finite, Data, "integer GEMM: activation row {} holds NaN or Inf", i);
+    if (aq.dynamic) {
+      float lo = xr[0], hi = xr[0];
+      for (int64_t j = 1; j < k; ++j) {
+        lo = std::min(lo, xr[j]);
+        hi = std::max(hi, xr[j]);
+      }
+      lo *= aq.clip_ratio;
+      hi *= aq.clip_ratio;
+      if (aq.symmetric) {
+        const float amax = aq.is_signed ? std::max(std::fabs(lo), std::fabs(hi)) : std::max(hi, 0.f);
+        s = amax / qmax;
+        z = 0;
+      } else {
+        lo = std::min(lo, 0.f);
+        hi = std::max(hi, 0.f);
+        s = (hi - lo) / (qmax - qmin);
+      }
+      if (!(s > 1e-30f)) s = 1.f;
+      if (!aq.symmetric) z = std::clamp(qmin - std::nearbyint(lo / s), qmin, qmax);
+    }
+    out.scale[static_cast<size_t>(i)] = s;
+    out.zero[static_cast<size_t>(i)] = static_cast<int32_t>(z) - shift;
+    int8_t* ar = out.a.data() + i * k;
+    int32_t* gs = out.group_sum.data() + i * G;
+    for (int64_t j = 0; j < k; ++j) {
+      const int32_t q = static_cast<int32_t>(std::clamp(std::nearbyint(xr[j] / s) + z, qmin, qmax)) - shift;
+      ar[pos[static_cast<size_t>(j)]] = static_cast<int8_t>(q);
+      gs[j / group] += q;
+    }
+  }
+}
+
+namespace {
+
+// A[(r·nt + t)·G + g] = Σ_{j∈g} u[r0+r][j] · a[i0+t][pos(j)] for a tile of nr rows × nt tokens.
+void tile_scalar(const IntWeights& W, const QuantizedRows& X, int64_t r0, int nr, int64_t i0, int nt, int32_t* A) {
+  const PackedWeights& w = W.w;
+  const int64_t G = w.groups_per_row();
+  for (int r = 0; r < nr; ++r)
+    for (int t = 0; t < nt; ++t) {
+      const int8_t* a = X.a.data() + (i0 + t) * X.k;
+      for (int64_t g = 0; g < G; ++g) {
+        int32_t acc = 0;
+        for (int64_t j = g * w.group; j < (g + 1) * w.group; ++j)
+          acc += w.code(r0 + r, j) * a[kernel_position(w.bits, j, w.cols)];
+        A[(r * nt + t) * G + g] = acc;
+      }
+    }
+}
+
+// The float epilogue shared by every ISA (no target attributes: the same instructions, the same rounding):
+// y[i][r] = s_x[i] · Σ_g s[r][g] · D_g in group order.
+void epilogue(const IntWeights& W, const QuantizedRows& X, int64_t r0, int nr, int64_t i0, int nt, const int32_t* A,
+              float* y) {
+  const PackedWeights& w = W.w;
+  const int64_t G = w.groups_per_row();
+  for (int r = 0; r < nr; ++r)
+    for (int t = 0; t < nt; ++t) {
+      const int64_t row = r0 + r, i = i0 + t;
+      const int64_t zx = X.zero[static_cast<size_t>(i)];
+      float acc = 0;
+      for (int64_t g = 0; g < G; ++g) {
+        const size_t gi = static_cast<size_t>(row * G + g);
+        const int64_t z = W.zero[gi];
+        const int64_t d = static_cast<int64_t>(A[(r * nt + t) * G + g]) - z * X.group_sum[static_cast<size_t>(i * G + g)] -
+                          zx * W.code_sum[gi] + w.group * z * zx;
+        acc += w.scale[gi] * static_cast<float>(d);
+      }
+      y[i * w.rows + row] = X.scale[static_cast<size_t>(i)] * acc;
+    }
+}
+
+#ifdef CATQ_X86
+// Columns after the last full 64-block of a per-channel row (column order), added to the group's accumulator.
+inline int32_t tail_dot(const PackedWeights& w, int64_t row, const int8_t* a, int64_t j0) {
+  int32_t s = 0;
+  for (int64_t j = j0; j < w.cols; ++j) s += w.code(row, j) * a[j];
+  return s;
+}
+
+// 64 codes of a row's 64-block v in kernel order, as unsigned bytes.
+template <int bits>
+__attribute__((target("avx512f,avx512bw,avx512vnni"))) inline __m512i expand64(const uint8_t* row, int64_t v) {
+  if constexpr (bits == 8) return _mm512_loadu_si512(row + 64 * v);
+  if constexpr (bits == 4) {
+    const __m256i b = _mm256_loadu_si256(reinterpret_cast<const __m256i*>(row + 32 * v));
+    const __m256i m = _mm256_set1_epi8(0x0F);
+    return _mm512_inserti64x4(_mm512_castsi256_si512(_mm256_and_si256(b, m)),
+                              _mm256_and_si256(_mm256_srli_epi16(b, 4), m), 1);
+  }
+  const __m128i b = _mm_loadu_si128(reinterpret_cast<const __m128i*>(row + 16 * v));
+  const __m128i m = _mm_set1_epi8(0x03);
+  __m512i z = _mm512_castsi128_si512(_mm_and_si128(b, m));
+  z = _mm512_inserti32x4(z, _mm_and_si128(_mm_srli_epi16(b, 2), m), 1);
+  z = _mm512_inserti32x4(z, _mm_and_si128(_mm_srli_epi16(b, 4), m), 2);
+  return _mm512_inserti32x4(z, _mm_and_si128(_mm_srli_epi16(b, 6), m), 3);
+}
+
+// 4 rows × NT tokens of int32 accumulators (16 registers at NT = 4): each weight block is expanded once for NT
+// tokens and each activation block loaded once for 4 rows.
+template <int bits, int NT>
+__attribute__((target("avx512f,avx512bw,avx512vnni"))) void tile_avx512(const IntWeights& W, const QuantizedRows& X,
+                                                                        int64_t r0, int nr, int64_t i0, int nt,
+                                                                        int32_t* A) {
+  const PackedWeights& w = W.w;
+  const int64_t G = w.groups_per_row();
+  const uint8_t* row[4];
+  for (int r = 0; r < 4; ++r) row[r] = w.q.data() + (r0 + std::min(r, nr - 1)) * w.row_bytes();
+  const int8_t* act[NT];
+  for (int t = 0; t < NT; ++t) act[t] = X.a.data() + (i0 + std::min(t, nt - 1)) * X.k;
+  for (int64_t g = 0; g < G; ++g) {
+    __m512i acc[4][NT];
+    for (int r = 0; r < 4; ++r)
+      for (int t = 0; t < NT; ++t) acc[r][t] = _mm512_setzero_si512();
+    const int64_t v0 = g * w.group / 64, v1 = std::min((g + 1) * w.group, w.cols) / 64;  // full blocks of the group
+    for (int64_t v = v0; v < v1; ++v) {
+      __m512i wv[4];
+      for (int r = 0; r < 4; ++r) wv[r] = expand64<bits>(row[r], v);
+      for (int t = 0; t < NT; ++t) {
+        const __m512i av = _mm512_loadu_si512(act[t] + 64 * v);
+        for (int r = 0; r < 4; ++r) acc[r][t] = _mm512_dpbusd_epi32(acc[r][t], wv[r], av);
+      }
+    }
+    for (int r = 0; r < nr; ++r)
+      for (int t = 0; t < nt; ++t) {
+        int32_t s = _mm512_reduce_add_epi32(acc[r][t]);
+        if (v1 * 64 < (g + 1) * w.group) s += tail_dot(w, r0 + r, act[t], v1 * 64);  // per-channel ragged tail
+        A[(r * nt + t) * G + g] = s;
+      }
+  }
+}
+
+// AVX2: 32 codes of kernel order at a time, widened to int16 (vpmaddwd is exact for 8-bit × 8-bit products).
+template <int bits>
+__attribute__((target("avx2,fma"))) inline void expand64_avx2(const uint8_t* row, int64_t v, __m256i& h0, __m256i& h1) {
+  if constexpr (bits == 8) {
+    h0 = _mm256_loadu_si256(reinterpret_cast<const __m256i*>(row + 64 * v));
+    h1 = _mm256_loadu_si256(reinterpret_cast<const __m256i*>(row + 64 * v + 32));
+  } else if constexpr (bits == 4) {
+    const __m256i b = _mm256_loadu_si256(reinterpret_cast<const __m256i*>(row + 32 * v));
+    const __m256i m = _mm256_set1_epi8(0x0F);
+    h0 = _mm256_and_si256(b, m);
+    h1 = _mm256_and_si256(_mm256_srli_epi16(b, 4), m);
+  } else {
+    const __m128i b = _mm_loadu_si128(reinterpret_cast<const __m128i*>(row + 16 * v));
+    const __m128i m = _mm_set1_epi8(0x03);
+    h0 = _mm256_set_m128i(_mm_and_si128(_mm_srli_epi16(b, 2), m), _mm_and_si128(b, m));
+    h1 = _mm256_set_m128i(_mm_and_si128(_mm_srli_epi16(b, 6), m), _mm_and_si128(_mm_srli_epi16(b, 4), m));
+  }
+}
+
+__attribute__((target("avx2,fma"))) inline __m256i dot32_avx2(__m256i acc, __m256i u, const int8_t* a) {
+  const __m256i av = _mm256_loadu_si256(reinterpret_cast<const __m256i*>(a));
+  acc = _mm256_add_epi32(acc, _mm256_madd_epi16(_mm256_cvtepu8_epi16(_mm256_castsi256_si128(u)),
+                                                _mm256_cvtepi8_epi16(_mm256_castsi256_si128(av))));
+  return _mm256_add_epi32(acc, _mm256_madd_epi16(_mm256_cvtepu8_epi16(_mm256_extracti128_si256(u, 1)),
+                                                 _mm256_cvtepi8_epi16(_mm256_extracti128_si256(av, 1))));
+}
+
+__attribute__((target("avx2,fma"))) inline int32_t hsum_epi32(__m256i v) {
+  __m128i s = _mm_add_epi32(_mm256_castsi256_si128(v), _mm256_extracti128_si256(v, 1));
+  s = _mm_add_epi32(s, _mm_shuffle_epi32(s, 0x4E));
+  s = _mm_add_epi32(s, _mm_shuffle_epi32(s, 0xB1));
+  return _mm_cvtsi128_si32(s);
+}
+
+// 2 rows × 2 tokens (16 ymm registers are few).
+template <int bits>
+__attribute__((target("avx2,fma"))) void tile_avx2(const IntWeights& W, const QuantizedRows& X, int64_t r0, int nr,
+                                                   int64_t i0, int nt, int32_t* A) {
+  const PackedWeights& w = W.w;
+  const int64_t G = w.groups_per_row();
+  for (int rb = 0; rb < nr; rb += 2)
+    for (int tb = 0; tb < nt; tb += 2) {
+      const int mr = std::min(2, nr - rb), mt = std::min(2, nt - tb);
+      const uint8_t* row[2] = {w.q.data() + (r0 + rb) * w.row_bytes(), w.q.data() + (r0 + rb + mr - 1) * w.row_bytes()};
+      const int8_t* act[2] = {X.a.data() + (i0 + tb) * X.k, X.a.data() + (i0 + tb + mt - 1) * X.k};
+      for (int64_t g = 0; g < G; ++g) {
+        __m256i acc[2][2] = {{_mm256_setzero_si256(), _mm256_setzero_si256()},
+                             {_mm256_setzero_si256(), _mm256_setzero_si256()}};
+        const int64_t v0 = g * w.group / 64, v1 = std::min((g + 1) * w.group, w.cols) / 64;
+        for (int64_t v = v0; v < v1; ++v) {
+          __m256i h[2][2];
+          for (int r = 0; r < 2; ++r) expand64_avx2<bits>(row[r], v, h[r][0], h[r][1]);
+          for (int t = 0; t < 2; ++t)
+            for (int r = 0; r < 2; ++r) {
+              acc[r][t] = dot32_avx2(acc[r][t], h[r][0], act[t] + 64 * v);
+              acc[r][t] = dot32_avx2(acc[r][t], h[r][1], act[t] + 64 * v + 32);
+            }
+        }
+        for (int r = 0; r < mr; ++r)
+          for (int t = 0; t < mt; ++t) {
+            int32_t s = hsum_epi32(acc[r][t]);
+            if (v1 * 64 < (g + 1) * w.group) s += tail_dot(w, r0 + rb + r, act[t], v1 * 64);
+            A[((rb + r) * nt + tb + t) * G + g] = s;
+          }
+      }
+    }
+}
+
+bool has_vnni() {
+  static const bool v = __builtin_cpu_supports("avx512f") && __builtin_cpu_supports("avx512bw") &&
+                        __builtin_cpu_supports("avx512vnni");
+  return v;
+}
+#endif
+
+using TileFn = void (*)(const IntWeights&, const QuantizedRows&, int64_t, int, int64_t, int, int32_t*);
+
+TileFn pick_tile(const IntWeights& W, KernelIsa isa, bool four_tokens) {
+#ifdef CATQ_X86
+  const PackedWeights& w = W.w;
+  if (w.group % 64 == 0 || w.group == w.cols) {
+    if (isa == KernelIsa::Avx512 && has_vnni()) {
+      if (four_tokens) return w.bits == 8 ? tile_avx512<8, 4> : w.bits == 4 ? tile_avx512<4, 4> : tile_avx512<2, 4>;
+      return w.bits == 8 ? tile_avx512<8, 1> : w.bits == 4 ? tile_avx512<4, 1> : tile_avx512<2, 1>;
+    }
+    if (isa == KernelIsa::Avx512 || isa == KernelIsa::Avx2)
+      return w.bits == 8 ? tile_avx2<8> : w.bits == 4 ? tile_avx2<4> : tile_avx2<2>;
+  }
+#endif
+  (void)W, (void)isa, (void)four_tokens;
+  return tile_scalar;
+}
+
+}  // namespace
+
+void gemm_int(const IntWeights& W, const QuantizedRows& X, float* y, KernelIsa isa) {
+  CATQ_CHECK(isa_supported(isa), Usage, "gemm_int: this CPU has no {}", to_string(isa));
+  const PackedWeights& w = W.w;
+  CATQ_CHECK(X.k == w.cols && X.group == w.group, Usage, "gemm_int: activations of {} columns (group {}) for weights "
+             "of {} columns (group {})", X.k, X.group, w.cols, w.group);
+  const int64_t G = w.groups_per_row();
+  // Row blocks of 64 rows in parallel; inside, tiles of 4 rows × 4 tokens (weights of a block stay in L2 while all
+  // token tiles pass over them).
+  constexpr int64_t kRowBlock = 64;
+  const int64_t n_blocks = (w.rows + kRowBlock - 1) / kRowBlock;
+  const TileFn tile4 = pick_tile(W, isa, true), tile1 = pick_tile(W, isa, false);
+  at::parallel_for(0, n_blocks, 1, [&](int64_t b0, int64_t b1) {
+    std::vector<int32_t> A(static_cast<size_t>(16 * G));
+    for (int64_t b = b0; b < b1; ++b) {
+      const int64_t rend = std::min(w.rows, (b + 1) * kRowBlock);
+      for (int64_t i0 = 0; i0 < X.m; i0 += 4) {
+        const int nt = static_cast<int>(std::min<int64_t>(4, X.m - i0));
+        for (int64_t r0 = b * kRowBlock; r0 < rend; r0 += 4) {
+          const int nr = static_cast<int>(std::min<int64_t>(4, rend - r0));
+          if (nt == 4) {
+            tile4(W, X, r0, nr, i0, nt, A.data());
+            epilogue(W, X, r0, nr, i0, nt, A.data(), y);
+          } else {
+            for (int t = 0; t < nt; ++t) {
+              tile1(W, X, r0, nr, i0 + t, 1, A.data());
+              epilogue(W, X, r0, nr, i0 + t, 1, A.data(), y);
+            }
+          }
+        }
+      }
+    }
+  });
+}
+
+void gemm_qact(const IntWeights& w, const float* x, int64_t m, const ActQuant& aq, float* y, KernelIsa isa) {
+  thread_local QuantizedRows rows;  // reused across calls: no allocation per token in decoding
+  quantize_rows(x, m, aq, w, rows);
+  gemm_int(w, rows, y, isa);
+}
+
+void gemm_qact(const IntWeights& w, const float* x, int64_t m, const ActQuant& aq, float* y) {
+  gemm_qact(w, x, m, aq, y, best_isa());
+}
+
+}  // namespace catq
