@@ -158,8 +158,7 @@ enum { kQ = 0, kK, kV, kO, kGate, kUp, kDown, kPerBlock };
 
 at::Tensor LlamaModel::linear(const at::Tensor& x, const at::Tensor& w, int idx, QuantContext* ctx) const {
   if (!ctx) return at::linear(x, w);
-  const LayerInfo& li = infos_[idx];
-  return at::linear(ctx->input(li, x), ctx->weight(li, w));
+  return ctx->linear(infos_[idx], x, w);
 }
 
 static at::Tensor rms_norm(const at::Tensor& x, const at::Tensor& w, double eps) {

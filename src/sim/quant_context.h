@@ -31,6 +31,11 @@ class QuantContext {
   virtual at::Tensor weight(const LayerInfo& layer, const at::Tensor& w) = 0;
   // Returns the input activation to use. x: conv [N,C,H,W]; linear [..., in] (a "token" is one row).
   virtual at::Tensor input(const LayerInfo& layer, const at::Tensor& x) = 0;
+  // Executes a linear layer: y = input(x) · weight(w)ᵀ by default. A context may run the layer itself instead
+  // (runtime/int_runtime.h executes it with integer kernels). x: [..., in]; w: [out, in]. Linear layers only.
+  virtual at::Tensor linear(const LayerInfo& layer, const at::Tensor& x, const at::Tensor& w) {
+    return at::linear(input(layer, x), weight(layer, w));
+  }
   // Keys (after RoPE) or values of attention block `block` before they enter the KV cache, [B, heads, T, hd].
   // Default: unchanged.
   virtual at::Tensor kv_cache(int64_t block, bool is_value, const at::Tensor& t) { return t; }
