@@ -14,8 +14,10 @@
 #include <functional>
 #include <random>
 #include <string>
+#include <tuple>
 #include <vector>
 
+#include "runtime/int_gemm.h"
 #include "runtime/kernels.h"
 #include "runtime/packed.h"
 
@@ -143,6 +145,9 @@ int main(int argc, char** argv) {
     PackedWeights p8 = pack_weights(w.data(), N, K, 8, K, true);
     PackedWeights p4 = pack_weights(w.data(), N, K, 4, 32, true);
     PackedWeights p2 = pack_weights(w.data(), N, K, 2, 32, false);
+    // Integer GEMM weights (per output channel, symmetric): W8A8, W4A8, W4A4.
+    const IntWeights i8 = prepare_int_weights(pack_weights(w.data(), N, K, 8, K, true));
+    const IntWeights i4 = prepare_int_weights(pack_weights(w.data(), N, K, 4, K, true));
     for (int64_t M : {int64_t{1}, int64_t{512}}) {
       if (quick && M > 1) continue;
       const int r = M == 1 ? reps : std::max(1, reps / 2);
@@ -173,9 +178,31 @@ int main(int argc, char** argv) {
         const std::string name = "catq W" + std::to_string(pw->bits) + "A16 g" + std::to_string(pw->group);
         row(name.c_str(), t, bytes);
       }
+      // The integer GEMM alone on pre-quantized activations (what the oneDNN int8 row measures), then the fused call a
+      // linear layer makes (per-token activation quantization included in the time).
+      ActQuant a8, a4;
+      {
+        QuantizedRows q;
+        quantize_rows(x.data(), M, a8, i8, q);
+        row("catq W8A8 int GEMM (act. pre-quantized)", best_seconds(r, [&] { gemm_int(i8, q, y.data(), best_isa()); }),
+            static_cast<double>(i8.w.q.size()) + 8.0 * i8.w.scale.size());
+        quantize_rows(x.data(), M, a8, i4, q);
+        row("catq W4A8 int GEMM (act. pre-quantized)", best_seconds(r, [&] { gemm_int(i4, q, y.data(), best_isa()); }),
+            static_cast<double>(i4.w.q.size()) + 8.0 * i4.w.scale.size());
+      }
+      a4.qmin = -8;
+      a4.qmax = 7;
+      for (auto [iw, aq, name] : {std::tuple{&i8, &a8, "catq W8A8 int (per-token act)"},
+                                  std::tuple{&i4, &a8, "catq W4A8 int (per-token act)"},
+                                  std::tuple{&i4, &a4, "catq W4A4 int (per-token act)"}}) {
+        const double t = best_seconds(r, [&] { gemm_qact(*iw, x.data(), M, *aq, y.data()); });
+        row(name, t, static_cast<double>(iw->w.q.size()) + 8.0 * iw->w.scale.size());
+      }
     }
   }
-  std::printf("\nvs = oneDNN time / catq time (> 1: catq faster). eff. GB/s = packed weight bytes (codes + scales + "
+  std::printf("\nThe int rows quantize the fp32 activations per token inside the timed call; the oneDNN int8 row gets "
+              "already quantized u8 activations.\n");
+  std::printf("vs = oneDNN time / catq time (> 1: catq faster). eff. GB/s = packed weight bytes (codes + scales + "
               "zero-points) / time; for M = 1 the GEMV is bandwidth-bound and %% of read BW is the figure of merit.\n");
   return 0;
 }

@@ -72,11 +72,14 @@ TEST(IntGemm, ActivationCodesEqualTheSimulationsPerTokenQuantizer) {
         s.is_signed = sgn;
         s.granularity = Granularity::PerToken;
         const at::Tensor ref = fake_quantize(x, compute_params(s, x));
-        QuantizedRows q;
-        quantize_rows(x.data_ptr<float>(), 5, act_quant(bits, sym, sgn), iw, q);
-        for (int64_t i = 0; i < 5; ++i)
-          for (int64_t j = 0; j < 128; ++j)
-            ASSERT_EQ(act_value(q, 4, i, j), ref[i][j].item<float>()) << bits << sym << sgn << " " << i << "," << j;
+        for (KernelIsa isa : {KernelIsa::Scalar, best_isa()}) {
+          QuantizedRows q;
+          quantize_rows(x.data_ptr<float>(), 5, act_quant(bits, sym, sgn), iw, q, isa);
+          for (int64_t i = 0; i < 5; ++i)
+            for (int64_t j = 0; j < 128; ++j)
+              ASSERT_EQ(act_value(q, 4, i, j), ref[i][j].item<float>())
+                  << to_string(isa) << " " << bits << sym << sgn << " " << i << "," << j;
+        }
       }
 }
 

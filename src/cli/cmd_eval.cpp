@@ -26,6 +26,7 @@ namespace {
 
 struct EvalArgs {
   std::string model, data, split = "eval", quant, calib_data, calib_split = "calib", reference;
+  std::string runtime = "sim";
   int64_t batch = 250, limit = 0, calib_size = 0;
   bool no_fold_bn = false, per_layer = false;
   // LLM
@@ -54,6 +55,8 @@ void calibrate_cnn(const GraphExecutor& ex, SimQuant& sq, const ImageDataset& ca
 }
 
 int onnx_eval(const Common& common) {
+  CATQ_CHECK(args.runtime == "sim", Unsupported, "{}: --runtime int runs language models only (CNNs: simulation)",
+             args.model);
   CATQ_CHECK(!args.data.empty(), Usage, "eval: --data FILE is required for an ONNX model (a CIFAR-10 .bin file)");
   Graph g = load_onnx(args.model);
   fold_constants(g);
@@ -148,6 +151,8 @@ int onnx_eval(const Common& common) {
 // A .catq quantized CNN: its accuracy (with and without its CAT head), and against the FP model when
 // --reference gives it.
 int catq_eval(const Common& common) {
+  CATQ_CHECK(args.runtime == "sim", Unsupported, "{}: --runtime int runs language models only (CNNs: simulation)",
+             args.model);
   CATQ_CHECK(!args.data.empty(), Usage, "eval: --data FILE is required for a quantized CNN (a CIFAR-10 .bin file)");
   CATQ_CHECK(args.quant.empty(), Usage, "eval: {} is already quantized; --quant does not apply", args.model);
   QuantizedCnn m = read_catq(args.model);
@@ -222,10 +227,12 @@ int llm_eval(const Common& common) {
   a.text = args.text;
   a.ppl = args.ppl;
   a.reference = args.reference;
+  a.runtime = args.runtime;
   std::optional<SimQuant> sq;
   if (!args.quant.empty()) {
     sq.emplace(QuantConfig::load(args.quant));
     a.quant = &*sq;
+    a.sim = &*sq;
     a.quant_label = args.quant;
     // Static activation ranges are calibrated on text disjoint from the scored text: by default the
     // characters that follow the scored prefix of the same file.
@@ -276,7 +283,8 @@ void register_eval(CLI::App& app, Common& common) {
       "  catq eval r20_w2a2.catq --data test.bin --split eval --reference resnet20.onnx   (a quantized model)\n"
       "  catq eval stories260K.bin --tokenizer tok512.bin --text tinystories_valid_head.txt\n"
       "  catq eval stories260K.bin --tokenizer tok512.bin --text t.txt --quant w4a16g32\n"
-      "  catq eval stories260K.bin --text t.txt --quant w4a4-tok-sym --transform blockcat:k=4 --weights gptq\n");
+      "  catq eval stories260K.bin --text t.txt --quant w4a4-tok-sym --transform blockcat:k=4 --weights gptq\n"
+      "  catq eval model_w4a8.catq --text t.txt --runtime int   (integer kernels vs the simulation)\n");
   sub->add_option("model", args.model, "Model file (.onnx, llama2.c .bin, .gguf, safetensors folder)")->required();
   sub->add_option("--data", args.data, "CNN evaluation data: CIFAR-10 binary file");
   sub->add_option("--split", args.split, "all | calib | eval (project split of test.bin)")->capture_default_str();
@@ -287,6 +295,8 @@ void register_eval(CLI::App& app, Common& common) {
   sub->add_option("--calib-size", args.calib_size, "Use only the first N calibration images (0 = all)");
   sub->add_option("--image-batch", args.batch, "CNN batch size (images per forward)")->capture_default_str();
   sub->add_option("--limit", args.limit, "Evaluate only the first N images (0 = all)")->capture_default_str();
+  sub->add_option("--runtime", args.runtime, "LLM: sim (fake-quant simulation) | int (integer kernels, compared "
+                  "with the simulation)")->check(CLI::IsMember({"sim", "int"}))->capture_default_str();
   sub->add_option("--reference", args.reference, "FP model to compare a quantized .catq model with (.onnx for a CNN: KL, "
                                                  "top-1 agreement; the original checkpoint for an LLM)");
   sub->add_flag("--no-fold-bn", args.no_fold_bn, "Keep BatchNormalization separate (default: fold into conv)");

@@ -9,6 +9,8 @@
 #include "core/progress.h"
 #include "io/gguf.h"
 
+#include "runtime/int_runtime.h"
+
 namespace catq::cli {
 
 using json = nlohmann::json;
@@ -78,6 +80,47 @@ static json ppl_json(const PerplexityResult& r) {
           {"seconds", r.seconds}};
 }
 
+// --runtime int: the integer runtime against the simulation it must reproduce, on the same windows.
+static int eval_integer_runtime(const LlmEvalArgs& a, const Common& common, LoadedLlama& m, SimQuant* sim,
+                                const EvalWindows& w) {
+  CATQ_CHECK(sim, Usage, "{}: --runtime int runs a quantized model: pass a .catq file or --quant", a.model);
+  CATQ_CHECK(a.reference.empty(), Usage, "--runtime int compares with the simulation; --reference does not apply");
+  IntegerRuntime rt(m.model, *sim);
+  const DistributionComparison cmp =
+      compare_next_token(model_logits_fn(m.model, sim), model_logits_fn(m.model, &rt), w, a.ppl.batch);
+  const double rel = cmp.test.ppl / cmp.ref.ppl - 1.0;
+  json layers = json::array();
+  for (const auto& e : rt.report()) layers.push_back({{"name", e.name}, {"runtime", e.how}});
+  json j = {{"model", a.model},
+            {"format", m.format},
+            {"protocol", {{"text", a.text}, {"chars", w.n_chars}, {"window", a.ppl.window}}},
+            {"simulation", ppl_json(cmp.ref)},
+            {"integer_runtime", ppl_json(cmp.test)},
+            {"ppl_rel_diff", rel},
+            {"kl_mean", cmp.mean_kl},
+            {"kl_max", cmp.max_kl},
+            {"top1_agreement", cmp.top1_agreement},
+            {"integer_layers", rt.num_integer()},
+            {"weight_only_layers", rt.num_weight_only()},
+            {"simulated_layers", static_cast<int64_t>(rt.report().size()) - rt.num_integer() - rt.num_weight_only()},
+            {"packed_bytes", rt.packed_bytes()},
+            {"layers", layers}};
+  if (!a.report.is_null()) j["quantization"] = a.report;
+  if (common.json) {
+    std::printf("%s\n", j.dump(2).c_str());
+    return 0;
+  }
+  std::printf("%s (%s): %s\n", a.model.c_str(), m.format.c_str(), m.model.cfg.summary().c_str());
+  std::printf("layers: %lld integer GEMM, %lld weight-only packed, %lld simulated (first: %s)\n",
+              static_cast<long long>(rt.num_integer()), static_cast<long long>(rt.num_weight_only()),
+              static_cast<long long>(j["simulated_layers"].get<int64_t>()), rt.report().front().how.c_str());
+  std::printf("simulation       PPL %.4f  mean NLL %.5f nats  (%.1f s)\n", cmp.ref.ppl, cmp.ref.mean_nll,
+              cmp.ref.seconds);
+  std::printf("integer runtime  PPL %.4f  mean NLL %.5f nats  (%.1f s)  PPL %+.3f %%  KL %.2e  top-1 agreement %.2f %%\n",
+              cmp.test.ppl, cmp.test.mean_nll, cmp.test.seconds, 100 * rel, cmp.mean_kl, 100 * cmp.top1_agreement);
+  return 0;
+}
+
 int run_llm_eval(const LlmEvalArgs& a, const Common& common) {
   if (common.json || common.quiet) Progress::set_enabled(false);
   CATQ_CHECK(!a.text.empty(), Usage, "{}: evaluating a language model needs a text file (--text FILE)", a.model);
@@ -104,6 +147,8 @@ int run_llm_eval(const LlmEvalArgs& a, const Common& common) {
   }
   const LlamaModel& ref_model = ref ? ref->model : m.model;
   EvalWindows w = make_eval_windows(tok, text, a.ppl);
+  if (a.runtime == "int") return eval_integer_runtime(a, common, m, m.quant ? m.quant.get() : a.sim, w);
+  CATQ_CHECK(a.runtime == "sim", Usage, "--runtime '{}': expected sim or int", a.runtime);
   json proto = {{"text", a.text}, {"chars", w.n_chars}, {"text_tokens", w.n_text_tokens}, {"window", a.ppl.window},
                 {"stride", a.ppl.stride > 0 ? a.ppl.stride : a.ppl.window}, {"prepend_bos", a.ppl.prepend_bos},
                 {"max_chars", a.ppl.max_chars}};

@@ -10,6 +10,7 @@
 #include "eval/perplexity.h"
 #include "llm/loader.h"
 #include "sim/quant_context.h"
+#include "sim/sim_quant.h"
 
 namespace catq::cli {
 
@@ -19,6 +20,10 @@ struct LlmEvalArgs {
   std::string text;        // UTF-8 text file to score (required)
   PerplexityOptions ppl;   // protocol (defaults = the stories260K reference protocol)
   QuantContext* quant = nullptr;  // when set: score the model under this context too, plus KL/top-1 vs FP32
+  SimQuant* sim = nullptr;        // the SimQuant behind `quant` (for runtime == "int")
+  // "sim": fake-quantized simulation (default). "int": run the quantized model (.catq, or --quant) on the integer
+  // runtime and compare it with the simulation (perplexity of both, KL, top-1 agreement, which layers ran how).
+  std::string runtime = "sim";
   std::string quant_label;        // how to name it in the report (e.g. the config file)
   std::string reference;          // FP model to compare a quantized .catq file with (default: the file's own
                                   // weights with FP activations)

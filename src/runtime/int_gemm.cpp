@@ -46,7 +46,66 @@ int64_t kernel_position(int bits, int64_t j, int64_t k) {
   return block * 64 + (off % 4) * 16 + off / 4;  // 2-bit
 }
 
-void quantize_rows(const float* x, int64_t m, const ActQuant& aq, const IntWeights& w, QuantizedRows& out) {
+namespace {
+
+// Row statistics and codes (column order, int8-shifted). The AVX-512 variant does the same IEEE operations (min/max,
+// correctly rounded division, round-half-even, clamp), so its codes are identical.
+struct RowRange {
+  float lo, hi;
+  bool finite;
+};
+
+RowRange row_range_scalar(const float* x, int64_t k) {
+  RowRange r{x[0], x[0], true};
+  for (int64_t j = 0; j < k; ++j) {
+    r.lo = std::min(r.lo, x[j]);
+    r.hi = std::max(r.hi, x[j]);
+    r.finite &= std::isfinite(x[j]);
+  }
+  return r;
+}
+
+void row_codes_scalar(const float* x, int64_t k, float s, float z, float qmin, float qmax, int32_t shift, int8_t* q) {
+  for (int64_t j = 0; j < k; ++j)
+    q[j] = static_cast<int8_t>(static_cast<int32_t>(std::clamp(std::nearbyint(x[j] / s) + z, qmin, qmax)) - shift);
+}
+
+#ifdef CATQ_X86
+__attribute__((target("avx512f,avx512bw"))) RowRange row_range_avx512(const float* x, int64_t k) {
+  __m512 lo = _mm512_set1_ps(x[0]), hi = lo;
+  __mmask16 finite = 0xFFFF;
+  int64_t j = 0;
+  for (; j + 16 <= k; j += 16) {
+    const __m512 v = _mm512_loadu_ps(x + j);
+    lo = _mm512_min_ps(lo, v);
+    hi = _mm512_max_ps(hi, v);
+    finite &= _mm512_cmp_ps_mask(_mm512_sub_ps(v, v), _mm512_setzero_ps(), _CMP_EQ_OQ);  // x − x = 0 iff finite
+  }
+  RowRange r = row_range_scalar(x + j - (j == k ? 1 : 0), k - j + (j == k ? 1 : 0));
+  r.lo = std::min(r.lo, _mm512_reduce_min_ps(lo));
+  r.hi = std::max(r.hi, _mm512_reduce_max_ps(hi));
+  r.finite &= finite == 0xFFFF;
+  return r;
+}
+
+__attribute__((target("avx512f,avx512bw"))) void row_codes_avx512(const float* x, int64_t k, float s, float z,
+                                                                  float qmin, float qmax, int32_t shift, int8_t* q) {
+  const __m512 sv = _mm512_set1_ps(s), zv = _mm512_set1_ps(z), lo = _mm512_set1_ps(qmin), hi = _mm512_set1_ps(qmax);
+  const __m512i sh = _mm512_set1_epi32(shift);
+  int64_t j = 0;
+  for (; j + 16 <= k; j += 16) {
+    __m512 v = _mm512_roundscale_ps(_mm512_div_ps(_mm512_loadu_ps(x + j), sv), _MM_FROUND_TO_NEAREST_INT | _MM_FROUND_NO_EXC);
+    v = _mm512_min_ps(_mm512_max_ps(_mm512_add_ps(v, zv), lo), hi);
+    _mm_storeu_si128(reinterpret_cast<__m128i*>(q + j), _mm512_cvtepi32_epi8(_mm512_sub_epi32(_mm512_cvtps_epi32(v), sh)));
+  }
+  row_codes_scalar(x + j, k - j, s, z, qmin, qmax, shift, q + j);
+}
+#endif
+
+}  // namespace
+
+void quantize_rows(const float* x, int64_t m, const ActQuant& aq, const IntWeights& w, QuantizedRows& out,
+                   KernelIsa isa) {
   const int64_t k = w.w.cols, group = w.w.group, G = w.w.groups_per_row();
   CATQ_CHECK(aq.qmax > aq.qmin && aq.qmax - aq.qmin <= 255 && aq.qmin >= -128 && aq.qmax <= 255, Usage,
              "integer GEMM: activation code range [{}, {}] does not fit 8 bits", aq.qmin, aq.qmax);
@@ -59,23 +118,20 @@ void quantize_rows(const float* x, int64_t m, const ActQuant& aq, const IntWeigh
   out.scale.resize(static_cast<size_t>(m));
   out.zero.resize(static_cast<size_t>(m));
   out.group_sum.assign(static_cast<size_t>(m * G), 0);
-  std::vector<int64_t> pos(static_cast<size_t>(k));
-  for (int64_t j = 0; j < k; ++j) pos[static_cast<size_t>(j)] = kernel_position(w.w.bits, j, k);
+  const bool simd = isa == KernelIsa::Avx512 && isa_supported(KernelIsa::Avx512) && __builtin_cpu_supports("avx512bw");
+  std::vector<int8_t> nat(static_cast<size_t>(k));  // one row in column order
   const float qmin = static_cast<float>(aq.qmin), qmax = static_cast<float>(aq.qmax);
   for (int64_t i = 0; i < m; ++i) {
     const float* xr = x + i * k;
+#ifdef CATQ_X86
+    const RowRange range = simd ? row_range_avx512(xr, k) : row_range_scalar(xr, k);
+#else
+    const RowRange range = row_range_scalar(xr, k);
+#endif
+    CATQ_CHECK(range.finite, Data, "integer GEMM: activation row {} holds NaN or Inf", i);
     float s = aq.scale, z = static_cast<float>(aq.zero);
-    bool finite = true;
-    for (int64_t j = 0; j < k; ++j) finite &= std::isfinite(xr[j]);
-    CATQ_CHECK(finite, Data, "integer GEMM: activation row {} holds NaN or Inf", i);
     if (aq.dynamic) {
-      float lo = xr[0], hi = xr[0];
-      for (int64_t j = 1; j < k; ++j) {
-        lo = std::min(lo, xr[j]);
-        hi = std::max(hi, xr[j]);
-      }
-      lo *= aq.clip_ratio;
-      hi *= aq.clip_ratio;
+      float lo = range.lo * aq.clip_ratio, hi = range.hi * aq.clip_ratio;
       if (aq.symmetric) {
         const float amax = aq.is_signed ? std::max(std::fabs(lo), std::fabs(hi)) : std::max(hi, 0.f);
         s = amax / qmax;
@@ -90,14 +146,35 @@ void quantize_rows(const float* x, int64_t m, const ActQuant& aq, const IntWeigh
     }
     out.scale[static_cast<size_t>(i)] = s;
     out.zero[static_cast<size_t>(i)] = static_cast<int32_t>(z) - shift;
+#ifdef CATQ_X86
+    if (simd) row_codes_avx512(xr, k, s, z, qmin, qmax, shift, nat.data());
+    else row_codes_scalar(xr, k, s, z, qmin, qmax, shift, nat.data());
+#else
+    row_codes_scalar(xr, k, s, z, qmin, qmax, shift, nat.data());
+#endif
     int8_t* ar = out.a.data() + i * k;
     int32_t* gs = out.group_sum.data() + i * G;
-    for (int64_t j = 0; j < k; ++j) {
-      const int32_t q = static_cast<int32_t>(std::clamp(std::nearbyint(xr[j] / s) + z, qmin, qmax)) - shift;
-      ar[pos[static_cast<size_t>(j)]] = static_cast<int8_t>(q);
-      gs[j / group] += q;
+    for (int64_t g = 0; g < G; ++g) {
+      int32_t sum = 0;
+      for (int64_t j = g * group; j < (g + 1) * group; ++j) sum += nat[static_cast<size_t>(j)];
+      gs[g] = sum;
+    }
+    // Kernel order (see the header): whole 64-blocks permuted, the tail copied.
+    const int64_t full = k / 64 * 64;
+    if (w.w.bits == 8) {
+      std::memcpy(ar, nat.data(), static_cast<size_t>(k));
+    } else {
+      const int per = w.w.bits == 4 ? 2 : 4, bank = 64 / per;
+      for (int64_t b = 0; b < full; b += 64)
+        for (int p = 0; p < per; ++p)
+          for (int t = 0; t < bank; ++t) ar[b + p * bank + t] = nat[static_cast<size_t>(b + t * per + p)];
+      std::memcpy(ar + full, nat.data() + full, static_cast<size_t>(k - full));
     }
   }
+}
+
+void quantize_rows(const float* x, int64_t m, const ActQuant& aq, const IntWeights& w, QuantizedRows& out) {
+  quantize_rows(x, m, aq, w, out, best_isa());
 }
 
 namespace {
@@ -166,8 +243,50 @@ __attribute__((target("avx512f,avx512bw,avx512vnni"))) inline __m512i expand64(c
   return _mm512_inserti32x4(z, _mm_and_si128(_mm_srli_epi16(b, 6), m), 3);
 }
 
-// 4 rows × NT tokens of int32 accumulators (16 registers at NT = 4): each weight block is expanded once for NT
-// tokens and each activation block loaded once for 4 rows.
+// One group of 4 rows × NT tokens (NT = 1 or 4): int32 accumulators in named registers (an array of __m512i in a
+// loop made GCC 12 copy every accumulator once per iteration), each weight block expanded once for NT tokens and
+// each activation block loaded once for 4 rows.
+#define CATQ_DP4(t, av)                                   \
+  c##t##0 = _mm512_dpbusd_epi32(c##t##0, w0, av);         \
+  c##t##1 = _mm512_dpbusd_epi32(c##t##1, w1, av);         \
+  c##t##2 = _mm512_dpbusd_epi32(c##t##2, w2, av);         \
+  c##t##3 = _mm512_dpbusd_epi32(c##t##3, w3, av);
+
+template <int bits, int NT>
+__attribute__((target("avx512f,avx512bw,avx512vnni"))) inline void group_avx512(const uint8_t* const* row,
+                                                                               const int8_t* const* act, int64_t v0,
+                                                                               int64_t v1, int32_t (*out)[4]) {
+  const __m512i z = _mm512_setzero_si512();
+  __m512i c00 = z, c01 = z, c02 = z, c03 = z, c10 = z, c11 = z, c12 = z, c13 = z;
+  __m512i c20 = z, c21 = z, c22 = z, c23 = z, c30 = z, c31 = z, c32 = z, c33 = z;
+  for (int64_t v = v0; v < v1; ++v) {
+    const __m512i w0 = expand64<bits>(row[0], v), w1 = expand64<bits>(row[1], v);
+    const __m512i w2 = expand64<bits>(row[2], v), w3 = expand64<bits>(row[3], v);
+    const __m512i a0 = _mm512_loadu_si512(act[0] + 64 * v);
+    CATQ_DP4(0, a0)
+    if constexpr (NT == 4) {
+      const __m512i a1 = _mm512_loadu_si512(act[1] + 64 * v);
+      CATQ_DP4(1, a1)
+      const __m512i a2 = _mm512_loadu_si512(act[2] + 64 * v);
+      CATQ_DP4(2, a2)
+      const __m512i a3 = _mm512_loadu_si512(act[3] + 64 * v);
+      CATQ_DP4(3, a3)
+    }
+  }
+  // out[t][r]
+  out[0][0] = _mm512_reduce_add_epi32(c00); out[0][1] = _mm512_reduce_add_epi32(c01);
+  out[0][2] = _mm512_reduce_add_epi32(c02); out[0][3] = _mm512_reduce_add_epi32(c03);
+  if constexpr (NT == 4) {
+    out[1][0] = _mm512_reduce_add_epi32(c10); out[1][1] = _mm512_reduce_add_epi32(c11);
+    out[1][2] = _mm512_reduce_add_epi32(c12); out[1][3] = _mm512_reduce_add_epi32(c13);
+    out[2][0] = _mm512_reduce_add_epi32(c20); out[2][1] = _mm512_reduce_add_epi32(c21);
+    out[2][2] = _mm512_reduce_add_epi32(c22); out[2][3] = _mm512_reduce_add_epi32(c23);
+    out[3][0] = _mm512_reduce_add_epi32(c30); out[3][1] = _mm512_reduce_add_epi32(c31);
+    out[3][2] = _mm512_reduce_add_epi32(c32); out[3][3] = _mm512_reduce_add_epi32(c33);
+  }
+}
+#undef CATQ_DP4
+
 template <int bits, int NT>
 __attribute__((target("avx512f,avx512bw,avx512vnni"))) void tile_avx512(const IntWeights& W, const QuantizedRows& X,
                                                                         int64_t r0, int nr, int64_t i0, int nt,
@@ -176,26 +295,17 @@ __attribute__((target("avx512f,avx512bw,avx512vnni"))) void tile_avx512(const In
   const int64_t G = w.groups_per_row();
   const uint8_t* row[4];
   for (int r = 0; r < 4; ++r) row[r] = w.q.data() + (r0 + std::min(r, nr - 1)) * w.row_bytes();
-  const int8_t* act[NT];
-  for (int t = 0; t < NT; ++t) act[t] = X.a.data() + (i0 + std::min(t, nt - 1)) * X.k;
+  const int8_t* act[4];
+  for (int t = 0; t < 4; ++t) act[t] = X.a.data() + (i0 + std::min(t, nt - 1)) * X.k;
+  int32_t s[4][4];
   for (int64_t g = 0; g < G; ++g) {
-    __m512i acc[4][NT];
-    for (int r = 0; r < 4; ++r)
-      for (int t = 0; t < NT; ++t) acc[r][t] = _mm512_setzero_si512();
     const int64_t v0 = g * w.group / 64, v1 = std::min((g + 1) * w.group, w.cols) / 64;  // full blocks of the group
-    for (int64_t v = v0; v < v1; ++v) {
-      __m512i wv[4];
-      for (int r = 0; r < 4; ++r) wv[r] = expand64<bits>(row[r], v);
-      for (int t = 0; t < NT; ++t) {
-        const __m512i av = _mm512_loadu_si512(act[t] + 64 * v);
-        for (int r = 0; r < 4; ++r) acc[r][t] = _mm512_dpbusd_epi32(acc[r][t], wv[r], av);
-      }
-    }
+    group_avx512<bits, NT>(row, act, v0, v1, s);
     for (int r = 0; r < nr; ++r)
       for (int t = 0; t < nt; ++t) {
-        int32_t s = _mm512_reduce_add_epi32(acc[r][t]);
-        if (v1 * 64 < (g + 1) * w.group) s += tail_dot(w, r0 + r, act[t], v1 * 64);  // per-channel ragged tail
-        A[(r * nt + t) * G + g] = s;
+        int32_t a = s[t][r];
+        if (v1 * 64 < (g + 1) * w.group) a += tail_dot(w, r0 + r, act[t], v1 * 64);  // per-channel ragged tail
+        A[(r * nt + t) * G + g] = a;
       }
   }
 }
@@ -331,7 +441,7 @@ void gemm_int(const IntWeights& W, const QuantizedRows& X, float* y, KernelIsa i
 
 void gemm_qact(const IntWeights& w, const float* x, int64_t m, const ActQuant& aq, float* y, KernelIsa isa) {
   thread_local QuantizedRows rows;  // reused across calls: no allocation per token in decoding
-  quantize_rows(x, m, aq, w, rows);
+  quantize_rows(x, m, aq, w, rows, isa);
   gemm_int(w, rows, y, isa);
 }
 

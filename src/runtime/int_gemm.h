@@ -60,6 +60,9 @@ struct QuantizedRows {
 // Position of column j in a kernel-order row of k columns for `bits`-bit weights.
 int64_t kernel_position(int bits, int64_t j, int64_t k);
 // Quantizes x (m × k floats, row-major) into `out` for weights `w` (their code width sets the order).
+// The avx512 path (AVX-512 F + BW) produces the same codes as the scalar one (the same IEEE operations).
+void quantize_rows(const float* x, int64_t m, const ActQuant& aq, const IntWeights& w, QuantizedRows& out,
+                   KernelIsa isa);
 void quantize_rows(const float* x, int64_t m, const ActQuant& aq, const IntWeights& w, QuantizedRows& out);
 
 // Y (m × rows) from already quantized rows. Error(Usage) for an ISA this CPU lacks. The avx512 path needs
