@@ -103,6 +103,9 @@ std::unique_ptr<IntLinear> prepare_int_linear(const SimQuant::Layer& l, const at
   return lin;
 }
 
+// Rows from which the weight-only path dequantizes for one fp32 GEMM instead of running the batched GEMV.
+constexpr int64_t kDequantizeRows = 16;
+
 at::Tensor IntLinear::forward(const at::Tensor& x_in) const {
   const PackedWeights& w = weights.w;
   CATQ_CHECK(x_in.dim() >= 1 && x_in.size(-1) == w.cols, Data, "integer linear: input of width {}, expected {}",
@@ -117,6 +120,13 @@ at::Tensor IntLinear::forward(const at::Tensor& x_in) const {
   float* yp = y.data_ptr<float>();
   if (kind == Kind::Integer) {
     gemm_qact(weights, xp, m, act, yp);
+  } else if (m >= kDequantizeRows) {
+    // Prefill: with many rows the product is compute-bound and the batched GEMV is far slower than an fp32 GEMM, so
+    // the codes are dequantized once for the call (a K×N float buffer, freed after it) and multiplied by libtorch's
+    // GEMM — the same approach llama.cpp takes for prompt processing.
+    const std::vector<float> wd = unpack_weights(w);
+    at::Tensor wt = at::from_blob(const_cast<float*>(wd.data()), {w.rows, w.cols}, at::kFloat);
+    y.view({m, w.rows}).copy_(at::linear(x.view({m, w.cols}), wt));
   } else {
     at::parallel_for(0, m, 1, [&](int64_t i0, int64_t i1) {
       for (int64_t i = i0; i < i1; ++i) gemv_packed(w, xp + i * w.cols, yp + i * w.rows);
