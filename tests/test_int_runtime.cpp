@@ -9,6 +9,8 @@
 
 #include "core/error.h"
 #include "io/catq_file.h"
+#include "methods/cnn_ptq.h"
+#include "tiny_models.h"
 #include "llm/llama.h"
 #include "runtime/int_runtime.h"
 #include "sim/quant_config.h"
@@ -115,4 +117,30 @@ TEST(IntRuntime, UnsupportedLayersStaySimulated) {
   EXPECT_TRUE(at::equal(m.forward(tokens, &rt), ref));
   SimQuant off(config("null", R"({"bits": 4})"), SimQuant::Mode::Calibrate);
   EXPECT_THROW({ IntegerRuntime rt_off(m, off); }, Error);
+}
+
+// A quantized CNN (RTN, through the .catq file): its convolutions run on oneDNN's int8 primitive and reproduce the
+// simulation (W8A8 and W4A4 with first/last layers at 8 bits, the signed image input with its zero-point).
+TEST(IntRuntime, CnnConvolutionsOnOneDnnInt8MatchTheSimulation) {
+  for (const char* bits : {"w8a8", "w4a4"}) {
+    torch::manual_seed(3);
+    ImageDataset calib{torch::randn({64, 3, 8, 8}), torch::randint(0, 5, {64}, at::TensorOptions().dtype(at::kLong)),
+                       "synthetic"};
+    CnnPtqOptions o;
+    o.bits = bits;
+    QuantizedCnn q0 = quantize_cnn(test_models::tiny_resnet(2), calib, o);
+    const std::string path = ::testing::TempDir() + "catq_int_runtime_cnn.catq";
+    write_catq(path, *q0.ex, *q0.sq, nullptr, {});
+    QuantizedCnn q = read_catq(path);
+    std::remove(path.c_str());
+    IntegerRuntime rt(*q.sq);
+    EXPECT_EQ(rt.num_integer(), 3) << bits;  // stem, block.conv1, block.conv2; the classifier Gemm is simulated
+    EXPECT_NE(rt.report().back().how.find("simulated"), std::string::npos);
+    const at::Tensor x = torch::randn({32, 3, 8, 8});
+    const at::Tensor ref = q.ex->forward(x, q.sq.get()), out = q.ex->forward(x, &rt);
+    EXPECT_NE(rt.report()[0].how.find("oneDNN"), std::string::npos) << rt.report()[0].how;
+    const Agreement a = compare(ref, out);
+    EXPECT_LT(a.rel_err, 1e-4) << bits;
+    EXPECT_EQ(a.top1, 1.0) << bits;
+  }
 }

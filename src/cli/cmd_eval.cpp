@@ -11,6 +11,7 @@
 #include "core/progress.h"
 #include "eval/classification.h"
 #include "eval/sqnr.h"
+#include "runtime/int_runtime.h"
 #include "io/catq_file.h"
 #include "methods/llm_ptq.h"
 #include "io/cifar.h"
@@ -55,7 +56,7 @@ void calibrate_cnn(const GraphExecutor& ex, SimQuant& sq, const ImageDataset& ca
 }
 
 int onnx_eval(const Common& common) {
-  CATQ_CHECK(args.runtime == "sim", Unsupported, "{}: --runtime int runs language models only (CNNs: simulation)",
+  CATQ_CHECK(args.runtime == "sim", Unsupported, "{}: --runtime int runs a quantized .catq model (quantize the ONNX model first)",
              args.model);
   CATQ_CHECK(!args.data.empty(), Usage, "eval: --data FILE is required for an ONNX model (a CIFAR-10 .bin file)");
   Graph g = load_onnx(args.model);
@@ -151,8 +152,6 @@ int onnx_eval(const Common& common) {
 // A .catq quantized CNN: its accuracy (with and without its CAT head), and against the FP model when
 // --reference gives it.
 int catq_eval(const Common& common) {
-  CATQ_CHECK(args.runtime == "sim", Unsupported, "{}: --runtime int runs language models only (CNNs: simulation)",
-             args.model);
   CATQ_CHECK(!args.data.empty(), Usage, "eval: --data FILE is required for a quantized CNN (a CIFAR-10 .bin file)");
   CATQ_CHECK(args.quant.empty(), Usage, "eval: {} is already quantized; --quant does not apply", args.model);
   QuantizedCnn m = read_catq(args.model);
@@ -181,6 +180,28 @@ int catq_eval(const Common& common) {
     headed = h;
     j["with_head"] = {{"top1", h.top1 * 100}, {"top5", h.top5 * 100}, {"k", m.head->k}, {"alpha", m.head->alpha},
                       {"extra_params", m.head->extra_params()}};
+  }
+  // --runtime int: the same images through the integer runtime, compared with the simulation just measured.
+  std::optional<ClassifyResult> integer;
+  std::unique_ptr<IntegerRuntime> rt;
+  if (args.runtime == "int") {
+    rt = std::make_unique<IntegerRuntime>(*m.sq);
+    o.label = "eval integer runtime";
+    integer = evaluate_classifier(data, [&](const at::Tensor& x) { return m.ex->forward(x, rt.get()); }, o);
+    nlohmann::json layers = nlohmann::json::array();
+    for (const auto& e : rt->report()) layers.push_back({{"name", e.name}, {"runtime", e.how}});
+    j["integer_runtime"] = {{"top1", integer->top1 * 100}, {"top5", integer->top5 * 100}, {"seconds", integer->seconds},
+                            {"images_per_s", integer->n / integer->seconds},
+                            {"top1_agreement_with_simulation", top1_agreement(base.logits, integer->logits) * 100},
+                            {"kl_vs_simulation", kl_divergence(base.logits, integer->logits)},
+                            {"integer_layers", rt->num_integer()}, {"layers", layers}};
+    j["quantized"]["images_per_s"] = base.n / base.seconds;
+    if (m.head) {
+      const at::Tensor hl = m.head->apply(integer->logits);
+      const at::Tensor labels = data.labels.slice(0, 0, base.n);
+      j["integer_runtime"]["with_head_top1"] = 100.0 * static_cast<double>(topk_correct(hl, labels, 1)) / base.n;
+      j["integer_runtime"]["with_head_agreement_with_simulation"] = top1_agreement(headed->logits, hl) * 100;
+    }
   }
   std::optional<ClassifyResult> fp;
   if (!args.reference.empty()) {
@@ -212,6 +233,14 @@ int catq_eval(const Common& common) {
     std::cout << fmt::format("{:<17} top-1 {:.2f} %  top-5 {:.2f} %{}\n", label, r.top1 * 100, r.top5 * 100, extra);
   };
   line(m.head ? "quantized (base)" : "quantized", base, "quantized");
+  if (integer) {
+    const auto& ji = j["integer_runtime"];
+    std::cout << fmt::format("integer runtime   top-1 {:.2f} %  top-5 {:.2f} %  top-1 decisions equal to the simulation "
+                             "on {:.2f} %  ({} of {} layers integer; {:.0f} vs {:.0f} images/s simulated)\n",
+                             integer->top1 * 100, integer->top5 * 100,
+                             ji["top1_agreement_with_simulation"].get<double>(), rt->num_integer(), rt->report().size(),
+                             ji["images_per_s"].get<double>(), j["quantized"]["images_per_s"].get<double>());
+  }
   if (headed) line(fmt::format("+ {} head", m.head->k == 1 ? "affine" : "CAT").c_str(), *headed, "with_head");
   std::cout << fmt::format("weights {} bytes", m.sq->total_weight_bytes());
   if (m.head) std::cout << fmt::format("; head K = {}, alpha = {}, {} extra parameters", m.head->k, m.head->alpha,
@@ -284,7 +313,8 @@ void register_eval(CLI::App& app, Common& common) {
       "  catq eval stories260K.bin --tokenizer tok512.bin --text tinystories_valid_head.txt\n"
       "  catq eval stories260K.bin --tokenizer tok512.bin --text t.txt --quant w4a16g32\n"
       "  catq eval stories260K.bin --text t.txt --quant w4a4-tok-sym --transform blockcat:k=4 --weights gptq\n"
-      "  catq eval model_w4a8.catq --text t.txt --runtime int   (integer kernels vs the simulation)\n");
+      "  catq eval model_w4a8.catq --text t.txt --runtime int   (integer kernels vs the simulation)\n"
+      "  catq eval r56_w8a8.catq --data test.bin --split eval --runtime int\n");
   sub->add_option("model", args.model, "Model file (.onnx, llama2.c .bin, .gguf, safetensors folder)")->required();
   sub->add_option("--data", args.data, "CNN evaluation data: CIFAR-10 binary file");
   sub->add_option("--split", args.split, "all | calib | eval (project split of test.bin)")->capture_default_str();
@@ -295,8 +325,8 @@ void register_eval(CLI::App& app, Common& common) {
   sub->add_option("--calib-size", args.calib_size, "Use only the first N calibration images (0 = all)");
   sub->add_option("--image-batch", args.batch, "CNN batch size (images per forward)")->capture_default_str();
   sub->add_option("--limit", args.limit, "Evaluate only the first N images (0 = all)")->capture_default_str();
-  sub->add_option("--runtime", args.runtime, "LLM: sim (fake-quant simulation) | int (integer kernels, compared "
-                  "with the simulation)")->check(CLI::IsMember({"sim", "int"}))->capture_default_str();
+  sub->add_option("--runtime", args.runtime, "sim (fake-quant simulation) | int (integer kernels: oneDNN int8 "
+                  "convolutions, integer GEMM; compared with the simulation)")->check(CLI::IsMember({"sim", "int"}))->capture_default_str();
   sub->add_option("--reference", args.reference, "FP model to compare a quantized .catq model with (.onnx for a CNN: KL, "
                                                  "top-1 agreement; the original checkpoint for an LLM)");
   sub->add_flag("--no-fold-bn", args.no_fold_bn, "Keep BatchNormalization separate (default: fold into conv)");

@@ -2,6 +2,7 @@
 
 #include <ATen/Parallel.h>
 #include <fmt/format.h>
+#include <oneapi/dnnl/dnnl.hpp>
 
 #include "core/error.h"
 #include "llm/llama.h"
@@ -103,6 +104,152 @@ std::unique_ptr<IntLinear> prepare_int_linear(const SimQuant::Layer& l, const at
   return lin;
 }
 
+
+// ---- IntConv -------------------------------------------------------------------------------------------------
+
+std::unique_ptr<IntConv> prepare_int_conv(const SimQuant::Layer& l, std::string* why) {
+  auto no = [&](std::string reason) {
+    if (why) *why = std::move(reason);
+    return std::unique_ptr<IntConv>();
+  };
+  const QuantSpec& ws = l.weight_spec;
+  const QuantSpec& as = l.input_spec;
+  if (!ws.enabled) return no("floating-point weights");
+  if (ws.scheme != Scheme::Uniform) return no(fmt::format("{} weights (no kernel)", to_string(ws.scheme)));
+  if (!l.weight_codes.defined() || !l.weight_params) return no("no integer codes installed");
+  const QuantParams& p = *l.weight_params;
+  const int w_shift = p.qmax > 127 ? 128 : 0;  // unsigned 8-bit codes move to int8 (with their zero-points)
+  if (p.qmin - w_shift < -128 || p.qmax - w_shift > 127)
+    return no(fmt::format("weight code range [{}, {}] does not fit int8", p.qmin, p.qmax));
+  if (p.granularity != Granularity::PerChannel && p.granularity != Granularity::PerTensor)
+    return no(fmt::format("{} weights", to_string(p.granularity)));
+  if (p.granularity == Granularity::PerChannel && p.axis != 0) return no("channels along the input axis");
+  if (!as.enabled || as.bits > 8) return no("floating-point activations");
+  if (as.granularity != Granularity::PerTensor || !l.input_params) return no("no static per-tensor input params");
+  if (as.rounding != Rounding::Nearest) return no("stochastic activation rounding");
+  if (l.weight_codes.dim() != 4) return no(fmt::format("{}-D convolution", l.weight_codes.dim() - 2));
+  auto c = std::make_unique<IntConv>();
+  c->codes = (l.weight_codes.to(at::kInt) - w_shift).to(at::kChar).contiguous();
+  const int64_t O = c->codes.size(0);
+  const at::Tensor sw = p.scale.to(at::kFloat).reshape({-1}).expand({p.granularity == Granularity::PerTensor ? O : -1});
+  const at::Tensor zw = p.zero_point.to(at::kInt).reshape({-1}).expand({p.granularity == Granularity::PerTensor ? O : -1});
+  c->x_scale = l.input_params->scale.item<float>();
+  c->x_shift = as.qmin() < 0 ? 128 : 0;
+  c->x_zero = l.input_params->zero_point.item<int32_t>() + c->x_shift;
+  c->out_scale.resize(static_cast<size_t>(O));
+  c->zero_term.resize(static_cast<size_t>(O));
+  for (int64_t o = 0; o < O; ++o) {
+    c->out_scale[static_cast<size_t>(o)] = c->x_scale * sw[o].item<float>();
+    c->zero_term[static_cast<size_t>(o)] = c->out_scale[static_cast<size_t>(o)] * static_cast<float>(zw[o].item<int32_t>() - w_shift);
+    c->asymmetric = c->asymmetric || zw[o].item<int32_t>() != w_shift;
+  }
+  c->weight_bits = p.bits;
+  c->act_bits = as.bits;
+  return c;
+}
+
+struct IntConv::Primitive {
+  std::vector<int64_t> in_shape, stride, padding, dilation;
+  dnnl::convolution_forward conv;
+  dnnl::memory weights;  // in the primitive's preferred layout
+  dnnl::memory::desc src_md, dst_md;
+  std::vector<int64_t> out_shape;
+  std::string impl;
+};
+
+namespace {
+dnnl::engine& cpu_engine() {
+  static dnnl::engine e(dnnl::engine::kind::cpu, 0);
+  return e;
+}
+}  // namespace
+
+at::Tensor IntConv::forward(const at::Tensor& x_in, const at::Tensor& bias, at::IntArrayRef stride,
+                            at::IntArrayRef padding, at::IntArrayRef dilation) const {
+  using dnnl::memory;
+  at::NoGradGuard ng;
+  const std::vector<int64_t> shape = x_in.sizes().vec();
+  CATQ_CHECK(shape.size() == 4 && shape[1] == codes.size(1), Data, "integer conv: input of shape {}, expected [N, {}, H, W]",
+             fmt::join(shape, "x"), codes.size(1));
+  std::shared_ptr<Primitive> P;
+  for (const auto& c : cache)
+    if (c->in_shape == shape && c->stride == stride.vec() && c->padding == padding.vec() && c->dilation == dilation.vec())
+      P = c;
+  if (!P) {
+    P = std::make_shared<Primitive>();
+    P->in_shape = shape;
+    P->stride = stride.vec();
+    P->padding = padding.vec();
+    P->dilation = dilation.vec();
+    const int64_t O = codes.size(0), kh = codes.size(2), kw = codes.size(3);
+    const int64_t oh = (shape[2] + 2 * padding[0] - dilation[0] * (kh - 1) - 1) / stride[0] + 1;
+    const int64_t ow = (shape[3] + 2 * padding[1] - dilation[1] * (kw - 1) - 1) / stride[1] + 1;
+    P->out_shape = {shape[0], O, oh, ow};
+    P->src_md = memory::desc(shape, memory::data_type::u8, memory::format_tag::nhwc);
+    P->dst_md = memory::desc(P->out_shape, memory::data_type::f32, memory::format_tag::nhwc);
+    const memory::desc wany(codes.sizes().vec(), memory::data_type::s8, memory::format_tag::any);
+    const memory::dims st(stride.begin(), stride.end()), pd(padding.begin(), padding.end());
+    const memory::dims dl = {dilation[0] - 1, dilation[1] - 1};  // oneDNN counts dilation from 0
+    dnnl::convolution_forward::desc d(dnnl::prop_kind::forward_inference, dnnl::algorithm::convolution_direct,
+                                      P->src_md, wany, P->dst_md, st, dl, pd, pd);
+    dnnl::primitive_attr attr;
+    attr.set_output_scales(1 << 1, out_scale);  // one per output channel
+    if (x_zero != 0) attr.set_zero_points(DNNL_ARG_SRC, 0, {x_zero});
+    dnnl::convolution_forward::primitive_desc pdesc(d, attr, cpu_engine());
+    P->impl = pdesc.impl_info_str();
+    P->conv = dnnl::convolution_forward(pdesc);
+    memory plain({codes.sizes().vec(), memory::data_type::s8, memory::format_tag::oihw}, cpu_engine(), codes.data_ptr());
+    P->weights = memory(pdesc.weights_desc(), cpu_engine());
+    dnnl::stream s(cpu_engine());
+    dnnl::reorder(plain, P->weights).execute(s, plain, P->weights);
+    s.wait();
+    cache.push_back(P);
+  }
+  // Codes of the fake-quantized input (x̂/s is within rounding of an integer: nearbyint recovers it exactly), in
+  // one pass that also sums (q − z_x) over the channels of each pixel for the weight zero-point term.
+  const at::Tensor x = x_in.detach().to(at::kFloat).contiguous(at::MemoryFormat::ChannelsLast);
+  const int64_t N = shape[0], C = shape[1], HW = shape[2] * shape[3];
+  at::Tensor q = at::empty(shape, at::TensorOptions().dtype(at::kByte).memory_format(at::MemoryFormat::ChannelsLast));
+  at::Tensor csum = at::empty({N, 1, shape[2], shape[3]}, at::kFloat);
+  {
+    const float* xp = x.data_ptr<float>();
+    uint8_t* qp = q.data_ptr<uint8_t>();
+    float* sp = csum.data_ptr<float>();
+    const float inv_zero = static_cast<float>(x_zero);
+    at::parallel_for(0, N * HW, 256, [&](int64_t p0, int64_t p1) {
+      for (int64_t p = p0; p < p1; ++p) {  // pixel p: C channels contiguous (NHWC)
+        int32_t sum = 0;
+        for (int64_t c = 0; c < C; ++c) {
+          const int32_t v = static_cast<int32_t>(std::clamp(std::nearbyint(xp[p * C + c] / x_scale) + inv_zero, 0.f, 255.f));
+          qp[p * C + c] = static_cast<uint8_t>(v);
+          sum += v - x_zero;
+        }
+        sp[p] = static_cast<float>(sum);
+      }
+    });
+  }
+  at::Tensor y = at::empty(P->out_shape, at::TensorOptions().dtype(at::kFloat).memory_format(at::MemoryFormat::ChannelsLast));
+  memory src(P->src_md, cpu_engine(), q.data_ptr()), dst(P->dst_md, cpu_engine(), y.data_ptr());
+  dnnl::stream s(cpu_engine());
+  P->conv.execute(s, {{DNNL_ARG_SRC, src}, {DNNL_ARG_WEIGHTS, P->weights}, {DNNL_ARG_DST, dst}});
+  s.wait();
+  if (asymmetric) {
+    // Weight zero-points (oneDNN int8 has none): y −= s_x·s_w[o]·z_w[o] · Σ_window (q − z_x); the window sums are a
+    // kh × kw box sum of the per-pixel channel sums (integers, exact in float32).
+    const at::Tensor ones = at::ones({1, 1, codes.size(2), codes.size(3)}, at::kFloat);
+    const at::Tensor window = at::convolution(csum, ones, {}, stride, padding, dilation, false, {0, 0}, 1);
+    const at::Tensor zt = at::from_blob(const_cast<float*>(zero_term.data()), {1, codes.size(0), 1, 1}, at::kFloat);
+    y.sub_(window * zt);
+  }
+  if (bias.defined()) y.add_(bias.to(at::kFloat).reshape({1, -1, 1, 1}));
+  return y;
+}
+
+std::string IntConv::str() const {
+  return fmt::format("W{}A{} int8 conv (oneDNN{})", weight_bits, act_bits,
+                     cache.empty() ? "" : ", " + cache.front()->impl);
+}
+
 // Rows from which the weight-only path dequantizes for one fp32 GEMM instead of running the batched GEMV.
 constexpr int64_t kDequantizeRows = 16;
 
@@ -124,8 +271,8 @@ at::Tensor IntLinear::forward(const at::Tensor& x_in) const {
     // Prefill: with many rows the product is compute-bound and the batched GEMV is far slower than an fp32 GEMM, so
     // the codes are dequantized once for the call (a K×N float buffer, freed after it) and multiplied by libtorch's
     // GEMM — the same approach llama.cpp takes for prompt processing.
-    const std::vector<float> wd = unpack_weights(w);
-    at::Tensor wt = at::from_blob(const_cast<float*>(wd.data()), {w.rows, w.cols}, at::kFloat);
+    at::Tensor wt = at::empty({w.rows, w.cols}, at::kFloat);
+    dequantize_rows(w, wt.data_ptr<float>());
     y.view({m, w.rows}).copy_(at::linear(x.view({m, w.cols}), wt));
   } else {
     at::parallel_for(0, m, 1, [&](int64_t i0, int64_t i1) {
@@ -147,19 +294,56 @@ std::string IntLinear::str() const {
 IntegerRuntime::IntegerRuntime(const LlamaModel& model, SimQuant& sim) : sim_(sim) {
   CATQ_CHECK(sim.mode() == SimQuant::Mode::Quantize, Usage, "integer runtime: the SimQuant must be in Quantize mode");
   model.bind(&sim);
-  const std::vector<LayerInfo> infos = model.layer_infos();
-  layers_.resize(infos.size());
+  prepare(model.layer_infos(), [&](const LayerInfo& info) { return model.layer_weight(info.index); });
+}
+
+IntegerRuntime::IntegerRuntime(SimQuant& sim) : sim_(sim) {
+  CATQ_CHECK(sim.mode() == SimQuant::Mode::Quantize, Usage, "integer runtime: the SimQuant must be in Quantize mode");
+  std::vector<LayerInfo> infos;
+  for (const auto& l : sim.layers()) infos.push_back(l.info);
+  prepare(infos, {});
+}
+
+void IntegerRuntime::prepare(const std::vector<LayerInfo>& infos,
+                             const std::function<at::Tensor(const LayerInfo&)>& weight_of) {
+  int max_index = -1;
+  for (const LayerInfo& info : infos) max_index = std::max(max_index, info.index);
+  layers_.resize(static_cast<size_t>(max_index + 1));
+  convs_.resize(static_cast<size_t>(max_index + 1));
   for (const LayerInfo& info : infos) {
-    const at::Tensor& w = model.layer_weight(info.index);
-    const SimQuant::Layer& l = sim.layer(info.name);
-    if (l.weight_spec.enabled && !l.weight_params && !l.weight_codes.defined()) {
-      at::NoGradGuard ng;
-      sim.weight(info, w);  // computes the layer's weight params (RTN) as a quantized forward would
-    }
-    std::string why;
+    const SimQuant::Layer& l = sim_.layer(info.name);
     LayerEntry e;
     e.name = info.name;
-    layers_[static_cast<size_t>(info.index)] = prepare_int_linear(sim.layer(info.name), w, &why);
+    std::string why;
+    if (info.kind == LayerKind::Conv) {
+      auto c = prepare_int_conv(l, &why);
+      if (c) {
+        e.how = c->str();
+        e.integer = true;
+      } else {
+        e.how = "simulated: " + why;
+      }
+      convs_[static_cast<size_t>(info.index)] = std::move(c);
+      entries_.push_back(e);
+      continue;
+    }
+    if (!weight_of) {  // a CNN graph: its Gemm / MatMul nodes multiply in the executor, not through linear()
+      e.how = "simulated: graph Gemm / MatMul node";
+      entries_.push_back(e);
+      continue;
+    }
+    at::Tensor w = l.weight_codes.defined() ? at::Tensor() : weight_of(info);
+    if (l.weight_spec.enabled && !l.weight_params && !l.weight_codes.defined() && w.defined()) {
+      at::NoGradGuard ng;
+      sim_.weight(info, w);  // computes the layer's weight params (RTN) as a quantized forward would
+    }
+    if (!w.defined() && !l.weight_codes.defined()) {
+      e.how = "simulated: no integer codes installed";
+      entries_.push_back(e);
+      continue;
+    }
+    const at::Tensor shape_of = w.defined() ? w : l.weight_codes;
+    layers_[static_cast<size_t>(info.index)] = prepare_int_linear(sim_.layer(info.name), shape_of, &why);
     if (const IntLinear* lin = layers_[static_cast<size_t>(info.index)].get()) {
       e.how = lin->str();
       e.integer = lin->kind == IntLinear::Kind::Integer;
@@ -169,6 +353,14 @@ IntegerRuntime::IntegerRuntime(const LlamaModel& model, SimQuant& sim) : sim_(si
     }
     entries_.push_back(e);
   }
+}
+
+at::Tensor IntegerRuntime::conv(const LayerInfo& layer, const at::Tensor& x, const at::Tensor& w,
+                                const at::Tensor& bias, at::IntArrayRef stride, at::IntArrayRef padding,
+                                at::IntArrayRef dilation, int64_t groups) {
+  const size_t i = static_cast<size_t>(layer.index);
+  if (i < convs_.size() && convs_[i] && groups == 1 && x.dim() == 4) return convs_[i]->forward(x, bias, stride, padding, dilation);
+  return QuantContext::conv(layer, x, w, bias, stride, padding, dilation, groups);
 }
 
 at::Tensor IntegerRuntime::linear(const LayerInfo& layer, const at::Tensor& x, const at::Tensor& w) {

@@ -15,6 +15,7 @@
 // The runtime reproduces the simulation: the same integer codes, the same activation quantizer, products summed
 // exactly in integers (the float order differs only in the per-group scaling).
 #pragma once
+#include <functional>
 #include <memory>
 #include <string>
 #include <vector>
@@ -45,11 +46,39 @@ struct IntLinear {
 // kernels.
 std::unique_ptr<IntLinear> prepare_int_linear(const SimQuant::Layer& l, const at::Tensor& w, std::string* why);
 
+// A 2-D convolution on oneDNN's int8 primitive (AVX-512 VNNI / AMX where the CPU has them): weights as s8 codes
+// (≤ 8 bits; unsigned 8-bit codes shifted by −128), activations as u8 codes with a zero-point (static per-tensor
+// params; signed codes shifted by +128), int32 accumulation, per-output-channel f32 output scale s_x·s_w[o]. oneDNN
+// has no weight zero-points: with asymmetric weights the runtime subtracts s_x·s_w[o]·z_w[o]·Σ_window(q − z_x),
+// the window sums from a one-output-channel convolution of the codes. The bias is added after.
+// The input arrives fake-quantized from the graph executor (x̂ = s·(q − z) exactly), so q = round(x̂/s) + z
+// recovers the simulation's codes. The primitive is created once per input shape.
+struct IntConv {
+  at::Tensor codes;              // [O, C, kh, kw] int8
+  std::vector<float> out_scale;  // O
+  std::vector<float> zero_term;  // O: s_x·s_w[o]·z_w[o] (z_w in the shifted int8 code space)
+  bool asymmetric = false;       // some z_w ≠ 0
+  float x_scale = 1;
+  int32_t x_zero = 0;            // in u8 code space
+  int x_shift = 0;               // +128 for signed activation codes
+  int weight_bits = 0, act_bits = 0;
+  struct Primitive;              // oneDNN objects (int_runtime.cpp)
+  mutable std::vector<std::shared_ptr<Primitive>> cache;
+
+  at::Tensor forward(const at::Tensor& x, const at::Tensor& bias, at::IntArrayRef stride, at::IntArrayRef padding,
+                     at::IntArrayRef dilation) const;
+  std::string str() const;
+};
+std::unique_ptr<IntConv> prepare_int_conv(const SimQuant::Layer& l, std::string* why);
+
 class IntegerRuntime : public QuantContext {
  public:
   // Prepares every linear layer of `model` that `sim` quantizes (sim must be in Mode::Quantize, with weight params:
   // a loaded .catq model, or a SimQuant after one quantized forward). `sim` must outlive the runtime.
   IntegerRuntime(const LlamaModel& model, SimQuant& sim);
+  // Every layer bound in `sim` (a loaded quantized CNN: conv layers with installed integer codes and calibrated
+  // inputs run on oneDNN int8; linear layers on the integer GEMM).
+  explicit IntegerRuntime(SimQuant& sim);
 
   void bind(const std::vector<LayerInfo>& layers) override { sim_.bind(layers); }
   at::Tensor weight(const LayerInfo& layer, const at::Tensor& w) override { return sim_.weight(layer, w); }
@@ -58,6 +87,8 @@ class IntegerRuntime : public QuantContext {
     return sim_.kv_cache(block, is_value, t);
   }
   at::Tensor linear(const LayerInfo& layer, const at::Tensor& x, const at::Tensor& w) override;
+  at::Tensor conv(const LayerInfo& layer, const at::Tensor& x, const at::Tensor& w, const at::Tensor& bias,
+                  at::IntArrayRef stride, at::IntArrayRef padding, at::IntArrayRef dilation, int64_t groups) override;
 
   struct LayerEntry {
     std::string name;
@@ -71,7 +102,9 @@ class IntegerRuntime : public QuantContext {
 
  private:
   SimQuant& sim_;
+  void prepare(const std::vector<LayerInfo>& infos, const std::function<at::Tensor(const LayerInfo&)>& weight_of);
   std::vector<std::unique_ptr<IntLinear>> layers_;  // by LayerInfo::index; null = simulated
+  std::vector<std::unique_ptr<IntConv>> convs_;     // by LayerInfo::index
   std::vector<LayerEntry> entries_;
 };
 

@@ -78,15 +78,36 @@ PackedWeights pack_weights(const float* w, int64_t rows, int64_t cols, int bits,
   return p;
 }
 
+namespace {
+template <int bits>
+void dequantize_rows_impl(const PackedWeights& p, float* w) {
+  constexpr int per_byte = 8 / bits, mask = (1 << bits) - 1;
+  const int64_t G = p.groups_per_row(), gbytes = p.group / per_byte;
+  for (int64_t r = 0; r < p.rows; ++r) {
+    const uint8_t* row = p.q.data() + r * p.row_bytes();
+    float* out = w + r * p.cols;
+    for (int64_t g = 0; g < G; ++g) {
+      const float s = p.scale[static_cast<size_t>(r * G + g)], z = p.zero[static_cast<size_t>(r * G + g)];
+      const uint8_t* b = row + g * gbytes;
+      float* o = out + g * p.group;
+      for (int64_t i = 0; i < gbytes; ++i)
+        for (int k = 0; k < per_byte; ++k)
+          o[i * per_byte + k] = s * (static_cast<float>((b[i] >> (k * bits)) & mask) - z);
+    }
+  }
+}
+}  // namespace
+
+void dequantize_rows(const PackedWeights& p, float* w) {
+  if (p.bits == 8) dequantize_rows_impl<8>(p, w);
+  else if (p.bits == 4) dequantize_rows_impl<4>(p, w);
+  else dequantize_rows_impl<2>(p, w);
+}
+
 std::vector<float> unpack_weights(const PackedWeights& p) {
   p.validate("unpack_weights");
   std::vector<float> w(static_cast<size_t>(p.rows * p.cols));
-  const int64_t G = p.groups_per_row();
-  for (int64_t r = 0; r < p.rows; ++r)
-    for (int64_t j = 0; j < p.cols; ++j) {
-      const size_t gi = static_cast<size_t>(r * G + j / p.group);
-      w[static_cast<size_t>(r * p.cols + j)] = p.scale[gi] * (static_cast<float>(p.code(r, j)) - p.zero[gi]);
-    }
+  dequantize_rows(p, w.data());
   return w;
 }
 

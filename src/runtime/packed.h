@@ -46,5 +46,7 @@ PackedWeights pack_weights(const float* w, int64_t rows, int64_t cols, int bits,
 
 // The dequantized weight (rows × cols, row-major): the reference every kernel is checked against.
 std::vector<float> unpack_weights(const PackedWeights& p);
+// The same into w (rows × cols floats), without validation: for a PackedWeights already validated (prepared).
+void dequantize_rows(const PackedWeights& p, float* w);
 
 }  // namespace catq

@@ -81,12 +81,12 @@ Tensors op_conv(const Node& n, const Tensors& x, QuantContext* ctx, const LayerI
   if (X.size(1) != W.size(1) * group)
     op_fail(n, fmt::format("input has {} channels but weight expects {} x {} groups", X.size(1), W.size(1), group));
   std::vector<int64_t> pads = spatial_pads(n, X, kernel, strides, dil);
-  if (ctx && layer) W = ctx->weight(*layer, W);
   bool sym = true;
   for (size_t i = 0; i < sd; ++i) sym = sym && pads[i] == pads[i + sd];
   std::vector<int64_t> p(sd, 0);
   if (sym) for (size_t i = 0; i < sd; ++i) p[i] = pads[i];
   else X = pad_spatial(X, pads, 0.0);
+  if (ctx && layer) return {ctx->conv(*layer, X, W, B, strides, p, dil, group)};
   if (X.dim() == 4) {
     // oneDNN's channels-last convolution is ~3x faster than libtorch's NCHW path on CPU.
     X = X.contiguous(at::MemoryFormat::ChannelsLast);

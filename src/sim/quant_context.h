@@ -36,6 +36,18 @@ class QuantContext {
   virtual at::Tensor linear(const LayerInfo& layer, const at::Tensor& x, const at::Tensor& w) {
     return at::linear(input(layer, x), weight(layer, w));
   }
+  // Executes a 2-D/N-D convolution layer (symmetric padding already resolved): by default libtorch's convolution on
+  // input(x) — already applied by the graph executor, which quantizes shared activations once — and weight(w).
+  // x is the executor's (quantized) input; channels-last for 4-D inputs (oneDNN's fast layout on CPU).
+  virtual at::Tensor conv(const LayerInfo& layer, const at::Tensor& x, const at::Tensor& w, const at::Tensor& bias,
+                          at::IntArrayRef stride, at::IntArrayRef padding, at::IntArrayRef dilation, int64_t groups) {
+    at::Tensor W = weight(layer, w), X = x;
+    if (X.dim() == 4) {
+      X = X.contiguous(at::MemoryFormat::ChannelsLast);
+      W = W.contiguous(at::MemoryFormat::ChannelsLast);
+    }
+    return at::convolution(X, W, bias, stride, padding, dilation, false, std::vector<int64_t>(stride.size(), 0), groups);
+  }
   // Keys (after RoPE) or values of attention block `block` before they enter the KV cache, [B, heads, T, hd].
   // Default: unchanged.
   virtual at::Tensor kv_cache(int64_t block, bool is_value, const at::Tensor& t) { return t; }
