@@ -37,7 +37,7 @@ fp_ips() {  # images/s of the FP32 ONNX model
 echo "| model | quantization | layers integer | top-1 sim | top-1 int | equal top-1 decisions | FP32 img/s | sim img/s | int img/s | int / FP32 |"
 echo "|---|---|---:|---:|---:|---:|---:|---:|---:|---:|"
 row() {  # NAME CATQ_FILE MODEL
-  local name=$1 q=$2 m=$3 e=$OUT/$1.int.json
+  local name=$1 q=$2 m=$3 e=$OUT/$(basename "$2" .catq).int.json
   [ -s "$e" ] || { cmd "$CATQ" -q --json eval "$q" --data "$DATA" --split eval --runtime int "${lim[@]}" > "$e.tmp" && mv "$e.tmp" "$e"; }
   local fp; fp=$(fp_ips "$m")
   jq -r --arg n "$name" --arg fp "$fp" --arg m "$m" \
