@@ -85,6 +85,17 @@ TEST(BadInputCli, UsageErrors) {
   EXPECT_EQ(run_cli("").code, 2);
   EXPECT_EQ(run_cli("frobnicate").code, 2);
   EXPECT_EQ(run_cli("eval").code, 2);
+  EXPECT_EQ(run_cli("eval model.catq --runtime fast").code, 2);     // sim | int
+  EXPECT_EQ(run_cli("generate model.bin --runtime fast").code, 2);
+}
+
+// --runtime int needs a quantized model: an FP ONNX model is refused with the reason (exit 5, unsupported).
+TEST(BadInputCli, IntegerRuntimeNeedsAQuantizedModel) {
+  if (!catq::file_exists(asset("resnet-cifar10/resnet20.onnx"))) GTEST_SKIP() << "../shared/assets absent";
+  CliRun r = run_cli("eval " + asset("resnet-cifar10/resnet20.onnx") + " --data " + asset("cifar10/test.bin") +
+                     " --runtime int");
+  EXPECT_EQ(r.code, 5) << r.out;
+  EXPECT_NE(r.out.find("quantized .catq"), std::string::npos) << r.out;
 }
 
 TEST(Cli, HelpHasExamples) {

@@ -145,14 +145,17 @@ int run_quantize_llm(const Common& common) {
                          {"calibration", {{"text", args.text}, {"skip_chars", args.skip_chars}, {"chars", w.n_chars},
                                           {"windows", w.n_windows()}, {"window", co.window}}},
                          {"weight_bytes", sq.total_weight_bytes()}};
+  // The token-embedding table at its configured bits (FP32 unless the config quantizes it).
+  const uint64_t emb_bytes = storage_bits(m.model.tok_embeddings.sizes(), sq.config().embedding) / 8;
+  meta["embedding_bytes"] = emb_bytes;
   write_catq_llm(args.out, m.model, sq, &tok, meta);
   if (common.json) {
     meta["output"] = args.out;
     std::cout << meta.dump(2) << "\n";
   } else {
-    std::cout << fmt::format("{}: {} + transform {} + {} weights, calibrated on {} windows of {} tokens; {} weight bytes\n"
-                             "wrote {}\n", args.model, args.config, po.transform.str(), po.weights, w.n_windows(),
-                             co.window, sq.total_weight_bytes(), args.out);
+    std::cout << fmt::format("{}: {} + transform {} + {} weights, calibrated on {} windows of {} tokens; {} weight bytes"
+                             " (+ {} embedding bytes)\nwrote {}\n", args.model, args.config, po.transform.str(),
+                             po.weights, w.n_windows(), co.window, sq.total_weight_bytes(), emb_bytes, args.out);
   }
   return 0;
 }

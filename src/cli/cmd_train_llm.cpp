@@ -27,7 +27,7 @@ struct TrainLlmArgs {
   double lr = 2e-3, warmup = 0.05, weight_decay = 0.1;
   uint64_t seed = 0;
   // FP → QAT
-  int qat_bits = 0, qat_head_bits = 0;
+  int qat_bits = 0, qat_head_bits = 0, qat_emb_bits = 0;
   double qat_fraction = 0.2, decay = 0.2;
   std::string qat_schedule = "fused";
   int64_t val_windows = 64;
@@ -54,7 +54,7 @@ int run_fp_qat(const Common& common, LlamaModel& m, const Tokenizer& tok, const 
   o.train.seq = args.seq;
   o.train.seed = args.seed;
   o.train.optim.weight_decay = args.weight_decay;
-  SimQuant sq(weight_only_qat_config(args.qat_bits, args.qat_head_bits));
+  SimQuant sq(weight_only_qat_config(args.qat_bits, args.qat_head_bits, args.qat_emb_bits));
   SmallModelThreadGuard threads(m);
   const auto start = std::chrono::steady_clock::now();
   FpQatRun run = train_fp_then_qat(m, train, val, tok.bos_id(), o, sq, args.val_windows);
@@ -65,6 +65,7 @@ int run_fp_qat(const Common& common, LlamaModel& m, const Tokenizer& tok, const 
   j["config"] = m.cfg.summary();
   j["bits"] = args.qat_bits;
   j["head_bits"] = args.qat_head_bits;
+  j["embedding_bits"] = args.qat_emb_bits;
   j["qat_fraction"] = args.qat_fraction;
   j["schedule"] = args.qat_schedule;
   j["total_steps"] = args.steps;
@@ -186,6 +187,8 @@ void register_train_llm(CLI::App& app, Common& common) {
   auto* q = "FP then QAT (methods.md §5)";
   sub->add_option("--qat-bits", args.qat_bits, "Weights-only QAT at this many bits after the FP phase (1..8; 0 = "
                   "FP only). Output is then a quantized .catq")->group(q);
+  sub->add_option("--qat-emb-bits", args.qat_emb_bits, "Token-embedding bits during QAT (0 = FP; per token row)")
+      ->capture_default_str()->group(q);
   sub->add_option("--qat-head-bits", args.qat_head_bits, "LM head bits during QAT (0 = FP)")->capture_default_str()
       ->group(q);
   sub->add_option("--qat-fraction", args.qat_fraction, "Share of --steps spent in QAT")->capture_default_str()->group(q);

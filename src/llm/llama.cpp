@@ -230,6 +230,7 @@ at::Tensor LlamaModel::forward_impl(const at::Tensor& tokens, KVCache* cache, Qu
   const double scale = 1.0 / std::sqrt(static_cast<double>(hd));
 
   at::Tensor x = at::embedding(tok_embeddings, tokens);  // [B, T, D]
+  if (ctx) x = ctx->embedding(x);
   for (int64_t l = 0; l < cfg.n_layers; ++l) {
     const LlamaBlock& b = blocks[l];
     const int base = static_cast<int>(l) * kPerBlock;

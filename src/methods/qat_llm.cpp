@@ -51,7 +51,9 @@ PhaseSchedules fp_qat_schedules(int64_t total_steps, double qat_fraction, QatSch
   return p;
 }
 
-QuantConfig weight_only_qat_config(int bits, int head_bits) {
+QuantConfig weight_only_qat_config(int bits, int head_bits, int embedding_bits) {
+  CATQ_CHECK(embedding_bits == 0 || (embedding_bits >= 2 && embedding_bits <= 8), Config,
+             "weights-only QAT: embedding bits {} must be 0 (FP) or 2..8", embedding_bits);
   CATQ_CHECK(bits >= 1 && bits <= 8, Config, "weights-only QAT: bits {} outside 1..8", bits);
   CATQ_CHECK(head_bits == 0 || (head_bits >= 2 && head_bits <= 8), Config,
              "weights-only QAT: LM head bits {} must be 0 (FP) or 2..8", head_bits);
@@ -67,10 +69,10 @@ QuantConfig weight_only_qat_config(int bits, int head_bits) {
   // The LM head (the last layer): FP like the embedding table, or its own bit width.
   head.weight = head_bits == 0 ? nlohmann::json(nullptr) : nlohmann::json{{"bits", head_bits}, {"scheme", "uniform"}};
   c.last_layer = head;
-  c.source = head_bits == 0
-                 ? fmt::format("w{} weights-only QAT (per-channel symmetric, LM head and embeddings FP)", bits)
-                 : fmt::format("w{} weights-only QAT (per-channel symmetric, LM head {}-bit, embeddings FP)", bits,
-                               head_bits);
+  if (embedding_bits > 0) c.embedding = default_weight_spec(embedding_bits);  // per token row, symmetric
+  c.source = fmt::format("w{} weights-only QAT (per-channel symmetric, LM head {}, embeddings {})", bits,
+                         head_bits == 0 ? std::string("FP") : fmt::format("{}-bit", head_bits),
+                         embedding_bits == 0 ? std::string("FP") : fmt::format("{}-bit per row", embedding_bits));
   return c;
 }
 

@@ -36,7 +36,7 @@ PhaseSchedules fp_qat_schedules(int64_t total_steps, double qat_fraction, QatSch
 // The weights-only QAT config: per-output-channel symmetric `bits`-bit weights (binary scheme at 1 bit), inputs FP;
 // the LM head at head_bits (0 = FP; ParetoQ keeps it at 4+ bits). The token-embedding table is not a quantizable
 // layer and stays FP. Error(Config) for bits outside 1..8 or head_bits outside {0, 2..8}.
-QuantConfig weight_only_qat_config(int bits, int head_bits = 0);
+QuantConfig weight_only_qat_config(int bits, int head_bits = 0, int embedding_bits = 0);
 
 struct FpQatOptions {
   int64_t total_steps = 1000;

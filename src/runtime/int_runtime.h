@@ -83,6 +83,7 @@ class IntegerRuntime : public QuantContext {
   void bind(const std::vector<LayerInfo>& layers) override { sim_.bind(layers); }
   at::Tensor weight(const LayerInfo& layer, const at::Tensor& w) override { return sim_.weight(layer, w); }
   at::Tensor input(const LayerInfo& layer, const at::Tensor& x) override { return sim_.input(layer, x); }
+  at::Tensor embedding(const at::Tensor& rows) override { return sim_.embedding(rows); }  // simulated
   at::Tensor kv_cache(int64_t block, bool is_value, const at::Tensor& t) override {
     return sim_.kv_cache(block, is_value, t);
   }

@@ -289,11 +289,22 @@ QuantConfig QuantConfig::from_json(const std::string& text, const std::string& s
                                            c.kv_cache.scheme == Scheme::Uniform),
                    Config, "{}: kv_cache: must be uniform with granularity \"token\" (per position and head)", source);
       }
+    } else if (k == "embedding") {
+      if (!v.is_null()) {
+        c.embedding = apply_spec_patch(default_weight_spec(8), v, fmt::format("{}: embedding", source));
+        const QuantSpec& e = c.embedding;
+        CATQ_CHECK(!e.enabled || ((e.granularity == Granularity::PerChannel && e.resolved_axis(2) == 0) ||
+                                  (e.granularity == Granularity::PerGroup && e.resolved_axis(2) == 1)),
+                   Config, "{}: embedding: granularity must be \"channel\" (axis 0: one scale per token row) or "
+                   "\"group\" (along the embedding dimension): a row's quantization may not depend on other rows",
+                   source);
+      }
     } else if (k == "seed") {
       c.seed = static_cast<uint64_t>(get_int(v, source + ":", k, 0, INT64_MAX));
     } else {
       fail(ErrorKind::Config,
-           "{}: unknown key \"{}\", expected defaults, first_layer, last_layer, overrides, fold_bn, kv_cache, seed, "
+           "{}: unknown key \"{}\", expected defaults, first_layer, last_layer, overrides, fold_bn, kv_cache, embedding, "
+           "seed, "
            "description",
            source, k);
     }
@@ -378,6 +389,8 @@ QuantConfig QuantConfig::from_string(const std::string& compact) {
     } else if (t.size() > 2 && t.rfind("kv", 0) == 0 && std::all_of(t.begin() + 2, t.end(), ::isdigit)) {
       c.kv_cache = default_input_spec(bits_of(t.substr(2), "KV cache"));
       c.kv_cache.granularity = Granularity::PerToken;  // asymmetric per position and head, dynamic
+    } else if (t.size() > 3 && t.rfind("emb", 0) == 0 && std::all_of(t.begin() + 3, t.end(), ::isdigit)) {
+      c.embedding = default_weight_spec(bits_of(t.substr(3), "embedding"));  // per token row, symmetric
     } else if (t.size() > 2 && t.rfind("fl", 0) == 0 && std::all_of(t.begin() + 2, t.end(), ::isdigit)) {
       int b = bits_of(t.substr(2), "first/last layer");
       Rule r;
@@ -434,6 +447,7 @@ json QuantConfig::to_json() const {
   for (const Rule& r : overrides) j["overrides"].push_back(rule_to_json(r, true));
   j["fold_bn"] = fold_bn;
   if (kv_cache.enabled) j["kv_cache"] = spec_to_json(kv_cache);
+  if (embedding.enabled) j["embedding"] = spec_to_json(embedding);
   j["seed"] = seed;
   return j;
 }

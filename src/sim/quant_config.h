@@ -53,6 +53,10 @@ struct QuantConfig {
   // Llama KV cache: keys (after RoPE) and values, quantized dynamically per position and head over the head
   // dimension (granularity token); floating point unless configured ("kv_cache" in JSON, -kv<bits> compact).
   QuantSpec kv_cache = QuantSpec::fp();
+  // Llama token-embedding table: the rows a forward gathers are fake-quantized row by row (granularity channel,
+  // axis 0 = one scale per token row; or groups along the embedding dimension), so quantizing the gathered rows
+  // equals quantizing the table. Floating point unless configured ("embedding" in JSON, -emb<bits> compact).
+  QuantSpec embedding = QuantSpec::fp();
   uint64_t seed = 0;                   // stochastic rounding
 
   static QuantConfig fp();

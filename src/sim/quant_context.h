@@ -48,6 +48,8 @@ class QuantContext {
     }
     return at::convolution(X, W, bias, stride, padding, dilation, false, std::vector<int64_t>(stride.size(), 0), groups);
   }
+  // Token-embedding rows gathered by a Llama forward, [..., dim] (one row per token). Default: unchanged.
+  virtual at::Tensor embedding(const at::Tensor& rows) { return rows; }
   // Keys (after RoPE) or values of attention block `block` before they enter the KV cache, [B, heads, T, hd].
   // Default: unchanged.
   virtual at::Tensor kv_cache(int64_t block, bool is_value, const at::Tensor& t) { return t; }

@@ -158,6 +158,15 @@ at::Tensor SimQuant::input(const LayerInfo& info, const at::Tensor& x) {
   return fake_quant_ste(x, *l.input_params, spec.rounding, g);
 }
 
+at::Tensor SimQuant::embedding(const at::Tensor& rows) {
+  if (mode_ != Mode::Quantize || !config_.embedding.enabled) return rows;
+  const at::Tensor r2 = rows.reshape({-1, rows.size(-1)});
+  std::optional<at::Generator> g;
+  if (config_.embedding.rounding == Rounding::Stochastic) g = gen_;
+  return fake_quant_ste(r2, compute_params(config_.embedding, r2.detach()), config_.embedding.rounding, g)
+      .reshape(rows.sizes());
+}
+
 at::Tensor SimQuant::kv_cache(int64_t block, bool is_value, const at::Tensor& t) {
   if (mode_ != Mode::Quantize || !config_.kv_cache.enabled) return t;
   return fake_quant_ste(t, compute_params(config_.kv_cache, t.detach()), Rounding::Nearest);

@@ -78,6 +78,9 @@ class SimQuant : public QuantContext {
   at::Tensor input(const LayerInfo& layer, const at::Tensor& x) override;
   // Fake-quantizes with the config's kv_cache spec (dynamic, per position and head) in Quantize mode.
   at::Tensor kv_cache(int64_t block, bool is_value, const at::Tensor& t) override;
+  // Fake-quantizes gathered embedding rows with the config's embedding spec (per row) in Quantize mode, with a
+  // straight-through gradient to the table.
+  at::Tensor embedding(const at::Tensor& rows) override;
 
   void set_mode(Mode m) { mode_ = m; }
   Mode mode() const { return mode_; }
