@@ -122,13 +122,14 @@ TEST(IntRuntime, UnsupportedLayersStaySimulated) {
 // A quantized CNN (RTN, through the .catq file): its convolutions run on oneDNN's int8 primitive and reproduce the
 // simulation (W8A8 and W4A4 with first/last layers at 8 bits, the signed image input with its zero-point).
 TEST(IntRuntime, CnnConvolutionsOnOneDnnInt8MatchTheSimulation) {
-  for (const char* bits : {"w8a8", "w4a4"}) {
+  for (const char* bits : {"w8a8", "w4a4", "w2a4"}) {
+    const int64_t width = std::string(bits) == "w8a8" ? 8 : 16;  // 16 channels: the AVX-512 input quantizer
     torch::manual_seed(3);
     ImageDataset calib{torch::randn({64, 3, 8, 8}), torch::randint(0, 5, {64}, at::TensorOptions().dtype(at::kLong)),
                        "synthetic"};
     CnnPtqOptions o;
     o.bits = bits;
-    QuantizedCnn q0 = quantize_cnn(test_models::tiny_resnet(2), calib, o);
+    QuantizedCnn q0 = quantize_cnn(test_models::tiny_resnet(2, "tiny_resnet", width), calib, o);
     const std::string path = ::testing::TempDir() + "catq_int_runtime_cnn.catq";
     write_catq(path, *q0.ex, *q0.sq, nullptr, {});
     QuantizedCnn q = read_catq(path);
@@ -137,7 +138,10 @@ TEST(IntRuntime, CnnConvolutionsOnOneDnnInt8MatchTheSimulation) {
     EXPECT_EQ(rt.num_integer(), 3) << bits;  // stem, block.conv1, block.conv2; the classifier Gemm is simulated
     EXPECT_NE(rt.report().back().how.find("simulated"), std::string::npos);
     const at::Tensor x = torch::randn({32, 3, 8, 8});
+    at::NoGradGuard ng;  // inference: the runtime's integer path
     const at::Tensor ref = q.ex->forward(x, q.sq.get()), out = q.ex->forward(x, &rt);
+    EXPECT_EQ(rt.integer_conv_calls(), 3) << bits;
+    EXPECT_EQ(rt.simulated_conv_calls(), 0) << bits;
     EXPECT_NE(rt.report()[0].how.find("oneDNN"), std::string::npos) << rt.report()[0].how;
     const Agreement a = compare(ref, out);
     EXPECT_LT(a.rel_err, 1e-4) << bits;

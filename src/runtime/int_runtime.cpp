@@ -2,9 +2,18 @@
 
 #include <ATen/Parallel.h>
 #include <fmt/format.h>
+
+#include <atomic>
+
+#if defined(__x86_64__)
+#include <immintrin.h>
+#endif
 #include <oneapi/dnnl/dnnl.hpp>
 
 #include "core/error.h"
+
+// GCC 12's _mm512_reduce_add_epi32 reads an uninitialised temporary inside its own header (a false positive).
+#pragma GCC diagnostic ignored "-Wmaybe-uninitialized"
 #include "llm/llama.h"
 #include "quant/quantizer.h"
 
@@ -129,19 +138,27 @@ std::unique_ptr<IntConv> prepare_int_conv(const SimQuant::Layer& l, std::string*
   if (as.rounding != Rounding::Nearest) return no("stochastic activation rounding");
   if (l.weight_codes.dim() != 4) return no(fmt::format("{}-D convolution", l.weight_codes.dim() - 2));
   auto c = std::make_unique<IntConv>();
-  c->codes = (l.weight_codes.to(at::kInt) - w_shift).to(at::kChar).contiguous();
-  const int64_t O = c->codes.size(0);
+  const int64_t O = l.weight_codes.size(0);
   const at::Tensor sw = p.scale.to(at::kFloat).reshape({-1}).expand({p.granularity == Granularity::PerTensor ? O : -1});
   const at::Tensor zw = p.zero_point.to(at::kInt).reshape({-1}).expand({p.granularity == Granularity::PerTensor ? O : -1});
+  const at::Tensor q = l.weight_codes.to(at::kInt);
+  // Codes minus their zero-point fit int8 for ≤ 7-bit weights: then the weights are symmetric for oneDNN and no
+  // correction is needed. 8-bit asymmetric codes keep the zero-point, moved into the int8 range.
+  const at::Tensor centred = q - zw.reshape({O, 1, 1, 1});
+  const bool recentre = centred.min().item<int>() >= -128 && centred.max().item<int>() <= 127;
+  c->codes = (recentre ? centred : q - w_shift).to(at::kChar).contiguous();
   c->x_scale = l.input_params->scale.item<float>();
   c->x_shift = as.qmin() < 0 ? 128 : 0;
   c->x_zero = l.input_params->zero_point.item<int32_t>() + c->x_shift;
+  c->x_qmin = static_cast<int32_t>(as.qmin());
+  c->x_qmax = static_cast<int32_t>(as.qmax());
   c->out_scale.resize(static_cast<size_t>(O));
   c->zero_term.resize(static_cast<size_t>(O));
   for (int64_t o = 0; o < O; ++o) {
     c->out_scale[static_cast<size_t>(o)] = c->x_scale * sw[o].item<float>();
-    c->zero_term[static_cast<size_t>(o)] = c->out_scale[static_cast<size_t>(o)] * static_cast<float>(zw[o].item<int32_t>() - w_shift);
-    c->asymmetric = c->asymmetric || zw[o].item<int32_t>() != w_shift;
+    const int32_t z = recentre ? 0 : zw[o].item<int32_t>() - w_shift;
+    c->zero_term[static_cast<size_t>(o)] = c->out_scale[static_cast<size_t>(o)] * static_cast<float>(z);
+    c->asymmetric = c->asymmetric || z != 0;
   }
   c->weight_bits = p.bits;
   c->act_bits = as.bits;
@@ -164,13 +181,85 @@ dnnl::engine& cpu_engine() {
 }
 }  // namespace
 
-at::Tensor IntConv::forward(const at::Tensor& x_in, const at::Tensor& bias, at::IntArrayRef stride,
-                            at::IntArrayRef padding, at::IntArrayRef dilation) const {
-  using dnnl::memory;
-  at::NoGradGuard ng;
+#if defined(__x86_64__)
+// Pixels [p0, p1) of C channels (C % 16 == 0): x̂, u8 codes and Σ_c (code − zero). False when a value is not finite.
+static __attribute__((target("avx512f,avx512bw"))) bool quantize_pixels_avx512(const float* xp, int64_t p0, int64_t p1,
+                                                                         int64_t C, float s, float z, float lo,
+                                                                         float hi, int32_t shift, int32_t zero,
+                                                                         float* hp, uint8_t* qp, float* sp) {
+  const __m512 sv = _mm512_set1_ps(s), zv = _mm512_set1_ps(z), lov = _mm512_set1_ps(lo), hiv = _mm512_set1_ps(hi);
+  const __m512i off = _mm512_set1_epi32(shift - zero), sh = _mm512_set1_epi32(shift);
+  __mmask16 finite = 0xFFFF;
+  for (int64_t p = p0; p < p1; ++p) {
+    __m512i acc = _mm512_setzero_si512();
+    for (int64_t c = 0; c < C; c += 16) {
+      const __m512 v = _mm512_loadu_ps(xp + p * C + c);
+      finite &= _mm512_cmp_ps_mask(_mm512_sub_ps(v, v), _mm512_setzero_ps(), _CMP_EQ_OQ);
+      __m512 q = _mm512_roundscale_ps(_mm512_div_ps(v, sv), _MM_FROUND_TO_NEAREST_INT | _MM_FROUND_NO_EXC);
+      q = _mm512_min_ps(_mm512_max_ps(_mm512_add_ps(q, zv), lov), hiv);
+      _mm512_storeu_ps(hp + p * C + c, _mm512_mul_ps(_mm512_sub_ps(q, zv), sv));
+      const __m512i qi = _mm512_cvtps_epi32(q);
+      _mm_storeu_si128(reinterpret_cast<__m128i*>(qp + p * C + c), _mm512_cvtepi32_epi8(_mm512_add_epi32(qi, sh)));
+      acc = _mm512_add_epi32(acc, _mm512_add_epi32(qi, off));
+    }
+    sp[p] = static_cast<float>(_mm512_reduce_add_epi32(acc));
+  }
+  return finite == 0xFFFF;
+}
+#endif
+
+IntConv::Input IntConv::quantize_input(const at::Tensor& x_in) const {
   const std::vector<int64_t> shape = x_in.sizes().vec();
   CATQ_CHECK(shape.size() == 4 && shape[1] == codes.size(1), Data, "integer conv: input of shape {}, expected [N, {}, H, W]",
              fmt::join(shape, "x"), codes.size(1));
+  const at::Tensor x = x_in.detach().to(at::kFloat).contiguous(at::MemoryFormat::ChannelsLast);
+  const int64_t N = shape[0], C = shape[1], HW = shape[2] * shape[3];
+  const auto cl = at::TensorOptions().memory_format(at::MemoryFormat::ChannelsLast);
+  Input in;
+  in.xhat = at::empty(shape, cl.dtype(at::kFloat));
+  in.codes = at::empty(shape, cl.dtype(at::kByte));
+  in.csum = at::empty({N, 1, shape[2], shape[3]}, at::kFloat);
+  const float* xp = x.data_ptr<float>();
+  float* hp = in.xhat.data_ptr<float>();
+  uint8_t* qp = in.codes.data_ptr<uint8_t>();
+  float* sp = in.csum.data_ptr<float>();
+  const float s = x_scale, z = static_cast<float>(x_zero - x_shift);
+  const float lo = static_cast<float>(x_qmin), hi = static_cast<float>(x_qmax);
+  std::atomic<bool> finite{true};
+  // The simulation's fake quantizer, element for element: q = clamp(round(x / s) + z), x̂ = (q − z)·s (AVX-512 for
+  // 16-channel multiples: the same IEEE division, round-half-even and clamp).
+  const bool simd = C % 16 == 0 && isa_supported(KernelIsa::Avx512) && best_isa() == KernelIsa::Avx512;
+  at::parallel_for(0, N * HW, 256, [&](int64_t p0, int64_t p1) {
+    bool ok = true;
+#if defined(__x86_64__)
+    if (simd) {
+      ok = quantize_pixels_avx512(xp, p0, p1, C, s, z, lo, hi, x_shift, x_zero, hp, qp, sp);
+    } else
+#endif
+    for (int64_t p = p0; p < p1; ++p) {
+      int32_t sum = 0;
+      for (int64_t c = 0; c < C; ++c) {
+        const float v = xp[p * C + c];
+        ok &= std::isfinite(v);
+        const float qf = std::clamp(std::nearbyint(v / s) + z, lo, hi);
+        hp[p * C + c] = (qf - z) * s;
+        const int32_t code = static_cast<int32_t>(qf) + x_shift;
+        qp[p * C + c] = static_cast<uint8_t>(code);
+        sum += code - x_zero;
+      }
+      sp[p] = static_cast<float>(sum);
+    }
+    if (!ok) finite = false;
+  });
+  CATQ_CHECK(finite, Data, "integer conv: input holds NaN or Inf");
+  return in;
+}
+
+at::Tensor IntConv::forward(const Input& in, const at::Tensor& bias, at::IntArrayRef stride, at::IntArrayRef padding,
+                            at::IntArrayRef dilation) const {
+  using dnnl::memory;
+  at::NoGradGuard ng;
+  const std::vector<int64_t> shape = in.codes.sizes().vec();
   std::shared_ptr<Primitive> P;
   for (const auto& c : cache)
     if (c->in_shape == shape && c->stride == stride.vec() && c->padding == padding.vec() && c->dilation == dilation.vec())
@@ -205,44 +294,41 @@ at::Tensor IntConv::forward(const at::Tensor& x_in, const at::Tensor& bias, at::
     s.wait();
     cache.push_back(P);
   }
-  // Codes of the fake-quantized input (x̂/s is within rounding of an integer: nearbyint recovers it exactly), in
-  // one pass that also sums (q − z_x) over the channels of each pixel for the weight zero-point term.
-  const at::Tensor x = x_in.detach().to(at::kFloat).contiguous(at::MemoryFormat::ChannelsLast);
-  const int64_t N = shape[0], C = shape[1], HW = shape[2] * shape[3];
-  at::Tensor q = at::empty(shape, at::TensorOptions().dtype(at::kByte).memory_format(at::MemoryFormat::ChannelsLast));
-  at::Tensor csum = at::empty({N, 1, shape[2], shape[3]}, at::kFloat);
-  {
-    const float* xp = x.data_ptr<float>();
-    uint8_t* qp = q.data_ptr<uint8_t>();
-    float* sp = csum.data_ptr<float>();
-    const float inv_zero = static_cast<float>(x_zero);
-    at::parallel_for(0, N * HW, 256, [&](int64_t p0, int64_t p1) {
-      for (int64_t p = p0; p < p1; ++p) {  // pixel p: C channels contiguous (NHWC)
-        int32_t sum = 0;
-        for (int64_t c = 0; c < C; ++c) {
-          const int32_t v = static_cast<int32_t>(std::clamp(std::nearbyint(xp[p * C + c] / x_scale) + inv_zero, 0.f, 255.f));
-          qp[p * C + c] = static_cast<uint8_t>(v);
-          sum += v - x_zero;
-        }
-        sp[p] = static_cast<float>(sum);
-      }
-    });
-  }
   at::Tensor y = at::empty(P->out_shape, at::TensorOptions().dtype(at::kFloat).memory_format(at::MemoryFormat::ChannelsLast));
-  memory src(P->src_md, cpu_engine(), q.data_ptr()), dst(P->dst_md, cpu_engine(), y.data_ptr());
+  memory src(P->src_md, cpu_engine(), in.codes.data_ptr()), dst(P->dst_md, cpu_engine(), y.data_ptr());
   dnnl::stream s(cpu_engine());
   P->conv.execute(s, {{DNNL_ARG_SRC, src}, {DNNL_ARG_WEIGHTS, P->weights}, {DNNL_ARG_DST, dst}});
   s.wait();
+  // One pass over the output: bias, and for asymmetric 8-bit weights (oneDNN has no weight zero-points)
+  // − s_x·s_w[o]·z_w[o]·Σ_window(q − z_x), the window sums a kh × kw box sum of the per-pixel channel sums.
+  const int64_t O = P->out_shape[1], npix = P->out_shape[0] * P->out_shape[2] * P->out_shape[3];
+  at::Tensor window;
   if (asymmetric) {
-    // Weight zero-points (oneDNN int8 has none): y −= s_x·s_w[o]·z_w[o] · Σ_window (q − z_x); the window sums are a
-    // kh × kw box sum of the per-pixel channel sums (integers, exact in float32).
     const at::Tensor ones = at::ones({1, 1, codes.size(2), codes.size(3)}, at::kFloat);
-    const at::Tensor window = at::convolution(csum, ones, {}, stride, padding, dilation, false, {0, 0}, 1);
-    const at::Tensor zt = at::from_blob(const_cast<float*>(zero_term.data()), {1, codes.size(0), 1, 1}, at::kFloat);
-    y.sub_(window * zt);
+    window = at::convolution(in.csum, ones, {}, stride, padding, dilation, false, {0, 0}, 1).contiguous();
   }
-  if (bias.defined()) y.add_(bias.to(at::kFloat).reshape({1, -1, 1, 1}));
+  const at::Tensor b = bias.defined() ? bias.to(at::kFloat).contiguous() : at::zeros({O}, at::kFloat);
+  const float* bp = b.data_ptr<float>();
+  const float* wp = asymmetric ? window.data_ptr<float>() : nullptr;
+  float* yp = y.data_ptr<float>();
+  at::parallel_for(0, npix, 256, [&](int64_t p0, int64_t p1) {
+    for (int64_t p = p0; p < p1; ++p) {
+      float* row = yp + p * O;
+      if (wp) {
+        const float wv = wp[p];
+        for (int64_t o = 0; o < O; ++o) row[o] += bp[o] - zero_term[static_cast<size_t>(o)] * wv;
+      } else {
+        for (int64_t o = 0; o < O; ++o) row[o] += bp[o];
+      }
+    }
+  });
   return y;
+}
+
+at::Tensor IntConv::forward(const at::Tensor& x, const at::Tensor& bias, at::IntArrayRef stride,
+                            at::IntArrayRef padding, at::IntArrayRef dilation) const {
+  at::NoGradGuard ng;
+  return forward(quantize_input(x), bias, stride, padding, dilation);
 }
 
 std::string IntConv::str() const {
@@ -355,11 +441,33 @@ void IntegerRuntime::prepare(const std::vector<LayerInfo>& infos,
   }
 }
 
+at::Tensor IntegerRuntime::input(const LayerInfo& layer, const at::Tensor& x) {
+  const size_t i = static_cast<size_t>(layer.index);
+  if (i >= convs_.size() || !convs_[i] || x.dim() != 4 || at::GradMode::is_enabled()) return sim_.input(layer, x);
+  // The simulation's quantized input, computed in one pass that also keeps the codes for conv().
+  IntConv::Input in = convs_[i]->quantize_input(x);
+  at::Tensor xhat = in.xhat;
+  pending_.push_back({layer.index, std::move(in)});
+  if (pending_.size() > 8) pending_.erase(pending_.begin());  // inputs never consumed (a graph that pads first)
+  return xhat;
+}
+
 at::Tensor IntegerRuntime::conv(const LayerInfo& layer, const at::Tensor& x, const at::Tensor& w,
                                 const at::Tensor& bias, at::IntArrayRef stride, at::IntArrayRef padding,
                                 at::IntArrayRef dilation, int64_t groups) {
   const size_t i = static_cast<size_t>(layer.index);
-  if (i < convs_.size() && convs_[i] && groups == 1 && x.dim() == 4) return convs_[i]->forward(x, bias, stride, padding, dilation);
+  if (i < convs_.size() && convs_[i] && groups == 1 && x.dim() == 4) {
+    // Codes kept by input() for this very tensor and layer; anything else (a value quantized by another layer's
+    // params, an input padded after quantization) runs simulated, which is always correct.
+    for (auto it = pending_.begin(); it != pending_.end(); ++it)
+      if (it->first == layer.index && it->second.xhat.data_ptr() == x.data_ptr() && it->second.xhat.sizes() == x.sizes()) {
+        IntConv::Input in = std::move(it->second);
+        pending_.erase(it);
+        ++integer_conv_calls_;
+        return convs_[i]->forward(in, bias, stride, padding, dilation);
+      }
+  }
+  ++simulated_conv_calls_;
   return QuantContext::conv(layer, x, w, bias, stride, padding, dilation, groups);
 }
 

@@ -51,8 +51,9 @@ std::unique_ptr<IntLinear> prepare_int_linear(const SimQuant::Layer& l, const at
 // params; signed codes shifted by +128), int32 accumulation, per-output-channel f32 output scale s_x·s_w[o]. oneDNN
 // has no weight zero-points: with asymmetric weights the runtime subtracts s_x·s_w[o]·z_w[o]·Σ_window(q − z_x),
 // the window sums from a one-output-channel convolution of the codes. The bias is added after.
-// The input arrives fake-quantized from the graph executor (x̂ = s·(q − z) exactly), so q = round(x̂/s) + z
-// recovers the simulation's codes. The primitive is created once per input shape.
+// Weights of ≤ 7 bits are recentred (q − z_w fits int8), which removes the correction. input() quantizes a conv
+// layer's input once — the simulation's x̂ for the graph (a shared value's other readers see it) and the codes for
+// conv(). The primitive is created once per input shape.
 struct IntConv {
   at::Tensor codes;              // [O, C, kh, kw] int8
   std::vector<float> out_scale;  // O
@@ -61,10 +62,19 @@ struct IntConv {
   float x_scale = 1;
   int32_t x_zero = 0;            // in u8 code space
   int x_shift = 0;               // +128 for signed activation codes
+  int32_t x_qmin = 0, x_qmax = 255;  // activation code range before the shift
   int weight_bits = 0, act_bits = 0;
   struct Primitive;              // oneDNN objects (int_runtime.cpp)
   mutable std::vector<std::shared_ptr<Primitive>> cache;
 
+  // An input quantized once: x̂ (what the simulation's quantizer returns, channels-last), the u8 codes (NHWC) and
+  // the per-pixel channel sums Σ_c (q − z_x) (for asymmetric 8-bit weights).
+  struct Input {
+    at::Tensor xhat, codes, csum;
+  };
+  Input quantize_input(const at::Tensor& x) const;  // Error(Data) for a wrong shape or NaN / Inf
+  at::Tensor forward(const Input& in, const at::Tensor& bias, at::IntArrayRef stride, at::IntArrayRef padding,
+                     at::IntArrayRef dilation) const;
   at::Tensor forward(const at::Tensor& x, const at::Tensor& bias, at::IntArrayRef stride, at::IntArrayRef padding,
                      at::IntArrayRef dilation) const;
   std::string str() const;
@@ -82,7 +92,8 @@ class IntegerRuntime : public QuantContext {
 
   void bind(const std::vector<LayerInfo>& layers) override { sim_.bind(layers); }
   at::Tensor weight(const LayerInfo& layer, const at::Tensor& w) override { return sim_.weight(layer, w); }
-  at::Tensor input(const LayerInfo& layer, const at::Tensor& x) override { return sim_.input(layer, x); }
+  // Conv layers it runs: the simulation's quantized input computed in one pass, keeping the codes for conv().
+  at::Tensor input(const LayerInfo& layer, const at::Tensor& x) override;
   at::Tensor embedding(const at::Tensor& rows) override { return sim_.embedding(rows); }  // simulated
   at::Tensor kv_cache(int64_t block, bool is_value, const at::Tensor& t) override {
     return sim_.kv_cache(block, is_value, t);
@@ -100,12 +111,18 @@ class IntegerRuntime : public QuantContext {
   int64_t num_integer() const;      // layers on the integer GEMM
   int64_t num_weight_only() const;  // layers on the weight-only kernels
   uint64_t packed_bytes() const;    // code bytes + scales of the prepared layers
+  // Convolutions executed so far on oneDNN int8 / simulated (a conv layer runs integer only when its input came
+  // through input() without autograd: under at::NoGradGuard).
+  int64_t integer_conv_calls() const { return integer_conv_calls_; }
+  int64_t simulated_conv_calls() const { return simulated_conv_calls_; }
 
  private:
   SimQuant& sim_;
   void prepare(const std::vector<LayerInfo>& infos, const std::function<at::Tensor(const LayerInfo&)>& weight_of);
   std::vector<std::unique_ptr<IntLinear>> layers_;  // by LayerInfo::index; null = simulated
   std::vector<std::unique_ptr<IntConv>> convs_;     // by LayerInfo::index
+  std::vector<std::pair<int, IntConv::Input>> pending_;
+  int64_t integer_conv_calls_ = 0, simulated_conv_calls_ = 0;  // inputs quantized by input(), awaiting their conv()
   std::vector<LayerEntry> entries_;
 };
 
