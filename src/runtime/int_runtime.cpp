@@ -100,14 +100,13 @@ std::unique_ptr<IntLinear> prepare_int_linear(const SimQuant::Layer& l, const at
   pw.zero = per_group(p.zero_point, p.granularity, rows, G);
   for (float& z : pw.zero) z -= static_cast<float>(p.qmin);  // unsigned codes u = q − qmin
   pw.q.assign(static_cast<size_t>(rows * pw.row_bytes()), 0);
-  const int per_byte = 8 / cbits;
   const int32_t* qd = q.data_ptr<int32_t>();
   for (int64_t r = 0; r < rows; ++r)
     for (int64_t j = 0; j < cols; ++j) {
       const int64_t u = qd[r * cols + j] - p.qmin;
       CATQ_CHECK(u >= 0 && u < (int64_t{1} << cbits), Data, "layer '{}': code {} outside [{}, {}]", l.info.name,
                  qd[r * cols + j], p.qmin, p.qmax);
-      pw.q[static_cast<size_t>(r * pw.row_bytes() + j / per_byte)] |= static_cast<uint8_t>(u << ((j % per_byte) * cbits));
+      pw.set_code(r, j, static_cast<int>(u));
     }
   lin->weights = prepare_int_weights(std::move(pw));
   return lin;
@@ -323,12 +322,6 @@ at::Tensor IntConv::forward(const Input& in, const at::Tensor& bias, at::IntArra
     }
   });
   return y;
-}
-
-at::Tensor IntConv::forward(const at::Tensor& x, const at::Tensor& bias, at::IntArrayRef stride,
-                            at::IntArrayRef padding, at::IntArrayRef dilation) const {
-  at::NoGradGuard ng;
-  return forward(quantize_input(x), bias, stride, padding, dilation);
 }
 
 std::string IntConv::str() const {

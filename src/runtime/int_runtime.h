@@ -75,8 +75,6 @@ struct IntConv {
   Input quantize_input(const at::Tensor& x) const;  // Error(Data) for a wrong shape or NaN / Inf
   at::Tensor forward(const Input& in, const at::Tensor& bias, at::IntArrayRef stride, at::IntArrayRef padding,
                      at::IntArrayRef dilation) const;
-  at::Tensor forward(const at::Tensor& x, const at::Tensor& bias, at::IntArrayRef stride, at::IntArrayRef padding,
-                     at::IntArrayRef dilation) const;
   std::string str() const;
 };
 std::unique_ptr<IntConv> prepare_int_conv(const SimQuant::Layer& l, std::string* why);

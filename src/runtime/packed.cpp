@@ -44,7 +44,7 @@ PackedWeights pack_weights(const float* w, int64_t rows, int64_t cols, int bits,
   const int64_t G = p.groups_per_row();
   p.scale.resize(static_cast<size_t>(rows * G));
   p.zero.resize(static_cast<size_t>(rows * G));
-  const int qmax = (1 << bits) - 1, half = 1 << (bits - 1), per_byte = 8 / bits;
+  const int qmax = (1 << bits) - 1, half = 1 << (bits - 1);
   for (int64_t r = 0; r < rows; ++r) {
     for (int64_t g = 0; g < G; ++g) {
       const float* x = w + r * cols + g * group;
@@ -69,9 +69,7 @@ PackedWeights pack_weights(const float* w, int64_t rows, int64_t cols, int bits,
       for (int64_t j = 0; j < group; ++j) {
         const int c = static_cast<int>(std::clamp(std::nearbyint(x[j] / s + z), static_cast<float>(lo_code),
                                                   static_cast<float>(qmax)));
-        const int64_t col = g * group + j;
-        p.q[static_cast<size_t>(r * p.row_bytes() + col / per_byte)] |=
-            static_cast<uint8_t>(c << ((col % per_byte) * bits));
+        p.set_code(r, g * group + j, c);
       }
     }
   }

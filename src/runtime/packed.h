@@ -36,6 +36,11 @@ struct PackedWeights {
     const uint8_t b = q[static_cast<size_t>(r * row_bytes() + j / per_byte)];
     return (b >> ((j % per_byte) * bits)) & ((1 << bits) - 1);
   }
+  // ORs code c (in [0, 2^bits − 1]) into column j of row r, whose bits must still be zero (q zero-initialised).
+  void set_code(int64_t r, int64_t j, int c) {
+    const int per_byte = 8 / bits;
+    q[static_cast<size_t>(r * row_bytes() + j / per_byte)] |= static_cast<uint8_t>(c << ((j % per_byte) * bits));
+  }
 };
 
 // Quantizes W (float32, rows × cols, row-major) with min-max ranges per group, nearest rounding: symmetric
