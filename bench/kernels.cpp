@@ -68,12 +68,13 @@ float read_sum(const float* a, size_t n) {
 
 int main(int argc, char** argv) {
   int reps = 5;
-  bool quick = false;
+  bool quick = false, gemv_only = false;
   for (int i = 1; i < argc; ++i) {
     if (!std::strcmp(argv[i], "--reps") && i + 1 < argc) reps = std::max(1, std::atoi(argv[++i]));
     else if (!std::strcmp(argv[i], "--quick")) quick = true;
+    else if (!std::strcmp(argv[i], "--gemv-only")) gemv_only = true;
     else {
-      std::fprintf(stderr, "usage: %s [--reps N] [--quick]\n", argv[0]);
+      std::fprintf(stderr, "usage: %s [--reps N] [--quick] [--gemv-only]\n", argv[0]);
       return 2;
     }
   }
@@ -102,8 +103,12 @@ int main(int argc, char** argv) {
     for (auto [bits, group] : std::vector<std::pair<int, int64_t>>{{8, K}, {4, 32}, {4, 128}, {4, K}, {2, 32}}) {
       PackedWeights p = pack_weights(w.data(), N, K, bits, group, bits != 2);
       const double t = best_seconds(reps * 20, [&] { gemv_packed(p, x.data(), y.data()); });
-      std::printf("| catq W%dA16 g%lld | %.2f | %.2f |\n", bits, static_cast<long long>(p.group), N * K / t / 1e9,
-                  (p.q.size() + 8.0 * p.scale.size()) / t / 1e9);
+      std::printf("| catq W%dA16 g%lld, f32 activations | %.2f | %.2f |\n", bits, static_cast<long long>(p.group),
+                  N * K / t / 1e9, (p.q.size() + 8.0 * p.scale.size()) / t / 1e9);
+      const double ti = best_seconds(reps * 20, [&] { gemv_packed_i16(p, x.data(), y.data()); });
+      std::printf("| catq W%dA16 g%lld, int16 activations%s | %.2f | %.2f |\n", bits, static_cast<long long>(p.group),
+                  i16_simd() && i16_supported(p) ? "" : " (scalar)", N * K / ti / 1e9,
+                  (p.q.size() + 8.0 * p.scale.size()) / ti / 1e9);
     }
     std::printf("\n");
   }
@@ -124,14 +129,20 @@ int main(int argc, char** argv) {
       std::vector<PackedWeights> all(static_cast<size_t>(layers), p);
       std::vector<float> x(static_cast<size_t>(K)), y(static_cast<size_t>(N));
       for (auto& v : x) v = N01(rng);
-      const double t = best_seconds(reps, [&] { for (const auto& l : all) gemv_packed(l, x.data(), y.data()); });
-      const double gbs = layers * layer_bytes / t / 1e9;
-      std::printf("| catq W%dA16 g%lld | %d | %.0f | %.2f | %.2f | %.0f |\n", bits, static_cast<long long>(p.group), layers,
-                  layers * layer_bytes / 1e6, t * 1e3, gbs, 100 * gbs / read_gbs);
+      for (bool i16 : {false, true}) {
+        const double t = best_seconds(reps, [&] {
+          for (const auto& l : all) i16 ? gemv_packed_i16(l, x.data(), y.data()) : gemv_packed(l, x.data(), y.data());
+        });
+        const double gbs = layers * layer_bytes / t / 1e9;
+        std::printf("| catq W%dA16 g%lld, %s activations | %d | %.0f | %.2f | %.2f | %.0f |\n", bits,
+                    static_cast<long long>(p.group), i16 ? "int16" : "f32", layers, layers * layer_bytes / 1e6, t * 1e3,
+                    gbs, 100 * gbs / read_gbs);
+      }
     }
     std::printf("\n");
   }
 
+  if (gemv_only) return 0;
   std::printf("| K×N | M | kernel | ms | GFLOP/s | vs oneDNN fp32 | vs oneDNN int8 | weight MB | eff. GB/s | %% of read BW |\n");
   std::printf("|---|---:|---|---:|---:|---:|---:|---:|---:|---:|\n");
   std::mt19937 rng(0);

@@ -12,6 +12,7 @@
 #include "methods/cnn_ptq.h"
 #include "tiny_models.h"
 #include "llm/llama.h"
+#include "runtime/int_cnn.h"
 #include "runtime/int_runtime.h"
 #include "sim/quant_config.h"
 
@@ -146,5 +147,66 @@ TEST(IntRuntime, CnnConvolutionsOnOneDnnInt8MatchTheSimulation) {
     const Agreement a = compare(ref, out);
     EXPECT_LT(a.rel_err, 1e-4) << bits;
     EXPECT_EQ(a.top1, 1.0) << bits;
+  }
+}
+
+// The integer graph executor: activations stay u8 codes between convolutions (ReLU, the residual add and the next
+// layer's quantization inside oneDNN's primitive), the option-A shortcut (Slice, Pad) on codes. It reproduces the
+// simulation up to requantization ties. 8-bit asymmetric weights (default w8a8) cannot fuse and run unfused.
+TEST(IntRuntime, IntegerCnnKeepsCodesBetweenLayersAndMatchesTheSimulation) {
+  struct Case {
+    const char* bits;
+    int64_t fused;  // convolutions writing codes; 2 of them add the shortcut
+  };
+  for (const Case& c : {Case{"w8a8-wsym", 6}, Case{"w4a4", 5}, Case{"w2a4", 5}, Case{"w8a8", 0}}) {
+    torch::manual_seed(5);
+    ImageDataset calib{torch::randn({64, 3, 8, 8}), torch::randint(0, 5, {64}, at::TensorOptions().dtype(at::kLong)),
+                       "synthetic"};
+    CnnPtqOptions o;
+    o.bits = c.bits;
+    QuantizedCnn q0 = quantize_cnn(test_models::tiny_resnet_a(4, 16), calib, o);
+    const std::string path = ::testing::TempDir() + "catq_int_cnn.catq";
+    write_catq(path, *q0.ex, *q0.sq, nullptr, {});
+    QuantizedCnn q = read_catq(path);
+    std::remove(path.c_str());
+    IntegerCnn net(*q.ex, *q.sq);
+    const at::Tensor x = torch::randn({32, 3, 8, 8});
+    at::Tensor ref;
+    {
+      at::NoGradGuard ng;
+      ref = q.ex->forward(x, q.sq.get());
+    }
+    const at::Tensor out = net.forward(x);
+    EXPECT_EQ(net.fused_convs(), c.fused) << c.bits;
+    EXPECT_EQ(net.residual_convs(), c.fused ? 2 : 0) << c.bits;
+    EXPECT_EQ(net.fused_calls(), c.fused) << c.bits;
+    EXPECT_EQ(net.fallback_calls(), 0) << c.bits;
+    const Agreement a = compare(ref, out);
+    EXPECT_LT(a.rel_err, 2e-3) << c.bits;
+    EXPECT_GE(a.top1, 31.0 / 32) << c.bits;
+    // A second batch of another size reuses the plan with new primitives.
+    const at::Tensor x2 = torch::randn({5, 3, 8, 8});
+    at::Tensor ref2;
+    {
+      at::NoGradGuard ng;
+      ref2 = q.ex->forward(x2, q.sq.get());
+    }
+    EXPECT_LT(compare(ref2, net.forward(x2)).rel_err, 2e-3) << c.bits;
+  }
+}
+
+TEST(BadInputIntRuntime, IntegerCnnRejectsAWrongInputShape) {
+  torch::manual_seed(5);
+  ImageDataset calib{torch::randn({32, 3, 8, 8}), torch::randint(0, 5, {32}, at::TensorOptions().dtype(at::kLong)),
+                     "synthetic"};
+  CnnPtqOptions o;
+  o.bits = "w4a4";
+  QuantizedCnn q = quantize_cnn(test_models::tiny_resnet_a(4, 16), calib, o);
+  IntegerCnn net(*q.ex, *q.sq);
+  try {
+    net.forward(torch::randn({2, 4, 8, 8}));
+    FAIL() << "no error";
+  } catch (const Error& e) {
+    EXPECT_NE(std::string(e.what()).find("expects shape"), std::string::npos) << e.what();
   }
 }

@@ -123,3 +123,54 @@ TEST(Kernels, MalformedPackedDataIsRejected) {
     EXPECT_NE(std::string(e.what()).find("layer.q"), std::string::npos);
   }
 }
+
+// The int16-activation GEMV: the scalar reference equals the float GEMV up to the int16 rounding of x (≤ 2^-16 of
+// each group's largest |x|), and the AVX-512 VNNI path equals the scalar reference up to float summation order —
+// on layouts it takes (chunks of 64 / 128 / 256 columns, groups of 32 / 64 / 128 / the whole row) and ragged rows.
+TEST(Kernels, Int16ActivationGemvMatchesItsScalarReference) {
+  std::mt19937 rng(11);
+  std::normal_distribution<float> N(0, 1);
+  int simd_cases = 0;
+  for (int bits : {2, 4, 8})
+    for (int64_t group : {32, 64, 128, 0})
+      for (bool sym : {true, false})
+        for (int64_t rows : {1, 5, 18}) {
+          const int64_t cols = 512;
+          const int64_t g = group ? group : cols;
+          std::vector<float> w(rows * cols), x(cols), ref(rows), i16(rows), simd(rows);
+          for (auto& v : w) v = N(rng);
+          for (auto& v : x) v = N(rng);
+          x[7] = 40.f;  // an outlier: its group's step is coarser, the others keep theirs
+          PackedWeights p = pack_weights(w.data(), rows, cols, bits, g, sym);
+          gemv_packed(p, x.data(), ref.data(), KernelIsa::Scalar);
+          gemv_packed_i16(p, x.data(), i16.data(), KernelIsa::Scalar);
+          const std::vector<float> u = unpack_weights(p);
+          for (int64_t r = 0; r < rows; ++r) {
+            float mag = 0, step = 0;  // Σ|w·x|, and the bound Σ|w|·a_g/2 of the int16 rounding
+            for (int64_t j = 0; j < cols; ++j) {
+              mag += std::fabs(u[r * cols + j] * x[j]);
+              float gm = 0;
+              for (int64_t k = (j / g) * g; k < (j / g + 1) * g; ++k) gm = std::max(gm, std::fabs(x[k]));
+              step += std::fabs(u[r * cols + j]) * gm / 32767.f / 2;
+            }
+            EXPECT_NEAR(i16[r], ref[r], step + 1e-5f * (mag + 1)) << bits << " g" << g;
+          }
+          if (!i16_simd() || !i16_supported(p)) continue;
+          gemv_packed_i16(p, x.data(), simd.data(), KernelIsa::Avx512);
+          for (int64_t r = 0; r < rows; ++r) {
+            float mag = 0;
+            for (int64_t j = 0; j < cols; ++j) mag += std::fabs(u[r * cols + j] * x[j]);
+            EXPECT_NEAR(simd[r], i16[r], 1e-5f * (mag + 1)) << bits << " g" << g << " rows " << rows;
+          }
+          ++simd_cases;
+        }
+  if (i16_simd()) EXPECT_EQ(simd_cases, 72);  // every layout above takes the SIMD path
+  // Layouts the SIMD path does not take run the scalar loop.
+  std::vector<float> w(4 * 96, 0.5f), x(96, 1.f), y(4);
+  const PackedWeights odd = pack_weights(w.data(), 4, 96, 4, 32, true);  // 96 columns: not a whole 128-column chunk
+  EXPECT_FALSE(i16_supported(odd));
+  gemv_packed_i16(odd, x.data(), y.data());
+  EXPECT_NEAR(y[0], 48.f, 1e-2f);
+  x[3] = std::nanf("");
+  EXPECT_THROW(gemv_packed_i16(odd, x.data(), y.data()), Error);
+}

@@ -11,6 +11,7 @@
 #include "core/progress.h"
 #include "eval/classification.h"
 #include "eval/sqnr.h"
+#include "runtime/int_cnn.h"
 #include "runtime/int_runtime.h"
 #include "io/catq_file.h"
 #include "methods/llm_ptq.h"
@@ -183,18 +184,21 @@ int catq_eval(const Common& common) {
   }
   // --runtime int: the same images through the integer runtime, compared with the simulation just measured.
   std::optional<ClassifyResult> integer;
-  std::unique_ptr<IntegerRuntime> rt;
+  std::unique_ptr<IntegerCnn> net;
   if (args.runtime == "int") {
-    rt = std::make_unique<IntegerRuntime>(*m.sq);
+    net = std::make_unique<IntegerCnn>(*m.ex, *m.sq);
+    const IntegerRuntime* rt = &net->runtime();
     o.label = "eval integer runtime";
-    integer = evaluate_classifier(data, [&](const at::Tensor& x) { return m.ex->forward(x, rt.get()); }, o);
+    integer = evaluate_classifier(data, [&](const at::Tensor& x) { return net->forward(x); }, o);
     nlohmann::json layers = nlohmann::json::array();
     for (const auto& e : rt->report()) layers.push_back({{"name", e.name}, {"runtime", e.how}});
     j["integer_runtime"] = {{"top1", integer->top1 * 100}, {"top5", integer->top5 * 100}, {"seconds", integer->seconds},
                             {"images_per_s", integer->n / integer->seconds},
                             {"top1_agreement_with_simulation", top1_agreement(base.logits, integer->logits) * 100},
                             {"kl_vs_simulation", kl_divergence(base.logits, integer->logits)},
-                            {"integer_layers", rt->num_integer()}, {"layers", layers}};
+                            {"integer_layers", rt->num_integer()}, {"layers", layers},
+                            {"convs_writing_codes", net->fused_convs()}, {"convs_adding_shortcut", net->residual_convs()},
+                            {"fallbacks", net->fallback_calls()}};
     j["quantized"]["images_per_s"] = base.n / base.seconds;
     if (m.head) {
       const at::Tensor hl = m.head->apply(integer->logits);
@@ -238,7 +242,8 @@ int catq_eval(const Common& common) {
     std::cout << fmt::format("integer runtime   top-1 {:.2f} %  top-5 {:.2f} %  top-1 decisions equal to the simulation "
                              "on {:.2f} %  ({} of {} layers integer; {:.0f} vs {:.0f} images/s simulated)\n",
                              integer->top1 * 100, integer->top5 * 100,
-                             ji["top1_agreement_with_simulation"].get<double>(), rt->num_integer(), rt->report().size(),
+                             ji["top1_agreement_with_simulation"].get<double>(), net->runtime().num_integer(),
+                             net->runtime().report().size(),
                              ji["images_per_s"].get<double>(), j["quantized"]["images_per_s"].get<double>());
   }
   if (headed) line(fmt::format("+ {} head", m.head->k == 1 ? "affine" : "CAT").c_str(), *headed, "with_head");

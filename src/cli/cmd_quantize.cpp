@@ -294,7 +294,7 @@ void register_quantize(CLI::App& app, Common& common) {
   sub->add_option("--method", args.method, "rtn | adaround | brecq | qdrop | pdquant | wca, optionally +cat / +affine")
       ->capture_default_str();
   sub->add_option("--head", args.head, "Logit head: cat | affine | none");
-  sub->add_option("--bits", args.bits, "wWaA, e.g. w4a4, w2a2, w4a2 (the academic setting)")->capture_default_str();
+  sub->add_option("--bits", args.bits, "wWaA, e.g. w4a4, w2a2, w4a2 (the academic setting); wWaA-wsym for symmetric weights (w8a8-wsym: int8 deployment)")->capture_default_str();
   sub->add_option("--config", args.config, "Quantization config (JSON file or compact string) instead of --bits");
   sub->add_option("--calib", args.calib, "Calibration data: CIFAR-10 binary file");
   sub->add_option("--calib-split", args.calib_split, "all | calib (never eval)")->capture_default_str();

@@ -16,15 +16,18 @@ using nlohmann::json;
 
 QuantConfig academic_config(const std::string& bits) {
   std::smatch m;
-  static const std::regex re("^w([0-9]+)a([0-9]+)$", std::regex::icase);
-  CATQ_CHECK(std::regex_match(bits, m, re), Config, "--bits '{}': expected wWaA, e.g. w4a4 or w2a2", bits);
+  static const std::regex re("^w([0-9]+)a([0-9]+)(-wsym)?$", std::regex::icase);
+  CATQ_CHECK(std::regex_match(bits, m, re), Config,
+             "--bits '{}': expected wWaA (e.g. w4a4 or w2a2), optionally -wsym for symmetric weights (w8a8-wsym)", bits);
   const int wb = std::stoi(m[1]), ab = std::stoi(m[2]);
+  const bool wsym = m[3].matched;
   CATQ_CHECK(wb >= 2 && wb <= 8 && ab >= 2 && ab <= 8, Config,
              "--bits '{}': weight and activation bits must be 2..8 for the CNN PTQ methods", bits);
-  QuantConfig c = QuantConfig::from_string(fmt::format("w{}a{}-mse-wmse-wasym-fl8", wb, ab));
+  QuantConfig c = QuantConfig::from_string(fmt::format("w{}a{}-mse-wmse-{}-fl8", wb, ab, wsym ? "wsym" : "wasym"));
   c.defaults.weight.mse_p = 2.4;
   c.defaults.input.mse_p = 2.4;
-  c.source = bits + " (academic: per-channel asymmetric weights, per-tensor activations, MSE p=2.4, first/last 8-bit)";
+  c.source = bits + fmt::format(" (academic: per-channel {} weights, per-tensor activations, MSE p=2.4, first/last 8-bit)",
+                                wsym ? "symmetric" : "asymmetric");
   return c;
 }
 

@@ -20,7 +20,8 @@ namespace catq {
 
 // The academic CNN setting for "wWaA" (e.g. "w2a2"): weights per output channel, asymmetric (as BRECQ/QDrop code),
 // activations per tensor asymmetric unsigned; both ranges by MSE search with p = 2.4; first conv and last linear
-// at 8 bits (weights and inputs); logits not quantized. Error(Config) for a malformed string or bits outside 2..8.
+// at 8 bits (weights and inputs); logits not quantized. "wWaA-wsym" (e.g. "w8a8-wsym") makes the weights symmetric, as
+// int8 deployment runtimes expect. Error(Config) for a malformed string or bits outside 2..8.
 QuantConfig academic_config(const std::string& bits);
 
 const std::vector<std::string>& cnn_ptq_methods();

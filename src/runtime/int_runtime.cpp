@@ -4,6 +4,7 @@
 #include <fmt/format.h>
 
 #include <atomic>
+#include <optional>
 
 #if defined(__x86_64__)
 #include <immintrin.h>
@@ -166,6 +167,9 @@ std::unique_ptr<IntConv> prepare_int_conv(const SimQuant::Layer& l, std::string*
 
 struct IntConv::Primitive {
   std::vector<int64_t> in_shape, stride, padding, dilation;
+  bool u8_out = false, relu = false, sum = false;  // forward_codes: u8 output of `out`, ReLU, residual sum
+  Codes out;
+  float sum_scale = 0;
   dnnl::convolution_forward conv;
   dnnl::memory weights;  // in the primitive's preferred layout
   dnnl::memory::desc src_md, dst_md;
@@ -181,7 +185,8 @@ dnnl::engine& cpu_engine() {
 }  // namespace
 
 #if defined(__x86_64__)
-// Pixels [p0, p1) of C channels (C % 16 == 0): x̂, u8 codes and Σ_c (code − zero). False when a value is not finite.
+// Pixels [p0, p1) of C channels (C % 16 == 0): u8 codes, and where hp / sp are given x̂ and Σ_c (code − zero).
+// False when a value is not finite.
 static __attribute__((target("avx512f,avx512bw"))) bool quantize_pixels_avx512(const float* xp, int64_t p0, int64_t p1,
                                                                          int64_t C, float s, float z, float lo,
                                                                          float hi, int32_t shift, int32_t zero,
@@ -196,103 +201,184 @@ static __attribute__((target("avx512f,avx512bw"))) bool quantize_pixels_avx512(c
       finite &= _mm512_cmp_ps_mask(_mm512_sub_ps(v, v), _mm512_setzero_ps(), _CMP_EQ_OQ);
       __m512 q = _mm512_roundscale_ps(_mm512_div_ps(v, sv), _MM_FROUND_TO_NEAREST_INT | _MM_FROUND_NO_EXC);
       q = _mm512_min_ps(_mm512_max_ps(_mm512_add_ps(q, zv), lov), hiv);
-      _mm512_storeu_ps(hp + p * C + c, _mm512_mul_ps(_mm512_sub_ps(q, zv), sv));
+      if (hp) _mm512_storeu_ps(hp + p * C + c, _mm512_mul_ps(_mm512_sub_ps(q, zv), sv));
       const __m512i qi = _mm512_cvtps_epi32(q);
       _mm_storeu_si128(reinterpret_cast<__m128i*>(qp + p * C + c), _mm512_cvtepi32_epi8(_mm512_add_epi32(qi, sh)));
       acc = _mm512_add_epi32(acc, _mm512_add_epi32(qi, off));
     }
-    sp[p] = static_cast<float>(_mm512_reduce_add_epi32(acc));
+    if (sp) sp[p] = static_cast<float>(_mm512_reduce_add_epi32(acc));
   }
   return finite == 0xFFFF;
 }
 #endif
+
+namespace {
+// The simulation's fake quantizer, element for element: q = clamp(round(x / s) + z), x̂ = (q − z)·s (AVX-512 for
+// 16-channel multiples: the same IEEE division, round-half-even and clamp). x NHWC float; codes always written,
+// x̂ and the per-pixel sums Σ_c (code − zero) where hp / sp are given.
+void quantize_nhwc(const IntConv& c, const float* xp, int64_t npix, int64_t C, uint8_t* qp, float* hp, float* sp) {
+  const float s = c.x_scale, z = static_cast<float>(c.x_zero - c.x_shift);
+  const float lo = static_cast<float>(c.x_qmin), hi = static_cast<float>(c.x_qmax);
+  std::atomic<bool> finite{true};
+  const bool simd = C % 16 == 0 && isa_supported(KernelIsa::Avx512) && best_isa() == KernelIsa::Avx512;
+  at::parallel_for(0, npix, 256, [&](int64_t p0, int64_t p1) {
+    bool ok = true;
+#if defined(__x86_64__)
+    if (simd) {
+      ok = quantize_pixels_avx512(xp, p0, p1, C, s, z, lo, hi, c.x_shift, c.x_zero, hp, qp, sp);
+    } else
+#endif
+    for (int64_t p = p0; p < p1; ++p) {
+      int32_t sum = 0;
+      for (int64_t k = 0; k < C; ++k) {
+        const float v = xp[p * C + k];
+        ok &= std::isfinite(v);
+        const float qf = std::clamp(std::nearbyint(v / s) + z, lo, hi);
+        if (hp) hp[p * C + k] = (qf - z) * s;
+        const int32_t code = static_cast<int32_t>(qf) + c.x_shift;
+        qp[p * C + k] = static_cast<uint8_t>(code);
+        sum += code - c.x_zero;
+      }
+      if (sp) sp[p] = static_cast<float>(sum);
+    }
+    if (!ok) finite = false;
+  });
+  CATQ_CHECK(finite, Data, "integer conv: input holds NaN or Inf");
+}
+}  // namespace
 
 IntConv::Input IntConv::quantize_input(const at::Tensor& x_in) const {
   const std::vector<int64_t> shape = x_in.sizes().vec();
   CATQ_CHECK(shape.size() == 4 && shape[1] == codes.size(1), Data, "integer conv: input of shape {}, expected [N, {}, H, W]",
              fmt::join(shape, "x"), codes.size(1));
   const at::Tensor x = x_in.detach().to(at::kFloat).contiguous(at::MemoryFormat::ChannelsLast);
-  const int64_t N = shape[0], C = shape[1], HW = shape[2] * shape[3];
   const auto cl = at::TensorOptions().memory_format(at::MemoryFormat::ChannelsLast);
   Input in;
   in.xhat = at::empty(shape, cl.dtype(at::kFloat));
   in.codes = at::empty(shape, cl.dtype(at::kByte));
-  in.csum = at::empty({N, 1, shape[2], shape[3]}, at::kFloat);
-  const float* xp = x.data_ptr<float>();
-  float* hp = in.xhat.data_ptr<float>();
-  uint8_t* qp = in.codes.data_ptr<uint8_t>();
-  float* sp = in.csum.data_ptr<float>();
-  const float s = x_scale, z = static_cast<float>(x_zero - x_shift);
-  const float lo = static_cast<float>(x_qmin), hi = static_cast<float>(x_qmax);
-  std::atomic<bool> finite{true};
-  // The simulation's fake quantizer, element for element: q = clamp(round(x / s) + z), x̂ = (q − z)·s (AVX-512 for
-  // 16-channel multiples: the same IEEE division, round-half-even and clamp).
-  const bool simd = C % 16 == 0 && isa_supported(KernelIsa::Avx512) && best_isa() == KernelIsa::Avx512;
-  at::parallel_for(0, N * HW, 256, [&](int64_t p0, int64_t p1) {
-    bool ok = true;
-#if defined(__x86_64__)
-    if (simd) {
-      ok = quantize_pixels_avx512(xp, p0, p1, C, s, z, lo, hi, x_shift, x_zero, hp, qp, sp);
-    } else
-#endif
-    for (int64_t p = p0; p < p1; ++p) {
-      int32_t sum = 0;
-      for (int64_t c = 0; c < C; ++c) {
-        const float v = xp[p * C + c];
-        ok &= std::isfinite(v);
-        const float qf = std::clamp(std::nearbyint(v / s) + z, lo, hi);
-        hp[p * C + c] = (qf - z) * s;
-        const int32_t code = static_cast<int32_t>(qf) + x_shift;
-        qp[p * C + c] = static_cast<uint8_t>(code);
-        sum += code - x_zero;
-      }
-      sp[p] = static_cast<float>(sum);
-    }
-    if (!ok) finite = false;
-  });
-  CATQ_CHECK(finite, Data, "integer conv: input holds NaN or Inf");
+  in.csum = at::empty({shape[0], 1, shape[2], shape[3]}, at::kFloat);
+  quantize_nhwc(*this, x.data_ptr<float>(), shape[0] * shape[2] * shape[3], shape[1], in.codes.data_ptr<uint8_t>(),
+                in.xhat.data_ptr<float>(), in.csum.data_ptr<float>());
   return in;
+}
+
+at::Tensor IntConv::quantize_codes(const at::Tensor& x_in) const {
+  const std::vector<int64_t> shape = x_in.sizes().vec();
+  CATQ_CHECK(shape.size() == 4 && shape[1] == codes.size(1), Data, "integer conv: input of shape {}, expected [N, {}, H, W]",
+             fmt::join(shape, "x"), codes.size(1));
+  const at::Tensor x = x_in.detach().to(at::kFloat).contiguous(at::MemoryFormat::ChannelsLast);
+  at::Tensor q = at::empty(shape, at::TensorOptions().dtype(at::kByte).memory_format(at::MemoryFormat::ChannelsLast));
+  quantize_nhwc(*this, x.data_ptr<float>(), shape[0] * shape[2] * shape[3], shape[1], q.data_ptr<uint8_t>(), nullptr,
+                nullptr);
+  return q;
+}
+
+std::shared_ptr<IntConv::Primitive> IntConv::primitive(at::IntArrayRef in_shape, at::IntArrayRef stride,
+                                                       at::IntArrayRef padding, at::IntArrayRef dilation,
+                                                       const Codes* out, bool relu, bool sum, float sum_scale) const {
+  using dnnl::memory;
+  const std::vector<int64_t> shape = in_shape.vec();
+  for (const auto& c : cache)
+    if (c->in_shape == shape && c->stride == stride.vec() && c->padding == padding.vec() &&
+        c->dilation == dilation.vec() && c->u8_out == (out != nullptr) && (!out || (c->out == *out && c->relu == relu &&
+        c->sum == sum && c->sum_scale == sum_scale)))
+      return c;
+  auto P = std::make_shared<Primitive>();
+  P->in_shape = shape;
+  P->stride = stride.vec();
+  P->padding = padding.vec();
+  P->dilation = dilation.vec();
+  P->u8_out = out != nullptr;
+  if (out) P->out = *out;
+  P->relu = relu;
+  P->sum = sum;
+  P->sum_scale = sum_scale;
+  const int64_t O = codes.size(0), kh = codes.size(2), kw = codes.size(3);
+  const int64_t oh = (shape[2] + 2 * padding[0] - dilation[0] * (kh - 1) - 1) / stride[0] + 1;
+  const int64_t ow = (shape[3] + 2 * padding[1] - dilation[1] * (kw - 1) - 1) / stride[1] + 1;
+  P->out_shape = {shape[0], O, oh, ow};
+  P->src_md = memory::desc(shape, memory::data_type::u8, memory::format_tag::nhwc);
+  P->dst_md = memory::desc(P->out_shape, out ? memory::data_type::u8 : memory::data_type::f32, memory::format_tag::nhwc);
+  const memory::desc wany(codes.sizes().vec(), memory::data_type::s8, memory::format_tag::any);
+  const memory::dims st(stride.begin(), stride.end()), pd(padding.begin(), padding.end());
+  const memory::dims dl = {dilation[0] - 1, dilation[1] - 1};  // oneDNN counts dilation from 0
+  dnnl::primitive_attr attr;
+  std::vector<float> scales = out_scale;
+  std::optional<dnnl::convolution_forward::desc> d;
+  if (out) {
+    for (float& v : scales) v /= out->scale;
+    const memory::desc bias_md({O}, memory::data_type::f32, memory::format_tag::a);
+    d.emplace(dnnl::prop_kind::forward_inference, dnnl::algorithm::convolution_direct, P->src_md, wany, bias_md,
+              P->dst_md, st, dl, pd, pd);
+    dnnl::post_ops ops;
+    if (sum) ops.append_sum(sum_scale);
+    const float lo = static_cast<float>(relu ? std::max(out->lo, out->zero) : out->lo);
+    ops.append_eltwise(1.f, dnnl::algorithm::eltwise_clip, lo, static_cast<float>(out->hi));
+    attr.set_post_ops(ops);
+  } else {
+    d.emplace(dnnl::prop_kind::forward_inference, dnnl::algorithm::convolution_direct, P->src_md, wany, P->dst_md, st,
+              dl, pd, pd);
+  }
+  attr.set_output_scales(1 << 1, scales);  // one per output channel
+  if (x_zero != 0) attr.set_zero_points(DNNL_ARG_SRC, 0, {x_zero});
+  dnnl::convolution_forward::primitive_desc pdesc(*d, attr, cpu_engine());
+  P->impl = pdesc.impl_info_str();
+  P->conv = dnnl::convolution_forward(pdesc);
+  memory plain({codes.sizes().vec(), memory::data_type::s8, memory::format_tag::oihw}, cpu_engine(), codes.data_ptr());
+  P->weights = memory(pdesc.weights_desc(), cpu_engine());
+  dnnl::stream strm(cpu_engine());
+  dnnl::reorder(plain, P->weights).execute(strm, plain, P->weights);
+  strm.wait();
+  cache.push_back(P);
+  return P;
+}
+
+at::Tensor IntConv::forward_codes(const at::Tensor& xq, const at::Tensor& bias, at::IntArrayRef stride,
+                                  at::IntArrayRef padding, at::IntArrayRef dilation, const Codes& out, bool relu,
+                                  const at::Tensor& residual, const Codes& rc) const {
+  using dnnl::memory;
+  CATQ_CHECK(!asymmetric, Internal, "integer conv: requantized output needs symmetric int8 weights");
+  CATQ_CHECK(xq.dim() == 4 && xq.scalar_type() == at::kByte && xq.size(1) == codes.size(1), Internal,
+             "integer conv: codes of shape {}, expected u8 [N, {}, H, W]", fmt::join(xq.sizes(), "x"), codes.size(1));
+  at::NoGradGuard ng;
+  const bool sum = residual.defined();
+  const float sum_scale = sum ? rc.scale / out.scale : 0.f;
+  const std::shared_ptr<Primitive> P = primitive(xq.sizes(), stride, padding, dilation, &out, relu, sum, sum_scale);
+  const auto cl = at::TensorOptions().dtype(at::kByte).memory_format(at::MemoryFormat::ChannelsLast);
+  at::Tensor y;
+  if (sum) {
+    CATQ_CHECK(residual.sizes().vec() == P->out_shape && residual.scalar_type() == at::kByte, Internal,
+               "integer conv: residual codes of shape {}, expected {}", fmt::join(residual.sizes(), "x"),
+               fmt::join(P->out_shape, "x"));
+    y = residual.clone(at::MemoryFormat::ChannelsLast);  // the sum post-op reads the destination's contents
+  } else {
+    y = at::empty(P->out_shape, cl);
+  }
+  // Code = clip(round(h / s_out) + z_out) for h = s_x·s_w[o]·acc + b[o] + s_r·(c_r − z_r): oneDNN computes
+  // oscale[o]·(acc + bias[o]) + (s_r / s_out)·c_r, so bias[o] = ((b[o] − s_r·z_r) / s_out + z_out) / oscale[o].
+  const int64_t O = codes.size(0);
+  const at::Tensor b = bias.defined() ? bias.to(at::kFloat).contiguous() : at::zeros({O}, at::kFloat);
+  at::Tensor bq = at::empty({O}, at::kFloat);
+  const float* bp = b.data_ptr<float>();
+  float* qp = bq.data_ptr<float>();
+  const float r0 = sum ? rc.scale * static_cast<float>(rc.zero) : 0.f;
+  for (int64_t o = 0; o < O; ++o) {
+    const float oscale = out_scale[static_cast<size_t>(o)] / out.scale;
+    qp[o] = ((bp[o] - r0) / out.scale + static_cast<float>(out.zero)) / oscale;
+  }
+  memory src(P->src_md, cpu_engine(), xq.data_ptr()), dst(P->dst_md, cpu_engine(), y.data_ptr());
+  memory bm({{O}, memory::data_type::f32, memory::format_tag::a}, cpu_engine(), bq.data_ptr());
+  dnnl::stream strm(cpu_engine());
+  P->conv.execute(strm, {{DNNL_ARG_SRC, src}, {DNNL_ARG_WEIGHTS, P->weights}, {DNNL_ARG_BIAS, bm}, {DNNL_ARG_DST, dst}});
+  strm.wait();
+  return y;
 }
 
 at::Tensor IntConv::forward(const Input& in, const at::Tensor& bias, at::IntArrayRef stride, at::IntArrayRef padding,
                             at::IntArrayRef dilation) const {
   using dnnl::memory;
   at::NoGradGuard ng;
-  const std::vector<int64_t> shape = in.codes.sizes().vec();
-  std::shared_ptr<Primitive> P;
-  for (const auto& c : cache)
-    if (c->in_shape == shape && c->stride == stride.vec() && c->padding == padding.vec() && c->dilation == dilation.vec())
-      P = c;
-  if (!P) {
-    P = std::make_shared<Primitive>();
-    P->in_shape = shape;
-    P->stride = stride.vec();
-    P->padding = padding.vec();
-    P->dilation = dilation.vec();
-    const int64_t O = codes.size(0), kh = codes.size(2), kw = codes.size(3);
-    const int64_t oh = (shape[2] + 2 * padding[0] - dilation[0] * (kh - 1) - 1) / stride[0] + 1;
-    const int64_t ow = (shape[3] + 2 * padding[1] - dilation[1] * (kw - 1) - 1) / stride[1] + 1;
-    P->out_shape = {shape[0], O, oh, ow};
-    P->src_md = memory::desc(shape, memory::data_type::u8, memory::format_tag::nhwc);
-    P->dst_md = memory::desc(P->out_shape, memory::data_type::f32, memory::format_tag::nhwc);
-    const memory::desc wany(codes.sizes().vec(), memory::data_type::s8, memory::format_tag::any);
-    const memory::dims st(stride.begin(), stride.end()), pd(padding.begin(), padding.end());
-    const memory::dims dl = {dilation[0] - 1, dilation[1] - 1};  // oneDNN counts dilation from 0
-    dnnl::convolution_forward::desc d(dnnl::prop_kind::forward_inference, dnnl::algorithm::convolution_direct,
-                                      P->src_md, wany, P->dst_md, st, dl, pd, pd);
-    dnnl::primitive_attr attr;
-    attr.set_output_scales(1 << 1, out_scale);  // one per output channel
-    if (x_zero != 0) attr.set_zero_points(DNNL_ARG_SRC, 0, {x_zero});
-    dnnl::convolution_forward::primitive_desc pdesc(d, attr, cpu_engine());
-    P->impl = pdesc.impl_info_str();
-    P->conv = dnnl::convolution_forward(pdesc);
-    memory plain({codes.sizes().vec(), memory::data_type::s8, memory::format_tag::oihw}, cpu_engine(), codes.data_ptr());
-    P->weights = memory(pdesc.weights_desc(), cpu_engine());
-    dnnl::stream s(cpu_engine());
-    dnnl::reorder(plain, P->weights).execute(s, plain, P->weights);
-    s.wait();
-    cache.push_back(P);
-  }
+  const std::shared_ptr<Primitive> P = primitive(in.codes.sizes(), stride, padding, dilation, nullptr, false, false, 0.f);
   at::Tensor y = at::empty(P->out_shape, at::TensorOptions().dtype(at::kFloat).memory_format(at::MemoryFormat::ChannelsLast));
   memory src(P->src_md, cpu_engine(), in.codes.data_ptr()), dst(P->dst_md, cpu_engine(), y.data_ptr());
   dnnl::stream s(cpu_engine());
@@ -354,8 +440,12 @@ at::Tensor IntLinear::forward(const at::Tensor& x_in) const {
     dequantize_rows(w, wt.data_ptr<float>());
     y.view({m, w.rows}).copy_(at::linear(x.view({m, w.cols}), wt));
   } else {
+    // Decode: the int16-activation GEMV where the CPU and layout allow it (≈ 2× the float GEMV's rate), else the
+    // float one.
+    const bool i16 = int16_activations();
     at::parallel_for(0, m, 1, [&](int64_t i0, int64_t i1) {
-      for (int64_t i = i0; i < i1; ++i) gemv_packed(w, xp + i * w.cols, yp + i * w.rows);
+      for (int64_t i = i0; i < i1; ++i)
+        i16 ? gemv_packed_i16(w, xp + i * w.cols, yp + i * w.rows) : gemv_packed(w, xp + i * w.cols, yp + i * w.rows);
     });
   }
   return y;
@@ -365,7 +455,8 @@ std::string IntLinear::str() const {
   const PackedWeights& w = weights.w;
   const std::string gran = w.group == w.cols ? "per channel" : fmt::format("group {}", w.group);
   if (kind == Kind::WeightOnly)
-    return fmt::format("W{}A16 weight-only ({}-bit codes, {}, {})", weight_bits, w.bits, gran, to_string(best_isa()));
+    return fmt::format("W{}A16 weight-only ({}-bit codes, {}, {}{})", weight_bits, w.bits, gran, to_string(best_isa()),
+                       int16_activations() ? ", int16 activations in the GEMV" : "");
   return fmt::format("W{}A{} integer ({}-bit codes, {}, {} act, {})", weight_bits, act_bits, w.bits, gran,
                      act.dynamic ? "per-token" : "static", to_string(best_isa()));
 }

@@ -8,7 +8,8 @@
 //   integer   — uniform weights (per channel / per group / per tensor, ≤ 8 bits, stored in 2/4/8-bit containers)
 //               and 8-bit-or-less activations quantized per token (dynamic) or per tensor (static, calibrated):
 //               runtime/int_gemm.h (W8A8, W4A8, W4A4, ...), the activation quantization fused into the call;
-//   weight-only — same weights, floating-point activations: runtime/kernels.h gemm_packed (W8A16, W4A16, W2A16);
+//   weight-only — same weights, floating-point activations: runtime/kernels.h gemv_packed_i16 / gemv_packed (W8A16,
+//               W4A16, W2A16; decode on int16 activations where AVX-512 VNNI allows, prefill on an fp32 GEMM);
 //   simulated — anything else (floating-point weights, codebook / binary schemes, stochastic rounding,
 //               per-channel activations): the SimQuant's fake-quantized linear, named with the reason in report().
 // Online transforms (rotations) are applied by the model before the layer; KV-cache quantization stays simulated.
@@ -21,6 +22,7 @@
 #include <vector>
 
 #include "runtime/int_gemm.h"
+#include "runtime/kernels.h"
 #include "runtime/packed.h"
 #include "sim/quant_context.h"
 #include "sim/sim_quant.h"
@@ -38,6 +40,11 @@ struct IntLinear {
 
   // y = x·Ŵᵀ for x [..., in] float32 (CPU). Error(Data) for a shape mismatch or non-finite activations.
   at::Tensor forward(const at::Tensor& x) const;
+  // WeightOnly decode (fewer than 16 rows) runs gemv_packed_i16 (activations as int16 per group, runtime/kernels.h)
+  // when the CPU has AVX-512 VNNI, the layout suits it and CATQ_ISA does not cap the ISA below avx512.
+  bool int16_activations() const {
+    return kind == Kind::WeightOnly && best_isa() == KernelIsa::Avx512 && i16_simd() && i16_supported(weights.w);
+  }
   std::string str() const;  // e.g. "W4A8 int (4-bit codes, per channel, per-token act)"
 };
 
@@ -54,6 +61,13 @@ std::unique_ptr<IntLinear> prepare_int_linear(const SimQuant::Layer& l, const at
 // Weights of ≤ 7 bits are recentred (q − z_w fits int8), which removes the correction. input() quantizes a conv
 // layer's input once — the simulation's x̂ for the graph (a shared value's other readers see it) and the codes for
 // conv(). The primitive is created once per input shape.
+// An activation quantizer in u8 code space: x̂ = scale·(code − zero), code ∈ [lo, hi].
+struct CodeSpace {
+  float scale = 1;
+  int32_t zero = 0, lo = 0, hi = 255;
+  bool operator==(const CodeSpace& o) const { return scale == o.scale && zero == o.zero && lo == o.lo && hi == o.hi; }
+};
+
 struct IntConv {
   at::Tensor codes;              // [O, C, kh, kw] int8
   std::vector<float> out_scale;  // O
@@ -73,9 +87,26 @@ struct IntConv {
     at::Tensor xhat, codes, csum;
   };
   Input quantize_input(const at::Tensor& x) const;  // Error(Data) for a wrong shape or NaN / Inf
+  at::Tensor quantize_codes(const at::Tensor& x) const;  // the u8 codes alone (NHWC), same arithmetic
   at::Tensor forward(const Input& in, const at::Tensor& bias, at::IntArrayRef stride, at::IntArrayRef padding,
                      at::IntArrayRef dilation) const;
+
+  using Codes = CodeSpace;
+  Codes input_codes() const { return {x_scale, x_zero, x_qmin + x_shift, x_qmax + x_shift}; }
+  // The output requantized inside the primitive (integer graph execution, runtime/int_cnn.h): the codes of
+  // `out` for relu?(conv(x̂) + bias [+ residual x̂_r]), the residual given as codes of its own quantizer with the
+  // output's shape. oneDNN post-ops: per-channel output scale s_x·s_w[o] / s_out, the constant terms (bias, zero-
+  // points) folded into the bias, `sum` for the residual, one clip to the code range (ReLU is the lower bound).
+  // Needs symmetric int8 weights (asymmetric() false): the weight zero-point correction has no post-op.
+  at::Tensor forward_codes(const at::Tensor& codes, const at::Tensor& bias, at::IntArrayRef stride,
+                           at::IntArrayRef padding, at::IntArrayRef dilation, const Codes& out, bool relu,
+                           const at::Tensor& residual = {}, const Codes& residual_codes = {}) const;
   std::string str() const;
+
+ private:
+  std::shared_ptr<Primitive> primitive(at::IntArrayRef in_shape, at::IntArrayRef stride, at::IntArrayRef padding,
+                                       at::IntArrayRef dilation, const Codes* out, bool relu, bool sum,
+                                       float sum_scale) const;
 };
 std::unique_ptr<IntConv> prepare_int_conv(const SimQuant::Layer& l, std::string* why);
 
@@ -106,6 +137,12 @@ class IntegerRuntime : public QuantContext {
     bool integer = false, weight_only = false;
   };
   const std::vector<LayerEntry>& report() const { return entries_; }
+  // The prepared integer convolution of a layer (nullptr when it runs simulated).
+  const IntConv* int_conv(int layer_index) const {
+    const size_t i = static_cast<size_t>(layer_index);
+    return i < convs_.size() ? convs_[i].get() : nullptr;
+  }
+  SimQuant& simulation() const { return sim_; }
   int64_t num_integer() const;      // layers on the integer GEMM
   int64_t num_weight_only() const;  // layers on the weight-only kernels
   uint64_t packed_bytes() const;    // code bytes + scales of the prepared layers

@@ -1,6 +1,7 @@
 #include "runtime/kernels.h"
 
 #include <algorithm>
+#include <cmath>
 #include <cstdlib>
 #include <cstring>
 #include <string>
@@ -174,6 +175,164 @@ __attribute__((target("avx512f,avx2,fma"))) void gemv_avx512(const PackedWeights
 }
 #endif
 
+
+// ---- int16 activations ----
+
+// Codes per 16-bit word, and columns per 64-byte chunk (32 words): the unit of the SIMD loop.
+constexpr int64_t codes_per_word(int bits) { return 16 / bits; }
+constexpr int64_t chunk_cols(int bits) { return 32 * codes_per_word(bits); }
+
+// x quantized per weight group: xq (int16), a_g and t_g = a_g·Σ_{j∈g} xq_j (the zero-point term's factor).
+struct QuantizedX {
+  std::vector<int16_t> q;
+  std::vector<float> scale, wsum;
+};
+
+QuantizedX quantize_x_i16(const PackedWeights& w, const float* x) {
+  QuantizedX r;
+  const int64_t G = w.groups_per_row();
+  r.q.resize(static_cast<size_t>(w.cols));
+  r.scale.resize(static_cast<size_t>(G));
+  r.wsum.resize(static_cast<size_t>(G));
+  for (int64_t g = 0; g < G; ++g) {
+    float m = 0;
+    bool finite = true;
+    for (int64_t j = g * w.group; j < (g + 1) * w.group; ++j) {
+      finite &= std::isfinite(x[j]);
+      m = std::max(m, std::fabs(x[j]));
+    }
+    CATQ_CHECK(finite, Data, "int16 GEMV: the activations hold NaN or Inf (columns {}..{})", g * w.group,
+               (g + 1) * w.group - 1);
+    const float a = m > 0 ? m / 32767.f : 1.f;
+    int32_t sum = 0;
+    for (int64_t j = g * w.group; j < (g + 1) * w.group; ++j) {
+      const int32_t v = static_cast<int32_t>(std::clamp(std::nearbyint(x[j] / a), -32767.f, 32767.f));
+      r.q[static_cast<size_t>(j)] = static_cast<int16_t>(v);
+      sum += v;
+    }
+    r.scale[static_cast<size_t>(g)] = a;
+    r.wsum[static_cast<size_t>(g)] = a * static_cast<float>(sum);
+  }
+  return r;
+}
+
+// Σ_g s_rg·z_rg·t_g of row r.
+float zero_term_i16(const PackedWeights& w, int64_t r, const std::vector<float>& wsum) {
+  const int64_t G = w.groups_per_row();
+  float t = 0;
+  for (int64_t g = 0; g < G; ++g)
+    t += w.scale[static_cast<size_t>(r * G + g)] * w.zero[static_cast<size_t>(r * G + g)] * wsum[static_cast<size_t>(g)];
+  return t;
+}
+
+void gemv_i16_scalar(const PackedWeights& w, const float* x, float* y) {
+  const QuantizedX xq = quantize_x_i16(w, x);
+  const int64_t G = w.groups_per_row();
+  for (int64_t r = 0; r < w.rows; ++r) {
+    float acc = 0;
+    for (int64_t g = 0; g < G; ++g) {
+      int64_t d = 0;
+      for (int64_t j = g * w.group; j < (g + 1) * w.group; ++j) d += w.code(r, j) * xq.q[static_cast<size_t>(j)];
+      acc += w.scale[static_cast<size_t>(r * G + g)] * xq.scale[static_cast<size_t>(g)] * static_cast<float>(d);
+    }
+    y[r] = acc - zero_term_i16(w, r, xq.wsum);
+  }
+}
+
+#ifdef CATQ_X86
+// Chunks of 64 bytes per row (32 words, cpw codes each). Phase k of a chunk — (word >> k·bits) & mask — holds
+// columns cpw·i + k of the chunk for words i = 0..31, so x is permuted once into [chunk][phase][32 words]. Dword
+// lane l of a product sums words 2l, 2l+1: 2·cpw consecutive columns, all in one group, so one float scale per lane
+// (s_rg·a_g) turns a chunk's integer lanes into the float accumulator. Four rows share every x load.
+constexpr int64_t kPrefetchBlocks = 1;  // how far ahead (in blocks of four rows): 1, 2 and 4 measured alike
+template <int bits>
+__attribute__((target("avx512f,avx512bw,avx512vnni"))) void gemv_i16_avx512(const PackedWeights& w, const float* x,
+                                                                         float* y) {
+  constexpr int64_t cpw = codes_per_word(bits), C = chunk_cols(bits), lane_cols = 2 * cpw;
+  const QuantizedX xq = quantize_x_i16(w, x);
+  const int64_t G = w.groups_per_row(), chunks = w.cols / C, group = w.group;
+  const bool many = group < C;  // several groups per chunk (else one group spans ≥ 1 chunk)
+  std::vector<int16_t> xp(static_cast<size_t>(w.cols));
+  std::vector<float> lane_a(static_cast<size_t>(chunks * 16));
+  for (int64_t c = 0; c < chunks; ++c) {
+    for (int64_t k = 0; k < cpw; ++k)
+      for (int64_t i = 0; i < 32; ++i)
+        xp[static_cast<size_t>(c * C + k * 32 + i)] = xq.q[static_cast<size_t>(c * C + cpw * i + k)];
+    for (int64_t l = 0; l < 16; ++l)
+      lane_a[static_cast<size_t>(c * 16 + l)] = xq.scale[static_cast<size_t>((c * C + l * lane_cols) / group)];
+  }
+  alignas(64) int32_t lane_group[16];  // lane → group index within the chunk (several groups per chunk)
+  for (int l = 0; l < 16; ++l) lane_group[l] = static_cast<int32_t>(many ? l * lane_cols / group : 0);
+  const __m512i lg = _mm512_load_si512(lane_group);
+  const __mmask16 smask = many ? static_cast<__mmask16>((1u << (C / group)) - 1) : 1;
+  const __m512i mask = _mm512_set1_epi16((1 << bits) - 1);
+  for (int64_t r0 = 0; r0 < w.rows; r0 += 4) {
+    const int nr = static_cast<int>(std::min<int64_t>(4, w.rows - r0));
+    const uint8_t* row[4];
+    const float* srow[4];
+    __m512 acc[4];
+    for (int k = 0; k < 4; ++k) {
+      const int64_t r = r0 + std::min(k, nr - 1);
+      row[k] = w.q.data() + r * w.row_bytes();
+      srow[k] = w.scale.data() + r * G;
+      acc[k] = _mm512_setzero_ps();
+    }
+    // Prefetch the next block of four rows while this one computes: its codes (one line per row per chunk) and its
+    // scales and zero-points (spread over the chunks). Without it the twelve interleaved streams ran at ~25 % of the
+    // read bandwidth beyond the last-level cache.
+    const int64_t ahead = r0 + 4 * kPrefetchBlocks;
+    const bool next = ahead < w.rows;
+    const int64_t nrows = next ? std::min<int64_t>(4, w.rows - ahead) : 0;
+    const char* next_codes = next ? reinterpret_cast<const char*>(w.q.data() + ahead * w.row_bytes()) : nullptr;
+    const char* next_scale = next ? reinterpret_cast<const char*>(w.scale.data() + ahead * G) : nullptr;
+    const char* next_zero = next ? reinterpret_cast<const char*>(w.zero.data() + ahead * G) : nullptr;
+    const int64_t param_lines = (nrows * G * 4 + 63) / 64, per_chunk = (param_lines + chunks - 1) / chunks;
+    for (int64_t c = 0; c < chunks; ++c) {
+      __m512i wv[4], d[4];
+      for (int k = 0; k < 4; ++k) {
+        wv[k] = _mm512_loadu_si512(row[k] + c * 64);
+        d[k] = _mm512_setzero_si512();
+      }
+      if (next) {
+        for (int64_t k = 0; k < nrows; ++k) _mm_prefetch(next_codes + k * w.row_bytes() + c * 64, _MM_HINT_T0);
+        for (int64_t i = c * per_chunk; i < std::min(param_lines, (c + 1) * per_chunk); ++i) {
+          _mm_prefetch(next_scale + i * 64, _MM_HINT_T0);
+          _mm_prefetch(next_zero + i * 64, _MM_HINT_T0);
+        }
+      }
+      const int16_t* xc = xp.data() + c * C;
+      for (int64_t ph = 0; ph < cpw; ++ph) {
+        const __m512i xv = _mm512_loadu_si512(xc + ph * 32);
+        for (int k = 0; k < 4; ++k) {
+          __m512i codes = ph == 0 ? wv[k] : _mm512_srli_epi16(wv[k], static_cast<unsigned>(ph * bits));
+          if (ph != cpw - 1) codes = _mm512_and_si512(codes, mask);
+          d[k] = _mm512_dpwssd_epi32(d[k], codes, xv);
+        }
+      }
+      const __m512 la = _mm512_loadu_ps(lane_a.data() + c * 16);
+      const int64_t g0 = c * C / group;
+      for (int k = 0; k < 4; ++k) {
+        const __m512 s = many ? _mm512_permutexvar_ps(lg, _mm512_maskz_loadu_ps(smask, srow[k] + g0))
+                              : _mm512_set1_ps(srow[k][g0]);
+        acc[k] = _mm512_fmadd_ps(_mm512_cvtepi32_ps(d[k]), _mm512_mul_ps(s, la), acc[k]);
+      }
+    }
+    // The zero-point term Σ_g s_rg·z_rg·t_g, 16 groups per step.
+    for (int k = 0; k < nr; ++k) {
+      const float* sp = w.scale.data() + (r0 + k) * G;
+      const float* zp = w.zero.data() + (r0 + k) * G;
+      __m512 zt = _mm512_setzero_ps();
+      for (int64_t g = 0; g < G; g += 16) {
+        const __mmask16 m = G - g >= 16 ? static_cast<__mmask16>(0xFFFF) : static_cast<__mmask16>((1u << (G - g)) - 1);
+        zt = _mm512_fmadd_ps(_mm512_mul_ps(_mm512_maskz_loadu_ps(m, sp + g), _mm512_maskz_loadu_ps(m, zp + g)),
+                             _mm512_maskz_loadu_ps(m, xq.wsum.data() + g), zt);
+      }
+      y[r0 + k] = _mm512_reduce_add_ps(acc[k]) - _mm512_reduce_add_ps(zt);
+    }
+  }
+}
+#endif
+
 }  // namespace
 
 void gemv_packed(const PackedWeights& w, const float* x, float* y, KernelIsa isa) {
@@ -197,5 +356,31 @@ void gemm_packed(const PackedWeights& w, const float* x, int64_t m, float* y, Ke
 }
 
 void gemm_packed(const PackedWeights& w, const float* x, int64_t m, float* y) { gemm_packed(w, x, m, y, best_isa()); }
+
+bool i16_simd() {
+#ifdef CATQ_X86
+  static const bool ok = __builtin_cpu_supports("avx512bw") && __builtin_cpu_supports("avx512vnni");
+  return ok;
+#else
+  return false;
+#endif
+}
+
+bool i16_supported(const PackedWeights& w) {
+  if (w.bits != 2 && w.bits != 4 && w.bits != 8) return false;
+  const int64_t C = chunk_cols(w.bits), lane_cols = 2 * codes_per_word(w.bits);
+  return w.cols % C == 0 && w.group % lane_cols == 0 && (C % w.group == 0 || w.group % C == 0);
+}
+
+void gemv_packed_i16(const PackedWeights& w, const float* x, float* y, KernelIsa isa) {
+  CATQ_CHECK(isa_supported(isa), Usage, "gemv_packed_i16: this CPU has no {}", to_string(isa));
+#ifdef CATQ_X86
+  if (isa == KernelIsa::Avx512 && i16_simd() && i16_supported(w))
+    return w.bits == 8 ? gemv_i16_avx512<8>(w, x, y) : w.bits == 4 ? gemv_i16_avx512<4>(w, x, y) : gemv_i16_avx512<2>(w, x, y);
+#endif
+  gemv_i16_scalar(w, x, y);
+}
+
+void gemv_packed_i16(const PackedWeights& w, const float* x, float* y) { gemv_packed_i16(w, x, y, best_isa()); }
 
 }  // namespace catq

@@ -28,4 +28,18 @@ void gemv_packed(const PackedWeights& w, const float* x, float* y);
 void gemm_packed(const PackedWeights& w, const float* x, int64_t m, float* y, KernelIsa isa);
 void gemm_packed(const PackedWeights& w, const float* x, int64_t m, float* y);
 
+// The same GEMV with the activations as 16-bit integers ("A16" as int16 rather than fp16): x is quantized per weight
+// group to int16 with scale a_g = max_{j∈g}|x_j| / 32767 (|error| ≤ a_g/2 = 2^-16 of the group's largest value,
+// finer than fp16's 2^-11 relative step for every element within 32× of it), and each (row, group) is an exact
+// integer dot product: y[r] = Σ_g s_rg·a_g·(Σ_j q_j·xq_j − z_rg·Σ_j xq_j). The codes never become floats:
+// AVX-512 VNNI vpdpwssd multiplies 32 code × activation pairs per instruction, the codes unpacked from 16-bit words
+// by shifts and masks only, against activations permuted once per call into that order. Scalar: the reference, the
+// same integer sums (the float epilogue's order differs across ISAs). i16_supported(): the layout the SIMD path
+// needs (cols a multiple of 64 / 128 / 256 codes for 8 / 4 / 2 bits, groups that tile those chunks); other layouts
+// run the scalar loop. The SIMD path needs AVX-512BW + VNNI (i16_simd()); callers without it keep gemv_packed.
+bool i16_simd();
+bool i16_supported(const PackedWeights& w);
+void gemv_packed_i16(const PackedWeights& w, const float* x, float* y, KernelIsa isa);
+void gemv_packed_i16(const PackedWeights& w, const float* x, float* y);
+
 }  // namespace catq

@@ -29,6 +29,16 @@ using ValueMap = std::map<std::string, at::Tensor>;
 std::vector<at::Tensor> run_node(const Node& n, const std::vector<at::Tensor>& inputs, int64_t opset,
                                  QuantContext* ctx = nullptr, const LayerInfo* layer = nullptr);
 
+// A Conv node's geometry for an input of the given sizes: strides, dilations, group, and the spatial pads
+// [begin..., end...] with auto_pad resolved (what op_conv uses).
+struct ConvGeometry {
+  std::vector<int64_t> strides, dilations, pads;
+  int64_t group = 1;
+  bool symmetric() const;                // begin pads equal end pads
+  std::vector<int64_t> begin_pads() const;  // the first half of pads
+};
+ConvGeometry conv_geometry(const Node& n, at::IntArrayRef x_sizes, at::IntArrayRef w_sizes);
+
 class GraphExecutor {
  public:
   explicit GraphExecutor(Graph g);
@@ -57,6 +67,17 @@ class GraphExecutor {
   std::vector<std::string> live_at(size_t i) const;
   // Index of the node that produces value v (graph inputs and initializers: -1).
   int producer_index(const std::string& v) const;
+  // The layer whose input quantizer a shared activation value uses (see the header comment): a value read by a
+  // layer and by other nodes. -1 for any other value.
+  int shared_owner(const std::string& v) const {
+    auto it = shared_act_owner_.find(v);
+    return it == shared_act_owner_.end() ? -1 : it->second;
+  }
+  // The layer a node computes (nullptr for other nodes).
+  const LayerInfo* layer_of(const Node& n) const {
+    auto it = layer_of_node_.find(n.name);
+    return it == layer_of_node_.end() ? nullptr : &layers_[static_cast<size_t>(it->second)];
+  }
   // Index in graph().nodes of a layer's node.
   size_t node_index(const LayerInfo& l) const { return layer_node_.at(l.index); }
 

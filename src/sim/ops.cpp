@@ -34,7 +34,7 @@ int64_t norm_axis(const Node& n, int64_t axis, int64_t rank) {
 }
 
 // Spatial padding for Conv/Pool: returns [begin..., end...] per spatial dim honouring auto_pad.
-std::vector<int64_t> spatial_pads(const Node& n, const at::Tensor& x, const std::vector<int64_t>& kernel,
+std::vector<int64_t> spatial_pads(const Node& n, at::IntArrayRef x_sizes, const std::vector<int64_t>& kernel,
                                   const std::vector<int64_t>& strides, const std::vector<int64_t>& dil) {
   size_t sd = kernel.size();
   std::string ap = n.attr_string("auto_pad", "NOTSET");
@@ -42,7 +42,7 @@ std::vector<int64_t> spatial_pads(const Node& n, const at::Tensor& x, const std:
   if (pads.size() != 2 * sd) op_fail(n, fmt::format("pads has {} values, expected {}", pads.size(), 2 * sd));
   if (ap == "SAME_UPPER" || ap == "SAME_LOWER") {
     for (size_t i = 0; i < sd; ++i) {
-      int64_t in = x.size(2 + i), out = (in + strides[i] - 1) / strides[i];
+      int64_t in = x_sizes[2 + i], out = (in + strides[i] - 1) / strides[i];
       int64_t total = std::max<int64_t>(0, (out - 1) * strides[i] + (kernel[i] - 1) * dil[i] + 1 - in);
       int64_t small = total / 2, big = total - small;
       pads[i] = ap == "SAME_UPPER" ? small : big;
@@ -71,21 +71,13 @@ at::Tensor conv_nd(const at::Tensor& x, const at::Tensor& w, const at::Tensor& b
 Tensors op_conv(const Node& n, const Tensors& x, QuantContext* ctx, const LayerInfo* layer) {
   at::Tensor X = in(n, x, 0), W = in(n, x, 1);
   at::Tensor B = present(x, 2) ? x[2] : at::Tensor();
-  if (X.dim() < 3) op_fail(n, fmt::format("input must have rank >= 3, got {}", X.dim()));
-  size_t sd = X.dim() - 2;
-  std::vector<int64_t> kernel = n.attr_ints("kernel_shape", std::vector<int64_t>(W.sizes().begin() + 2, W.sizes().end()));
-  std::vector<int64_t> strides = n.attr_ints("strides", std::vector<int64_t>(sd, 1));
-  std::vector<int64_t> dil = n.attr_ints("dilations", std::vector<int64_t>(sd, 1));
-  int64_t group = n.attr_int("group", 1);
-  if (W.dim() != X.dim()) op_fail(n, "weight rank differs from input rank");
-  if (X.size(1) != W.size(1) * group)
-    op_fail(n, fmt::format("input has {} channels but weight expects {} x {} groups", X.size(1), W.size(1), group));
-  std::vector<int64_t> pads = spatial_pads(n, X, kernel, strides, dil);
-  bool sym = true;
-  for (size_t i = 0; i < sd; ++i) sym = sym && pads[i] == pads[i + sd];
-  std::vector<int64_t> p(sd, 0);
-  if (sym) for (size_t i = 0; i < sd; ++i) p[i] = pads[i];
-  else X = pad_spatial(X, pads, 0.0);
+  const ConvGeometry geo = conv_geometry(n, X.sizes(), W.sizes());
+  const std::vector<int64_t>& strides = geo.strides;
+  const std::vector<int64_t>& dil = geo.dilations;
+  const int64_t group = geo.group;
+  std::vector<int64_t> p(strides.size(), 0);
+  if (geo.symmetric()) p = geo.begin_pads();
+  else X = pad_spatial(X, geo.pads, 0.0);
   if (ctx && layer) return {ctx->conv(*layer, X, W, B, strides, p, dil, group)};
   if (X.dim() == 4) {
     // oneDNN's channels-last convolution is ~3x faster than libtorch's NCHW path on CPU.
@@ -150,7 +142,7 @@ Tensors op_pool(const Node& n, const Tensors& x, bool is_max) {
   std::vector<int64_t> strides = n.attr_ints("strides", std::vector<int64_t>(sd, 1));
   std::vector<int64_t> dil = n.attr_ints("dilations", std::vector<int64_t>(sd, 1));
   bool ceil = n.attr_int("ceil_mode", 0);
-  std::vector<int64_t> pads = spatial_pads(n, X, kernel, strides, dil);
+  std::vector<int64_t> pads = spatial_pads(n, X.sizes(), kernel, strides, dil);
   std::vector<int64_t> zero(sd, 0);
   if (is_max) {
     int64_t storage_order = n.attr_int("storage_order", 0);
@@ -433,6 +425,32 @@ Tensors op_clip(const Node& n, const Tensors& x, int64_t opset) {
 }
 
 }  // namespace
+
+bool ConvGeometry::symmetric() const {
+  const size_t sd = pads.size() / 2;
+  for (size_t i = 0; i < sd; ++i)
+    if (pads[i] != pads[i + sd]) return false;
+  return true;
+}
+
+std::vector<int64_t> ConvGeometry::begin_pads() const {
+  return std::vector<int64_t>(pads.begin(), pads.begin() + static_cast<std::ptrdiff_t>(pads.size() / 2));
+}
+
+ConvGeometry conv_geometry(const Node& n, at::IntArrayRef x_sizes, at::IntArrayRef w_sizes) {
+  if (x_sizes.size() < 3) op_fail(n, fmt::format("input must have rank >= 3, got {}", x_sizes.size()));
+  if (w_sizes.size() != x_sizes.size()) op_fail(n, "weight rank differs from input rank");
+  const size_t sd = x_sizes.size() - 2;
+  ConvGeometry g;
+  const std::vector<int64_t> kernel = n.attr_ints("kernel_shape", std::vector<int64_t>(w_sizes.begin() + 2, w_sizes.end()));
+  g.strides = n.attr_ints("strides", std::vector<int64_t>(sd, 1));
+  g.dilations = n.attr_ints("dilations", std::vector<int64_t>(sd, 1));
+  g.group = n.attr_int("group", 1);
+  if (x_sizes[1] != w_sizes[1] * g.group)
+    op_fail(n, fmt::format("input has {} channels but weight expects {} x {} groups", x_sizes[1], w_sizes[1], g.group));
+  g.pads = spatial_pads(n, x_sizes, kernel, g.strides, g.dilations);
+  return g;
+}
 
 std::vector<at::Tensor> run_node(const Node& n, const std::vector<at::Tensor>& x, int64_t opset, QuantContext* ctx,
                                  const LayerInfo* layer) {
