@@ -64,6 +64,20 @@ float read_sum(const float* a, size_t n) {
   return s[0] + s[7];
 }
 
+// Random 2/3-bit indices with a random sorted codebook per row (speed does not depend on the values).
+PackedCodebook random_codebook(int64_t rows, int64_t cols, int bits, std::mt19937& rng) {
+  std::vector<int32_t> idx(static_cast<size_t>(rows * cols));
+  for (auto& i : idx) i = static_cast<int32_t>(rng() % (1u << bits));
+  std::vector<float> cb(static_cast<size_t>(rows << bits));
+  std::normal_distribution<float> N01(0, 0.02f);
+  for (auto& v : cb) v = N01(rng);
+  return pack_codebook(idx.data(), rows, cols, bits, cb.data(), rows);
+}
+
+double codebook_bytes(const PackedCodebook& p) {
+  return static_cast<double>(p.lo.size() + p.hi.size()) + 4.0 * p.codebook.size();
+}
+
 }  // namespace
 
 int main(int argc, char** argv) {
@@ -110,6 +124,12 @@ int main(int argc, char** argv) {
                   i16_simd() && i16_supported(p) ? "" : " (scalar)", N * K / ti / 1e9,
                   (p.q.size() + 8.0 * p.scale.size()) / ti / 1e9);
     }
+    for (int bits : {3, 2}) {  // k-means codebook indices, a codebook per row
+      const PackedCodebook p = random_codebook(N, K, bits, rng);
+      const double t = best_seconds(reps * 20, [&] { gemv_codebook(p, x.data(), y.data()); });
+      std::printf("| catq W%dA16 k-means codebook (per row) | %.2f | %.2f |\n", bits, N * K / t / 1e9,
+                  codebook_bytes(p) / t / 1e9);
+    }
     std::printf("\n");
   }
 
@@ -138,6 +158,17 @@ int main(int argc, char** argv) {
                     static_cast<long long>(p.group), i16 ? "int16" : "f32", layers, layers * layer_bytes / 1e6, t * 1e3,
                     gbs, 100 * gbs / read_gbs);
       }
+    }
+    for (int bits : {3, 2}) {
+      const PackedCodebook p = random_codebook(N, K, bits, rng);
+      const int layers = static_cast<int>(std::ceil(n * sizeof(float) / codebook_bytes(p)));
+      std::vector<PackedCodebook> all(static_cast<size_t>(layers), p);
+      std::vector<float> x(static_cast<size_t>(K)), y(static_cast<size_t>(N));
+      for (auto& v : x) v = N01(rng);
+      const double t = best_seconds(reps, [&] { for (const auto& l : all) gemv_codebook(l, x.data(), y.data()); });
+      const double gbs = layers * codebook_bytes(p) / t / 1e9;
+      std::printf("| catq W%dA16 k-means codebook (per row) | %d | %.0f | %.2f | %.2f | %.0f |\n", bits, layers,
+                  layers * codebook_bytes(p) / 1e6, t * 1e3, gbs, 100 * gbs / read_gbs);
     }
     std::printf("\n");
   }
@@ -188,6 +219,10 @@ int main(int argc, char** argv) {
         const double bytes = static_cast<double>(pw->q.size()) + 8.0 * pw->scale.size();
         const std::string name = "catq W" + std::to_string(pw->bits) + "A16 g" + std::to_string(pw->group);
         row(name.c_str(), t, bytes);
+        if (M == 1) {  // the decode path of the runtime: int16 activations
+          const double ti = best_seconds(r, [&] { gemv_packed_i16(*pw, x.data(), y.data()); });
+          row((name + " int16 act").c_str(), ti, bytes);
+        }
       }
       // The integer GEMM alone on pre-quantized activations (what the oneDNN int8 row measures), then the fused call a
       // linear layer makes (per-token activation quantization included in the time).

@@ -121,6 +121,7 @@ int main(int argc, char** argv) {
       {"W4A16 g32", R"({"bits": 4, "group_size": 32, "symmetric": false})", "null"},
       {"W4A8", R"({"bits": 4})", tok8},
       {"W4A4", R"({"bits": 4})", tok4},
+      {"W3A16 k-means", R"({"bits": 3, "scheme": "kmeans", "granularity": "channel"})", "null"},
   };
   for (const Row& r : rows) {
     SimQuant sq(config(r.weight, r.input));

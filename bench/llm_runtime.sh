@@ -6,7 +6,7 @@
 # Not part of `make test`. Usage (environment variables; defaults in brackets):
 #   MODELS  ["stories260K:../shared/assets/llama2c/stories260K.bin tiny3m:bench/results/llm_train/tiny3m.bin"]
 #           (tiny3m is trained by catq itself: docs/results/llm_ptq.md has the train-llm command)
-#   CONFIGS [w8a8 w4a16g32 w4a8 w4a4]  (bench/configs/llm_<c>.json, or <name>_<c>.json when present)
+#   CONFIGS [w8a8 w4a16g32 w4a8 w4a4 w3a16km]  (bench/configs/llm_<c>.json, or <name>_<c>.json when present)
 #   OUT [bench/results/llm_runtime]    THREADS [1]    BIG_ARGS [] (extra arguments for catq_bench_llm)
 set -euo pipefail
 cd "$(dirname "$0")/.."
@@ -15,7 +15,7 @@ S=${SHARED:-../shared}/assets
 TEXT=${TEXT:-$S/text/tinystories_valid_head.txt}
 TOK=${TOK:-$S/llama2c/tok512.bin}
 MODELS=${MODELS:-"stories260K:$S/llama2c/stories260K.bin tiny3m:bench/results/llm_train/tiny3m.bin"}
-CONFIGS=${CONFIGS:-"w8a8 w4a16g32 w4a8 w4a4"}
+CONFIGS=${CONFIGS:-"w8a8 w4a16g32 w4a8 w4a4 w3a16km"}
 OUT=${OUT:-bench/results/llm_runtime}
 export OMP_NUM_THREADS=${THREADS:-1} CATQ_THREADS=${THREADS:-1}
 command -v jq >/dev/null || { echo "llm_runtime: needs jq (scripts/setup.sh installs it)" >&2; exit 1; }

@@ -68,6 +68,9 @@ TEST(IntRuntime, ReproducesTheSimulationOnEveryKernelPath) {
        14, 0},
       {"W4A16 g32", "null", R"({"bits": 4, "group_size": 32, "symmetric": false})", 0, 14},
       {"W2A16", "null", R"({"bits": 2})", 0, 14},
+      {"W3A16 k-means per row", "null", R"({"bits": 3, "scheme": "kmeans", "granularity": "channel"})", 0, 14},
+      {"W2A16 k-means per tensor", "null", R"({"bits": 2, "scheme": "kmeans"})", 0, 14},
+      {"W1A16 k-means per row", "null", R"({"bits": 1, "scheme": "kmeans", "granularity": "channel"})", 0, 14},
   };
   for (const Case& c : cases) {
     SimQuant sq(config(c.input, c.weight));
@@ -75,6 +78,8 @@ TEST(IntRuntime, ReproducesTheSimulationOnEveryKernelPath) {
     IntegerRuntime rt(m, sq);
     EXPECT_EQ(rt.num_integer(), c.integer) << c.label;
     EXPECT_EQ(rt.num_weight_only(), c.weight_only) << c.label;
+    if (std::string(c.label).find("k-means") != std::string::npos)
+      EXPECT_NE(rt.report().front().how.find("codebook"), std::string::npos) << rt.report().front().how;
     EXPECT_EQ(rt.report().back().how.rfind("simulated: floating-point weights", 0), 0u) << rt.report().back().how;
     const Agreement a = compare(ref, m.forward(tokens, &rt));
     EXPECT_LT(a.rel_err, 2e-3) << c.label;
@@ -110,11 +115,11 @@ TEST(IntRuntime, StaticActivationsAndTheFileRoundTrip) {
 TEST(IntRuntime, UnsupportedLayersStaySimulated) {
   LlamaModel m = model();
   const at::Tensor tokens = at::randint(1, 40, {1, 8}, at::TensorOptions().dtype(at::kLong));
-  SimQuant sq(config("null", R"({"bits": 2, "scheme": "kmeans"})"));
+  SimQuant sq(config("null", R"({"bits": 2, "scheme": "ternary"})"));
   const at::Tensor ref = m.forward(tokens, &sq);
   IntegerRuntime rt(m, sq);
   EXPECT_EQ(rt.num_integer() + rt.num_weight_only(), 0);
-  EXPECT_NE(rt.report()[0].how.find("kmeans"), std::string::npos) << rt.report()[0].how;
+  EXPECT_NE(rt.report()[0].how.find("ternary"), std::string::npos) << rt.report()[0].how;
   EXPECT_TRUE(at::equal(m.forward(tokens, &rt), ref));
   SimQuant off(config("null", R"({"bits": 4})"), SimQuant::Mode::Calibrate);
   EXPECT_THROW({ IntegerRuntime rt_off(m, off); }, Error);

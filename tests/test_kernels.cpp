@@ -174,3 +174,72 @@ TEST(Kernels, Int16ActivationGemvMatchesItsScalarReference) {
   x[3] = std::nanf("");
   EXPECT_THROW(gemv_packed_i16(odd, x.data(), y.data()), Error);
 }
+
+// Codebook (k-means) indices: 2 bits in the 2-bit plane layout, 3 bits as that plane plus a bit plane; the scalar
+// GEMV is the unpacked matmul, the AVX-512 lookup in registers matches it on ragged row counts, per-row and shared
+// codebooks.
+TEST(Kernels, CodebookPackingAndGemv) {
+  std::mt19937 rng(13);
+  std::normal_distribution<float> N(0, 1);
+  for (int bits : {2, 3})
+    for (int64_t books_per_row : {0, 1})
+      for (int64_t rows : {1, 6, 17})
+        for (int64_t cols : {512, 72}) {
+          const int64_t K = int64_t{1} << bits, books = books_per_row ? rows : 1;
+          std::vector<int32_t> idx(rows * cols);
+          for (auto& i : idx) i = static_cast<int32_t>(rng() % K);
+          std::vector<float> cb(books * K), x(cols);
+          for (auto& v : cb) v = N(rng);
+          for (auto& v : x) v = N(rng);
+          const PackedCodebook p = pack_codebook(idx.data(), rows, cols, bits, cb.data(), books);
+          EXPECT_EQ(p.lo.size(), static_cast<size_t>(rows * cols / 4));
+          EXPECT_EQ(p.hi.size(), static_cast<size_t>(bits == 3 ? rows * cols / 8 : 0));
+          const std::vector<float> u = unpack_codebook(p);
+          for (int64_t r = 0; r < rows; ++r)
+            for (int64_t j = 0; j < cols; ++j) {
+              ASSERT_EQ(p.index(r, j), idx[r * cols + j]);
+              ASSERT_EQ(u[r * cols + j], cb[(books == 1 ? 0 : r) * K + idx[r * cols + j]]);
+            }
+          std::vector<float> ref(rows), out(rows);
+          gemv_codebook(p, x.data(), ref.data(), KernelIsa::Scalar);
+          for (int64_t r = 0; r < rows; ++r) {
+            float e = 0, mag = 0;
+            for (int64_t j = 0; j < cols; ++j) {
+              e += u[r * cols + j] * x[j];
+              mag += std::fabs(u[r * cols + j] * x[j]);
+            }
+            EXPECT_NEAR(ref[r], e, 1e-5f * (mag + 1));
+          }
+          if (!isa_supported(KernelIsa::Avx512)) continue;
+          gemv_codebook(p, x.data(), out.data(), KernelIsa::Avx512);
+          for (int64_t r = 0; r < rows; ++r) {
+            float mag = 0;
+            for (int64_t j = 0; j < cols; ++j) mag += std::fabs(u[r * cols + j] * x[j]);
+            EXPECT_NEAR(out[r], ref[r], 1e-5f * (mag + 1)) << bits << " rows " << rows << " cols " << cols;
+          }
+        }
+}
+
+TEST(BadInputKernels, CodebookRejectsMalformedData) {
+  std::vector<int32_t> idx(2 * 16, 1);
+  std::vector<float> cb(4, 0.5f);
+  idx[5] = 4;  // outside [0, 4) for 2 bits
+  try {
+    pack_codebook(idx.data(), 2, 16, 2, cb.data(), 1);
+    FAIL() << "no error";
+  } catch (const Error& e) {
+    EXPECT_NE(std::string(e.what()).find("index 4 at [0, 5]"), std::string::npos) << e.what();
+  }
+  idx[5] = 1;
+  EXPECT_THROW(pack_codebook(idx.data(), 2, 16, 4, cb.data(), 1), Error);  // 4-bit indices: not a codebook format
+  EXPECT_THROW(pack_codebook(idx.data(), 2, 12, 2, cb.data(), 1), Error);  // 12 columns: not a multiple of 8
+  PackedCodebook p = pack_codebook(idx.data(), 2, 16, 2, cb.data(), 1);
+  p.codebook.pop_back();
+  EXPECT_THROW(p.validate("short codebook"), Error);
+  p = pack_codebook(idx.data(), 2, 16, 2, cb.data(), 1);
+  p.codebook[2] = std::nanf("");
+  EXPECT_THROW(p.validate("nan codeword"), Error);
+  p = pack_codebook(idx.data(), 2, 16, 2, cb.data(), 1);
+  p.lo.resize(3);
+  EXPECT_THROW(p.validate("short plane"), Error);
+}

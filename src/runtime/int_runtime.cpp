@@ -32,6 +32,43 @@ std::vector<float> per_group(const at::Tensor& t, Granularity g, int64_t rows, i
   return std::vector<float>(v.data_ptr<float>(), v.data_ptr<float>() + v.numel());
 }
 
+// k-means weights: indices of ≤ 3 bits in the 2- or 3-bit codebook layout (1-bit indices use the 2-bit one, the
+// codebook padded), a codebook per output row or one per tensor; activations must be floating-point.
+std::unique_ptr<IntLinear> prepare_codebook_linear(const SimQuant::Layer& l, const at::Tensor& w, std::string* why) {
+  auto no = [&](std::string reason) {
+    if (why) *why = std::move(reason);
+    return std::unique_ptr<IntLinear>();
+  };
+  const QuantParams& p = *l.weight_params;
+  if (p.bits > 3) return no(fmt::format("{}-bit k-means indices (the codebook kernel takes ≤ 3)", p.bits));
+  const QuantSpec& as = l.input_spec;
+  if (as.enabled && as.bits <= 8) return no("k-means weights with quantized activations (no kernel)");
+  CATQ_CHECK(w.dim() == 2, Data, "layer '{}': linear weight of rank {}, expected [out, in]", l.info.name, w.dim());
+  const int64_t rows = w.size(0), cols = w.size(1);
+  if (cols % 8 != 0) return no(fmt::format("{} input columns (the codebook layout needs a multiple of 8)", cols));
+  const at::Tensor cb = p.codebook.to(at::kFloat).contiguous();
+  int64_t books = 0;
+  if (p.granularity == Granularity::PerTensor) books = 1;
+  else if (p.granularity == Granularity::PerChannel && p.axis == 0) books = rows;
+  else return no(fmt::format("k-means codebooks per {}", to_string(p.granularity)));
+  CATQ_CHECK(cb.dim() == 2 && cb.size(0) == books && cb.size(1) == (int64_t{1} << p.bits), Data,
+             "layer '{}': codebook of shape {}, expected [{}, {}]", l.info.name, fmt::join(cb.sizes(), "x"), books,
+             int64_t{1} << p.bits);
+  const int cbits = p.bits <= 2 ? 2 : 3;
+  const int64_t K = int64_t{1} << cbits;
+  std::vector<float> book(static_cast<size_t>(books * K), 0.f);
+  for (int64_t b = 0; b < books; ++b)
+    for (int64_t i = 0; i < cb.size(1); ++i) book[static_cast<size_t>(b * K + i)] = cb[b][i].item<float>();
+  const at::Tensor q = (l.weight_codes.defined() ? l.weight_codes : quantize(w.detach(), p)).to(at::kInt).contiguous();
+  CATQ_CHECK(q.sizes() == w.sizes(), Data, "layer '{}': codes of shape {} for a weight of shape {}", l.info.name,
+             fmt::join(q.sizes(), "x"), fmt::join(w.sizes(), "x"));
+  auto lin = std::make_unique<IntLinear>();
+  lin->kind = IntLinear::Kind::Codebook;
+  lin->weight_bits = p.bits;
+  lin->codebook = pack_codebook(q.data_ptr<int32_t>(), rows, cols, cbits, book.data(), books);
+  return lin;
+}
+
 }  // namespace
 
 std::unique_ptr<IntLinear> prepare_int_linear(const SimQuant::Layer& l, const at::Tensor& w, std::string* why) {
@@ -42,10 +79,12 @@ std::unique_ptr<IntLinear> prepare_int_linear(const SimQuant::Layer& l, const at
   const QuantSpec& ws = l.weight_spec;
   if (l.info.kind != LayerKind::Linear) return no("not a linear layer");
   if (!ws.enabled) return no("floating-point weights");
-  if (ws.scheme != Scheme::Uniform) return no(fmt::format("{} weights (no kernel)", to_string(ws.scheme)));
+  if (ws.scheme != Scheme::Uniform && ws.scheme != Scheme::KMeans)
+    return no(fmt::format("{} weights (no kernel)", to_string(ws.scheme)));
   if (!l.weight_params) return no("weight params not computed");
   const QuantParams& p = *l.weight_params;
   if (p.bits > 8) return no(fmt::format("{}-bit weights", p.bits));
+  if (ws.scheme == Scheme::KMeans) return prepare_codebook_linear(l, w, why);
   if (!l.weight_codes.defined() && ws.rounding != Rounding::Nearest) return no("stochastic weight rounding");
   CATQ_CHECK(w.dim() == 2, Data, "layer '{}': linear weight of rank {}, expected [out, in]", l.info.name, w.dim());
   const int64_t rows = w.size(0), cols = w.size(1);
@@ -419,6 +458,7 @@ std::string IntConv::str() const {
 constexpr int64_t kDequantizeRows = 16;
 
 at::Tensor IntLinear::forward(const at::Tensor& x_in) const {
+  if (kind == Kind::Codebook) return forward_codebook(x_in);
   const PackedWeights& w = weights.w;
   CATQ_CHECK(x_in.dim() >= 1 && x_in.size(-1) == w.cols, Data, "integer linear: input of width {}, expected {}",
              x_in.dim() >= 1 ? x_in.size(-1) : 0, w.cols);
@@ -451,7 +491,31 @@ at::Tensor IntLinear::forward(const at::Tensor& x_in) const {
   return y;
 }
 
+at::Tensor IntLinear::forward_codebook(const at::Tensor& x_in) const {
+  const PackedCodebook& w = codebook;
+  CATQ_CHECK(x_in.dim() >= 1 && x_in.size(-1) == w.cols, Data, "integer linear: input of width {}, expected {}",
+             x_in.dim() >= 1 ? x_in.size(-1) : 0, w.cols);
+  at::NoGradGuard ng;
+  at::Tensor x = x_in.detach().to(at::kFloat).contiguous();
+  const int64_t m = x.numel() / w.cols;
+  std::vector<int64_t> shape = x.sizes().vec();
+  shape.back() = w.rows;
+  if (m >= kDequantizeRows) {  // prefill: one fp32 GEMM on the looked-up weights
+    std::vector<float> u = unpack_codebook(w);
+    const at::Tensor wt = at::from_blob(u.data(), {w.rows, w.cols}, at::kFloat);
+    return at::linear(x.view({m, w.cols}), wt).view(shape);
+  }
+  at::Tensor y = at::empty(shape, x.options());
+  const float* xp = x.data_ptr<float>();
+  float* yp = y.data_ptr<float>();
+  for (int64_t i = 0; i < m; ++i) gemv_codebook(w, xp + i * w.cols, yp + i * w.rows);
+  return y;
+}
+
 std::string IntLinear::str() const {
+  if (kind == Kind::Codebook)
+    return fmt::format("W{}A16 codebook ({}-bit indices, {} codebook{}, {})", weight_bits, codebook.bits,
+                       codebook.books == 1 ? "one" : "per-row", codebook.books == 1 ? "" : "s", to_string(best_isa()));
   const PackedWeights& w = weights.w;
   const std::string gran = w.group == w.cols ? "per channel" : fmt::format("group {}", w.group);
   if (kind == Kind::WeightOnly)
@@ -516,7 +580,7 @@ void IntegerRuntime::prepare(const std::vector<LayerInfo>& infos,
     layers_[static_cast<size_t>(info.index)] = prepare_int_linear(sim_.layer(info.name), shape_of, &why);
     if (const IntLinear* lin = layers_[static_cast<size_t>(info.index)].get()) {
       e.how = lin->str();
-      e.integer = lin->kind == IntLinear::Kind::Integer;
+      e.integer = lin->kind == IntLinear::Kind::Integer;  // WeightOnly and Codebook count as weight-only
       e.weight_only = !e.integer;
     } else {
       e.how = "simulated: " + why;
@@ -576,7 +640,8 @@ int64_t IntegerRuntime::num_weight_only() const {
 uint64_t IntegerRuntime::packed_bytes() const {
   uint64_t b = 0;
   for (const auto& l : layers_)
-    if (l) b += l->weights.w.q.size() + 4 * (l->weights.w.scale.size() + l->weights.w.zero.size());
+    if (l) b += l->weights.w.q.size() + 4 * (l->weights.w.scale.size() + l->weights.w.zero.size()) +
+                l->codebook.lo.size() + l->codebook.hi.size() + 4 * l->codebook.codebook.size();
   return b;
 }
 

@@ -10,7 +10,9 @@
 //               runtime/int_gemm.h (W8A8, W4A8, W4A4, ...), the activation quantization fused into the call;
 //   weight-only — same weights, floating-point activations: runtime/kernels.h gemv_packed_i16 / gemv_packed (W8A16,
 //               W4A16, W2A16; decode on int16 activations where AVX-512 VNNI allows, prefill on an fp32 GEMM);
-//   simulated — anything else (floating-point weights, codebook / binary schemes, stochastic rounding,
+//   codebook  — k-means weights of ≤ 3 bits (a codebook per output row or one per tensor) with floating-point
+//               activations: runtime/kernels.h gemv_codebook (codewords looked up in registers);
+//   simulated — anything else (floating-point weights, binary / ternary schemes, stochastic rounding,
 //               per-channel activations): the SimQuant's fake-quantized linear, named with the reason in report().
 // Online transforms (rotations) are applied by the model before the layer; KV-cache quantization stays simulated.
 // The runtime reproduces the simulation: the same integer codes, the same activation quantizer, products summed
@@ -32,9 +34,10 @@ namespace catq {
 class LlamaModel;
 
 struct IntLinear {
-  enum class Kind { Integer, WeightOnly };
+  enum class Kind { Integer, WeightOnly, Codebook };
   Kind kind = Kind::Integer;
   IntWeights weights;  // Integer: codes + integer zero-points; WeightOnly uses weights.w only
+  PackedCodebook codebook;  // Codebook: k-means indices (≤ 3 bits) and codewords, float activations
   ActQuant act;        // Integer only
   int weight_bits = 0, act_bits = 0;  // as quantized (the container may be wider: 3-bit codes live in 4 bits)
 
@@ -46,6 +49,9 @@ struct IntLinear {
     return kind == Kind::WeightOnly && best_isa() == KernelIsa::Avx512 && i16_simd() && i16_supported(weights.w);
   }
   std::string str() const;  // e.g. "W4A8 int (4-bit codes, per channel, per-token act)"
+
+ private:
+  at::Tensor forward_codebook(const at::Tensor& x) const;
 };
 
 // Prepares layer `l` (bound in a SimQuant, weight params computed) with weight tensor w [out, in]: the codes are the

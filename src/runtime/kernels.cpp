@@ -333,6 +333,78 @@ __attribute__((target("avx512f,avx512bw,avx512vnni"))) void gemv_i16_avx512(cons
 }
 #endif
 
+// ---- codebook ----
+
+void gemv_codebook_scalar(const PackedCodebook& w, const float* x, float* y) {
+  for (int64_t r = 0; r < w.rows; ++r) {
+    const float* cb = w.book(r);
+    float acc = 0;
+    for (int64_t j = 0; j < w.cols; ++j) acc += cb[w.index(r, j)] * x[j];
+    y[r] = acc;
+  }
+}
+
+#ifdef CATQ_X86
+// Chunks of 256 columns. The low plane's 64 bytes are 16 dwords of 16 two-bit indices: dword l holds columns
+// 16l..16l+15, column 16l+k at bits 2k — phase k is the dword shifted right by 2k. The high plane's 32 bytes, each
+// 16-bit word zero-extended to a dword, hold the third bits: column 16l+k at bit k. vpermps reads the low 4 bits of
+// each index, so with the codebook replicated to 16 entries (4 codewords × 4, or 8 × 2) the bits above an index
+// need no masking; for 3 bits one bit-select (vpternlog) puts the third bit in place. x is permuted to
+// [chunk][phase][lane]. Four rows share every x load.
+template <int bits>
+__attribute__((target("avx512f"))) void gemv_codebook_avx512(const PackedCodebook& w, const float* x, float* y) {
+  const int64_t chunks = w.cols / 256, K = w.levels();
+  std::vector<float> xp(static_cast<size_t>(w.cols));
+  for (int64_t c = 0; c < chunks; ++c)
+    for (int64_t k = 0; k < 16; ++k)
+      for (int64_t l = 0; l < 16; ++l) xp[static_cast<size_t>(c * 256 + k * 16 + l)] = x[c * 256 + 16 * l + k];
+  alignas(64) int32_t rep[16];
+  for (int i = 0; i < 16; ++i) rep[i] = static_cast<int32_t>(i % K);
+  const __m512i repv = _mm512_load_si512(rep), low2 = _mm512_set1_epi32(3);
+  const __mmask16 kmask = static_cast<__mmask16>((1u << K) - 1);
+  for (int64_t r0 = 0; r0 < w.rows; r0 += 4) {
+    const int nr = static_cast<int>(std::min<int64_t>(4, w.rows - r0));
+    const uint8_t* lo[4];
+    const uint8_t* hi[4];
+    __m512 cb[4], acc[4];
+    for (int k = 0; k < 4; ++k) {
+      const int64_t r = r0 + std::min(k, nr - 1);
+      lo[k] = w.lo.data() + r * w.lo_row_bytes();
+      hi[k] = bits == 3 ? w.hi.data() + r * w.hi_row_bytes() : nullptr;
+      cb[k] = _mm512_permutexvar_ps(repv, _mm512_maskz_loadu_ps(kmask, w.book(r)));
+      acc[k] = _mm512_setzero_ps();
+    }
+    const bool next = r0 + 4 < w.rows;
+    for (int64_t c = 0; c < chunks; ++c) {
+      __m512i L[4], H[4];
+      for (int k = 0; k < 4; ++k) {
+        L[k] = _mm512_loadu_si512(lo[k] + c * 64);
+        if constexpr (bits == 3)
+          H[k] = _mm512_slli_epi32(_mm512_cvtepu16_epi32(_mm256_loadu_si256(reinterpret_cast<const __m256i*>(hi[k] + c * 32))), 2);
+        else
+          H[k] = _mm512_setzero_si512();
+      }
+      if (next)
+        for (int k = 0; k < std::min<int64_t>(4, w.rows - r0 - 4); ++k) {
+          _mm_prefetch(reinterpret_cast<const char*>(w.lo.data() + (r0 + 4 + k) * w.lo_row_bytes() + c * 64), _MM_HINT_T0);
+          if (bits == 3 && c % 2 == 0)
+            _mm_prefetch(reinterpret_cast<const char*>(w.hi.data() + (r0 + 4 + k) * w.hi_row_bytes() + c * 32), _MM_HINT_T0);
+        }
+      const float* xc = xp.data() + c * 256;
+      for (unsigned ph = 0; ph < 16; ++ph) {
+        const __m512 xv = _mm512_loadu_ps(xc + ph * 16);
+        for (int k = 0; k < 4; ++k) {
+          __m512i idx = _mm512_srli_epi32(L[k], 2 * ph);
+          if constexpr (bits == 3) idx = _mm512_ternarylogic_epi32(low2, idx, _mm512_srli_epi32(H[k], ph), 0xCA);
+          acc[k] = _mm512_fmadd_ps(_mm512_permutexvar_ps(idx, cb[k]), xv, acc[k]);
+        }
+      }
+    }
+    for (int k = 0; k < nr; ++k) y[r0 + k] = _mm512_reduce_add_ps(acc[k]);
+  }
+}
+#endif
+
 }  // namespace
 
 void gemv_packed(const PackedWeights& w, const float* x, float* y, KernelIsa isa) {
@@ -382,5 +454,16 @@ void gemv_packed_i16(const PackedWeights& w, const float* x, float* y, KernelIsa
 }
 
 void gemv_packed_i16(const PackedWeights& w, const float* x, float* y) { gemv_packed_i16(w, x, y, best_isa()); }
+
+void gemv_codebook(const PackedCodebook& w, const float* x, float* y, KernelIsa isa) {
+  CATQ_CHECK(isa_supported(isa), Usage, "gemv_codebook: this CPU has no {}", to_string(isa));
+#ifdef CATQ_X86
+  if (isa == KernelIsa::Avx512 && w.cols % 256 == 0)
+    return w.bits == 3 ? gemv_codebook_avx512<3>(w, x, y) : gemv_codebook_avx512<2>(w, x, y);
+#endif
+  gemv_codebook_scalar(w, x, y);
+}
+
+void gemv_codebook(const PackedCodebook& w, const float* x, float* y) { gemv_codebook(w, x, y, best_isa()); }
 
 }  // namespace catq

@@ -38,6 +38,12 @@ void gemm_packed(const PackedWeights& w, const float* x, int64_t m, float* y);
 // needs (cols a multiple of 64 / 128 / 256 codes for 8 / 4 / 2 bits, groups that tile those chunks); other layouts
 // run the scalar loop. The SIMD path needs AVX-512BW + VNNI (i16_simd()); callers without it keep gemv_packed.
 bool i16_simd();
+// Codebook (k-means) GEMV: y[r] = Σ_j codebook[r][index(r, j)]·x[j] for PackedCodebook (2- or 3-bit indices,
+// float activations). AVX-512: each codeword is looked up in registers — the row's codebook replicated to 16
+// lanes, so vpermps can index with unmasked shifted index planes — and multiplied by x permuted once per call into
+// the planes' order; columns a multiple of 256. Scalar: the reference (other shapes, other CPUs).
+void gemv_codebook(const PackedCodebook& w, const float* x, float* y, KernelIsa isa);
+void gemv_codebook(const PackedCodebook& w, const float* x, float* y);
 bool i16_supported(const PackedWeights& w);
 void gemv_packed_i16(const PackedWeights& w, const float* x, float* y, KernelIsa isa);
 void gemv_packed_i16(const PackedWeights& w, const float* x, float* y);

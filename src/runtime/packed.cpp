@@ -109,4 +109,54 @@ std::vector<float> unpack_weights(const PackedWeights& p) {
   return w;
 }
 
+// ---- PackedCodebook ----------------------------------------------------------------------------------------------
+
+void PackedCodebook::validate(const std::string& where) const {
+  CATQ_CHECK(bits == 2 || bits == 3, Data, "{}: {}-bit codebook indices, expected 2 or 3", where, bits);
+  CATQ_CHECK(rows > 0 && cols > 0 && cols % 8 == 0, Data, "{}: shape [{}, {}], expected positive with columns a "
+             "multiple of 8", where, rows, cols);
+  CATQ_CHECK(books == 1 || books == rows, Data, "{}: {} codebooks for {} rows, expected 1 or {}", where, books, rows, rows);
+  CATQ_CHECK(lo.size() == static_cast<size_t>(rows * lo_row_bytes()) &&
+             hi.size() == static_cast<size_t>(rows * hi_row_bytes()), Data,
+             "{}: index planes of {} and {} bytes, expected {} and {}", where, lo.size(), hi.size(), rows * lo_row_bytes(),
+             rows * hi_row_bytes());
+  CATQ_CHECK(codebook.size() == static_cast<size_t>(books * levels()), Data, "{}: {} codewords, expected {} × {}", where,
+             codebook.size(), books, levels());
+  for (size_t i = 0; i < codebook.size(); ++i)
+    CATQ_CHECK(std::isfinite(codebook[i]), Data, "{}: codeword {} is not finite", where, i);
+}
+
+PackedCodebook pack_codebook(const int32_t* index, int64_t rows, int64_t cols, int bits, const float* codebook,
+                             int64_t books) {
+  PackedCodebook p;
+  p.bits = bits;
+  p.rows = rows;
+  p.cols = cols;
+  p.books = books;
+  CATQ_CHECK(bits == 2 || bits == 3, Data, "pack_codebook: {}-bit indices, expected 2 or 3", bits);
+  CATQ_CHECK(rows > 0 && cols > 0 && cols % 8 == 0, Data, "pack_codebook: shape [{}, {}], expected positive with columns "
+             "a multiple of 8", rows, cols);
+  p.lo.assign(static_cast<size_t>(rows * p.lo_row_bytes()), 0);
+  p.hi.assign(static_cast<size_t>(rows * p.hi_row_bytes()), 0);
+  p.codebook.assign(codebook, codebook + (books == 1 || books == rows ? books : 0) * p.levels());
+  for (int64_t r = 0; r < rows; ++r)
+    for (int64_t j = 0; j < cols; ++j) {
+      const int32_t i = index[r * cols + j];
+      CATQ_CHECK(i >= 0 && i < p.levels(), Data, "pack_codebook: index {} at [{}, {}] outside [0, {})", i, r, j,
+                 p.levels());
+      p.lo[static_cast<size_t>(r * p.lo_row_bytes() + j / 4)] |= static_cast<uint8_t>((i & 3) << ((j % 4) * 2));
+      if (bits == 3) p.hi[static_cast<size_t>(r * p.hi_row_bytes() + j / 8)] |= static_cast<uint8_t>((i >> 2) << (j % 8));
+    }
+  p.validate("pack_codebook");
+  return p;
+}
+
+std::vector<float> unpack_codebook(const PackedCodebook& p) {
+  p.validate("unpack_codebook");
+  std::vector<float> w(static_cast<size_t>(p.rows * p.cols));
+  for (int64_t r = 0; r < p.rows; ++r)
+    for (int64_t j = 0; j < p.cols; ++j) w[static_cast<size_t>(r * p.cols + j)] = p.book(r)[p.index(r, j)];
+  return w;
+}
+
 }  // namespace catq

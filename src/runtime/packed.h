@@ -49,6 +49,40 @@ struct PackedWeights {
 // gets s = 1. Error(Data) for bad shapes / options.
 PackedWeights pack_weights(const float* w, int64_t rows, int64_t cols, int bits, int64_t group, bool symmetric);
 
+// PackedCodebook layout (non-uniform weights: k-means codebooks, the "kmeans" scheme), W [rows, cols]:
+//   bits      2 or 3: K = 2^bits codewords, index i ∈ [0, K)
+//   lo        uint8, rows × cols/4 bytes: the index's two low bits in the 2-bit layout of PackedWeights (column j in
+//             byte j/4 at bit offset 2·(j mod 4))
+//   hi        uint8, rows × cols/8 bytes, 3-bit only (else empty): the index's third bit, column j in byte j/8 at bit
+//             j mod 8
+//   codebook  float32, books × K, row-major: books = rows (a codebook per output row) or 1 (one for the tensor)
+// W[r][j] = codebook[book(r)][lo(r, j) | hi(r, j) << 2]. Three bits per weight as two bit planes, so that both decode
+// with shifts and masks (no index straddles a byte). Constraints: cols % 8 == 0.
+struct PackedCodebook {
+  int bits = 2;
+  int64_t rows = 0, cols = 0, books = 1;
+  std::vector<uint8_t> lo, hi;
+  std::vector<float> codebook;
+
+  int64_t levels() const { return int64_t{1} << bits; }
+  int64_t lo_row_bytes() const { return cols / 4; }
+  int64_t hi_row_bytes() const { return bits == 3 ? cols / 8 : 0; }
+  const float* book(int64_t r) const { return codebook.data() + (books == 1 ? 0 : r) * levels(); }
+  int index(int64_t r, int64_t j) const {
+    int i = (lo[static_cast<size_t>(r * lo_row_bytes() + j / 4)] >> ((j % 4) * 2)) & 3;
+    if (bits == 3) i |= ((hi[static_cast<size_t>(r * hi_row_bytes() + j / 8)] >> (j % 8)) & 1) << 2;
+    return i;
+  }
+  // Error(Data) "<where>: ..." for inconsistent fields (bits, shape, buffer sizes, non-finite codewords).
+  void validate(const std::string& where) const;
+};
+
+// Packs indices (int32, rows × cols, each in [0, 2^bits)) with their codebooks (books × 2^bits floats, books = rows
+// or 1). Error(Data) for a bad layout or an index out of range.
+PackedCodebook pack_codebook(const int32_t* index, int64_t rows, int64_t cols, int bits, const float* codebook,
+                             int64_t books);
+std::vector<float> unpack_codebook(const PackedCodebook& p);  // rows × cols
+
 // The dequantized weight (rows × cols, row-major): the reference every kernel is checked against.
 std::vector<float> unpack_weights(const PackedWeights& p);
 // The same into w (rows × cols floats), without validation: for a PackedWeights already validated (prepared).
