@@ -68,6 +68,7 @@ TEST(IntRuntime, ReproducesTheSimulationOnEveryKernelPath) {
        14, 0},
       {"W4A16 g32", "null", R"({"bits": 4, "group_size": 32, "symmetric": false})", 0, 14},
       {"W2A16", "null", R"({"bits": 2})", 0, 14},
+      {"W8A16 (int16-activation decode)", "null", R"({"bits": 8})", 0, 14},
       {"W3A16 k-means per row", "null", R"({"bits": 3, "scheme": "kmeans", "granularity": "channel"})", 0, 14},
       {"W2A16 k-means per tensor", "null", R"({"bits": 2, "scheme": "kmeans"})", 0, 14},
       {"W1A16 k-means per row", "null", R"({"bits": 1, "scheme": "kmeans", "granularity": "channel"})", 0, 14},
@@ -78,6 +79,8 @@ TEST(IntRuntime, ReproducesTheSimulationOnEveryKernelPath) {
     IntegerRuntime rt(m, sq);
     EXPECT_EQ(rt.num_integer(), c.integer) << c.label;
     EXPECT_EQ(rt.num_weight_only(), c.weight_only) << c.label;
+    if (std::string(c.label).find("int16") != std::string::npos && i16_simd() && best_isa() == KernelIsa::Avx512)
+      EXPECT_NE(rt.report().front().how.find("int16 activations"), std::string::npos) << rt.report().front().how;
     if (std::string(c.label).find("k-means") != std::string::npos)
       EXPECT_NE(rt.report().front().how.find("codebook"), std::string::npos) << rt.report().front().how;
     EXPECT_EQ(rt.report().back().how.rfind("simulated: floating-point weights", 0), 0u) << rt.report().back().how;
