@@ -457,17 +457,33 @@ std::string IntConv::str() const {
 // Rows from which the weight-only path dequantizes for one fp32 GEMM instead of running the batched GEMV.
 constexpr int64_t kDequantizeRows = 16;
 
+namespace {
+// A linear layer's input as contiguous float32 [..., cols]: its row count m and the output shape [..., rows].
+struct LinearInput {
+  at::Tensor x;
+  int64_t m = 0;
+  std::vector<int64_t> out_shape;
+};
+LinearInput linear_input(const at::Tensor& x_in, int64_t cols, int64_t rows) {
+  CATQ_CHECK(x_in.dim() >= 1 && x_in.size(-1) == cols, Data, "integer linear: input of width {}, expected {}",
+             x_in.dim() >= 1 ? x_in.size(-1) : 0, cols);
+  LinearInput in;
+  in.x = x_in.detach().to(at::kFloat).contiguous();
+  in.m = in.x.numel() / cols;
+  in.out_shape = in.x.sizes().vec();
+  in.out_shape.back() = rows;
+  return in;
+}
+}  // namespace
+
 at::Tensor IntLinear::forward(const at::Tensor& x_in) const {
   if (kind == Kind::Codebook) return forward_codebook(x_in);
   const PackedWeights& w = weights.w;
-  CATQ_CHECK(x_in.dim() >= 1 && x_in.size(-1) == w.cols, Data, "integer linear: input of width {}, expected {}",
-             x_in.dim() >= 1 ? x_in.size(-1) : 0, w.cols);
   at::NoGradGuard ng;
-  at::Tensor x = x_in.detach().to(at::kFloat).contiguous();
-  const int64_t m = x.numel() / w.cols;
-  std::vector<int64_t> shape = x.sizes().vec();
-  shape.back() = w.rows;
-  at::Tensor y = at::empty(shape, x.options());
+  const LinearInput in = linear_input(x_in, w.cols, w.rows);
+  const at::Tensor& x = in.x;
+  const int64_t m = in.m;
+  at::Tensor y = at::empty(in.out_shape, x.options());
   const float* xp = x.data_ptr<float>();
   float* yp = y.data_ptr<float>();
   if (kind == Kind::Integer) {
@@ -493,13 +509,11 @@ at::Tensor IntLinear::forward(const at::Tensor& x_in) const {
 
 at::Tensor IntLinear::forward_codebook(const at::Tensor& x_in) const {
   const PackedCodebook& w = codebook;
-  CATQ_CHECK(x_in.dim() >= 1 && x_in.size(-1) == w.cols, Data, "integer linear: input of width {}, expected {}",
-             x_in.dim() >= 1 ? x_in.size(-1) : 0, w.cols);
   at::NoGradGuard ng;
-  at::Tensor x = x_in.detach().to(at::kFloat).contiguous();
-  const int64_t m = x.numel() / w.cols;
-  std::vector<int64_t> shape = x.sizes().vec();
-  shape.back() = w.rows;
+  const LinearInput in = linear_input(x_in, w.cols, w.rows);
+  const at::Tensor& x = in.x;
+  const int64_t m = in.m;
+  const std::vector<int64_t>& shape = in.out_shape;
   if (m >= kDequantizeRows) {  // prefill: one fp32 GEMM on the looked-up weights
     std::vector<float> u = unpack_codebook(w);
     const at::Tensor wt = at::from_blob(u.data(), {w.rows, w.cols}, at::kFloat);
