@@ -4,7 +4,10 @@
 #include <sys/wait.h>
 
 #include <cstdio>
+#include <cmath>
 #include <fstream>
+
+#include <nlohmann/json.hpp>
 
 #include "core/file_util.h"
 #include "demo/mnist_demo.h"
@@ -196,6 +199,18 @@ TEST(CliQuantize, ResNet20QDropCatRoundTrip) {
   r = run_cli("--json eval " + out + " --data " + data + " --split eval --limit 200 --reference " + onnx);
   ASSERT_EQ(r.code, 0) << r.out;
   EXPECT_NE(r.out.find("\"top1_agreement\""), std::string::npos) << r.out;
+  // The integer CNN executor on the file: codes between the convolutions, no run-time fallback, the same decisions.
+  r = run_cli("--json eval " + out + " --data " + data + " --split eval --limit 200 --runtime int");
+  ASSERT_EQ(r.code, 0) << r.out;
+  {
+    const nlohmann::json j = nlohmann::json::parse(r.out);
+    const auto& ir = j.at("integer_runtime");
+    EXPECT_EQ(ir.at("integer_layers").get<int>(), 19) << r.out;
+    EXPECT_GE(ir.at("convs_writing_codes").get<int>(), 17) << r.out;
+    EXPECT_EQ(ir.at("convs_adding_shortcut").get<int>(), 8) << r.out;
+    EXPECT_EQ(ir.at("fallbacks").get<int>(), 0) << r.out;
+    EXPECT_GE(ir.at("top1_agreement_with_simulation").get<double>(), 98.0) << r.out;
+  }
   // Too many clusters for the fitting images: a clear data error.
   r = run_cli("quantize " + onnx + " --from " + out + " --head cat --cat-k 500 --cat-alpha 0.5 --calib " + data +
               " --calib-size 96 -o " + out + ".2");
@@ -238,4 +253,28 @@ TEST(BadInputCli, ExportErrors) {
   r = run_cli("export " + tmp_file("garbage.bin", "not a model at all") + " -o /tmp/x.gguf");
   EXPECT_NE(r.code, 0) << r.out;
   EXPECT_NE(r.code, 1) << r.out;  // a user error, not an internal one
+}
+
+// A quantized Llama on the integer runtime from the command line: windows (prefill) and token-by-token decoding
+// compared with the simulation (stories260K, W4A8 and W3A16 k-means).
+TEST(CliLlmRuntime, EvalRuntimeIntReportsPrefillAndDecode) {
+  const std::string model = asset("llama2c/stories260K.bin"), tok = asset("llama2c/tok512.bin"),
+                    text = asset("text/tinystories_valid_head.txt");
+  if (!catq::file_exists(model) || !catq::file_exists(text)) GTEST_SKIP() << "needs ../shared/assets (absent)";
+  for (const char* cfg : {"llm_w4a8.json", "llm_w3a16km.json"}) {
+    const std::string out = ::testing::TempDir() + "cli_rt_" + cfg + ".catq";
+    CliRun r = run_cli("-q quantize " + model + " --tokenizer " + tok + " --text " + text + " --skip-chars 12000 --config " +
+                       std::string(CATQ_SOURCE_DIR) + "/bench/configs/" + cfg + " -o " + out);
+    ASSERT_EQ(r.code, 0) << r.out;
+    r = run_cli("--json eval " + out + " --text " + text + " --runtime int --max-chars 3000");
+    ASSERT_EQ(r.code, 0) << r.out;
+    const nlohmann::json j = nlohmann::json::parse(r.out);
+    EXPECT_LT(std::fabs(j.at("ppl_rel_diff").get<double>()), 0.005) << cfg;
+    EXPECT_GT(j.at("integer_layers").get<int>() + j.at("weight_only_layers").get<int>(), 20) << cfg;
+    const auto& d = j.at("decode");
+    EXPECT_GT(d.at("tokens").get<int>(), 100) << cfg;
+    EXPECT_LT(std::fabs(d.at("ppl_rel_diff").get<double>()), 0.005) << cfg;
+    EXPECT_GE(d.at("top1_agreement").get<double>(), 0.97) << cfg;
+    std::remove(out.c_str());
+  }
 }
