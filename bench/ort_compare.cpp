@@ -1,0 +1,124 @@
+// catq's integer CNN executor against ONNX Runtime on the same quantized model (issue 5): each .catq file is
+// exported as QDQ ONNX (what `catq export` writes), run by ONNX Runtime (bench/peers/ort_speed.mjs, one thread,
+// all graph optimisations: ORT fuses the QDQ pairs into its own int8 kernels) and by IntegerCnn (one thread), on
+// the CIFAR-10 evaluation split. Prints a markdown row per model: top-1 of the simulation, catq's integer runtime
+// and ORT, decisions equal between catq and ORT, and images/s of both. Built on demand (bench/cnn_ort.sh).
+//   catq_bench_ort --data test.bin [--limit N] [--batch B] MODEL.catq...
+#include <ATen/Parallel.h>
+#include <fmt/format.h>
+
+#include <chrono>
+#include <cstdio>
+#include <cstdlib>
+#include <filesystem>
+#include <unistd.h>
+#include <string>
+#include <vector>
+
+#include "core/file_util.h"
+#include "io/catq_file.h"
+#include "io/cifar.h"
+#include "io/onnx_writer.h"
+#include "runtime/int_cnn.h"
+
+using namespace catq;
+
+namespace {
+
+std::string run_capture(const std::string& cmd, int* code) {
+  std::string out;
+  FILE* p = popen(cmd.c_str(), "r");
+  if (!p) return out;
+  char buf[4096];
+  size_t n;
+  while ((n = fread(buf, 1, sizeof buf, p)) > 0) out.append(buf, n);
+  *code = pclose(p);
+  return out;
+}
+
+double top1(const at::Tensor& logits, const at::Tensor& labels) {
+  return 100.0 * logits.argmax(1).eq(labels).to(at::kDouble).mean().item<double>();
+}
+
+}  // namespace
+
+int main(int argc, char** argv) {
+  std::string data;
+  int64_t limit = 0, batch = 200;
+  std::vector<std::string> models;
+  for (int i = 1; i < argc; ++i) {
+    const std::string a = argv[i];
+    if (a == "--data" && i + 1 < argc) data = argv[++i];
+    else if (a == "--limit" && i + 1 < argc) limit = std::atoll(argv[++i]);
+    else if (a == "--batch" && i + 1 < argc) batch = std::atoll(argv[++i]);
+    else if (!a.empty() && a[0] != '-') models.push_back(a);
+    else {
+      std::fprintf(stderr, "usage: %s --data test.bin [--limit N] [--batch B] MODEL.catq...\n", argv[0]);
+      return 2;
+    }
+  }
+  if (data.empty() || models.empty()) {
+    std::fprintf(stderr, "usage: %s --data test.bin [--limit N] [--batch B] MODEL.catq...\n", argv[0]);
+    return 2;
+  }
+  at::set_num_threads(1);
+  const char* pe = std::getenv("CATQ_PEERS");
+  const std::string peers = pe && *pe ? pe : std::string(CATQ_SOURCE_DIR) + "/.cache/peers";
+  if (!file_exists(peers + "/node_modules/onnxruntime-node/dist/index.js")) {
+    std::fprintf(stderr, "ort_compare: onnxruntime-node not found in %s/node_modules (scripts/setup.sh installs it)\n",
+                 peers.c_str());
+    return 1;
+  }
+  ImageDataset eval = load_cifar10(data, CifarSplit::Eval);
+  if (limit > 0 && limit < eval.size()) eval = eval.slice(0, limit);
+  const std::filesystem::path dir = std::filesystem::temp_directory_path() / fmt::format("catq_ort_{}", getpid());
+  std::filesystem::create_directories(dir);
+  const at::Tensor images = eval.images.contiguous();
+  write_file_atomic((dir / "images.f32").string(), images.data_ptr(), images.numel() * sizeof(float));
+  std::printf("| model | top-1 sim | top-1 catq int | top-1 ORT | equal decisions catq / ORT | catq img/s | ORT img/s | catq / ORT |\n"
+              "|---|---:|---:|---:|---:|---:|---:|---:|\n");
+  for (const std::string& path : models) {
+    QuantizedCnn q = read_catq(path);
+    const std::string onnx = (dir / "model.onnx").string(), out = (dir / "ort.f32").string();
+    write_onnx(qdq_graph(*q.ex, *q.sq), onnx, 13);
+    at::Tensor sim;
+    {
+      at::NoGradGuard ng;
+      std::vector<at::Tensor> parts;
+      for (int64_t i = 0; i < eval.size(); i += batch) parts.push_back(q.base_logits(images.slice(0, i, i + batch)));
+      sim = at::cat(parts);
+    }
+    IntegerCnn net(*q.ex, *q.sq);
+    net.forward(images.slice(0, 0, batch));  // warm-up: primitives created for the batch shape
+    std::vector<at::Tensor> parts;
+    const auto t0 = std::chrono::steady_clock::now();
+    for (int64_t i = 0; i < eval.size(); i += batch) parts.push_back(net.forward(images.slice(0, i, i + batch)));
+    const double catq_s = std::chrono::duration<double>(std::chrono::steady_clock::now() - t0).count();
+    const at::Tensor catq_logits = at::cat(parts);
+    int code = -1;
+    const std::string cmd = fmt::format("CATQ_PEERS='{}' node '{}/bench/peers/ort_speed.mjs' '{}' '{}' {} 3 32 32 {} '{}' 2>&1",
+                                        peers, CATQ_SOURCE_DIR, onnx, (dir / "images.f32").string(), eval.size(),
+                                        batch, out);
+    const std::string res = run_capture(cmd, &code);
+    if (code != 0) {
+      std::fprintf(stderr, "ort_compare: ONNX Runtime failed on %s:\n%s\n", path.c_str(), res.c_str());
+      return 1;
+    }
+    std::vector<uint8_t> bytes = read_file_bytes(out);
+    if (bytes.size() != static_cast<size_t>(catq_logits.numel()) * 4) {
+      std::fprintf(stderr, "ort_compare: ORT wrote %zu bytes, expected %lld\n", bytes.size(),
+                   static_cast<long long>(catq_logits.numel() * 4));
+      return 1;
+    }
+    const at::Tensor ort = at::from_blob(bytes.data(), catq_logits.sizes(), at::kFloat).clone();
+    const double ort_ips = std::stod(res.substr(res.find("\"images_per_s\":") + 15));
+    const double catq_ips = eval.size() / catq_s;
+    const double agree = 100.0 * catq_logits.argmax(1).eq(ort.argmax(1)).to(at::kDouble).mean().item<double>();
+    std::printf("| %s | %.2f | %.2f | %.2f | %.2f %% | %.0f | %.0f | %.2f |\n",
+                std::filesystem::path(path).stem().string().c_str(), top1(sim, eval.labels),
+                top1(catq_logits, eval.labels), top1(ort, eval.labels), agree, catq_ips, ort_ips, catq_ips / ort_ips);
+    std::fflush(stdout);
+  }
+  std::filesystem::remove_all(dir);
+  return 0;
+}
