@@ -131,7 +131,7 @@ TEST(PeerOnnxRuntime, QdqExportMatchesSimulation) {
     at::Tensor x = eval.images.contiguous();
     write_file_atomic(d / "images.f32", x.data_ptr(), x.numel() * sizeof(float));
   }
-  for (const char* bits : {"w8a8", "w4a4", "w2a2"}) {
+  for (const char* bits : {"w8a8", "w4a4", "w2a2", "w8a8-wsym"}) {
     SCOPED_TRACE(bits);
     CnnPtqOptions o;
     o.method = "rtn";
@@ -140,7 +140,19 @@ TEST(PeerOnnxRuntime, QdqExportMatchesSimulation) {
     const std::string qpath = d / (std::string(bits) + ".catq"), opath = d / (std::string(bits) + ".onnx");
     write_catq(qpath, *q0.ex, *q0.sq, nullptr, q0.metadata);
     QuantizedCnn q = read_catq(qpath);  // export what the file holds, as `catq export` does
-    write_onnx(qdq_graph(*q.ex, *q.sq), opath, 13);
+    const Graph qdq = qdq_graph(*q.ex, *q.sq);
+    // Symmetric weights: the Relu after the stem and after each block's first conv folds into the output quantizer (Conv → Q, the form
+    // ORT fuses into QLinearConv); asymmetric ones keep every Relu (ORT's QLinearConv refuses their zero-points).
+    int conv_q = 0, relus = 0;
+    for (const Node& n : qdq.nodes) {
+      relus += n.op_type == "Relu";
+      if (n.op_type != "QuantizeLinear") continue;
+      for (const Node& p : qdq.nodes)
+        if (p.op_type == "Conv" && p.outputs[0] == n.inputs[0]) ++conv_q;
+    }
+    EXPECT_EQ(conv_q, std::string(bits) == "w8a8-wsym" ? 10 : 0);  // the stem and the 9 blocks' first convs
+    EXPECT_EQ(relus, std::string(bits) == "w8a8-wsym" ? 9 : 19);
+    write_onnx(qdq, opath, 13);
     at::Tensor sim;
     {
       at::NoGradGuard ng;

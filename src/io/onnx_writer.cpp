@@ -123,7 +123,38 @@ Graph qdq_graph(const GraphExecutor& ex, const SimQuant& sq) {
   std::map<std::string, const LayerInfo*> first_reader;
   for (const LayerInfo& l : ex.layers()) first_reader.emplace(g.nodes[ex.node_index(l)].inputs.at(0), &l);
 
-  // Each quantized layer input: a Clip → Q → DQ chain, emitted just before the first node that needs it.
+  std::set<std::string> graph_outputs;
+  for (const auto& o : g.outputs) graph_outputs.insert(o.name);
+  std::map<std::string, std::vector<size_t>> readers;  // value -> reading nodes (once per input slot)
+  for (size_t i = 0; i < g.nodes.size(); ++i)
+    for (const auto& v : g.nodes[i].inputs)
+      if (!v.empty()) readers[v].push_back(i);
+  // A layer input v = Relu(y), y the output of a convolution read by that Relu alone, v read by this layer and by
+  // non-layer nodes only, quantized with zero-point = qmin: then Q(y) equals Q(v) (codes below the zero-point clamp
+  // to it, i.e. to 0.0), so the chain quantizes y and the Relu is dropped. ONNX Runtime's QDQ fusion wants a
+  // quantize directly after a Conv (DQ → Conv → Q becomes QLinearConv, 1.5× faster on ResNet-20 W8A8 than the float
+  // convolution ORT runs otherwise); this puts it there, for convolutions whose weights share one zero-point.
+  auto relu_fold = [&](const LayerInfo& l, const std::string& v, const QuantParams& ip) -> int {
+    const int p = ex.producer_index(v);
+    if (p < 0 || g.nodes[static_cast<size_t>(p)].op_type != "Relu" || graph_outputs.count(v)) return -1;
+    if (ip.zero_point.item<int64_t>() != ip.qmin) return -1;
+    for (size_t r : readers[v])
+      if (layer_at.count(r) && layer_at.at(r) != &l) return -1;
+    const std::string& y = g.nodes[static_cast<size_t>(p)].inputs.at(0);
+    const int c = ex.producer_index(y);
+    if (c < 0 || !layer_at.count(static_cast<size_t>(c)) || g.nodes[static_cast<size_t>(c)].op_type != "Conv") return -1;
+    if (graph_outputs.count(y) || readers[y].size() != 1) return -1;
+    // ONNX Runtime then runs the Conv as QLinearConv, whose kernel refuses per-channel weights with different
+    // zero-points (asymmetric weights): keep the Relu there, and ORT keeps the float convolution.
+    const QuantParams* wp = sq.weight_params(layer_at.at(static_cast<size_t>(c))->name);
+    if (!wp || wp->zero_point.numel() == 0 || (wp->zero_point != wp->zero_point.reshape({-1})[0]).any().item<bool>())
+      return -1;
+    return p;
+  };
+  std::set<size_t> dropped;  // Relu nodes folded into a quantizer
+
+  // Each quantized layer input: a Clip → Q → DQ chain (Q → DQ → Clip after a folded Relu), emitted just before the
+  // first node that needs it.
   struct Chain { std::vector<Node> nodes; std::string dq; bool emitted = false; };
   std::map<std::string, Chain> chains;  // layer name -> chain
   for (const LayerInfo& l : ex.layers()) {
@@ -144,6 +175,23 @@ Graph qdq_graph(const GraphExecutor& ex, const SimQuant& sq) {
     // its fusion fails on a Clip that reads a graph input).
     const bool full = (ct == at::kByte && ip->qmin == 0 && ip->qmax == 255) ||
                       (ct == at::kChar && ip->qmin == -128 && ip->qmax == 127);
+    const int relu = relu_fold(l, v, *ip);
+    if (relu >= 0) {
+      // Q(y) → DQ [→ Clip to the grid: clamping after dequantization equals clamping the codes].
+      dropped.insert(static_cast<size_t>(relu));
+      const std::string& y = g.nodes[static_cast<size_t>(relu)].inputs.at(0);
+      c.nodes.push_back(Node{fresh(l.name + "_in_quant"), "QuantizeLinear", "", {y, sn, zn}, {q}, {}});
+      c.nodes.push_back(Node{fresh(l.name + "_in_dequant"), "DequantizeLinear", "", {q, sn, zn}, {dq}, {}});
+      c.dq = dq;
+      if (!full) {
+        const std::string lo = scalar(l.name + "_in_lo", at::scalar_tensor(s * static_cast<float>(ip->qmin - z)));
+        const std::string hi = scalar(l.name + "_in_hi", at::scalar_tensor(s * static_cast<float>(ip->qmax - z)));
+        c.nodes.push_back(Node{fresh(l.name + "_in_clip"), "Clip", "", {dq, lo, hi}, {clipped}, {}});
+        c.dq = clipped;
+      }
+      chains[l.name] = std::move(c);
+      continue;
+    }
     if (!full) {
       const std::string lo = scalar(l.name + "_in_lo", at::scalar_tensor(s * static_cast<float>(ip->qmin - z)));
       const std::string hi = scalar(l.name + "_in_hi", at::scalar_tensor(s * static_cast<float>(ip->qmax - z)));
@@ -165,6 +213,7 @@ Graph qdq_graph(const GraphExecutor& ex, const SimQuant& sq) {
   };
 
   for (size_t i = 0; i < g.nodes.size(); ++i) {
+    if (dropped.count(i)) continue;
     Node n = g.nodes[i];
     auto lit = layer_at.find(i);
     if (lit != layer_at.end()) {
