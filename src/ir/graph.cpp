@@ -61,7 +61,8 @@ const std::vector<std::string>& supported_ops() {
       "Conv", "BatchNormalization", "Relu", "LeakyRelu", "Clip", "Sigmoid", "HardSigmoid", "HardSwish",
       "Tanh", "Add", "Sub", "Mul", "Div", "MatMul", "Gemm", "MaxPool", "AveragePool", "GlobalAveragePool",
       "Flatten", "Reshape", "Transpose", "Concat", "Split", "Slice", "Pad", "Shape", "Gather", "Unsqueeze",
-      "Squeeze", "Cast", "ConstantOfShape", "Constant", "Identity", "Softmax", "ReduceMean"};
+      "Squeeze", "Cast", "ConstantOfShape", "Constant", "Identity", "Softmax", "ReduceMean", "QuantizeLinear",
+      "DequantizeLinear"};
   return ops;
 }
 
