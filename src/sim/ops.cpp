@@ -232,10 +232,12 @@ Tensors op_reshape(const Node& n, const Tensors& x, int64_t opset) {
 }
 
 // Per-axis index vectors implement Slice (any step sign) and Pad's edge/reflect modes for any rank.
-// QuantizeLinear / DequantizeLinear (opset ≥ 13): a scalar scale / zero-point, or 1-D ones along `axis` (default 1).
-at::Tensor along_axis(const Node& n, const at::Tensor& p, int64_t axis, int64_t rank) {
+// QuantizeLinear / DequantizeLinear (opset ≥ 13): a scalar scale / zero-point, or 1-D ones along `axis` (default 1;
+// only read for 1-D params).
+at::Tensor along_axis(const Node& n, const at::Tensor& p, int64_t rank) {
   if (p.numel() == 1) return p.reshape({});
   if (p.dim() != 1) op_fail(n, fmt::format("scale / zero-point must be a scalar or 1-D, got rank {}", p.dim()));
+  const int64_t axis = norm_axis(n, n.attr_int("axis", 1), rank);
   std::vector<int64_t> shape(static_cast<size_t>(rank), 1);
   shape[static_cast<size_t>(axis)] = p.numel();
   return p.reshape(shape);
@@ -244,21 +246,19 @@ at::Tensor along_axis(const Node& n, const at::Tensor& p, int64_t axis, int64_t 
 Tensors op_quantize_linear(const Node& n, const Tensors& x) {
   const at::Tensor X = in(n, x, 0).to(at::kFloat);
   const at::Tensor Z = present(x, 2) ? x[2] : at::zeros({}, at::kByte);
-  const int64_t axis = norm_axis(n, n.attr_int("axis", 1), X.dim());
   double lo = 0, hi = 255;
   if (Z.scalar_type() == at::kChar) lo = -128, hi = 127;
   else if (Z.scalar_type() != at::kByte) op_fail(n, "zero-point must be uint8 or int8");
   // saturate(round(x / scale) + zero_point), rounding half to even.
-  const at::Tensor q = at::round(X / along_axis(n, in(n, x, 1).to(at::kFloat), axis, X.dim())) +
-                       along_axis(n, Z.to(at::kFloat), axis, X.dim());
+  const at::Tensor q = at::round(X / along_axis(n, in(n, x, 1).to(at::kFloat), X.dim())) +
+                       along_axis(n, Z.to(at::kFloat), X.dim());
   return {q.clamp(lo, hi).to(Z.scalar_type())};
 }
 
 Tensors op_dequantize_linear(const Node& n, const Tensors& x) {
   const at::Tensor X = in(n, x, 0);
-  const int64_t axis = norm_axis(n, n.attr_int("axis", 1), std::max<int64_t>(X.dim(), 1));
   const at::Tensor Z = present(x, 2) ? x[2].to(at::kFloat) : at::zeros({}, at::kFloat);
-  return {(X.to(at::kFloat) - along_axis(n, Z, axis, X.dim())) * along_axis(n, in(n, x, 1).to(at::kFloat), axis, X.dim())};
+  return {(X.to(at::kFloat) - along_axis(n, Z, X.dim())) * along_axis(n, in(n, x, 1).to(at::kFloat), X.dim())};
 }
 
 Tensors op_slice(const Node& n, const Tensors& x, int64_t opset) {
