@@ -16,6 +16,7 @@
 #include <vector>
 
 #include "core/file_util.h"
+#include "core/process.h"
 #include "io/catq_file.h"
 #include "io/cifar.h"
 #include "io/onnx_writer.h"
@@ -24,17 +25,6 @@
 using namespace catq;
 
 namespace {
-
-std::string run_capture(const std::string& cmd, int* code) {
-  std::string out;
-  FILE* p = popen(cmd.c_str(), "r");
-  if (!p) return out;
-  char buf[4096];
-  size_t n;
-  while ((n = fread(buf, 1, sizeof buf, p)) > 0) out.append(buf, n);
-  *code = pclose(p);
-  return out;
-}
 
 double top1(const at::Tensor& logits, const at::Tensor& labels) {
   return 100.0 * logits.argmax(1).eq(labels).to(at::kDouble).mean().item<double>();

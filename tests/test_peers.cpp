@@ -9,6 +9,7 @@
 
 #include <nlohmann/json.hpp>
 
+#include "core/process.h"
 #include "eval/perplexity.h"
 #include "io/catq_file.h"
 #include "io/cifar.h"
@@ -40,17 +41,6 @@ bool have_llama_cpp() {
   const std::string p = peers_dir() + "/node_modules/";
   return file_exists(p + "node-llama-cpp/dist/index.js") && file_exists(p + "@node-llama-cpp/linux-x64/package.json") &&
          std::system("node --version > /dev/null 2>&1") == 0;
-}
-
-std::string run_capture(const std::string& cmd, int* code) {
-  std::string out;
-  FILE* p = popen(cmd.c_str(), "r");
-  if (!p) return out;
-  char buf[4096];
-  size_t n;
-  while ((n = fread(buf, 1, sizeof buf, p)) > 0) out.append(buf, n);
-  *code = pclose(p);
-  return out;
 }
 
 }  // namespace
