@@ -203,7 +203,7 @@ TEST(IntRuntime, IntegerCnnKeepsCodesBetweenLayersAndMatchesTheSimulation) {
   }
 }
 
-TEST(BadInputIntRuntime, IntegerCnnRejectsAWrongInputShape) {
+TEST(BadInputIntRuntime, IntegerCnnRejectsAWrongInputShapeOrAnEmptyBatch) {
   torch::manual_seed(5);
   ImageDataset calib{torch::randn({32, 3, 8, 8}), torch::randint(0, 5, {32}, at::TensorOptions().dtype(at::kLong)),
                      "synthetic"};
@@ -216,5 +216,11 @@ TEST(BadInputIntRuntime, IntegerCnnRejectsAWrongInputShape) {
     FAIL() << "no error";
   } catch (const Error& e) {
     EXPECT_NE(std::string(e.what()).find("expects shape"), std::string::npos) << e.what();
+  }
+  try {
+    net.forward(torch::randn({0, 3, 8, 8}));
+    FAIL() << "no error for an empty batch";
+  } catch (const Error& e) {
+    EXPECT_NE(std::string(e.what()).find("empty batch"), std::string::npos) << e.what();
   }
 }

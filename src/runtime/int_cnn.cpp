@@ -208,12 +208,10 @@ at::Tensor IntegerCnn::forward(const at::Tensor& x) {
   CATQ_CHECK(g.inputs.size() == 1, Usage, "{}: the integer CNN runtime takes models with one input, this one has {}",
              g.source, g.inputs.size());
   const ValueInfo& vi = g.inputs[0];
-  if (vi.has_shape) {
-    bool ok = static_cast<int64_t>(vi.shape.size()) == x.dim();
-    for (size_t d = 0; ok && d < vi.shape.size(); ++d) ok = vi.shape[d] < 0 || vi.shape[d] == x.size(static_cast<int64_t>(d));
-    CATQ_CHECK(ok, Data, "{}: input '{}' expects shape [{}] (-1 = any), got [{}]", g.source, vi.name,
-               fmt::join(vi.shape, ","), fmt::join(x.sizes(), ","));
-  }
+  ex_.check_input(0, x);
+  // oneDNN primitives cannot be created for an empty batch.
+  CATQ_CHECK(x.dim() >= 1 && x.size(0) > 0, Data, "{}: input '{}' is an empty batch (shape [{}]); expected at least "
+             "one image", g.source, vi.name, fmt::join(x.sizes(), ","));
   rt_.bind(ex_.layers());
   Env env;
   env[vi.name] = Value{x, {}, {}};

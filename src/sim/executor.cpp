@@ -135,20 +135,25 @@ void GraphExecutor::run_nodes(size_t begin, size_t end, ValueMap& env, QuantCont
   }
 }
 
+void GraphExecutor::check_input(size_t i, const at::Tensor& x) const {
+  CATQ_CHECK(i < g_.inputs.size(), Internal, "{}: input index {} of {}", g_.source, i, g_.inputs.size());
+  const ValueInfo& vi = g_.inputs[i];
+  CATQ_CHECK(x.defined(), Data, "{}: input '{}' was not given", g_.source, vi.name);
+  if (!vi.has_shape) return;
+  bool ok = static_cast<int64_t>(vi.shape.size()) == x.dim();
+  for (size_t d = 0; ok && d < vi.shape.size(); ++d) ok = vi.shape[d] < 0 || vi.shape[d] == x.size(static_cast<int64_t>(d));
+  CATQ_CHECK(ok, Data, "{}: input '{}' expects shape [{}] (-1 = any), got [{}]", g_.source, vi.name,
+             fmt::join(vi.shape, ","), fmt::join(x.sizes(), ","));
+}
+
 std::vector<at::Tensor> GraphExecutor::run(const std::vector<at::Tensor>& inputs, QuantContext* ctx,
                                            ValueMap* record) const {
   CATQ_CHECK(inputs.size() == g_.inputs.size(), Data, "{}: model has {} inputs, got {}", g_.source, g_.inputs.size(),
              inputs.size());
   ValueMap env;
   for (size_t i = 0; i < inputs.size(); ++i) {
-    const ValueInfo& vi = g_.inputs[i];
-    if (vi.has_shape) {
-      bool ok = static_cast<int64_t>(vi.shape.size()) == inputs[i].dim();
-      for (size_t d = 0; ok && d < vi.shape.size(); ++d) ok = vi.shape[d] < 0 || vi.shape[d] == inputs[i].size(d);
-      CATQ_CHECK(ok, Data, "{}: input '{}' expects shape [{}] (-1 = any), got [{}]", g_.source, vi.name,
-                 fmt::join(vi.shape, ","), fmt::join(inputs[i].sizes(), ","));
-    }
-    env[vi.name] = inputs[i];
+    check_input(i, inputs[i]);
+    env[g_.inputs[i].name] = inputs[i];
   }
   if (ctx) ctx->bind(layers_);
   run_nodes(0, g_.nodes.size(), env, ctx, record != nullptr);

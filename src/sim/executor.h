@@ -54,6 +54,8 @@ class GraphExecutor {
   // If `record` is given, every computed value is stored there too.
   std::vector<at::Tensor> run(const std::vector<at::Tensor>& inputs, QuantContext* ctx = nullptr,
                               ValueMap* record = nullptr) const;
+  // Checks a tensor given for graph input i against its declared shape (-1 = any size); a clear Data error.
+  void check_input(size_t i, const at::Tensor& x) const;
   // Convenience for single-input models: first output.
   at::Tensor forward(const at::Tensor& x, QuantContext* ctx = nullptr) const;
 
