@@ -231,7 +231,6 @@ Tensors op_reshape(const Node& n, const Tensors& x, int64_t opset) {
   return {X.reshape(shape)};
 }
 
-// Per-axis index vectors implement Slice (any step sign) and Pad's edge/reflect modes for any rank.
 // QuantizeLinear / DequantizeLinear (opset ≥ 13): a scalar scale / zero-point, or 1-D ones along `axis` (default 1;
 // only read for 1-D params).
 at::Tensor along_axis(const Node& n, const at::Tensor& p, int64_t rank) {
@@ -261,6 +260,7 @@ Tensors op_dequantize_linear(const Node& n, const Tensors& x) {
   return {(X.to(at::kFloat) - along_axis(n, Z, X.dim())) * along_axis(n, in(n, x, 1).to(at::kFloat), X.dim())};
 }
 
+// Per-axis index vectors implement Slice (any step sign) and Pad's edge/reflect modes for any rank.
 Tensors op_slice(const Node& n, const Tensors& x, int64_t opset) {
   at::Tensor X = in(n, x, 0);
   std::vector<int64_t> starts, ends, axes, steps;
