@@ -7,6 +7,7 @@
 #include "io/cifar.h"
 #include "io/onnx_reader.h"
 #include "ir/passes.h"
+#include "sim/fold_constants.h"
 #include "sim/executor.h"
 #include "sim/sim_quant.h"
 

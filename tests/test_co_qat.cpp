@@ -5,7 +5,8 @@
 #include <cmath>
 
 #include "core/error.h"
-#include "methods/co_qat.h"
+#include "core/parse.h"
+#include "methods/qat/co_qat.h"
 
 using namespace catq;
 
@@ -103,7 +104,7 @@ TEST(BadInputQatPlan, ClearErrors) {
 
 #include "io/catq_file.h"
 #include "llm/train_llm.h"
-#include "methods/qat_llm.h"
+#include "methods/qat/llm_qat.h"
 
 TEST(QatSchedules, FusedSwitchesAtPeakAndDecaysInsideQat) {
   PhaseSchedules p = fp_qat_schedules(1000, 0.3, QatScheduleKind::Fused, 1e-3, 0.05, 0.2);

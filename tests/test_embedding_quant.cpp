@@ -9,7 +9,7 @@
 #include "core/error.h"
 #include "io/catq_file.h"
 #include "llm/llama.h"
-#include "methods/qat_llm.h"
+#include "methods/qat/llm_qat.h"
 #include "sim/quant_config.h"
 #include "sim/sim_quant.h"
 

@@ -9,7 +9,7 @@
 
 #include "core/error.h"
 #include "io/catq_file.h"
-#include "methods/cnn_ptq.h"
+#include "methods/cnn/pipeline.h"
 #include "tiny_models.h"
 #include "llm/llama.h"
 #include "runtime/int_cnn.h"

@@ -8,6 +8,7 @@
 #include "core/file_util.h"
 #include "io/onnx_reader.h"
 #include "ir/passes.h"
+#include "sim/fold_constants.h"
 #include "sim/executor.h"
 
 namespace {

@@ -7,7 +7,7 @@
 #include "io/gguf.h"
 #include "io/llama2c.h"
 #include "io/safetensors.h"
-#include "llm/loader.h"
+#include "io/llm_loader.h"
 #include "test_llm_util.h"
 
 using namespace catq;

@@ -4,7 +4,7 @@
 
 #include "eval/perplexity.h"
 #include "llm/generate.h"
-#include "llm/loader.h"
+#include "io/llm_loader.h"
 #include "test_llm_util.h"
 
 using namespace catq;

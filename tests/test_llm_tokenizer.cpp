@@ -3,7 +3,7 @@
 
 #include <random>
 
-#include "io/tokenizer.h"
+#include "llm/tokenizer.h"
 #include "test_llm_util.h"
 
 using namespace catq;

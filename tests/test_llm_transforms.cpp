@@ -7,10 +7,10 @@
 #include "core/error.h"
 #include "core/file_util.h"
 #include "io/catq_file.h"
-#include "methods/gptq.h"
-#include "methods/llm_ptq.h"
-#include "methods/llm_transforms.h"
-#include "methods/sqnr.h"
+#include "methods/llm/gptq.h"
+#include "methods/llm/pipeline.h"
+#include "methods/llm/transforms.h"
+#include "methods/llm/sqnr_analyzer.h"
 
 using namespace catq;
 

@@ -11,7 +11,7 @@
 #include "core/error.h"
 #include "core/file_util.h"
 #include "io/llama2c.h"
-#include "io/tokenizer.h"
+#include "llm/tokenizer.h"
 #include "llm/llama.h"
 
 namespace catq::testing_llm {

@@ -8,8 +8,8 @@
 
 #include "core/error.h"
 #include "ir/builder.h"
-#include "methods/cnn_ptq.h"
-#include "methods/mixed_precision.h"
+#include "methods/cnn/pipeline.h"
+#include "methods/cnn/mixed_precision.h"
 #include "sim/sim_quant.h"
 
 using namespace catq;

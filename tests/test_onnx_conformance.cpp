@@ -13,6 +13,7 @@
 #include "core/error.h"
 #include "io/onnx_reader.h"
 #include "ir/passes.h"
+#include "sim/fold_constants.h"
 #include "sim/executor.h"
 
 namespace {

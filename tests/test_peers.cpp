@@ -16,10 +16,11 @@
 #include "io/onnx_reader.h"
 #include "io/onnx_writer.h"
 #include "ir/passes.h"
-#include "methods/cnn_ptq.h"
+#include "sim/fold_constants.h"
+#include "methods/cnn/pipeline.h"
 #include "io/gguf.h"
 #include "llm/generate.h"
-#include "llm/loader.h"
+#include "io/llm_loader.h"
 #include "test_llm_util.h"
 
 using namespace catq;

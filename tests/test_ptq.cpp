@@ -12,12 +12,12 @@
 #include "io/catq_file.h"
 #include "ir/builder.h"
 #include "tiny_models.h"
-#include "methods/cat.h"
-#include "methods/cnn_ptq.h"
-#include "methods/partition.h"
-#include "methods/recon.h"
-#include "methods/rtn.h"
-#include "methods/weight_param.h"
+#include "methods/cnn/cat.h"
+#include "methods/cnn/pipeline.h"
+#include "methods/cnn/partition.h"
+#include "methods/cnn/recon.h"
+#include "methods/cnn/rtn.h"
+#include "methods/cnn/weight_param.h"
 #include "quant/fake_quant.h"
 
 using namespace catq;

@@ -11,10 +11,10 @@
 #include "io/catq_file.h"
 #include "ir/builder.h"
 #include "tiny_models.h"
-#include "methods/cnn_ptq.h"
-#include "methods/cnn_qat.h"
-#include "methods/qat.h"
-#include "methods/rtn.h"
+#include "methods/cnn/pipeline.h"
+#include "methods/qat/cnn_qat.h"
+#include "methods/qat/quantizers.h"
+#include "methods/cnn/rtn.h"
 #include "train/optim.h"
 
 using namespace catq;

@@ -11,7 +11,8 @@
 #include "io/onnx_reader.h"
 #include "io/onnx_writer.h"
 #include "ir/passes.h"
-#include "methods/cnn_ptq.h"
+#include "sim/fold_constants.h"
+#include "methods/cnn/pipeline.h"
 #include "sim/executor.h"
 #include "tiny_models.h"
 

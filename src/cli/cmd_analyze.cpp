@@ -13,9 +13,9 @@
 #include "core/progress.h"
 #include "eval/perplexity.h"
 #include "eval/plot.h"
-#include "llm/loader.h"
-#include "methods/llm_transforms.h"
-#include "methods/sqnr.h"
+#include "io/llm_loader.h"
+#include "methods/llm/transforms.h"
+#include "methods/llm/sqnr_analyzer.h"
 
 namespace catq::cli {
 

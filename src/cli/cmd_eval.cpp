@@ -14,11 +14,13 @@
 #include "runtime/int_cnn.h"
 #include "runtime/int_runtime.h"
 #include "io/catq_file.h"
-#include "methods/llm_ptq.h"
+#include "methods/cnn/rtn.h"
+#include "methods/llm/pipeline.h"
 #include "io/cifar.h"
 #include "io/model_format.h"
 #include "io/onnx_reader.h"
 #include "ir/passes.h"
+#include "sim/fold_constants.h"
 #include "sim/executor.h"
 #include "sim/sim_quant.h"
 
@@ -40,21 +42,6 @@ struct EvalArgs {
   PerplexityOptions ppl;
 };
 EvalArgs args;
-
-// Runs the model over calibration batches with the context observing activations, then fixes the params.
-void calibrate_cnn(const GraphExecutor& ex, SimQuant& sq, const ImageDataset& calib, int64_t batch) {
-  sq.set_mode(SimQuant::Mode::Calibrate);
-  Progress bar("calibrate", calib.size());
-  at::NoGradGuard ng;
-  for (int64_t i = 0; i < calib.size(); i += batch) {
-    ImageDataset b = calib.slice(i, i + batch);
-    ex.forward(b.images, &sq);
-    bar.step(b.size());
-  }
-  bar.finish();
-  sq.finalize_calibration();
-  sq.set_mode(SimQuant::Mode::Quantize);
-}
 
 int onnx_eval(const Common& common) {
   CATQ_CHECK(args.runtime == "sim", Unsupported, "{}: --runtime int runs a quantized .catq model (quantize the ONNX model first)",
@@ -99,7 +86,7 @@ int onnx_eval(const Common& common) {
   ImageDataset calib = load_cifar10(calib_path, calib_split);
   if (args.calib_size > 0) calib = calib.slice(0, args.calib_size);
   SimQuant sq(*cfg);
-  calibrate_cnn(ex, sq, calib, args.batch);
+  calibrate_rtn(ex, sq, calib.images, args.batch);
   o.label = "fp32 vs " + args.quant;
   CompareResult c = compare_classifiers(data, fp_fn, [&](const at::Tensor& x) { return ex.forward(x, &sq); }, o);
 

@@ -12,7 +12,7 @@
 #include "io/gguf.h"
 #include "io/model_format.h"
 #include "io/onnx_writer.h"
-#include "llm/loader.h"
+#include "io/llm_loader.h"
 
 namespace catq::cli {
 

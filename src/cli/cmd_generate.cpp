@@ -7,7 +7,7 @@
 #include "core/error.h"
 #include "core/progress.h"
 #include "llm/generate.h"
-#include "llm/loader.h"
+#include "io/llm_loader.h"
 #include "runtime/int_runtime.h"
 
 namespace catq::cli {

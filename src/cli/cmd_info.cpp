@@ -10,6 +10,7 @@
 #include "io/model_format.h"
 #include "io/onnx_reader.h"
 #include "ir/passes.h"
+#include "sim/fold_constants.h"
 #include "sim/executor.h"
 
 namespace catq::cli {

@@ -12,8 +12,9 @@
 #include "io/cifar.h"
 #include "io/onnx_reader.h"
 #include "ir/passes.h"
-#include "methods/cnn_ptq.h"
-#include "methods/cnn_qat.h"
+#include "sim/fold_constants.h"
+#include "methods/cnn/pipeline.h"
+#include "methods/qat/cnn_qat.h"
 
 namespace catq::cli {
 

@@ -9,7 +9,8 @@
 #include "cli/commands.h"
 #include "core/error.h"
 #include "core/file_util.h"
-#include "methods/co_qat.h"
+#include "core/parse.h"
+#include "methods/qat/co_qat.h"
 
 namespace catq::cli {
 

@@ -1,7 +1,6 @@
 // `catq quantize MODEL ...`: post-training quantization of a CNN (ONNX) with RTN or a reconstruction method
 // (AdaRound, BRECQ, QDrop, PD-Quant, weight-cluster affine), optionally followed by a CAT or plain-affine logit
 // head, written to a self-contained .catq file that `catq eval` runs.
-#include <algorithm>
 #include <filesystem>
 #include <iostream>
 
@@ -10,80 +9,17 @@
 #include "cli/commands.h"
 #include "core/error.h"
 #include "core/progress.h"
-#include "io/catq_file.h"
-#include "io/cifar.h"
-#include "io/model_format.h"
-#include "io/onnx_reader.h"
-#include "ir/passes.h"
-#include "eval/perplexity.h"
-#include "llm/loader.h"
-
-#include "methods/cnn_ptq.h"
-#include "methods/llm_ptq.h"
-#include "methods/mixed_precision.h"
-#include "core/file_util.h"
+#include "io/llm_loader.h"
+#include "methods/cnn/quantize_job.h"
+#include "methods/llm/quantize_job.h"
 
 namespace catq::cli {
 
 namespace {
 
-struct QuantizeArgs {
-  std::string model, method = "rtn", head, bits = "w4a4", config, calib, calib_split = "calib", out, from;
-  int64_t calib_size = 0;
-  // reconstruction overrides (negative / NaN = keep the preset)
-  int64_t iters = -1, act_iters = -1, batch = -1, clusters = -1;
-  double drop_prob = -1, pd_weight = -1, pd_temperature = -1, drift_weight = -1, w_lr = -1, a_lr = -1, round_weight = -1;
-  uint64_t seed = 0;
-  bool reinit_act = false, no_keep_best = false;
-  // head
-  int64_t cat_k = 0, cat_pca = 0, cat_folds = 5, fit_augment = 0;
-  double cat_alpha = -1;
-  std::vector<int64_t> cat_ks;
-  std::vector<double> cat_alphas;
-  std::string cat_metric = "accuracy", fit_data, fit_split;
-  // LLM
-  std::string text, tokenizer, transform = "none", weights = "rtn";
-  int64_t skip_chars = 0, calib_chars = 24000, window = 256;
-  bool act_order = false;
-  double gptq_damp = 0.01;
-  // mixed precision
-  std::string budget_bops, budget_bytes, alloc = "knapsack";
-  int64_t alloc_iters = 300;
-  std::vector<int> alloc_bits = {2, 4, 8};
-};
-QuantizeArgs args;
-
-ImageDataset load_images(const std::string& path, const std::string& split, int64_t limit, uint64_t seed) {
-  ImageDataset d = load_cifar10(path, parse_cifar_split(split));
-  if (limit > 0 && limit < d.size()) {
-    // A seeded random subset (the split is sorted by class: a prefix would hold one class only).
-    std::vector<int64_t> perm = seeded_permutation(d.size(), seed + 3);
-    perm.resize(limit);
-    at::Tensor idx = at::tensor(perm, at::kLong);
-    d = {d.images.index_select(0, idx), d.labels.index_select(0, idx), fmt::format("{}[{} random]", d.name, limit)};
-  }
-  return d;
-}
-
-ReconOptions recon_options(const std::string& method) {
-  ReconOptions o = recon_preset(method);
-  if (args.iters >= 0) o.iters = args.iters;
-  if (args.act_iters >= 0) o.act_iters = args.act_iters;
-  if (args.batch >= 0) o.batch = args.batch;
-  if (args.clusters >= 0) o.clusters = args.clusters;
-  if (args.drop_prob >= 0) o.drop_prob = args.drop_prob;
-  if (args.pd_weight >= 0) o.pd_weight = args.pd_weight;
-  if (args.pd_temperature >= 0) o.pd_temperature = args.pd_temperature;
-  if (args.drift_weight >= 0) o.drift_weight = args.drift_weight;
-  if (args.w_lr >= 0) o.w_lr = args.w_lr;
-  if (args.a_lr >= 0) o.a_lr = args.a_lr;
-  if (args.round_weight >= 0) o.round_weight = args.round_weight;
-  o.seed = args.seed;
-  if (args.reinit_act) o.reinit_act = true;
-  if (args.no_keep_best) o.keep_best = false;
-  o.validate();
-  return o;
-}
+// The command line fills the two jobs; the method layer runs them.
+CnnQuantizeJob cnn;
+LlmQuantizeJob llm;
 
 void print_summary(const QuantizedCnn& m) {
   const auto& md = m.metadata;
@@ -114,159 +50,49 @@ void print_summary(const QuantizedCnn& m) {
   }
 }
 
-// A Llama model: transform + RTN/GPTQ weights + static ranges, calibrated on --text; writes a quantized-LLM .catq.
 int run_quantize_llm(const Common& common) {
-  CATQ_CHECK(!args.text.empty(), Usage, "quantize: a language model needs calibration text (--text FILE)");
-  CATQ_CHECK(!args.config.empty(), Usage, "quantize: a language model needs --config (e.g. bench/configs/llm_w4a4.json "
-             "or w4a8-tok-sym)");
-  LlmPtqOptions po;
-  po.transform = parse_llm_transform(args.transform);
-  po.weights = args.weights;
-  po.gptq.act_order = args.act_order;
-  po.gptq.damp = args.gptq_damp;
-  SimQuant sq(QuantConfig::load(args.config));
-  LoadedLlama m = load_llama(args.model, args.tokenizer);
-  CATQ_CHECK(!m.quant, Usage, "{}: already quantized", args.model);
-  const Tokenizer& tok = require_tokenizer(m);
-  std::string text = read_file_text(args.text);
-  text = text.substr(std::min(text.size(), truncate_utf8(text, args.skip_chars).size()));
-  PerplexityOptions co;
-  co.max_chars = args.calib_chars;
-  co.window = std::min(args.window, m.model.cfg.seq_len);
-  EvalWindows w = make_eval_windows(tok, text, co);
-  CATQ_CHECK(w.n_windows() > 0, Data, "{}: too little calibration text for one window of {} tokens", args.text, co.window);
-  SmallModelThreadGuard threads(m.model);
-  nlohmann::json rep = quantize_llama(m.model, sq, w.inputs, po);
-  {
-    at::NoGradGuard ng;
-    m.model.forward(w.inputs.slice(0, 0, 1), &sq);  // materialises the RTN weight params
-  }
-  nlohmann::json meta = {{"source_model", args.model}, {"config", args.config}, {"quantization", rep},
-                         {"calibration", {{"text", args.text}, {"skip_chars", args.skip_chars}, {"chars", w.n_chars},
-                                          {"windows", w.n_windows()}, {"window", co.window}}},
-                         {"weight_bytes", sq.total_weight_bytes()}};
-  // The token-embedding table at its configured bits (FP32 unless the config quantizes it).
-  const uint64_t emb_bytes = storage_bits(m.model.tok_embeddings.sizes(), sq.config().embedding) / 8;
-  meta["embedding_bytes"] = emb_bytes;
-  write_catq_llm(args.out, m.model, sq, &tok, meta);
+  llm.model = cnn.model;
+  llm.config = cnn.config;
+  llm.out = cnn.out;
+  nlohmann::json meta = run_llm_quantize_job(llm);
   if (common.json) {
-    meta["output"] = args.out;
+    meta["output"] = llm.out;
     std::cout << meta.dump(2) << "\n";
   } else {
+    const auto& q = meta["quantization"];
+    const auto& c = meta["calibration"];
     std::cout << fmt::format("{}: {} + transform {} + {} weights, calibrated on {} windows of {} tokens; {} weight bytes"
-                             " (+ {} embedding bytes)\nwrote {}\n", args.model, args.config, po.transform.str(),
-                             po.weights, w.n_windows(), co.window, sq.total_weight_bytes(), emb_bytes, args.out);
+                             " (+ {} embedding bytes)\nwrote {}\n", llm.model, llm.config, q.value("transform", ""),
+                             q.value("weights", ""), c.value("windows", 0), c.value("window", 0),
+                             meta.value("weight_bytes", 0), meta.value("embedding_bytes", 0), llm.out);
   }
   return 0;
 }
 
 int run_quantize(const Common& common) {
-  std::string method = args.method, head = args.head;
-  if (auto plus = method.find('+'); plus != std::string::npos) {
-    CATQ_CHECK(head.empty(), Usage, "--method '{}' already names a head; drop --head", method);
-    head = method.substr(plus + 1);
-    method = method.substr(0, plus);
-  }
-  if (head == "none") head.clear();
-  CATQ_CHECK(head.empty() || head == "cat" || head == "affine", Usage, "--head '{}': expected cat, affine or none", head);
-  CATQ_CHECK(!args.out.empty(), Usage, "quantize: -o OUT.catq is required");
-  // Options are checked before anything is loaded (a missing model then fails with the CNN checks done first).
-  if (std::filesystem::exists(args.model) && is_llm_model_file(args.model)) return run_quantize_llm(common);
-  if (args.from.empty()) {
-    const auto& methods = cnn_ptq_methods();
-    CATQ_CHECK(std::find(methods.begin(), methods.end(), method) != methods.end(), Config,
-               "--method '{}': expected one of {} (optionally +cat or +affine)", method, fmt::join(methods, ", "));
-    if (args.config.empty()) academic_config(args.bits);
-    if (method != "rtn") recon_options(method);
-  }
-  CATQ_CHECK(args.budget_bops.empty() || args.budget_bytes.empty(), Usage,
-             "give --budget-bops or --budget-bytes, not both");
-  CATQ_CHECK(args.alloc == "knapsack" || args.alloc == "gumbel", Usage, "--alloc '{}': expected knapsack or gumbel",
-             args.alloc);
-  CATQ_CHECK((args.budget_bops.empty() && args.budget_bytes.empty()) || (args.from.empty() && args.config.empty()),
-             Usage, "--budget-bops / --budget-bytes choose the bits themselves: drop --config / --from");
-  ModelFormat f = detect_model_format(args.model);
-  CATQ_CHECK(f == ModelFormat::Onnx, Unsupported, "{}: quantize handles ONNX CNNs and Llama models (this is {})",
-             args.model, model_format_name(f));
-  CATQ_CHECK(!args.calib.empty(), Usage, "quantize: --calib FILE is required (CIFAR-10 binary)");
-  if (args.calib_split == "eval" || (args.fit_split == "eval"))
-    fail(ErrorKind::Usage, "quantize: calibrating or fitting on the evaluation split is not allowed");
-
-  Graph g = load_onnx(args.model);
-  fold_constants(g);
-  ImageDataset calib = load_images(args.calib, args.calib_split, args.calib_size, args.seed);
-
-  QuantizedCnn m;
-  std::optional<MixedPrecisionResult> mixed;
-  std::unique_ptr<GraphExecutor> fp;  // the FP model for the head
-  if (!args.from.empty()) {
-    m = read_catq(args.from);
-    Graph fg = std::move(g);
-    fold_batchnorm(fg);
-    fp = std::make_unique<GraphExecutor>(std::move(fg));
-    CATQ_CHECK(fp->layers().size() == m.ex->layers().size(), Data, "--from {}: it has {} layers but {} has {} (not a "
-               "quantization of this model?)", args.from, m.ex->layers().size(), args.model, fp->layers().size());
-    for (size_t i = 0; i < fp->layers().size(); ++i)
-      CATQ_CHECK(fp->layers()[i].name == m.ex->layers()[i].name && fp->layers()[i].weight_shape == m.ex->layers()[i].weight_shape,
-                 Data, "--from {}: layer {} is '{}' there but '{}' in {}", args.from, i, m.ex->layers()[i].name,
-                 fp->layers()[i].name, args.model);
-    CATQ_CHECK(!head.empty(), Usage, "--from only adds a head: give --head cat|affine");
-  } else {
-    CnnPtqOptions o;
-    o.method = method;
-    o.bits = args.bits;
-    o.config = args.config;
-    if (!args.budget_bops.empty() || !args.budget_bytes.empty()) {
-      // Bit widths per layer under the budget, on the calibration images; then the method runs with them.
-      Graph fg = g;
-      fold_batchnorm(fg);
-      GraphExecutor fex(std::move(fg));
-      MixedPrecisionOptions mo;
-      mo.allocator = args.alloc;
-      mo.candidates = args.alloc_bits;
-      mo.kind = args.budget_bops.empty() ? BudgetKind::Bytes : BudgetKind::Bops;
-      const auto layers = mp_layers(fex, calib.images);
-      mo.budget = args.budget_bops.empty() ? parse_budget(args.budget_bytes, layers, mo.kind, "--budget-bytes")
-                                           : parse_budget(args.budget_bops, layers, mo.kind, "--budget-bops");
-      mo.iters = args.alloc_iters;
-      mo.seed = args.seed;
-      mixed = allocate_bits(fex, calib.images, mo);
-      o.config_value = mixed->config;
-    }
-    if (method != "rtn") o.recon = recon_options(method);
-    m = quantize_cnn(std::move(g), calib, o);
-    if (mixed) m.metadata["mixed_precision"] = mixed->report;
-  }
-  if (!head.empty()) {
-    HeadOptions ho;
-    ho.kind = head;
-    ho.seed = args.seed;
-    ho.augment = args.fit_augment;
-    ho.fit.pca_dims = args.cat_pca;
-    if (args.cat_k > 0) ho.fit.k = args.cat_k;
-    if (args.cat_alpha >= 0) ho.fit.alpha = args.cat_alpha;
-    ho.select = !(args.cat_alpha >= 0 && (args.cat_k > 0 || head == "affine"));
-    if (!args.cat_ks.empty()) ho.grid.ks = args.cat_ks;
-    else if (args.cat_k > 0) ho.grid.ks = {args.cat_k};
-    if (!args.cat_alphas.empty()) ho.grid.alphas = args.cat_alphas;
-    else if (args.cat_alpha >= 0) ho.grid.alphas = {args.cat_alpha};
-    ho.grid.folds = static_cast<int>(args.cat_folds);
-    ho.grid.metric = args.cat_metric;
-    ImageDataset fit = args.fit_data.empty()
-                           ? calib
-                           : load_images(args.fit_data, args.fit_split.empty() ? "all" : args.fit_split, 0, args.seed);
-    fit_head(m, fp ? *fp : *m.ex, fit, ho);
-  }
-  write_catq(args.out, *m.ex, *m.sq, m.head ? &*m.head : nullptr, m.metadata);
+  split_method_head(cnn);
+  CATQ_CHECK(!cnn.out.empty(), Usage, "quantize: -o OUT.catq is required");
+  if (std::filesystem::exists(cnn.model) && is_llm_model_file(cnn.model)) return run_quantize_llm(common);
+  QuantizedCnn m = run_cnn_quantize_job(cnn);
   if (common.json) {
     nlohmann::json j = m.metadata;
-    j["output"] = args.out;
+    j["output"] = cnn.out;
     std::cout << j.dump(2) << "\n";
   } else {
     print_summary(m);
-    std::cout << "wrote " << args.out << "\n";
+    std::cout << "wrote " << cnn.out << "\n";
   }
   return 0;
+}
+
+// A reconstruction option given on the command line overrides that field of the method's preset (recon.h).
+template <typename T>
+CLI::Option* recon_option(CLI::App* sub, const std::string& flag, const std::string& field, const std::string& help) {
+  return sub->add_option_function<T>(flag, [field](const T& v) { cnn.recon[field] = v; }, help);
+}
+CLI::Option* recon_flag(CLI::App* sub, const std::string& flag, const std::string& field, bool value,
+                        const std::string& help) {
+  return sub->add_flag_function(flag, [field, value](int64_t) { cnn.recon[field] = value; }, help);
 }
 
 }  // namespace
@@ -289,65 +115,65 @@ void register_quantize(CLI::App& app, Common& common) {
       "  catq quantize stories260K.bin --text valid.txt --skip-chars 12000 --config bench/configs/llm_w4a4.json \\\n"
       "       --transform blockcat:k=4 --weights gptq -o s260k_w4a4.catq\n"
       "  catq eval s260k_w4a4.catq --text valid.txt --reference stories260K.bin\n");
-  sub->add_option("model", args.model, "FP model (.onnx CNN, or a Llama checkpoint: llama2.c .bin, .gguf, safetensors)")->required();
-  sub->add_option("-o,--output", args.out, "Output .catq file");
-  sub->add_option("--method", args.method, "rtn | adaround | brecq | qdrop | pdquant | wca, optionally +cat / +affine")
+  sub->add_option("model", cnn.model, "FP model (.onnx CNN, or a Llama checkpoint: llama2.c .bin, .gguf, safetensors)")->required();
+  sub->add_option("-o,--output", cnn.out, "Output .catq file");
+  sub->add_option("--method", cnn.method, "rtn | adaround | brecq | qdrop | pdquant | wca, optionally +cat / +affine")
       ->capture_default_str();
-  sub->add_option("--head", args.head, "Logit head: cat | affine | none");
-  sub->add_option("--bits", args.bits, "wWaA, e.g. w4a4, w2a2, w4a2 (the academic setting); wWaA-wsym for symmetric weights (w8a8-wsym: int8 deployment)")->capture_default_str();
-  sub->add_option("--config", args.config, "Quantization config (JSON file or compact string) instead of --bits");
-  sub->add_option("--calib", args.calib, "Calibration data: CIFAR-10 binary file");
-  sub->add_option("--calib-split", args.calib_split, "all | calib (never eval)")->capture_default_str();
-  sub->add_option("--calib-size", args.calib_size, "Use a seeded random subset of N calibration images (0 = all)");
-  sub->add_option("--from", args.from, "Start from this quantized .catq (of MODEL) and only fit the head");
-  sub->add_option("--seed", args.seed, "Seed: batch sampling, drop masks, k-means, folds, augmentation")->capture_default_str();
+  sub->add_option("--head", cnn.head.kind, "Logit head: cat | affine | none");
+  sub->add_option("--bits", cnn.bits, "wWaA, e.g. w4a4, w2a2, w4a2 (the academic setting); wWaA-wsym for symmetric weights (w8a8-wsym: int8 deployment)")->capture_default_str();
+  sub->add_option("--config", cnn.config, "Quantization config (JSON file or compact string) instead of --bits");
+  sub->add_option("--calib", cnn.calib.path, "Calibration data: CIFAR-10 binary file");
+  sub->add_option("--calib-split", cnn.calib.split, "all | calib (never eval)")->capture_default_str();
+  sub->add_option("--calib-size", cnn.calib.limit, "Use a seeded random subset of N calibration images (0 = all)");
+  sub->add_option("--from", cnn.from, "Start from this quantized .catq (of MODEL) and only fit the head");
+  sub->add_option("--seed", cnn.seed, "Seed: batch sampling, drop masks, k-means, folds, augmentation")->capture_default_str();
   auto* r = "Reconstruction";
-  sub->add_option("--iters", args.iters, "Iterations per unit (default 1000; published 20000)")->group(r);
-  sub->add_option("--act-iters", args.act_iters, "BRECQ activation pass iterations (default iters/4)")->group(r);
-  sub->add_option("--batch", args.batch, "Reconstruction batch size (default 32)")->group(r);
-  sub->add_option("--drop-prob", args.drop_prob, "QDrop drop probability (qdrop/pdquant default 0.5)")->group(r);
-  sub->add_option("--pd-weight", args.pd_weight, "PD-Quant 1/lambda_r (default 10)")->group(r);
-  sub->add_option("--pd-temperature", args.pd_temperature, "PD-Quant temperature T (default 4)")->group(r);
-  sub->add_option("--drift-weight", args.drift_weight, "lambda_p of the activation-step drift regulariser (default 0)")->group(r);
-  sub->add_option("--w-lr", args.w_lr, "Learning rate of rounding / cluster parameters (3e-3; wca 1e-3)")->group(r);
-  sub->add_option("--a-lr", args.a_lr, "Learning rate of activation steps (4e-5)")->group(r);
-  sub->add_option("--round-weight", args.round_weight, "AdaRound lambda (0.01)")->group(r);
-  sub->add_option("--clusters", args.clusters, "wca: clusters per weight tensor (default 4)")->group(r);
-  sub->add_flag("--reinit-act", args.reinit_act, "Re-initialise each unit's activation ranges on the quantized "
+  recon_option<int64_t>(sub, "--iters", "iters", "Iterations per unit (default 1000; published 20000)")->group(r);
+  recon_option<int64_t>(sub, "--act-iters", "act_iters", "BRECQ activation pass iterations (default iters/4)")->group(r);
+  recon_option<int64_t>(sub, "--batch", "batch", "Reconstruction batch size (default 32)")->group(r);
+  recon_option<double>(sub, "--drop-prob", "drop_prob", "QDrop drop probability (qdrop/pdquant default 0.5)")->group(r);
+  recon_option<double>(sub, "--pd-weight", "pd_weight", "PD-Quant 1/lambda_r (default 10)")->group(r);
+  recon_option<double>(sub, "--pd-temperature", "pd_temperature", "PD-Quant temperature T (default 4)")->group(r);
+  recon_option<double>(sub, "--drift-weight", "drift_weight", "lambda_p of the activation-step drift regulariser (default 0)")->group(r);
+  recon_option<double>(sub, "--w-lr", "w_lr", "Learning rate of rounding / cluster parameters (3e-3; wca 1e-2)")->group(r);
+  recon_option<double>(sub, "--a-lr", "a_lr", "Learning rate of activation steps (4e-5)")->group(r);
+  recon_option<double>(sub, "--round-weight", "round_weight", "AdaRound lambda (0.01)")->group(r);
+  recon_option<int64_t>(sub, "--clusters", "clusters", "wca: clusters per weight tensor (default 4)")->group(r);
+  recon_flag(sub, "--reinit-act", "reinit_act", true, "Re-initialise each unit's activation ranges on the quantized "
                 "model's inputs (as the published code) instead of keeping the FP calibration")->group(r);
-  sub->add_flag("--no-keep-best", args.no_keep_best, "Commit a unit's learned parameters even when its calibration "
+  recon_flag(sub, "--no-keep-best", "keep_best", false, "Commit a unit's learned parameters even when its calibration "
                 "loss ends above its start")->group(r);
   auto* h = "Head (CAT / plain affine)";
-  sub->add_option("--cat-k", args.cat_k, "Clusters K (with --cat-alpha: no selection)")->group(h);
-  sub->add_option("--cat-alpha", args.cat_alpha, "Blend alpha in [0, 1] (with --cat-k: no selection)")->group(h);
-  sub->add_option("--cat-ks", args.cat_ks, "K candidates for cross-validation (default 1 4 8 16 32 64)")->group(h);
-  sub->add_option("--cat-alphas", args.cat_alphas, "alpha candidates (default 0 0.2 ... 1)")->group(h);
-  sub->add_option("--cat-pca", args.cat_pca, "PCA dims for clustering (0 = off)")->group(h);
-  sub->add_option("--cat-folds", args.cat_folds, "Cross-validation folds")->capture_default_str()->group(h);
-  sub->add_option("--cat-metric", args.cat_metric, "accuracy | kl")->capture_default_str()->group(h);
-  sub->add_option("--fit-data", args.fit_data, "Fitting images for the head (default: the calibration images)")->group(h);
-  sub->add_option("--fit-split", args.fit_split, "Split of --fit-data (default all)")->group(h);
-  sub->add_option("--fit-augment", args.fit_augment, "Extra random crop+flip copies per fitting image")->group(h);
+  sub->add_option("--cat-k", cnn.head.k, "Clusters K (with --cat-alpha: no selection)")->group(h);
+  sub->add_option("--cat-alpha", cnn.head.alpha, "Blend alpha in [0, 1] (with --cat-k: no selection)")->group(h);
+  sub->add_option("--cat-ks", cnn.head.ks, "K candidates for cross-validation (default 1 4 8 16 32 64)")->group(h);
+  sub->add_option("--cat-alphas", cnn.head.alphas, "alpha candidates (default 0 0.2 ... 1)")->group(h);
+  sub->add_option("--cat-pca", cnn.head.pca, "PCA dims for clustering (0 = off)")->group(h);
+  sub->add_option("--cat-folds", cnn.head.folds, "Cross-validation folds")->capture_default_str()->group(h);
+  sub->add_option("--cat-metric", cnn.head.metric, "accuracy | kl")->capture_default_str()->group(h);
+  sub->add_option("--fit-data", cnn.head.fit.path, "Fitting images for the head (default: the calibration images)")->group(h);
+  sub->add_option("--fit-split", cnn.head.fit.split, "Split of --fit-data (default all)")->group(h);
+  sub->add_option("--fit-augment", cnn.head.augment, "Extra random crop+flip copies per fitting image")->group(h);
   auto* mp = "Mixed precision (CNN)";
-  sub->add_option("--budget-bops", args.budget_bops, "Per-layer bits under a BOPs budget (Σ MACs·bw·ba per image): a "
+  sub->add_option("--budget-bops", cnn.budget.bops, "Per-layer bits under a BOPs budget (Σ MACs·bw·ba per image): a "
                   "number (k/M/G suffixes) or wN = what uniform N-bit costs")->group(mp);
-  sub->add_option("--budget-bytes", args.budget_bytes, "Per-layer bits under a weight-bytes budget: a number or wN")
+  sub->add_option("--budget-bytes", cnn.budget.bytes, "Per-layer bits under a weight-bytes budget: a number or wN")
       ->group(mp);
-  sub->add_option("--alloc", args.alloc, "knapsack (sensitivity + exact knapsack) | gumbel (Gumbel-softmax search + "
+  sub->add_option("--alloc", cnn.budget.alloc, "knapsack (sensitivity + exact knapsack) | gumbel (Gumbel-softmax search + "
                   "Lagrangian dual ascent)")->capture_default_str()->group(mp);
-  sub->add_option("--alloc-bits", args.alloc_bits, "Candidate bit widths (ascending)")->group(mp);
-  sub->add_option("--alloc-iters", args.alloc_iters, "Gumbel search iterations")->capture_default_str()->group(mp);
+  sub->add_option("--alloc-bits", cnn.budget.bits, "Candidate bit widths (ascending)")->group(mp);
+  sub->add_option("--alloc-iters", cnn.budget.iters, "Gumbel search iterations")->capture_default_str()->group(mp);
   auto* lg = "Language models (llama2.c / GGUF / safetensors input)";
-  sub->add_option("--text", args.text, "Calibration text")->group(lg);
-  sub->add_option("--tokenizer", args.tokenizer, "llama2.c tokenizer (GGUF files carry their own)")->group(lg);
-  sub->add_option("--skip-chars", args.skip_chars, "Skip this many characters of --text first")->group(lg);
-  sub->add_option("--calib-chars", args.calib_chars, "Characters of calibration text")->capture_default_str()->group(lg);
-  sub->add_option("--window", args.window, "Tokens per calibration window")->capture_default_str()->group(lg);
-  sub->add_option("--transform", args.transform, "none | smoothquant[:alpha=..] | rms | quarot | rotation | "
+  sub->add_option("--text", llm.text, "Calibration text")->group(lg);
+  sub->add_option("--tokenizer", llm.tokenizer, "llama2.c tokenizer (GGUF files carry their own)")->group(lg);
+  sub->add_option("--skip-chars", llm.skip_chars, "Skip this many characters of --text first")->group(lg);
+  sub->add_option("--calib-chars", llm.calib_chars, "Characters of calibration text")->capture_default_str()->group(lg);
+  sub->add_option("--window", llm.window, "Tokens per calibration window")->capture_default_str()->group(lg);
+  sub->add_option("--transform", llm.transform, "none | smoothquant[:alpha=..] | rms | quarot | rotation | "
                   "blockcat[:k=..][:damp=..][:nohad]")->capture_default_str()->group(lg);
-  sub->add_option("--weights", args.weights, "rtn | gptq")->capture_default_str()->group(lg);
-  sub->add_flag("--act-order", args.act_order, "GPTQ act-order")->group(lg);
-  sub->add_option("--gptq-damp", args.gptq_damp, "GPTQ damping")->capture_default_str()->group(lg);
+  sub->add_option("--weights", llm.weights, "rtn | gptq")->capture_default_str()->group(lg);
+  sub->add_flag("--act-order", llm.act_order, "GPTQ act-order")->group(lg);
+  sub->add_option("--gptq-damp", llm.gptq_damp, "GPTQ damping")->capture_default_str()->group(lg);
   sub->callback([&common] {
     if (common.json || common.quiet) Progress::set_enabled(false);
     run_quantize(common);

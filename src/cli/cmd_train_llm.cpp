@@ -13,7 +13,7 @@
 #include "io/llama2c.h"
 #include "io/catq_file.h"
 #include "llm/train_llm.h"
-#include "methods/qat_llm.h"
+#include "methods/qat/llm_qat.h"
 
 namespace catq::cli {
 

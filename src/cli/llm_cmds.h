@@ -8,8 +8,8 @@
 
 #include "cli/commands.h"
 #include "eval/perplexity.h"
-#include "llm/loader.h"
-#include "sim/quant_context.h"
+#include "io/llm_loader.h"
+#include "quant/quant_context.h"
 #include "sim/sim_quant.h"
 
 namespace catq::cli {

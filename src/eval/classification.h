@@ -7,7 +7,7 @@
 #include <ATen/ATen.h>
 #include <c10/core/Device.h>
 
-#include "io/dataset.h"
+#include "data/dataset.h"
 
 namespace catq {
 

@@ -17,9 +17,9 @@
 
 #include <nlohmann/json.hpp>
 
-#include "io/tokenizer.h"
+#include "llm/tokenizer.h"
 #include "llm/llama.h"
-#include "methods/cat.h"
+#include "quant/cat_head.h"
 #include "sim/executor.h"
 #include "sim/sim_quant.h"
 

@@ -10,7 +10,7 @@
 #include <string>
 #include <vector>
 
-#include "io/dataset.h"
+#include "data/dataset.h"
 
 namespace catq {
 

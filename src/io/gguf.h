@@ -20,7 +20,7 @@
 
 #include <ATen/ATen.h>
 
-#include "io/tokenizer.h"
+#include "llm/tokenizer.h"
 #include "llm/llama.h"
 
 namespace catq {

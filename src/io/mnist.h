@@ -9,7 +9,7 @@
 #pragma once
 #include <string>
 
-#include "io/dataset.h"
+#include "data/dataset.h"
 
 namespace catq {
 

@@ -3,6 +3,7 @@
 #include <string>
 
 #include "ir/graph.h"
+#include "ir/onnx_dtype.h"
 
 namespace onnx {
 class TensorProto;
@@ -23,9 +24,5 @@ Graph parse_onnx(const void* data, size_t size, const std::string& name, const s
 at::Tensor tensor_from_proto(const onnx::TensorProto& t, const std::string& file, const std::string& base_dir);
 // Reads a serialized TensorProto file (the *.pb files of ONNX test cases).
 at::Tensor load_tensor_pb(const std::string& path);
-
-// ONNX TensorProto data type code -> torch dtype; Error(Unsupported) for types torch cannot hold.
-at::ScalarType onnx_dtype_to_torch(int32_t onnx_type, const std::string& where);
-int32_t torch_dtype_to_onnx(at::ScalarType t);
 
 }  // namespace catq

@@ -8,6 +8,7 @@
 
 #include "core/error.h"
 #include "core/file_util.h"
+#include "llm/llama_tensors.h"
 
 namespace catq {
 
@@ -220,26 +221,19 @@ LlamaModel read_hf_llama(const std::string& path) {
            fmt::join(e.shape, "x"), fmt::join(shape, "x"));
     return f.tensor_f32(name);
   };
-  const int64_t D = c.dim, Q = c.q_dim(), K = c.kv_dim(), H = c.hidden_dim, V = c.vocab_size;
   LlamaModel m;
   m.cfg = c;
-  m.tok_embeddings = load("model.embed_tokens.weight", {V, D});
+  m.tok_embeddings = load(kLlamaTokenEmbd.hf_name(), kLlamaTokenEmbd.shape(c));
   for (int64_t l = 0; l < c.n_layers; ++l) {
-    auto n = [&](const char* s) { return fmt::format("model.layers.{}.{}.weight", l, s); };
     LlamaBlock b;
-    b.attn_norm = load(n("input_layernorm"), {D});
-    b.wq = rope_permute_hf_to_interleaved(load(n("self_attn.q_proj"), {Q, D}), c.n_heads);
-    b.wk = rope_permute_hf_to_interleaved(load(n("self_attn.k_proj"), {K, D}), c.n_kv_heads);
-    b.wv = load(n("self_attn.v_proj"), {K, D});
-    b.wo = load(n("self_attn.o_proj"), {D, Q});
-    b.ffn_norm = load(n("post_attention_layernorm"), {D});
-    b.w1 = load(n("mlp.gate_proj"), {H, D});
-    b.w2 = load(n("mlp.down_proj"), {D, H});
-    b.w3 = load(n("mlp.up_proj"), {H, D});
+    for (const LlamaBlockTensor& t : llama_block_tensors()) {
+      at::Tensor w = load(t.hf_name(l), t.shape(c));
+      b.*t.member = t.rope == HfRope::None ? w : rope_permute_hf_to_interleaved(w, t.hf_rope_heads(c));
+    }
     m.blocks.push_back(std::move(b));
   }
-  m.norm = load("model.norm.weight", {D});
-  m.output = c.tied_head ? m.tok_embeddings : load("lm_head.weight", {V, D});
+  m.norm = load(kLlamaOutputNorm.hf_name(), kLlamaOutputNorm.shape(c));
+  m.output = c.tied_head ? m.tok_embeddings : load(kLlamaOutput.hf_name(), kLlamaOutput.shape(c));
   m.check_shapes(dir);
   return m;
 }
@@ -275,22 +269,15 @@ void write_hf_llama(const LlamaModel& m, const std::string& folder, SafetensorsD
   if (!is_dir(folder) && ::mkdir(folder.c_str(), 0755) != 0)
     fail(ErrorKind::Io, "{}: cannot create folder: {}", folder, std::strerror(errno));
   std::vector<std::pair<std::string, at::Tensor>> ts;
-  ts.emplace_back("model.embed_tokens.weight", m.tok_embeddings);
-  for (int64_t l = 0; l < c.n_layers; ++l) {
-    const auto& b = m.blocks[l];
-    auto n = [&](const char* s) { return fmt::format("model.layers.{}.{}.weight", l, s); };
-    ts.emplace_back(n("input_layernorm"), b.attn_norm);
-    ts.emplace_back(n("self_attn.q_proj"), rope_permute_interleaved_to_hf(b.wq.detach(), c.n_heads));
-    ts.emplace_back(n("self_attn.k_proj"), rope_permute_interleaved_to_hf(b.wk.detach(), c.n_kv_heads));
-    ts.emplace_back(n("self_attn.v_proj"), b.wv);
-    ts.emplace_back(n("self_attn.o_proj"), b.wo);
-    ts.emplace_back(n("post_attention_layernorm"), b.ffn_norm);
-    ts.emplace_back(n("mlp.gate_proj"), b.w1);
-    ts.emplace_back(n("mlp.up_proj"), b.w3);
-    ts.emplace_back(n("mlp.down_proj"), b.w2);
-  }
-  ts.emplace_back("model.norm.weight", m.norm);
-  if (!c.tied_head) ts.emplace_back("lm_head.weight", m.output);
+  ts.emplace_back(kLlamaTokenEmbd.hf_name(), m.tok_embeddings);
+  for (int64_t l = 0; l < c.n_layers; ++l)
+    for (const LlamaBlockTensor* t : llama_block_tensors_hf_order()) {
+      const at::Tensor& w = m.blocks[l].*t->member;
+      ts.emplace_back(t->hf_name(l),
+                      t->rope == HfRope::None ? w : rope_permute_interleaved_to_hf(w.detach(), t->hf_rope_heads(c)));
+    }
+  ts.emplace_back(kLlamaOutputNorm.hf_name(), m.norm);
+  if (!c.tied_head) ts.emplace_back(kLlamaOutput.hf_name(), m.output);
 
   const char* tdtype = dtype == SafetensorsDtype::F32 ? "float32" : dtype == SafetensorsDtype::F16 ? "float16" : "bfloat16";
   json cfg = {{"architectures", {"LlamaForCausalLM"}},

@@ -4,7 +4,7 @@
 #include <string>
 #include <vector>
 
-#include "io/tokenizer.h"
+#include "llm/tokenizer.h"
 #include "llm/llama.h"
 #include "llm/sampler.h"
 

@@ -5,6 +5,7 @@
 #include <cmath>
 
 #include "core/error.h"
+#include "llm/llama_tensors.h"
 
 namespace catq {
 
@@ -78,25 +79,13 @@ void LlamaModel::check_shapes(const std::string& source) const {
       fail(ErrorKind::Format, "{}: tensor {} has shape {} but the model config needs {}", source, name,
            fmt::join(t.sizes(), "x"), fmt::join(shape, "x"));
   };
-  const int64_t D = cfg.dim, Q = cfg.q_dim(), K = cfg.kv_dim(), H = cfg.hidden_dim, V = cfg.vocab_size;
-  expect(tok_embeddings, {V, D}, "token_embd.weight");
+  expect(tok_embeddings, kLlamaTokenEmbd.shape(cfg), kLlamaTokenEmbd.gguf_name());
   if (static_cast<int64_t>(blocks.size()) != cfg.n_layers)
     fail(ErrorKind::Format, "{}: {} blocks but the config says {} layers", source, blocks.size(), cfg.n_layers);
-  for (int64_t l = 0; l < cfg.n_layers; ++l) {
-    const auto& b = blocks[l];
-    auto n = [&](const char* s) { return fmt::format("blk.{}.{}.weight", l, s); };
-    expect(b.attn_norm, {D}, n("attn_norm"));
-    expect(b.wq, {Q, D}, n("attn_q"));
-    expect(b.wk, {K, D}, n("attn_k"));
-    expect(b.wv, {K, D}, n("attn_v"));
-    expect(b.wo, {D, Q}, n("attn_output"));
-    expect(b.ffn_norm, {D}, n("ffn_norm"));
-    expect(b.w1, {H, D}, n("ffn_gate"));
-    expect(b.w2, {D, H}, n("ffn_down"));
-    expect(b.w3, {H, D}, n("ffn_up"));
-  }
-  expect(norm, {D}, "output_norm.weight");
-  expect(output, {V, D}, "output.weight");
+  for (int64_t l = 0; l < cfg.n_layers; ++l)
+    for (const LlamaBlockTensor& t : llama_block_tensors()) expect(blocks[l].*t.member, t.shape(cfg), t.gguf_name(l));
+  for (const LlamaGlobalTensor* t : {&kLlamaOutputNorm, &kLlamaOutput})
+    expect(this->*t->member, t->shape(cfg), t->gguf_name());
 }
 
 std::vector<LayerInfo> LlamaModel::layer_infos() const {
@@ -110,36 +99,22 @@ std::vector<LayerInfo> LlamaModel::layer_infos() const {
     li.index = static_cast<int>(v.size());
     v.push_back(std::move(li));
   };
-  for (size_t l = 0; l < blocks.size(); ++l) {
-    const auto& b = blocks[l];
-    add(fmt::format("blk.{}.attn_q", l), b.wq);
-    add(fmt::format("blk.{}.attn_k", l), b.wk);
-    add(fmt::format("blk.{}.attn_v", l), b.wv);
-    add(fmt::format("blk.{}.attn_output", l), b.wo);
-    add(fmt::format("blk.{}.ffn_gate", l), b.w1);
-    add(fmt::format("blk.{}.ffn_up", l), b.w3);
-    add(fmt::format("blk.{}.ffn_down", l), b.w2);
-  }
-  add("output", output);
+  for (size_t l = 0; l < blocks.size(); ++l)
+    for (int j = 0; j < kLinearsPerBlock; ++j) {
+      const LlamaBlockTensor& t = llama_block_linear(j);
+      add(t.gguf_base(static_cast<int64_t>(l)), blocks[l].*t.member);
+    }
+  add(kLlamaOutput.gguf, output);
   v.front().is_first = true;
   v.back().is_last = true;
   return v;
 }
 
 at::Tensor& LlamaModel::layer_weight(int64_t index) {
-  const int64_t per = 7, nl = static_cast<int64_t>(blocks.size());
+  const int64_t per = kLinearsPerBlock, nl = static_cast<int64_t>(blocks.size());
   CATQ_CHECK(index >= 0 && index <= nl * per, Usage, "layer index {} outside 0..{}", index, nl * per);
   if (index == nl * per) return output;
-  LlamaBlock& b = blocks[index / per];
-  switch (index % per) {
-    case 0: return b.wq;
-    case 1: return b.wk;
-    case 2: return b.wv;
-    case 3: return b.wo;
-    case 4: return b.w1;
-    case 5: return b.w3;
-    default: return b.w2;
-  }
+  return blocks[index / per].*llama_block_linear(static_cast<int>(index % per)).member;
 }
 
 const at::Tensor& LlamaModel::layer_weight(int64_t index) const {
@@ -152,9 +127,6 @@ void LlamaModel::bind(QuantContext* ctx) const {
   ctx->bind(infos_);
   if (std::find(bound_.begin(), bound_.end(), ctx) == bound_.end()) bound_.push_back(ctx);
 }
-
-// Layer indices within a block, in execution order (see layer_infos()).
-enum { kQ = 0, kK, kV, kO, kGate, kUp, kDown, kPerBlock };
 
 at::Tensor LlamaModel::linear(const at::Tensor& x, const at::Tensor& w, int idx, QuantContext* ctx) const {
   if (!ctx) return at::linear(x, w);
@@ -233,11 +205,11 @@ at::Tensor LlamaModel::forward_impl(const at::Tensor& tokens, KVCache* cache, Qu
   if (ctx) x = ctx->embedding(x);
   for (int64_t l = 0; l < cfg.n_layers; ++l) {
     const LlamaBlock& b = blocks[l];
-    const int base = static_cast<int>(l) * kPerBlock;
+    const int base = static_cast<int>(l) * kLinearsPerBlock;
     at::Tensor h = b.attn_in.apply(rms_norm(x, b.attn_norm, cfg.norm_eps));
-    at::Tensor q = apply_rope(linear(h, b.wq, base + kQ, ctx).view({B, T, H, hd}), cos, sin);
-    at::Tensor k = apply_rope(linear(h, b.wk, base + kK, ctx).view({B, T, KV, hd}), cos, sin);
-    at::Tensor v = linear(h, b.wv, base + kV, ctx).view({B, T, KV, hd});
+    at::Tensor q = apply_rope(linear(h, b.wq, base + kLinQ, ctx).view({B, T, H, hd}), cos, sin);
+    at::Tensor k = apply_rope(linear(h, b.wk, base + kLinK, ctx).view({B, T, KV, hd}), cos, sin);
+    at::Tensor v = linear(h, b.wv, base + kLinV, ctx).view({B, T, KV, hd});
     at::Tensor keys = k.transpose(1, 2), vals = v.transpose(1, 2);  // [B, KV, T, hd]
     if (ctx) {
       keys = ctx->kv_cache(l, false, keys);
@@ -256,37 +228,27 @@ at::Tensor LlamaModel::forward_impl(const at::Tensor& tokens, KVCache* cache, Qu
     att = at::softmax(att, -1);
     at::Tensor o = at::matmul(att, vals.unsqueeze(2));                         // [B, KV, rep, T, hd]
     o = o.permute({0, 3, 1, 2, 4}).reshape({B, T, H * hd});
-    x = x + linear(o, b.wo, base + kO, ctx);
+    x = x + linear(o, b.wo, base + kLinO, ctx);
 
     h = b.ffn_in.apply(rms_norm(x, b.ffn_norm, cfg.norm_eps));
-    at::Tensor g = linear(h, b.w1, base + kGate, ctx);
-    at::Tensor u = linear(h, b.w3, base + kUp, ctx);
-    x = x + linear(b.down_in.apply(at::silu(g) * u), b.w2, base + kDown, ctx);
+    at::Tensor g = linear(h, b.w1, base + kLinGate, ctx);
+    at::Tensor u = linear(h, b.w3, base + kLinUp, ctx);
+    x = x + linear(b.down_in.apply(at::silu(g) * u), b.w2, base + kLinDown, ctx);
   }
   x = rms_norm(x, norm, cfg.norm_eps);
-  at::Tensor logits = linear(x, output, static_cast<int>(cfg.n_layers) * kPerBlock, ctx);
+  at::Tensor logits = linear(x, output, static_cast<int>(cfg.n_layers) * kLinearsPerBlock, ctx);
   if (cache) cache->pos = S;
   return logits;
 }
 
 std::vector<std::pair<std::string, at::Tensor>> LlamaModel::named_parameters() const {
   std::vector<std::pair<std::string, at::Tensor>> v;
-  v.emplace_back("token_embd.weight", tok_embeddings);
-  for (size_t l = 0; l < blocks.size(); ++l) {
-    const auto& b = blocks[l];
-    auto n = [&](const char* s) { return fmt::format("blk.{}.{}.weight", l, s); };
-    v.emplace_back(n("attn_norm"), b.attn_norm);
-    v.emplace_back(n("attn_q"), b.wq);
-    v.emplace_back(n("attn_k"), b.wk);
-    v.emplace_back(n("attn_v"), b.wv);
-    v.emplace_back(n("attn_output"), b.wo);
-    v.emplace_back(n("ffn_norm"), b.ffn_norm);
-    v.emplace_back(n("ffn_gate"), b.w1);
-    v.emplace_back(n("ffn_down"), b.w2);
-    v.emplace_back(n("ffn_up"), b.w3);
-  }
-  v.emplace_back("output_norm.weight", norm);
-  if (!cfg.tied_head) v.emplace_back("output.weight", output);
+  v.emplace_back(kLlamaTokenEmbd.gguf_name(), tok_embeddings);
+  for (size_t l = 0; l < blocks.size(); ++l)
+    for (const LlamaBlockTensor& t : llama_block_tensors())
+      v.emplace_back(t.gguf_name(static_cast<int64_t>(l)), blocks[l].*t.member);
+  v.emplace_back(kLlamaOutputNorm.gguf_name(), norm);
+  if (!cfg.tied_head) v.emplace_back(kLlamaOutput.gguf_name(), output);
   return v;
 }
 

@@ -18,7 +18,7 @@
 
 #include <ATen/ATen.h>
 
-#include "sim/quant_context.h"
+#include "quant/quant_context.h"
 
 namespace catq {
 

@@ -9,9 +9,9 @@
 
 #include <ATen/ATen.h>
 
-#include "io/tokenizer.h"
+#include "llm/tokenizer.h"
 #include "llm/llama.h"
-#include "sim/quant_context.h"
+#include "quant/quant_context.h"
 #include "train/optim.h"
 #include "train/schedule.h"
 #include "train/trainer.h"

@@ -6,6 +6,7 @@
 #include <limits>
 
 #include "core/error.h"
+#include "quant/kmeans.h"
 #include "quant/observer.h"
 
 namespace catq {
@@ -273,34 +274,6 @@ QuantParams params_from_range(const QuantSpec& spec, const at::Tensor& xmin_in, 
   p.scale = s.contiguous();
   p.zero_point = z.to(at::kInt).contiguous();
   return p;
-}
-
-at::Tensor kmeans_rows(const at::Tensor& data_in, int64_t k, int iters, const at::Tensor& importance) {
-  at::NoGradGuard ng;
-  at::Tensor data = data_in.to(at::kFloat).contiguous();
-  CATQ_CHECK(data.dim() == 2 && data.size(1) > 0, Config, "kmeans: expected non-empty [rows, values] data");
-  CATQ_CHECK(k >= 1, Config, "kmeans: need at least one cluster");
-  at::Tensor w = importance.defined() ? importance.to(at::kFloat).reshape(data.sizes()).contiguous()
-                                      : at::ones_like(data);
-  CATQ_CHECK(!importance.defined() || (w.ge(0).all().item<bool>() && at::isfinite(w).all().item<bool>()), Config,
-             "kmeans: importance weights must be finite and >= 0");
-  const int64_t m = data.size(1);
-  // Quantile initialisation: deterministic and already close to Lloyd-Max for unimodal data.
-  at::Tensor sorted = std::get<0>(data.sort(1));
-  at::Tensor pos = ((at::arange(k, data.options()) + 0.5) * (static_cast<double>(m) / k)).floor().clamp(0, m - 1);
-  at::Tensor centers = sorted.index_select(1, pos.to(at::kLong)).contiguous();
-  for (int it = 0; it < iters && k > 1; ++it) {
-    at::Tensor mid = ((centers.slice(1, 1) + centers.slice(1, 0, k - 1)) * 0.5).contiguous();
-    at::Tensor idx = at::searchsorted(mid, data);
-    at::Tensor sum = at::zeros_like(centers).scatter_add_(1, idx, w * data);
-    at::Tensor cnt = at::zeros_like(centers).scatter_add_(1, idx, w);
-    at::Tensor next = at::where(cnt > 0, sum / cnt.clamp_min(1e-30), centers);
-    next = std::get<0>(next.sort(1)).contiguous();
-    bool done = at::equal(next, centers);
-    centers = next;
-    if (done) break;
-  }
-  return centers;
 }
 
 namespace {

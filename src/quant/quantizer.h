@@ -119,8 +119,6 @@ QuantParams params_from_range(const QuantSpec& spec, const at::Tensor& xmin, con
 // their own rules; per-token = dynamic min-max per row. `importance` (kmeans only, same shape as x, ≥ 0)
 // weights the k-means objective. Throws Error(Config) for invalid spec/shape combinations.
 QuantParams compute_params(const QuantSpec& spec, const at::Tensor& x, const at::Tensor& importance = {});
-// Weighted 1-D k-means (Lloyd) per row: data/importance [R, M] → sorted centers [R, K]. Quantile init.
-at::Tensor kmeans_rows(const at::Tensor& data, int64_t k, int iters, const at::Tensor& importance = {});
 
 // ---- Applying params -----------------------------------------------------------------------------------------
 // Seeded generator for stochastic rounding (CPU; results are moved to the tensor's device).

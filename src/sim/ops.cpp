@@ -4,7 +4,7 @@
 #include <limits>
 
 #include "core/error.h"
-#include "io/onnx_reader.h"
+#include "ir/onnx_dtype.h"
 #include "sim/executor.h"
 
 namespace catq {

@@ -14,7 +14,7 @@
 #include <nlohmann/json.hpp>
 
 #include "quant/quantizer.h"
-#include "sim/quant_context.h"
+#include "quant/quant_context.h"
 
 namespace catq {
 

@@ -29,7 +29,7 @@
 #include "quant/observer.h"
 #include "quant/quantizer.h"
 #include "sim/quant_config.h"
-#include "sim/quant_context.h"
+#include "quant/quant_context.h"
 
 namespace catq {
 

@@ -15,7 +15,7 @@
 #include <ATen/ATen.h>
 #include <c10/core/Device.h>
 
-#include "io/dataset.h"
+#include "data/dataset.h"
 #include "train/optim.h"
 #include "train/schedule.h"
 

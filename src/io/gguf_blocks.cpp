@@ -1,0 +1,144 @@
+// ggml's block formats: the type traits table, the scalar Q8_0 / Q4_0 / Q4_1 block codecs and the tensor encoders
+// quantize_q8_0 / quantize_q4_0 / quantize_q4_1 (layouts and math: gguf_blocks.h).
+#include "io/gguf_blocks.h"
+
+#include <c10/util/Half.h>
+
+#include <algorithm>
+#include <cmath>
+#include <cstring>
+
+#include "core/error.h"
+#include "io/gguf.h"
+
+namespace catq {
+
+namespace {
+
+// The fp16 value the decoder will see (ggml stores d rounded to fp16; codes are computed from the unrounded d,
+// as ggml's reference quantizer does).
+uint16_t half_bits(float v) { return c10::Half(v).x; }
+float half_value(uint16_t bits) { return static_cast<float>(c10::Half(bits, c10::Half::from_bits())); }
+
+template <typename Block>
+Block load_block(const uint8_t* p) {
+  Block b;
+  std::memcpy(&b, p, sizeof b);
+  return b;
+}
+
+void pack_nibbles(const uint8_t (&q)[kQK], uint8_t (&qs)[kQK / 2]) {
+  for (int j = 0; j < kQK / 2; ++j) qs[j] = static_cast<uint8_t>(q[j] | (q[j + kQK / 2] << 4));
+}
+
+void quantize_block_q8_0(const float* x, uint8_t* out) {
+  BlockQ8_0 b;
+  float amax = 0;
+  for (int j = 0; j < kQK; ++j) amax = std::max(amax, std::fabs(x[j]));
+  float d = amax / 127.0f;
+  float id = d > 0 ? 1.0f / d : 0.0f;
+  b.d = half_bits(d);
+  for (int j = 0; j < kQK; ++j) b.qs[j] = static_cast<int8_t>(std::lround(x[j] * id));
+  std::memcpy(out, &b, sizeof b);
+}
+
+void dequantize_block_q8_0(const uint8_t* in, float* y) {
+  const BlockQ8_0 b = load_block<BlockQ8_0>(in);
+  const float d = half_value(b.d);
+  for (int j = 0; j < kQK; ++j) y[j] = d * static_cast<float>(b.qs[j]);
+}
+
+void quantize_block_q4_0(const float* x, uint8_t* out) {
+  BlockQ4_0 b;
+  uint8_t q[kQK];
+  float amax = 0, vmax = 0;
+  for (int j = 0; j < kQK; ++j)
+    if (std::fabs(x[j]) > amax) amax = std::fabs(x[j]), vmax = x[j];
+  const float d = vmax / -8.0f, id = d != 0 ? 1.0f / d : 0.0f;
+  b.d = half_bits(d);
+  for (int j = 0; j < kQK; ++j) q[j] = static_cast<uint8_t>(std::min(15, static_cast<int>(x[j] * id + 8.5f)));
+  pack_nibbles(q, b.qs);
+  std::memcpy(out, &b, sizeof b);
+}
+
+void dequantize_block_q4_0(const uint8_t* in, float* y) {
+  const BlockQ4_0 b = load_block<BlockQ4_0>(in);
+  const float d = half_value(b.d);
+  const float m = -8 * d;
+  for (int j = 0; j < kQK / 2; ++j) {
+    y[j] = d * static_cast<float>(b.qs[j] & 0x0F) + m;
+    y[j + kQK / 2] = d * static_cast<float>(b.qs[j] >> 4) + m;
+  }
+}
+
+void quantize_block_q4_1(const float* x, uint8_t* out) {
+  BlockQ4_1 b;
+  uint8_t q[kQK];
+  float lo = x[0], hi = x[0];
+  for (int j = 1; j < kQK; ++j) lo = std::min(lo, x[j]), hi = std::max(hi, x[j]);
+  const float d = (hi - lo) / 15.0f, id = d != 0 ? 1.0f / d : 0.0f;
+  b.d = half_bits(d);
+  b.m = half_bits(lo);
+  for (int j = 0; j < kQK; ++j) q[j] = static_cast<uint8_t>(std::min(15, static_cast<int>((x[j] - lo) * id + 0.5f)));
+  pack_nibbles(q, b.qs);
+  std::memcpy(out, &b, sizeof b);
+}
+
+void dequantize_block_q4_1(const uint8_t* in, float* y) {
+  const BlockQ4_1 b = load_block<BlockQ4_1>(in);
+  const float d = half_value(b.d);
+  const float m = half_value(b.m);
+  for (int j = 0; j < kQK / 2; ++j) {
+    y[j] = d * static_cast<float>(b.qs[j] & 0x0F) + m;
+    y[j + kQK / 2] = d * static_cast<float>(b.qs[j] >> 4) + m;
+  }
+}
+
+// Indexed by ggml type id (ggml-common.h); {nullptr, 0, 0} = id not in use.
+constexpr GgmlTypeTraits kTraits[] = {
+    {"F32", 1, 4},        {"F16", 1, 2},
+    {"Q4_0", kQK, sizeof(BlockQ4_0), quantize_block_q4_0, dequantize_block_q4_0},
+    {"Q4_1", kQK, sizeof(BlockQ4_1), quantize_block_q4_1, dequantize_block_q4_1},
+    {nullptr, 0, 0},      {nullptr, 0, 0},      {"Q5_0", 32, 22},     {"Q5_1", 32, 24},
+    {"Q8_0", kQK, sizeof(BlockQ8_0), quantize_block_q8_0, dequantize_block_q8_0},
+    {"Q8_1", 32, 36},     {"Q2_K", 256, 84},    {"Q3_K", 256, 110},   {"Q4_K", 256, 144},  {"Q5_K", 256, 176},
+    {"Q6_K", 256, 210},   {"Q8_K", 256, 292},   {"IQ2_XXS", 256, 66}, {"IQ2_XS", 256, 74}, {"IQ3_XXS", 256, 98},
+    {"IQ1_S", 256, 50},   {"IQ4_NL", 32, 18},   {"IQ3_S", 256, 110},  {"IQ2_S", 256, 82},  {"IQ4_XS", 256, 136},
+    {"I8", 1, 1},         {"I16", 1, 2},        {"I32", 1, 4},        {"I64", 1, 8},       {"F64", 1, 8},
+    {"IQ1_M", 256, 56},   {"BF16", 1, 2},       {nullptr, 0, 0},      {nullptr, 0, 0},     {nullptr, 0, 0},
+    {"TQ1_0", 256, 54},   {"TQ2_0", 256, 66},   {nullptr, 0, 0},      {nullptr, 0, 0},     {nullptr, 0, 0},
+    {"MXFP4", 32, 17},
+};
+static_assert(sizeof(kTraits) / sizeof(kTraits[0]) == 40 && kTraits[GGML_Q8_0].bytes == 34 &&
+              kTraits[GGML_Q4_0].bytes == 18 && kTraits[GGML_Q4_1].bytes == 20 && kTraits[GGML_BF16].bytes == 2);
+
+// Encodes a whole tensor (element count a multiple of the block size) block by block.
+std::string quantize_blocks(const at::Tensor& w, uint32_t type, const char* fn) {
+  const GgmlTypeTraits& tt = *ggml_type_traits(type);
+  at::Tensor f = w.detach().to(at::kCPU, at::kFloat).contiguous();
+  const int64_t n = f.numel();
+  CATQ_CHECK(n % tt.block == 0, Internal, "{}: {} elements is not a multiple of {}", fn, n, tt.block);
+  const float* x = f.data_ptr<float>();
+  std::string out(static_cast<size_t>(n / tt.block * tt.bytes), '\0');
+  for (int64_t b = 0; b < n / tt.block; ++b)
+    tt.quantize(x + b * tt.block, reinterpret_cast<uint8_t*>(&out[b * tt.bytes]));
+  return out;
+}
+
+}  // namespace
+
+const GgmlTypeTraits* ggml_type_traits(uint32_t t) {
+  if (t >= sizeof(kTraits) / sizeof(kTraits[0]) || !kTraits[t].name) return nullptr;
+  return &kTraits[t];
+}
+
+std::string ggml_type_name(uint32_t type) {
+  const GgmlTypeTraits* ti = ggml_type_traits(type);
+  return ti ? ti->name : fmt::format("type{}", type);
+}
+
+std::string quantize_q8_0(const at::Tensor& w) { return quantize_blocks(w, GGML_Q8_0, "quantize_q8_0"); }
+std::string quantize_q4_0(const at::Tensor& w) { return quantize_blocks(w, GGML_Q4_0, "quantize_q4"); }
+std::string quantize_q4_1(const at::Tensor& w) { return quantize_blocks(w, GGML_Q4_1, "quantize_q4"); }
+
+}  // namespace catq

@@ -1,0 +1,250 @@
+// Llama models in GGUF: read_gguf_llama (architecture "llama" metadata -> LlamaConfig, tensors by the Llama tensor
+// table, the "llama" SentencePiece tokenizer from tokenizer.ggml.*) and write_gguf_llama (the same, written).
+#include "io/gguf.h"
+
+#include <cctype>
+
+#include "core/error.h"
+#include "core/file_util.h"
+#include "llm/llama_tensors.h"
+
+namespace catq {
+
+namespace {
+
+const std::string kSpmSpace = "\xE2\x96\x81";  // U+2581, SentencePiece's visible space
+
+std::string replace_all(std::string s, const std::string& from, const std::string& to) {
+  size_t pos = 0;
+  while ((pos = s.find(from, pos)) != std::string::npos) {
+    s.replace(pos, from.size(), to);
+    pos += to.size();
+  }
+  return s;
+}
+
+std::optional<Tokenizer> gguf_tokenizer(const GgufFile& g, int64_t vocab, std::string& note) {
+  const GgufValue* model = g.find("tokenizer.ggml.model");
+  if (!model) {
+    note = "the file has no tokenizer.ggml.model";
+    return std::nullopt;
+  }
+  if (model->type != GgufType::String)
+    fail(ErrorKind::Format, "{}: tokenizer.ggml.model must be a string", g.path);
+  if (model->s != "llama") {
+    note = fmt::format("tokenizer model \"{}\" is not supported (catq implements the \"llama\" SentencePiece BPE)",
+                       model->s);
+    return std::nullopt;
+  }
+  const GgufValue* toks = g.find("tokenizer.ggml.tokens");
+  if (!toks || toks->type != GgufType::Array || toks->elem_type != GgufType::String)
+    fail(ErrorKind::Format, "{}: tokenizer.ggml.tokens is missing or not an array of strings", g.path);
+  const size_t n = toks->arr.size();
+  if (static_cast<int64_t>(n) != vocab)
+    fail(ErrorKind::Format, "{}: tokenizer has {} tokens but the model's vocabulary is {}", g.path, n, vocab);
+  std::vector<std::string> pieces(n);
+  std::vector<float> scores(n, 0.0f);
+  std::vector<int32_t> types;
+  for (size_t i = 0; i < n; ++i) pieces[i] = replace_all(toks->arr[i].s, kSpmSpace, " ");
+  if (const GgufValue* sc = g.find("tokenizer.ggml.scores")) {
+    if (sc->type != GgufType::Array || sc->arr.size() != n || (n && !sc->arr[0].is_number()))
+      fail(ErrorKind::Format, "{}: tokenizer.ggml.scores must be a numeric array of {} elements", g.path, n);
+    for (size_t i = 0; i < n; ++i) scores[i] = static_cast<float>(sc->arr[i].as_double());
+  }
+  if (const GgufValue* ty = g.find("tokenizer.ggml.token_type")) {
+    if (ty->type != GgufType::Array || ty->arr.size() != n || (n && !ty->arr[0].is_integer()))
+      fail(ErrorKind::Format, "{}: tokenizer.ggml.token_type must be an integer array of {} elements", g.path, n);
+    types.resize(n);
+    for (size_t i = 0; i < n; ++i) types[i] = static_cast<int32_t>(ty->arr[i].as_int());
+  }
+  auto id = [&](const char* key, int32_t def) -> int32_t {
+    const GgufValue* v = g.find(key);
+    if (!v) return def;
+    if (!v->is_integer() || v->as_int() < 0 || v->as_int() >= static_cast<int64_t>(n))
+      fail(ErrorKind::Format, "{}: {} = {} is not a token id (vocabulary of {})", g.path, key, v->describe(), n);
+    return static_cast<int32_t>(v->as_int());
+  };
+  int32_t bos = id("tokenizer.ggml.bos_token_id", 1), eos = id("tokenizer.ggml.eos_token_id", 2),
+          unk = id("tokenizer.ggml.unknown_token_id", 0);
+  return Tokenizer(std::move(pieces), std::move(scores), std::move(types), bos, eos, unk);
+}
+
+}  // namespace
+
+GgufLlama read_gguf_llama(const std::string& path) {
+  GgufFile g = read_gguf(path);
+  const GgufValue* arch = g.find("general.architecture");
+  if (!arch || arch->type != GgufType::String)
+    fail(ErrorKind::Format, "{}: metadata general.architecture is missing (required by GGUF)", path);
+  if (arch->s != "llama")
+    fail(ErrorKind::Unsupported, "{}: GGUF architecture \"{}\" is not supported (catq reads \"llama\")", path, arch->s);
+
+  auto get_int = [&](const std::string& key, std::optional<int64_t> def) -> int64_t {
+    const GgufValue* v = g.find(key);
+    if (!v) {
+      if (def) return *def;
+      fail(ErrorKind::Format, "{}: metadata {} is missing (needed for a llama model)", path, key);
+    }
+    if (!v->is_integer()) fail(ErrorKind::Format, "{}: metadata {} must be an integer, got {}", path, key, gguf_type_name(v->type));
+    return v->as_int();
+  };
+  auto get_float = [&](const std::string& key, double def) -> double {
+    const GgufValue* v = g.find(key);
+    if (!v) return def;
+    if (!v->is_number()) fail(ErrorKind::Format, "{}: metadata {} must be a number, got {}", path, key, gguf_type_name(v->type));
+    return v->as_double();
+  };
+
+  LlamaConfig c;
+  c.dim = get_int("llama.embedding_length", std::nullopt);
+  c.hidden_dim = get_int("llama.feed_forward_length", std::nullopt);
+  c.n_layers = get_int("llama.block_count", std::nullopt);
+  c.n_heads = get_int("llama.attention.head_count", std::nullopt);
+  c.n_kv_heads = get_int("llama.attention.head_count_kv", c.n_heads);
+  c.seq_len = get_int("llama.context_length", std::nullopt);
+  c.head_dim = get_int("llama.attention.key_length", 0);
+  c.rope_theta = get_float("llama.rope.freq_base", 10000.0);
+  c.norm_eps = get_float("llama.attention.layer_norm_rms_epsilon", 1e-5);
+  if (c.head_dim > 0 && get_int("llama.attention.value_length", c.head_dim) != c.head_dim)
+    fail(ErrorKind::Unsupported, "{}: attention key and value lengths differ", path);
+  if (c.head_dim > 0 && c.n_heads > 0 && c.head_dim * c.n_heads == c.dim) c.head_dim = 0;
+  if (const GgufValue* s = g.find("llama.rope.scaling.type"); s && s->type == GgufType::String && s->s != "none")
+    fail(ErrorKind::Unsupported, "{}: RoPE scaling \"{}\" is not supported", path, s->s);
+  if (g.find_tensor("rope_freqs.weight"))
+    fail(ErrorKind::Unsupported, "{}: per-frequency RoPE factors (rope_freqs.weight, Llama 3.1 scaling) are not supported", path);
+
+  const std::string emb_name = kLlamaTokenEmbd.gguf_name();
+  const GgufTensorInfo* emb = g.find_tensor(emb_name);
+  if (!emb) fail(ErrorKind::Format, "{}: tensor {} is missing", path, emb_name);
+  if (emb->ne.size() != 2) fail(ErrorKind::Format, "{}: {} must be 2-D", path, emb_name);
+  c.vocab_size = get_int("llama.vocab_size", emb->ne[1]);
+  c.tied_head = g.find_tensor(kLlamaOutput.gguf_name()) == nullptr;
+  c.validate(path);
+  if (int64_t rd = get_int("llama.rope.dimension_count", c.hd()); rd != c.hd())
+    fail(ErrorKind::Unsupported, "{}: partial rotary embedding (rope.dimension_count {} != head size {})", path, rd,
+         c.hd());
+
+  auto load = [&](const std::string& name, std::vector<int64_t> shape) {
+    const GgufTensorInfo* t = g.find_tensor(name);
+    if (!t) fail(ErrorKind::Format, "{}: tensor {} is missing", path, name);
+    if (t->shape() != shape)
+      fail(ErrorKind::Format, "{}: tensor {} has shape {} (torch order) but the metadata implies {}", path, name,
+           fmt::join(t->shape(), "x"), fmt::join(shape, "x"));
+    return g.tensor_f32(*t);
+  };
+  GgufLlama out;
+  LlamaModel& m = out.model;
+  m.cfg = c;
+  m.tok_embeddings = load(emb_name, kLlamaTokenEmbd.shape(c));
+  for (int64_t l = 0; l < c.n_layers; ++l) {
+    LlamaBlock b;
+    for (const LlamaBlockTensor& t : llama_block_tensors()) b.*t.member = load(t.gguf_name(l), t.shape(c));
+    m.blocks.push_back(std::move(b));
+  }
+  m.norm = load(kLlamaOutputNorm.gguf_name(), kLlamaOutputNorm.shape(c));
+  m.output = c.tied_head ? m.tok_embeddings : load(kLlamaOutput.gguf_name(), kLlamaOutput.shape(c));
+  m.check_shapes(path);
+  out.tokenizer = gguf_tokenizer(g, c.vocab_size, out.tokenizer_note);
+  return out;
+}
+
+// ---------------------------------------------------------------------------------------------------
+// Writing
+
+GgufWeightType parse_gguf_weight_type(const std::string& s0) {
+  std::string s;
+  for (char c : s0) s += static_cast<char>(std::tolower(static_cast<unsigned char>(c)));
+  for (auto t : {GgufWeightType::F32, GgufWeightType::F16, GgufWeightType::BF16, GgufWeightType::Q8_0,
+                 GgufWeightType::Q4_0, GgufWeightType::Q4_1})
+    if (s == to_string(t)) return t;
+  fail(ErrorKind::Usage, "GGUF weight type '{}': expected f32, f16, bf16, q8_0, q4_0 or q4_1", s0);
+}
+
+const char* to_string(GgufWeightType t) {
+  switch (t) {
+    case GgufWeightType::F32: return "f32";
+    case GgufWeightType::F16: return "f16";
+    case GgufWeightType::BF16: return "bf16";
+    case GgufWeightType::Q8_0: return "q8_0";
+    case GgufWeightType::Q4_0: return "q4_0";
+    case GgufWeightType::Q4_1: return "q4_1";
+  }
+  return "?";
+}
+
+void write_gguf_llama(const LlamaModel& m, const Tokenizer* tok, const std::string& path, const GgufWriteOptions& opt) {
+  const LlamaConfig& c = m.cfg;
+  GgufBuilder b;
+  b.add_string("general.architecture", "llama");
+  b.add_string("general.name", opt.name);
+  if (opt.alignment != 32) b.add_u32("general.alignment", opt.alignment);
+  const bool quant = opt.weights == GgufWeightType::Q8_0 || opt.weights == GgufWeightType::Q4_0 ||
+                     opt.weights == GgufWeightType::Q4_1;
+  // llama_ftype: ALL_F32 0, MOSTLY_F16 1, MOSTLY_Q4_0 2, MOSTLY_Q4_1 3, MOSTLY_Q8_0 7, MOSTLY_BF16 32.
+  uint32_t ftype = 0;
+  switch (opt.weights) {
+    case GgufWeightType::F32: ftype = 0; break;
+    case GgufWeightType::F16: ftype = 1; break;
+    case GgufWeightType::Q4_0: ftype = 2; break;
+    case GgufWeightType::Q4_1: ftype = 3; break;
+    case GgufWeightType::Q8_0: ftype = 7; break;
+    case GgufWeightType::BF16: ftype = 32; break;
+  }
+  b.add_u32("general.file_type", ftype);
+  if (quant) b.add_u32("general.quantization_version", 2);
+  b.add_u32("llama.context_length", static_cast<uint32_t>(c.seq_len));
+  b.add_u32("llama.embedding_length", static_cast<uint32_t>(c.dim));
+  b.add_u32("llama.block_count", static_cast<uint32_t>(c.n_layers));
+  b.add_u32("llama.feed_forward_length", static_cast<uint32_t>(c.hidden_dim));
+  b.add_u32("llama.attention.head_count", static_cast<uint32_t>(c.n_heads));
+  b.add_u32("llama.attention.head_count_kv", static_cast<uint32_t>(c.n_kv_heads));
+  b.add_f32("llama.attention.layer_norm_rms_epsilon", static_cast<float>(c.norm_eps));
+  b.add_f32("llama.rope.freq_base", static_cast<float>(c.rope_theta));
+  b.add_u32("llama.rope.dimension_count", static_cast<uint32_t>(c.hd()));
+  if (c.head_dim > 0) {
+    b.add_u32("llama.attention.key_length", static_cast<uint32_t>(c.head_dim));
+    b.add_u32("llama.attention.value_length", static_cast<uint32_t>(c.head_dim));
+  }
+  b.add_u32("llama.vocab_size", static_cast<uint32_t>(c.vocab_size));
+  if (tok) {
+    CATQ_CHECK(tok->vocab_size() == c.vocab_size, Data, "{}: tokenizer has {} tokens but the model vocabulary is {}",
+               path, tok->vocab_size(), c.vocab_size);
+    std::vector<std::string> pieces;
+    for (const auto& p : tok->pieces()) pieces.push_back(replace_all(p, " ", kSpmSpace));
+    b.add_string("tokenizer.ggml.model", "llama");
+    b.add_string_array("tokenizer.ggml.tokens", pieces);
+    b.add_f32_array("tokenizer.ggml.scores", tok->scores());
+    b.add_i32_array("tokenizer.ggml.token_type", tok->types());
+    if (tok->bos_id() >= 0) b.add_u32("tokenizer.ggml.bos_token_id", static_cast<uint32_t>(tok->bos_id()));
+    if (tok->eos_id() >= 0) b.add_u32("tokenizer.ggml.eos_token_id", static_cast<uint32_t>(tok->eos_id()));
+    if (tok->unk_id() >= 0) b.add_u32("tokenizer.ggml.unknown_token_id", static_cast<uint32_t>(tok->unk_id()));
+  }
+  for (const auto& [name, t0] : m.named_parameters()) {
+    at::Tensor t = t0.detach().to(at::kCPU, at::kFloat).contiguous();
+    std::vector<int64_t> ne(t.sizes().rbegin(), t.sizes().rend());
+    GgufWeightType wt = t.dim() == 1 ? GgufWeightType::F32 : opt.weights;
+    const bool blocked = wt == GgufWeightType::Q8_0 || wt == GgufWeightType::Q4_0 || wt == GgufWeightType::Q4_1;
+    if (blocked && ne[0] % 32 != 0) wt = GgufWeightType::F16;
+    switch (wt) {
+      case GgufWeightType::F32:
+        b.add_tensor(name, ne, GGML_F32, std::string(static_cast<const char*>(t.data_ptr()), t.numel() * 4));
+        break;
+      case GgufWeightType::F16: {
+        at::Tensor h = t.to(at::kHalf).contiguous();
+        b.add_tensor(name, ne, GGML_F16, std::string(static_cast<const char*>(h.data_ptr()), h.numel() * 2));
+        break;
+      }
+      case GgufWeightType::BF16: {
+        at::Tensor h = t.to(at::kBFloat16).contiguous();
+        b.add_tensor(name, ne, GGML_BF16, std::string(static_cast<const char*>(h.data_ptr()), h.numel() * 2));
+        break;
+      }
+      case GgufWeightType::Q8_0: b.add_tensor(name, ne, GGML_Q8_0, quantize_q8_0(t)); break;
+      case GgufWeightType::Q4_0: b.add_tensor(name, ne, GGML_Q4_0, quantize_q4_0(t)); break;
+      case GgufWeightType::Q4_1: b.add_tensor(name, ne, GGML_Q4_1, quantize_q4_1(t)); break;
+    }
+  }
+  write_file_atomic(path, b.build(3, opt.alignment));
+}
+
+}  // namespace catq

@@ -1,0 +1,38 @@
+// One entry point for every Llama checkpoint format: picks the reader from the file's magic bytes
+// (io/model_format.h) and finds the tokenizer.
+#pragma once
+#include <memory>
+#include <optional>
+#include <string>
+
+#include "llm/tokenizer.h"
+#include "llm/llama.h"
+#include "sim/sim_quant.h"
+
+namespace catq {
+
+struct LoadedLlama {
+  LlamaModel model;
+  std::optional<Tokenizer> tokenizer;
+  std::string path;
+  std::string format;          // "llama2c", "gguf", "safetensors"
+  std::string tokenizer_path;  // where the tokenizer came from ("(embedded in GGUF)" for GGUF)
+  std::string tokenizer_note;  // why there is no tokenizer, when there is none
+  // A quantized .catq model: the quantization it carries (weights' codes, activation params); run the model
+  // through it. Null for FP checkpoints.
+  std::shared_ptr<SimQuant> quant;
+};
+
+// True for the formats this loader reads (llama2.c, GGUF, safetensors/HF folder, a quantized-LLM .catq file).
+// Throws Error(Io) if missing.
+bool is_llm_model_file(const std::string& path);
+
+// tokenizer_path: a llama2.c tokenizer file; empty = the GGUF's own tokenizer, or for llama2.c/HF a
+// "tok{vocab}.bin" or "tokenizer.bin" next to the model if present (otherwise no tokenizer).
+// An explicit tokenizer whose size differs from the model vocabulary is Error(Data).
+LoadedLlama load_llama(const std::string& model_path, const std::string& tokenizer_path = "");
+
+// The tokenizer or a clear Error(Usage) saying how to provide one.
+const Tokenizer& require_tokenizer(const LoadedLlama& m);
+
+}  // namespace catq

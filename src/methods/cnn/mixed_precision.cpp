@@ -1,0 +1,390 @@
+#include "methods/cnn/mixed_precision.h"
+
+#include <algorithm>
+#include <chrono>
+#include <cmath>
+#include <limits>
+
+#include <torch/torch.h>
+
+#include "core/error.h"
+#include "core/progress.h"
+#include "eval/classification.h"
+#include "methods/cnn/pipeline.h"
+#include "core/parse.h"
+#include "methods/cnn/rtn.h"
+#include "sim/sim_quant.h"
+
+namespace catq {
+
+using nlohmann::json;
+
+std::vector<MpLayer> mp_layers(const GraphExecutor& ex, const at::Tensor& sample) {
+  std::vector<MpLayer> out;
+  for (const LayerInfo& l : ex.layers()) {
+    MpLayer m;
+    m.name = l.name;
+    m.macs = l.macs_per_sample;
+    m.weight_numel = 1;
+    for (int64_t d : l.weight_shape) m.weight_numel *= d;
+    m.fixed = l.is_first || l.is_last;
+    out.push_back(m);
+  }
+  // Conv MACs depend on the output size: one forward of one image gives it (MACs = outputs · weight numel / O).
+  if (sample.defined() && sample.size(0) > 0) {
+    auto& hook = const_cast<GraphExecutor&>(ex).on_layer_output;
+    auto saved = hook;
+    hook = [&](const LayerInfo& l, const at::Tensor& y) {
+      MpLayer& m = out.at(l.index);
+      const int64_t per_sample = y.numel() / std::max<int64_t>(y.size(0), 1);
+      m.macs = per_sample * (m.weight_numel / std::max<int64_t>(l.weight_shape.at(0), 1));
+    };
+    try {
+      at::NoGradGuard ng;
+      ex.forward(sample.slice(0, 0, 1));
+    } catch (...) {
+      hook = saved;
+      throw;
+    }
+    hook = saved;
+  }
+  return out;
+}
+
+double layer_cost(const MpLayer& l, int bits, BudgetKind k) {
+  const double b = l.fixed ? l.fixed_bits : bits;
+  return k == BudgetKind::Bops ? static_cast<double>(l.macs) * b * b : static_cast<double>(l.weight_numel) * b / 8.0;
+}
+
+double total_cost(const std::vector<MpLayer>& layers, const std::vector<int>& bits, BudgetKind k) {
+  double c = 0;
+  for (size_t i = 0; i < layers.size(); ++i) c += layer_cost(layers[i], bits.at(i), k);
+  return c;
+}
+
+double uniform_cost(const std::vector<MpLayer>& layers, int bits, BudgetKind k) {
+  return total_cost(layers, std::vector<int>(layers.size(), bits), k);
+}
+
+double parse_budget(const std::string& s, const std::vector<MpLayer>& layers, BudgetKind k, const std::string& what) {
+  if (s.size() >= 2 && (s[0] == 'w' || s[0] == 'W') && std::all_of(s.begin() + 1, s.end(), ::isdigit)) {
+    const int b = std::stoi(s.substr(1));
+    CATQ_CHECK(b >= 1 && b <= 16, Usage, "{} '{}': uniform bits must be 1..16", what, s);
+    return uniform_cost(layers, b, k);
+  }
+  return parse_count(s, what);
+}
+
+std::vector<int> knapsack_choose(const std::vector<std::vector<double>>& cost, const std::vector<std::vector<double>>& loss,
+                                 double budget, int resolution) {
+  CATQ_CHECK(std::isfinite(budget) && budget > 0, Config, "mixed precision: budget {} must be positive", budget);
+  CATQ_CHECK(resolution >= 10, Config, "mixed precision: resolution {} too small", resolution);
+  const size_t L = cost.size();
+  CATQ_CHECK(loss.size() == L, Internal, "knapsack: cost and loss tables differ in size");
+  double cheapest = 0;
+  for (const auto& c : cost) cheapest += *std::min_element(c.begin(), c.end());
+  CATQ_CHECK(cheapest <= budget, Config, "mixed precision: the budget {:.6g} is below the cheapest allocation ({:.6g})",
+             budget, cheapest);
+  const double unit = budget / resolution;
+  const double inf = std::numeric_limits<double>::infinity();
+  // dp[l][u]: least loss of layers < l using u units; choice[l][u]: candidate of layer l - 1 on that path.
+  std::vector<std::vector<double>> dp(L + 1, std::vector<double>(resolution + 1, inf));
+  std::vector<std::vector<int>> choice(L + 1, std::vector<int>(resolution + 1, -1));
+  dp[0][0] = 0;
+  for (size_t l = 0; l < L; ++l) {
+    for (size_t c = cost[l].size(); c-- > 0;) {  // higher candidates first: they win ties
+      // Rounded up: Σ of rounded costs ≥ Σ of real costs, so every DP-feasible set is really feasible.
+      const double units = std::ceil(cost[l][c] / unit - 1e-9);
+      if (units > resolution) continue;
+      const int du = static_cast<int>(std::max(units, 0.0));
+      for (int u = 0; u + du <= resolution; ++u) {
+        if (dp[l][u] == inf) continue;
+        const double v = dp[l][u] + loss[l][c];
+        if (v < dp[l + 1][u + du]) {
+          dp[l + 1][u + du] = v;
+          choice[l + 1][u + du] = static_cast<int>(c);
+        }
+      }
+    }
+  }
+  int best_u = -1;
+  for (int u = 0; u <= resolution; ++u)
+    if (dp[L][u] < inf && (best_u < 0 || dp[L][u] <= dp[L][best_u])) best_u = u;  // ties: spend the budget
+  if (best_u < 0) {
+    // Rounding up made every set look too expensive (a budget at or just above the cheapest allocation): the
+    // cheapest choice per layer fits for real (checked above).
+    std::vector<int> pick(L);
+    for (size_t l = 0; l < L; ++l)
+      pick[l] = static_cast<int>(std::min_element(cost[l].begin(), cost[l].end()) - cost[l].begin());
+    return pick;
+  }
+  std::vector<int> pick(L);
+  int u = best_u;
+  for (size_t l = L; l > 0; --l) {
+    const int c = choice[l][u];
+    pick[l - 1] = c;
+    u -= static_cast<int>(std::max(std::ceil(cost[l - 1][c] / unit - 1e-9), 0.0));
+  }
+  return pick;
+}
+
+namespace {
+
+// Routes each layer to the SimQuant of its chosen candidate (sensitivities, final checks).
+struct RouteContext : QuantContext {
+  std::vector<SimQuant*> sqs;
+  std::vector<int> choice;  // per layer index
+  void bind(const std::vector<LayerInfo>& layers) override {
+    for (auto* s : sqs) s->bind(layers);
+  }
+  at::Tensor weight(const LayerInfo& l, const at::Tensor& w) override { return sqs[choice.at(l.index)]->weight(l, w); }
+  at::Tensor input(const LayerInfo& l, const at::Tensor& x) override { return sqs[choice.at(l.index)]->input(l, x); }
+};
+
+// The relaxed model of the Gumbel search: Σ_c g_lc · Q_c(·) for free layers; fixed layers use candidate 0's
+// quantizer (every candidate config keeps them at 8 bits).
+struct MixContext : QuantContext {
+  std::vector<SimQuant*> sqs;
+  std::vector<bool> fixed;
+  at::Tensor g;  // [layers, candidates], differentiable
+  void bind(const std::vector<LayerInfo>& layers) override {
+    for (auto* s : sqs) s->bind(layers);
+  }
+  template <typename F>
+  at::Tensor mix(const LayerInfo& l, const F& q) {
+    if (fixed.at(l.index)) return q(sqs[0]);
+    at::Tensor out;
+    for (size_t c = 0; c < sqs.size(); ++c) {
+      at::Tensor t = q(sqs[c]) * g[l.index][static_cast<int64_t>(c)];
+      out = out.defined() ? out + t : t;
+    }
+    return out;
+  }
+  at::Tensor weight(const LayerInfo& l, const at::Tensor& w) override {
+    return mix(l, [&](SimQuant* s) { return s->weight(l, w); });
+  }
+  at::Tensor input(const LayerInfo& l, const at::Tensor& x) override {
+    return mix(l, [&](SimQuant* s) { return s->input(l, x); });
+  }
+};
+
+at::Tensor batched_logits(const GraphExecutor& ex, QuantContext* ctx, const at::Tensor& images) {
+  return logits_of([&](const at::Tensor& x) { return ex.forward(x, ctx); }, images, 256);
+}
+
+}  // namespace
+
+MixedPrecisionResult allocate_bits(const GraphExecutor& ex, const at::Tensor& calib_images, const MixedPrecisionOptions& o) {
+  const auto start = std::chrono::steady_clock::now();
+  CATQ_CHECK(!o.candidates.empty() && std::is_sorted(o.candidates.begin(), o.candidates.end()) &&
+                 std::adjacent_find(o.candidates.begin(), o.candidates.end()) == o.candidates.end(),
+             Config, "mixed precision: candidate bits must be distinct and ascending");
+  for (int b : o.candidates)
+    CATQ_CHECK(b >= 2 && b <= 8, Config, "mixed precision: candidate {} bits outside 2..8", b);
+  CATQ_CHECK(o.allocator == "knapsack" || o.allocator == "gumbel", Config,
+             "mixed precision: allocator '{}', expected knapsack or gumbel", o.allocator);
+  CATQ_CHECK(calib_images.defined() && calib_images.size(0) > 0, Data, "mixed precision: no calibration images");
+  const std::vector<MpLayer> layers = mp_layers(ex, calib_images);
+  const BudgetKind k = o.kind;
+  const double cheapest = uniform_cost(layers, o.candidates.front(), k);
+  CATQ_CHECK(std::isfinite(o.budget) && o.budget >= cheapest, Config,
+             "mixed precision: the budget {:.6g} {} is below the cheapest allocation, uniform {}-bit ({:.6g})", o.budget,
+             k == BudgetKind::Bops ? "BOPs" : "bytes", o.candidates.front(), cheapest);
+  at::Tensor images = calib_images.slice(0, 0, std::min<int64_t>(o.max_images, calib_images.size(0)));
+
+  // One calibrated SimQuant per candidate (academic setting at c bits; first / last layer at 8 in all of them).
+  std::vector<std::unique_ptr<SimQuant>> owned;
+  std::vector<SimQuant*> sqs;
+  for (int c : o.candidates) {
+    owned.push_back(std::make_unique<SimQuant>(academic_config(fmt::format("w{}a{}", c, c))));
+    calibrate_rtn(ex, *owned.back(), images);
+    sqs.push_back(owned.back().get());
+  }
+  const size_t L = layers.size(), C = o.candidates.size();
+  std::vector<std::vector<double>> cost(L, std::vector<double>(C));
+  for (size_t l = 0; l < L; ++l)
+    for (size_t c = 0; c < C; ++c) cost[l][c] = layer_cost(layers[l], o.candidates[c], k);
+  at::Tensor fp_logits = batched_logits(ex, nullptr, images);
+
+  MixedPrecisionResult r;
+  r.budget = o.budget;
+  json rep = {{"allocator", o.allocator}, {"candidates", o.candidates}, {"images", images.size(0)},
+              {"budget_kind", k == BudgetKind::Bops ? "bops" : "bytes"}, {"budget", o.budget}};
+  std::vector<int> pick(L, static_cast<int>(C) - 1);
+  if (o.allocator == "knapsack") {
+    // Sensitivity of each free layer at each candidate, the rest at the highest candidate.
+    RouteContext route;
+    route.sqs = sqs;
+    std::vector<std::vector<double>> loss(L, std::vector<double>(C, 0.0));
+    route.choice.assign(L, static_cast<int>(C) - 1);
+    const double base = kl_divergence(fp_logits, batched_logits(ex, &route, images));
+    Progress bar("mixed precision: sensitivities", static_cast<int64_t>(L * (C - 1)));
+    json sens = json::array();
+    for (size_t l = 0; l < L; ++l) {
+      json row = {{"layer", layers[l].name}};
+      for (size_t c = 0; c + 1 < C; ++c) {
+        if (!layers[l].fixed) {
+          route.choice[l] = static_cast<int>(c);
+          loss[l][c] = std::max(0.0, kl_divergence(fp_logits, batched_logits(ex, &route, images)) - base);
+          route.choice[l] = static_cast<int>(C) - 1;
+          row[fmt::format("kl_{}bit", o.candidates[c])] = loss[l][c];
+        }
+        bar.step();
+      }
+      sens.push_back(row);
+    }
+    bar.finish();
+    // Fixed layers: a single (highest) choice.
+    for (size_t l = 0; l < L; ++l)
+      if (layers[l].fixed)
+        for (size_t c = 0; c + 1 < C; ++c) cost[l][c] = std::numeric_limits<double>::infinity();
+    pick = knapsack_choose(cost, loss, o.budget);
+    rep["base_kl"] = base;
+    rep["sensitivity"] = sens;
+  } else {
+    torch::manual_seed(o.seed);
+    at::Tensor theta = torch::zeros({static_cast<int64_t>(L), static_cast<int64_t>(C)}).set_requires_grad(true);
+    torch::optim::Adam opt(std::vector<at::Tensor>{theta}, torch::optim::AdamOptions(o.lr));
+    at::Tensor cost_t = torch::zeros({static_cast<int64_t>(L), static_cast<int64_t>(C)});
+    std::vector<bool> fixed(L);
+    for (size_t l = 0; l < L; ++l) {
+      fixed[l] = layers[l].fixed;
+      for (size_t c = 0; c < C; ++c) cost_t[l][c] = cost[l][c];
+    }
+    at::Tensor free_mask = torch::tensor(std::vector<float>(L, 1.0f));
+    for (size_t l = 0; l < L; ++l) free_mask[l] = fixed[l] ? 0.0f : 1.0f;
+    const double fixed_cost = [&] {
+      double s = 0;
+      for (size_t l = 0; l < L; ++l) if (fixed[l]) s += cost[l][C - 1];
+      return s;
+    }();
+    MixContext mix;
+    mix.sqs = sqs;
+    mix.fixed = fixed;
+    double lambda = 0;
+    at::Generator gen = make_generator(o.seed + 41);
+    json trace = json::array();
+    Progress bar("mixed precision: gumbel search", o.iters);
+    for (int64_t it = 0; it < o.iters; ++it) {
+      const double tau = o.tau0 * std::pow(o.tau1 / o.tau0, o.iters > 1 ? static_cast<double>(it) / (o.iters - 1) : 1.0);
+      at::Tensor u = at::rand(theta.sizes(), gen).clamp(1e-6, 1 - 1e-6);
+      at::Tensor gumbel = -at::log(-at::log(u));
+      mix.g = at::softmax((theta + gumbel) / tau, 1);
+      const int64_t b0 = (it * o.batch) % images.size(0);
+      at::Tensor x = images.slice(0, b0, b0 + o.batch);
+      at::Tensor t = fp_logits.slice(0, b0, b0 + o.batch);
+      at::Tensor z = ex.forward(x, &mix);
+      at::Tensor kl = at::kl_div(at::log_softmax(z, 1), at::log_softmax(t, 1), at::Reduction::Sum, true) / x.size(0);
+      at::Tensor ecost = ((mix.g * cost_t).sum(1) * free_mask).sum() + fixed_cost;
+      at::Tensor excess = ecost / o.budget - 1.0;
+      at::Tensor loss = kl + lambda * excess;
+      opt.zero_grad();
+      loss.backward();
+      opt.step();
+      lambda = std::max(0.0, lambda + o.dual_lr * excess.item<double>());
+      if (it % 25 == 0 || it + 1 == o.iters)
+        trace.push_back({{"iter", it}, {"tau", tau}, {"kl", kl.item<double>()}, {"expected_cost_ratio", excess.item<double>() + 1},
+                         {"lambda", lambda}});
+      bar.step(1, fmt::format("kl {:.4f} cost/budget {:.3f} lambda {:.3g}", kl.item<double>(), excess.item<double>() + 1, lambda));
+    }
+    bar.finish();
+    at::Tensor th = theta.detach();
+    for (size_t l = 0; l < L; ++l) pick[l] = fixed[l] ? static_cast<int>(C) - 1 : static_cast<int>(th[l].argmax().item<int64_t>());
+    // Repair: lower one layer one step at a time, the least loss of preference per saved cost first.
+    int repaired = 0;
+    auto cur_cost = [&] {
+      double s = 0;
+      for (size_t l = 0; l < L; ++l) s += cost[l][pick[l]];
+      return s;
+    };
+    while (cur_cost() > o.budget) {
+      int best = -1;
+      double best_score = std::numeric_limits<double>::infinity();
+      for (size_t l = 0; l < L; ++l) {
+        if (fixed[l] || pick[l] == 0) continue;
+        const double saved = cost[l][pick[l]] - cost[l][pick[l] - 1];
+        if (saved <= 0) continue;
+        const double score = (th[l][pick[l]].item<double>() - th[l][pick[l] - 1].item<double>()) / saved;
+        if (score < best_score) best_score = score, best = static_cast<int>(l);
+      }
+      CATQ_CHECK(best >= 0, Internal, "mixed precision: cannot repair the allocation to fit the budget");
+      --pick[best];
+      ++repaired;
+    }
+    // Fill: the relaxation tends to end below the budget (E[cost] is held at the budget while the argmax rounds
+    // many layers down); raise layers one step at a time, most θ-preferred per added cost first, while they fit.
+    int filled = 0;
+    while (true) {
+      int best = -1;
+      double best_score = -std::numeric_limits<double>::infinity();
+      const double now = cur_cost();
+      for (size_t l = 0; l < L; ++l) {
+        if (fixed[l] || pick[l] + 1 >= static_cast<int>(C)) continue;
+        const double extra = cost[l][pick[l] + 1] - cost[l][pick[l]];
+        if (now + extra > o.budget) continue;
+        const double score = (th[l][pick[l] + 1].item<double>() - th[l][pick[l]].item<double>()) / std::max(extra, 1e-12);
+        if (score > best_score) best_score = score, best = static_cast<int>(l);
+      }
+      if (best < 0) break;
+      ++pick[best];
+      ++filled;
+    }
+    json th_j = json::array();
+    for (size_t l = 0; l < L; ++l) {
+      std::vector<double> row(C);
+      for (size_t c = 0; c < C; ++c) row[c] = th[l][c].item<double>();
+      th_j.push_back({{"layer", layers[l].name}, {"theta", row}});
+    }
+    rep["theta"] = th_j;
+    rep["trace"] = trace;
+    rep["repaired_steps"] = repaired;
+    rep["filled_steps"] = filled;
+    rep["iters"] = o.iters;
+    rep["tau"] = {o.tau0, o.tau1};
+    rep["dual_lr"] = o.dual_lr;
+    rep["lr"] = o.lr;
+    rep["seed"] = o.seed;
+  }
+
+  // The allocation as data: the academic config with one exact-name override per free layer.
+  r.config = academic_config(fmt::format("w{}a{}", o.candidates.back(), o.candidates.back()));
+  json alloc = json::array();
+  for (size_t l = 0; l < L; ++l) {
+    const int b = layers[l].fixed ? layers[l].fixed_bits : o.candidates[pick[l]];
+    r.layers.push_back(layers[l].name);
+    r.bits.push_back(b);
+    alloc.push_back({{"layer", layers[l].name}, {"bits", b}, {"cost", layer_cost(layers[l], b, k)}});
+    if (layers[l].fixed) continue;
+    QuantConfig::Rule rule;
+    std::string escaped;
+    for (char ch : layers[l].name) {
+      if (std::string("\\^$.|?*+()[]{}").find(ch) != std::string::npos) escaped += '\\';
+      escaped += ch;
+    }
+    rule.pattern = "^" + escaped + "$";
+    rule.is_regex = true;
+    rule.re = std::make_shared<std::regex>(rule.pattern, std::regex::ECMAScript);
+    rule.weight = json{{"bits", b}};
+    rule.input = json{{"bits", b}};
+    r.config.overrides.push_back(rule);
+  }
+  r.config.source = fmt::format("mixed precision ({}, {} budget {:.6g})", o.allocator,
+                                k == BudgetKind::Bops ? "BOPs" : "bytes", o.budget);
+  r.cost = total_cost(layers, r.bits, k);
+  CATQ_CHECK(r.cost <= o.budget * (1 + 1e-12), Internal, "mixed precision: allocation costs {} > budget {}", r.cost, o.budget);
+  {
+    RouteContext route;
+    route.sqs = sqs;
+    for (size_t l = 0; l < L; ++l) route.choice.push_back(pick[l]);
+    rep["rtn_kl"] = kl_divergence(fp_logits, batched_logits(ex, &route, images));
+  }
+  rep["cost"] = r.cost;
+  rep["uniform_costs"] = json::object();
+  for (int c : o.candidates) rep["uniform_costs"][fmt::format("w{}", c)] = uniform_cost(layers, c, k);
+  rep["allocation"] = alloc;
+  rep["seconds"] = std::chrono::duration<double>(std::chrono::steady_clock::now() - start).count();
+  r.report = rep;
+  return r;
+}
+
+}  // namespace catq

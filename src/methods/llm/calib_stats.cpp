@@ -1,0 +1,94 @@
+#include "methods/llm/calib_stats.h"
+
+#include <torch/torch.h>
+
+#include "core/error.h"
+#include "core/progress.h"
+#include "quant/quant_context.h"
+
+namespace catq {
+
+namespace {
+
+constexpr int kPerBlock = 7;  // layer_infos(): q, k, v, o, gate, up, down per block, then the head
+
+void accumulate(PositionStats& s, const at::Tensor& x2d) {
+  at::Tensor x = x2d.detach().to(at::kDouble);
+  at::Tensor g = at::matmul(x.t(), x);
+  at::Tensor m = x.abs().amax(0).to(at::kFloat);
+  s.sigma = s.sigma.defined() ? s.sigma + g : g;
+  s.absmax = s.absmax.defined() ? at::maximum(s.absmax, m) : m;
+  s.count += x.size(0);
+}
+
+// Records the inputs of the transform positions (the q, gate, down and o layers' inputs).
+class StatsContext : public QuantContext {
+ public:
+  StatsContext(const LlamaConfig& c, std::vector<BlockStats>& out) : cfg_(c), out_(out) {}
+  at::Tensor weight(const LayerInfo&, const at::Tensor& w) override { return w; }
+  at::Tensor input(const LayerInfo& l, const at::Tensor& x) override {
+    const int64_t blk = l.index / kPerBlock, k = l.index % kPerBlock;
+    if (blk >= static_cast<int64_t>(out_.size())) return x;  // the LM head
+    BlockStats& b = out_[blk];
+    const at::Tensor x2 = x.reshape({-1, x.size(-1)});
+    if (k == 0) accumulate(b.attn, x2);
+    else if (k == 4) accumulate(b.ffn, x2);
+    else if (k == 6) accumulate(b.down, x2);
+    else if (k == 3) {
+      const int64_t hd = cfg_.hd(), kv = cfg_.n_kv_heads, rep = cfg_.n_heads / kv;
+      at::Tensor heads = x2.reshape({-1, kv, rep, hd});
+      if (b.o.empty()) b.o.resize(kv);
+      for (int64_t g = 0; g < kv; ++g) accumulate(b.o[g], heads.select(1, g).reshape({-1, hd}));
+    }
+    return x;
+  }
+
+ private:
+  const LlamaConfig& cfg_;
+  std::vector<BlockStats>& out_;
+};
+
+void finish(PositionStats& s) {
+  if (s.count > 0) s.sigma = s.sigma / static_cast<double>(s.count);
+}
+
+}  // namespace
+
+std::vector<BlockStats> collect_llama_stats(const LlamaModel& m, const at::Tensor& tokens, int64_t batch) {
+  CATQ_CHECK(tokens.defined() && tokens.dim() == 2 && tokens.size(0) > 0, Data,
+             "LLM statistics: need token windows [N, T], got none");
+  std::vector<BlockStats> out(m.cfg.n_layers);
+  StatsContext ctx(m.cfg, out);
+  m.bind(&ctx);
+  at::NoGradGuard ng;
+  Progress bar("statistics", tokens.size(0));
+  for (int64_t i = 0; i < tokens.size(0); i += batch) {
+    at::Tensor t = tokens.slice(0, i, i + batch);
+    m.forward(t, &ctx);
+    bar.step(t.size(0));
+  }
+  bar.finish();
+  for (auto& b : out) {
+    finish(b.attn);
+    finish(b.ffn);
+    finish(b.down);
+    for (auto& o : b.o) finish(o);
+  }
+  return out;
+}
+
+const PositionStats& stats_at(const BlockStats& b, TransformPosition p, int64_t g) {
+  switch (p) {
+    case TransformPosition::Attn: return b.attn;
+    case TransformPosition::Ffn: return b.ffn;
+    case TransformPosition::Down: return b.down;
+    default: return b.o.at(g);
+  }
+}
+
+void check_llama_stats(const std::vector<BlockStats>& s, const LlamaModel& m) {
+  CATQ_CHECK(static_cast<int64_t>(s.size()) == m.cfg.n_layers && !s.empty() && s[0].attn.count > 0, Usage,
+             "LLM transform: calibration statistics are missing or belong to another model");
+}
+
+}  // namespace catq

@@ -1,0 +1,115 @@
+#include "methods/llm/gptq.h"
+
+#include <cmath>
+
+#include "core/error.h"
+
+namespace catq {
+
+namespace {
+
+// Params of column j (original index) as [out] vectors.
+struct ColumnParams {
+  at::Tensor scale, zero;  // double [out, ncols_params]
+  int64_t group = 0;       // 0 = per channel
+  at::Tensor col(int64_t j, const at::Tensor& t) const { return t.select(1, group > 0 ? j / group : 0); }
+};
+
+double proxy(const at::Tensor& w, const at::Tensor& wq, const at::Tensor& h) {
+  at::Tensor d = w - wq;
+  return (at::matmul(d, h) * d).sum().item<double>();
+}
+
+}  // namespace
+
+GptqResult gptq_quantize(const at::Tensor& w_in, const at::Tensor& h_in, const QuantSpec& spec_in, const GptqOptions& o) {
+  CATQ_CHECK(w_in.dim() == 2 && h_in.dim() == 2 && h_in.size(0) == w_in.size(1) && h_in.size(1) == w_in.size(1), Data,
+             "GPTQ: weight [{}] and Hessian [{}] do not fit", fmt::join(w_in.sizes(), ","), fmt::join(h_in.sizes(), ","));
+  CATQ_CHECK(spec_in.enabled && spec_in.scheme == Scheme::Uniform &&
+                 (spec_in.granularity == Granularity::PerChannel || spec_in.granularity == Granularity::PerGroup),
+             Config, "GPTQ: needs a uniform per-channel or per-group weight quantizer, got {}", spec_in.str());
+  CATQ_CHECK(o.damp >= 0 && o.block >= 1, Config, "GPTQ: damping must be >= 0 and the block >= 1");
+  CATQ_CHECK(at::isfinite(h_in).all().item<bool>(), Data, "GPTQ: the Hessian has NaN or Inf entries");
+  QuantSpec spec = spec_in;
+  spec.axis = spec.granularity == Granularity::PerChannel ? 0 : 1;
+  const int64_t out = w_in.size(0), in = w_in.size(1);
+  if (spec.granularity == Granularity::PerGroup)
+    CATQ_CHECK(in % spec.group_size == 0, Config, "GPTQ: group size {} does not divide {} columns", spec.group_size, in);
+
+  at::Tensor w = w_in.to(at::kDouble).clone();
+  at::Tensor h = h_in.to(at::kDouble).clone();
+  at::Tensor dead = h.diagonal() == 0;
+  if (dead.any().item<bool>()) {
+    h.diagonal().masked_fill_(dead, 1.0);
+    w.index_put_({at::indexing::Slice(), dead}, 0.0);
+  }
+  GptqResult r;
+  r.params = compute_params(spec, w.to(at::kFloat));
+  ColumnParams cp;
+  cp.group = spec.granularity == Granularity::PerGroup ? spec.group_size : 0;
+  cp.scale = r.params.scale.to(at::kDouble).reshape({out, -1});
+  cp.zero = r.params.zero_point.to(at::kDouble).reshape({out, -1});
+  const double qmin = static_cast<double>(r.params.qmin), qmax = static_cast<double>(r.params.qmax);
+  auto quant_col = [&](const at::Tensor& col, int64_t j, at::Tensor* deq) {
+    at::Tensor s = cp.col(j, cp.scale), z = cp.col(j, cp.zero);
+    at::Tensor q = (at::round(col / s) + z).clamp(qmin, qmax);
+    *deq = s * (q - z);
+    return q;
+  };
+  // Round-to-nearest with the same params, for the report.
+  {
+    at::Tensor rtn = at::empty_like(w);
+    for (int64_t j = 0; j < in; ++j) {
+      at::Tensor d;
+      quant_col(w.select(1, j), j, &d);
+      rtn.select(1, j).copy_(d);
+    }
+    r.proxy_rtn = proxy(w, rtn, h);
+  }
+
+  at::Tensor perm = o.act_order ? at::argsort(h.diagonal(), 0, /*descending=*/true) : at::arange(in, at::kLong);
+  at::Tensor wp = w.index_select(1, perm), hp = h.index_select(0, perm).index_select(1, perm);
+  const double mean_diag = hp.diagonal().mean().item<double>();
+  at::Tensor u;
+  double damp = o.damp;
+  for (int attempt = 0;; ++attempt) {
+    at::Tensor hd = hp + damp * mean_diag * at::eye(in, hp.options());
+    auto [l, info] = at::linalg_cholesky_ex(hd);
+    if (info.item<int>() == 0) {
+      at::Tensor hinv = at::cholesky_inverse(l);
+      auto [u2, info2] = at::linalg_cholesky_ex(hinv, /*upper=*/true);
+      if (info2.item<int>() == 0) {
+        u = u2;
+        break;
+      }
+    }
+    CATQ_CHECK(attempt < 3, Data, "GPTQ: the Hessian is not positive definite even with damping {} (too little or "
+               "degenerate calibration data)", damp);
+    damp = damp > 0 ? damp * 10 : 1e-4;
+  }
+  std::vector<int64_t> order(perm.data_ptr<int64_t>(), perm.data_ptr<int64_t>() + in);
+  at::Tensor q = at::empty({out, in}, at::kDouble), deq = at::empty({out, in}, at::kDouble);
+  for (int64_t i1 = 0; i1 < in; i1 += o.block) {
+    const int64_t i2 = std::min(i1 + o.block, in), cnt = i2 - i1;
+    at::Tensor w1 = wp.slice(1, i1, i2).clone();
+    at::Tensor err1 = at::zeros({out, cnt}, w1.options());
+    at::Tensor u1 = u.slice(0, i1, i2).slice(1, i1, i2);
+    for (int64_t i = 0; i < cnt; ++i) {
+      at::Tensor col = w1.select(1, i), d;
+      at::Tensor qc = quant_col(col, order[i1 + i], &d);
+      q.select(1, i1 + i).copy_(qc);
+      deq.select(1, i1 + i).copy_(d);
+      at::Tensor e = (col - d) / u1[i][i];
+      if (i + 1 < cnt) w1.slice(1, i + 1).sub_(at::outer(e, u1[i].slice(0, i + 1)));
+      err1.select(1, i).copy_(e);
+    }
+    if (i2 < in) wp.slice(1, i2).sub_(at::matmul(err1, u.slice(0, i1, i2).slice(1, i2)));
+  }
+  at::Tensor inv = at::argsort(perm);
+  r.codes = q.index_select(1, inv).round().to(at::kInt).contiguous();
+  r.dequantized = deq.index_select(1, inv).to(at::kFloat).contiguous();
+  r.proxy_gptq = proxy(w, r.dequantized.to(at::kDouble), h);
+  return r;
+}
+
+}  // namespace catq

@@ -1,0 +1,50 @@
+#include "methods/llm/quantize_job.h"
+
+#include <algorithm>
+
+#include "core/error.h"
+#include "core/file_util.h"
+#include "eval/perplexity.h"
+#include "io/catq_file.h"
+#include "io/llm_loader.h"
+#include "methods/llm/pipeline.h"
+
+namespace catq {
+
+nlohmann::json run_llm_quantize_job(const LlmQuantizeJob& job) {
+  CATQ_CHECK(!job.text.empty(), Usage, "quantize: a language model needs calibration text (--text FILE)");
+  CATQ_CHECK(!job.config.empty(), Usage, "quantize: a language model needs --config (e.g. bench/configs/llm_w4a4.json "
+             "or w4a8-tok-sym)");
+  LlmPtqOptions po;
+  po.transform = parse_llm_transform(job.transform);
+  po.weights = job.weights;
+  po.gptq.act_order = job.act_order;
+  po.gptq.damp = job.gptq_damp;
+  SimQuant sq(QuantConfig::load(job.config));
+  LoadedLlama m = load_llama(job.model, job.tokenizer);
+  CATQ_CHECK(!m.quant, Usage, "{}: already quantized", job.model);
+  const Tokenizer& tok = require_tokenizer(m);
+  std::string text = read_file_text(job.text);
+  text = text.substr(std::min(text.size(), truncate_utf8(text, job.skip_chars).size()));
+  PerplexityOptions co;
+  co.max_chars = job.calib_chars;
+  co.window = std::min(job.window, m.model.cfg.seq_len);
+  EvalWindows w = make_eval_windows(tok, text, co);
+  CATQ_CHECK(w.n_windows() > 0, Data, "{}: too little calibration text for one window of {} tokens", job.text, co.window);
+  SmallModelThreadGuard threads(m.model);
+  nlohmann::json rep = quantize_llama(m.model, sq, w.inputs, po);
+  {
+    at::NoGradGuard ng;
+    m.model.forward(w.inputs.slice(0, 0, 1), &sq);  // materialises the RTN weight params
+  }
+  nlohmann::json meta = {{"source_model", job.model}, {"config", job.config}, {"quantization", rep},
+                         {"calibration", {{"text", job.text}, {"skip_chars", job.skip_chars}, {"chars", w.n_chars},
+                                          {"windows", w.n_windows()}, {"window", co.window}}},
+                         {"weight_bytes", sq.total_weight_bytes()}};
+  // The token-embedding table at its configured bits (FP32 unless the config quantizes it).
+  meta["embedding_bytes"] = storage_bits(m.model.tok_embeddings.sizes(), sq.config().embedding) / 8;
+  write_catq_llm(job.out, m.model, sq, &tok, meta);
+  return meta;
+}
+
+}  // namespace catq

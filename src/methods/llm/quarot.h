@@ -1,0 +1,20 @@
+// QuaRot and random rotation (methods.md §4): RMSNorm weights folded into the consumers, the residual stream
+// rotated by Q (randomized Hadamard or random orthogonal, D×D), an online Hadamard before ffn_down, per-head
+// Hadamards folded through V/O (methods/llm/transform_ops.h). Changes concentration, never alignment.
+// Needs no calibration statistics.
+#pragma once
+#include <cstdint>
+
+#include "llm/llama.h"
+
+namespace catq {
+
+enum class RotationKind {
+  Hadamard,          // quarot: randomized Hadamard Q (seed), plain Hadamards (seed + 10, seed + 20) in every block
+  RandomOrthogonal,  // rotation: random orthogonal Q (seed) and, in block l, fresh ones (seed + 10 + l, seed + 20 + l)
+};
+
+// Applies QuaRot (kind Hadamard) or the random-orthogonal rotation in place.
+void apply_quarot(LlamaModel& m, RotationKind kind, uint64_t seed);
+
+}  // namespace catq

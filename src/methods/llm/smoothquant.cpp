@@ -1,0 +1,19 @@
+#include "methods/llm/smoothquant.h"
+
+#include <ATen/ATen.h>
+
+#include "methods/llm/transform_ops.h"
+
+namespace catq {
+
+void apply_smoothquant(LlamaModel& m, const std::vector<BlockStats>& stats, double alpha) {
+  check_llama_stats(stats, m);
+  for_each_site(m.cfg, [&](const TransformSite& t) {
+    const PositionStats& s = stats_at(stats[t.layer], t.pos, t.group);
+    at::Tensor ax = s.absmax.clamp_min(1e-5), aw = consumer_absmax(m, t.layer, t.pos, t.group).clamp_min(1e-5);
+    at::Tensor sc = ax.pow(alpha) / aw.pow(1.0 - alpha);  // s_j = max|x_j|^α / max_i|W_ij|^(1−α)
+    apply_diagonal(m, t.layer, t.pos, 1.0 / sc, t.kv_head());  // x ← x/s
+  });
+}
+
+}  // namespace catq

@@ -1,0 +1,63 @@
+#include "methods/llm/transforms.h"
+
+#include <algorithm>
+#include <stdexcept>
+
+#include "core/error.h"
+
+namespace catq {
+
+std::string LlmTransformOptions::str() const {
+  if (method == "smoothquant") return fmt::format("smoothquant:alpha={}", alpha);
+  if (method == "blockcat")
+    return fmt::format("blockcat:k={}{}{}", block, damping != 0.01 ? fmt::format(":damp={}", damping) : "",
+                       hadamard_after ? "" : ":nohad");
+  return method;
+}
+
+LlmTransformOptions parse_llm_transform(const std::string& s) {
+  LlmTransformOptions o;
+  std::vector<std::string> parts;
+  size_t p = 0;
+  while (p <= s.size()) {
+    size_t q = s.find(':', p);
+    parts.push_back(s.substr(p, q == std::string::npos ? std::string::npos : q - p));
+    if (q == std::string::npos) break;
+    p = q + 1;
+  }
+  o.method = parts[0];
+  static const std::vector<std::string> known = {"none", "smoothquant", "rms", "quarot", "rotation", "blockcat"};
+  CATQ_CHECK(std::find(known.begin(), known.end(), o.method) != known.end(), Config,
+             "transform '{}': unknown method '{}', expected one of {}", s, o.method, fmt::join(known, ", "));
+  for (size_t i = 1; i < parts.size(); ++i) {
+    const std::string& kv = parts[i];
+    const size_t eq = kv.find('=');
+    const std::string key = kv.substr(0, eq), val = eq == std::string::npos ? "" : kv.substr(eq + 1);
+    try {
+      if (key == "alpha" && o.method == "smoothquant") o.alpha = std::stod(val);
+      else if (key == "k" && o.method == "blockcat") o.block = std::stoll(val);
+      else if (key == "damp" && o.method == "blockcat") o.damping = std::stod(val);
+      else if (key == "nohad" && o.method == "blockcat") o.hadamard_after = false;
+      else if (key == "seed") o.seed = std::stoull(val);
+      else fail(ErrorKind::Config, "transform '{}': unknown option '{}' for {}", s, key, o.method);
+    } catch (const std::logic_error&) {
+      fail(ErrorKind::Config, "transform '{}': option '{}' needs a number", s, kv);
+    }
+  }
+  CATQ_CHECK(o.alpha >= 0 && o.alpha <= 1, Config, "transform '{}': alpha {} outside [0, 1]", s, o.alpha);
+  CATQ_CHECK(o.block >= 1, Config, "transform '{}': block size {} < 1", s, o.block);
+  CATQ_CHECK(o.damping >= 0, Config, "transform '{}': damping {} < 0", s, o.damping);
+  return o;
+}
+
+void apply_llm_transform(LlamaModel& m, const std::vector<BlockStats>& stats, const LlmTransformOptions& o) {
+  if (o.method == "none") return;
+  if (o.method == "quarot") return apply_quarot(m, RotationKind::Hadamard, o.seed);
+  if (o.method == "rotation") return apply_quarot(m, RotationKind::RandomOrthogonal, o.seed);
+  if (o.method == "smoothquant") return apply_smoothquant(m, stats, o.alpha);
+  if (o.method == "rms") return apply_rms_balance(m, stats);
+  if (o.method == "blockcat") return apply_block_cat(m, stats, o.block, o.damping, o.hadamard_after, o.seed);
+  check_llama_stats(stats, m);  // any other name (parse_llm_transform admits none) only checks the statistics
+}
+
+}  // namespace catq

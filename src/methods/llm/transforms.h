@@ -1,0 +1,42 @@
+// Function-preserving transforms of a Llama model (methods.md §4): choosing a method and applying it.
+//
+// The pieces, one header each:
+//   calib_stats.h     the calibration statistics (Σ_x and max |x| per position) and their collection
+//   transform_ops.h   the positions, the consumers' statistics, applying diagonal / full transforms, RMSNorm
+//                     folding, residual rotation, Hadamard and random orthogonal matrices
+//   smoothquant.h     smoothquant(α)   diagonal, s_j = max|x_j|^α / max_i|W_ij|^(1−α)
+//   rms_balance.h     rms_balance      block CAT with k = 1, m_i = (Σ_j W_ji² / E[x_i²])^(1/4)
+//   quarot.h          quarot(kind)     RMSNorm folded, residual stream rotated, online/per-head Hadamards
+//   block_cat.h       block_cat(k, ε)  T = H·M̂, M̂ = (Σ_w # Σ_x⁻¹)^{1/2} per diagonal k×k block
+// This header includes them all.
+#pragma once
+#include <cstdint>
+#include <string>
+#include <vector>
+
+#include "llm/llama.h"
+#include "methods/llm/block_cat.h"
+#include "methods/llm/calib_stats.h"
+#include "methods/llm/quarot.h"
+#include "methods/llm/rms_balance.h"
+#include "methods/llm/smoothquant.h"
+#include "methods/llm/transform_ops.h"
+
+namespace catq {
+
+struct LlmTransformOptions {
+  std::string method = "none";  // none | smoothquant | rms | quarot | rotation (random orthogonal) | blockcat
+  double alpha = 0.5;           // smoothquant
+  int64_t block = 16;           // blockcat: k (must divide dim, hidden_dim and head_dim)
+  double damping = 0.01;        // ε of Σ + ε·tr/d·I
+  bool hadamard_after = true;   // blockcat: T = H·M̂ (false: M̂ only)
+  uint64_t seed = 0;
+  std::string str() const;      // e.g. "blockcat:k=16"
+};
+// Parses "none", "smoothquant[:alpha=0.5]", "rms", "quarot", "rotation", "blockcat[:k=16][:damp=0.01][:nohad]".
+LlmTransformOptions parse_llm_transform(const std::string& s);
+// Applies the method in place; `stats` are collected on the untransformed model (quarot/rotation need none).
+// Error(Config) for a block size that does not divide a dimension.
+void apply_llm_transform(LlamaModel& m, const std::vector<BlockStats>& stats, const LlmTransformOptions& o);
+
+}  // namespace catq
