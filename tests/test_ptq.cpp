@@ -382,3 +382,34 @@ TEST(BadInputCatqFile, MalformedFilesAreFormatErrors) {
   expect_format(with_header(h4.dump()), "range");
   std::remove(good.c_str());
 }
+
+// ReconOptions are data: a preset with named fields overridden, and every field survives a JSON round trip.
+TEST(ReconOptionsData, OverridesChangeOnlyTheNamedFields) {
+  const catq::ReconOptions preset = catq::recon_preset("qdrop");
+  const catq::ReconOptions o = catq::recon_options("qdrop", {{"iters", 7}, {"seed", 3}, {"keep_best", false}});
+  EXPECT_EQ(o.iters, 7);
+  EXPECT_EQ(o.seed, 3u);
+  EXPECT_FALSE(o.keep_best);
+  EXPECT_EQ(o.drop_prob, preset.drop_prob);
+  EXPECT_EQ(o.granularity, preset.granularity);
+  EXPECT_EQ(o.batch, preset.batch);
+  const nlohmann::json j = o;
+  EXPECT_EQ(j.at("granularity"), "block");
+  EXPECT_EQ(nlohmann::json(j.get<catq::ReconOptions>()), j);
+  EXPECT_EQ(catq::recon_options("adaround", nlohmann::json::object()).granularity, catq::ReconGranularity::Layer);
+}
+
+TEST(BadInputReconOptions, UnknownFieldWrongTypeAndBadValueAreConfigErrors) {
+  auto kind = [](const nlohmann::json& ov) {
+    try {
+      catq::recon_options("brecq", ov);
+    } catch (const catq::Error& e) {
+      return e.kind();
+    }
+    return catq::ErrorKind::Internal;
+  };
+  EXPECT_EQ(kind({{"itres", 5}}), catq::ErrorKind::Config);
+  EXPECT_EQ(kind({{"iters", "many"}}), catq::ErrorKind::Config);
+  EXPECT_EQ(kind({{"iters", -3}}), catq::ErrorKind::Config);
+  EXPECT_EQ(kind({{"drop_prob", 1.5}}), catq::ErrorKind::Config);
+}

@@ -1,5 +1,6 @@
 // `catq eval MODEL ...`: accuracy of a CNN on CIFAR-10 (FP32, or RTN-quantized with --quant, reporting
 // agreement / KL vs FP32 and per-layer SQNR), or perplexity of a Llama model on text.
+#include <cstdio>
 #include <iostream>
 
 #include <nlohmann/json.hpp>
@@ -7,288 +8,131 @@
 #include "cli/commands.h"
 #include "cli/llm_cmds.h"
 #include "core/error.h"
-#include "core/file_util.h"
 #include "core/progress.h"
-#include "eval/classification.h"
-#include "eval/sqnr.h"
-#include "runtime/int_cnn.h"
-#include "runtime/int_runtime.h"
 #include "io/catq_file.h"
-#include "methods/cnn/rtn.h"
-#include "methods/llm/pipeline.h"
-#include "io/cifar.h"
 #include "io/model_format.h"
-#include "io/onnx_reader.h"
-#include "ir/passes.h"
-#include "sim/fold_constants.h"
-#include "sim/executor.h"
-#include "sim/sim_quant.h"
+#include "methods/cnn/eval_job.h"
+#include "methods/llm/eval_job.h"
 
 namespace catq::cli {
 
 namespace {
 
-struct EvalArgs {
-  std::string model, data, split = "eval", quant, calib_data, calib_split = "calib", reference;
-  std::string runtime = "sim";
-  int64_t batch = 250, limit = 0, calib_size = 0;
-  bool no_fold_bn = false, per_layer = false;
-  // LLM
-  std::string text, tokenizer, calib_text;
-  int64_t calib_chars = 12000;
-  std::string transform = "none", weights = "rtn";
-  bool act_order = false;
-  double gptq_damp = 0.01;
-  PerplexityOptions ppl;
-};
-EvalArgs args;
+// The command line fills both jobs (model, --quant, --reference and --runtime go to the CNN job and are copied to
+// the LLM one when the model is a language model); the method layer runs them.
+CnnEvalJob cnn;
+LlmEvalJob llm;
 
-int onnx_eval(const Common& common) {
-  CATQ_CHECK(args.runtime == "sim", Unsupported, "{}: --runtime int runs a quantized .catq model (quantize the ONNX model first)",
-             args.model);
-  CATQ_CHECK(!args.data.empty(), Usage, "eval: --data FILE is required for an ONNX model (a CIFAR-10 .bin file)");
-  Graph g = load_onnx(args.model);
-  fold_constants(g);
-  std::optional<QuantConfig> cfg;
-  if (!args.quant.empty()) cfg = QuantConfig::load(args.quant);
-  bool fold_bn = !args.no_fold_bn && (!cfg || cfg->fold_bn);
-  if (fold_bn) fold_batchnorm(g);
-  GraphExecutor ex(std::move(g));
-  ImageDataset data = load_cifar10(args.data, parse_cifar_split(args.split));
-  CATQ_CHECK(data.images.size(1) == 3 && data.images.size(2) == 32, Data, "{}: images are [{}] but the model expects "
-             "CIFAR-sized [3,32,32] input", args.data, fmt::join(data.images.sizes().slice(1), ","));
-  ClassifyOptions o;
-  o.batch_size = args.batch;
-  o.limit = args.limit;
-  auto fp_fn = [&](const at::Tensor& x) { return ex.forward(x); };
-  nlohmann::json j;
-  j["model"] = args.model;
-  j["data"] = data.name;
-  j["bn_folded"] = fold_bn;
-
-  if (!cfg) {
-    o.label = "fp32";
-    ClassifyResult fp = evaluate_classifier(data, fp_fn, o);
-    j["n"] = fp.n;
-    j["fp32"] = {{"top1", fp.top1 * 100}, {"top5", fp.top5 * 100}, {"seconds", fp.seconds}};
-    if (common.json) std::cout << j.dump(2) << "\n";
-    else
-      std::cout << fmt::format("{} on {} ({} images): FP32 top-1 {:.2f} %  top-5 {:.2f} %  ({:.1f} s)\n", args.model,
-                               data.name, fp.n, fp.top1 * 100, fp.top5 * 100, fp.seconds);
-    return 0;
+void print_onnx_eval(const CnnEvalReport& rep) {
+  const nlohmann::json& j = rep.json;
+  if (!j.contains("quantized")) {
+    const auto& fp = j["fp32"];
+    std::cout << fmt::format("{} on {} ({} images): FP32 top-1 {:.2f} %  top-5 {:.2f} %  ({:.1f} s)\n", cnn.model,
+                             j["data"].get<std::string>(), j["n"].get<int64_t>(), fp["top1"].get<double>(),
+                             fp["top5"].get<double>(), fp["seconds"].get<double>());
+    return;
   }
-
-  std::string calib_path = args.calib_data.empty() ? args.data : args.calib_data;
-  CifarSplit calib_split = parse_cifar_split(args.calib_split);
-  CATQ_CHECK(!(calib_path == args.data && calib_split != CifarSplit::Calib && parse_cifar_split(args.split) != CifarSplit::Calib),
-             Usage, "eval: calibrating on split '{}' of the evaluation file would calibrate on evaluation images; "
-             "use --calib-split calib", args.calib_split);
-  ImageDataset calib = load_cifar10(calib_path, calib_split);
-  if (args.calib_size > 0) calib = calib.slice(0, args.calib_size);
-  SimQuant sq(*cfg);
-  calibrate_rtn(ex, sq, calib.images, args.batch);
-  o.label = "fp32 vs " + args.quant;
-  CompareResult c = compare_classifiers(data, fp_fn, [&](const at::Tensor& x) { return ex.forward(x, &sq); }, o);
-
-  std::vector<LayerSqnr> sqnr;
-  if (args.per_layer) {
-    // Per-layer output SQNR on (up to) 500 evaluation images: each layer's output in the quantized model
-    // against the same layer's output in the FP model.
-    LayerSqnrCollector col;
-    at::NoGradGuard ng;
-    ImageDataset probe = data.slice(0, 500);
-    for (int64_t i = 0; i < probe.size(); i += args.batch) {
-      at::Tensor x = probe.slice(i, i + args.batch).images;
-      std::map<std::string, at::Tensor> ref, q;
-      auto* target = &ref;
-      ex.on_layer_output = [&](const LayerInfo& l, const at::Tensor& y) { (*target)[l.name] = y; };
-      ex.forward(x);
-      target = &q;
-      ex.forward(x, &sq);
-      ex.on_layer_output = nullptr;
-      col.add(ref, q);
-    }
-    sqnr = col.table();
-  }
-
-  j["n"] = c.n;
-  j["calibration"] = {{"data", calib.name}, {"images", calib.size()}};
-  j["config"] = cfg->to_json();
-  j["fp32"] = {{"top1", c.top1_ref * 100}, {"top5", c.top5_ref * 100}};
-  j["quantized"] = {{"label", args.quant}, {"top1", c.top1_q * 100}, {"top5", c.top5_q * 100},
-                    {"weight_bytes", sq.total_weight_bytes()}};
-  j["kl"] = c.kl;
-  j["top1_agreement"] = c.agreement * 100;
-  for (const auto& r : sqnr) j["layer_sqnr_db"][r.name] = r.sqnr_db;
-  if (common.json) {
-    std::cout << j.dump(2) << "\n";
-    return 0;
-  }
-  std::cout << fmt::format("{} on {} ({} images), calibrated on {} ({} images)\n", args.model, data.name, c.n,
-                           calib.name, calib.size());
-  std::cout << fmt::format("FP32              top-1 {:.2f} %  top-5 {:.2f} %\n", c.top1_ref * 100, c.top5_ref * 100);
+  const auto &fp = j["fp32"], &q = j["quantized"], &cal = j["calibration"];
+  std::cout << fmt::format("{} on {} ({} images), calibrated on {} ({} images)\n", cnn.model,
+                           j["data"].get<std::string>(), j["n"].get<int64_t>(), cal["data"].get<std::string>(),
+                           cal["images"].get<int64_t>());
+  std::cout << fmt::format("FP32              top-1 {:.2f} %  top-5 {:.2f} %\n", fp["top1"].get<double>(),
+                           fp["top5"].get<double>());
   std::cout << fmt::format("{:<17} top-1 {:.2f} %  top-5 {:.2f} %  KL(FP||Q) {:.4f}  top-1 agreement {:.2f} %  "
-                           "weights {} bytes\n", args.quant, c.top1_q * 100, c.top5_q * 100, c.kl, c.agreement * 100,
-                           sq.total_weight_bytes());
-  if (args.per_layer) {
-    std::cout << "\n" << sq.report_table() << "\nper-layer output SQNR (500 evaluation images):\n";
-    for (const auto& r : sqnr) std::cout << fmt::format("  {:<45} {:8.2f} dB\n", r.name, r.sqnr_db);
+                           "weights {} bytes\n", cnn.quant, q["top1"].get<double>(), q["top5"].get<double>(),
+                           j["kl"].get<double>(), j["top1_agreement"].get<double>(), q["weight_bytes"].get<uint64_t>());
+  if (cnn.per_layer) {
+    std::cout << "\n" << rep.quantizer_table << "\nper-layer output SQNR (500 evaluation images):\n";
+    for (const auto& [name, db] : rep.layer_sqnr) std::cout << fmt::format("  {:<45} {:8.2f} dB\n", name, db);
   }
-  return 0;
 }
 
-// A .catq quantized CNN: its accuracy (with and without its CAT head), and against the FP model when
-// --reference gives it.
-int catq_eval(const Common& common) {
-  CATQ_CHECK(!args.data.empty(), Usage, "eval: --data FILE is required for a quantized CNN (a CIFAR-10 .bin file)");
-  CATQ_CHECK(args.quant.empty(), Usage, "eval: {} is already quantized; --quant does not apply", args.model);
-  QuantizedCnn m = read_catq(args.model);
-  ImageDataset data = load_cifar10(args.data, parse_cifar_split(args.split));
-  ClassifyOptions o;
-  o.batch_size = args.batch;
-  o.limit = args.limit;
-  o.keep_logits = true;
-  nlohmann::json j;
-  j["model"] = args.model;
-  j["data"] = data.name;
-  j["metadata"] = m.metadata;
-  o.label = "eval quantized";
-  ClassifyResult base = evaluate_classifier(data, [&](const at::Tensor& x) { return m.base_logits(x); }, o);
-  j["n"] = base.n;
-  j["quantized"] = {{"top1", base.top1 * 100}, {"top5", base.top5 * 100}, {"weight_bytes", m.sq->total_weight_bytes()},
-                    {"seconds", base.seconds}};
-  std::optional<ClassifyResult> headed;
-  if (m.head) {
-    ClassifyResult h;
-    h.logits = m.head->apply(base.logits);
-    h.n = base.n;
-    at::Tensor labels = data.labels.slice(0, 0, base.n);
-    h.top1 = static_cast<double>(topk_correct(h.logits, labels, 1)) / h.n;
-    h.top5 = static_cast<double>(topk_correct(h.logits, labels, 5)) / h.n;
-    headed = h;
-    j["with_head"] = {{"top1", h.top1 * 100}, {"top5", h.top5 * 100}, {"k", m.head->k}, {"alpha", m.head->alpha},
-                      {"extra_params", m.head->extra_params()}};
-  }
-  // --runtime int: the same images through the integer runtime, compared with the simulation just measured.
-  std::optional<ClassifyResult> integer;
-  std::unique_ptr<IntegerCnn> net;
-  if (args.runtime == "int") {
-    net = std::make_unique<IntegerCnn>(*m.ex, *m.sq);
-    const IntegerRuntime* rt = &net->runtime();
-    o.label = "eval integer runtime";
-    integer = evaluate_classifier(data, [&](const at::Tensor& x) { return net->forward(x); }, o);
-    nlohmann::json layers = nlohmann::json::array();
-    for (const auto& e : rt->report()) layers.push_back({{"name", e.name}, {"runtime", e.how}});
-    j["integer_runtime"] = {{"top1", integer->top1 * 100}, {"top5", integer->top5 * 100}, {"seconds", integer->seconds},
-                            {"images_per_s", integer->n / integer->seconds},
-                            {"top1_agreement_with_simulation", top1_agreement(base.logits, integer->logits) * 100},
-                            {"kl_vs_simulation", kl_divergence(base.logits, integer->logits)},
-                            {"integer_layers", rt->num_integer()}, {"layers", layers},
-                            {"convs_writing_codes", net->fused_convs()}, {"convs_adding_shortcut", net->residual_convs()},
-                            {"fallbacks", net->fallback_calls()}};
-    j["quantized"]["images_per_s"] = base.n / base.seconds;
-    if (m.head) {
-      const at::Tensor hl = m.head->apply(integer->logits);
-      const at::Tensor labels = data.labels.slice(0, 0, base.n);
-      j["integer_runtime"]["with_head_top1"] = 100.0 * static_cast<double>(topk_correct(hl, labels, 1)) / base.n;
-      j["integer_runtime"]["with_head_agreement_with_simulation"] = top1_agreement(headed->logits, hl) * 100;
-    }
-  }
-  std::optional<ClassifyResult> fp;
-  if (!args.reference.empty()) {
-    Graph g = load_onnx(args.reference);
-    fold_constants(g);
-    fold_batchnorm(g);
-    GraphExecutor ref(std::move(g));
-    o.label = "eval reference";
-    fp = evaluate_classifier(data, [&](const at::Tensor& x) { return ref.forward(x); }, o);
-    j["fp32"] = {{"top1", fp->top1 * 100}, {"top5", fp->top5 * 100}};
-    j["quantized"]["kl"] = kl_divergence(fp->logits, base.logits);
-    j["quantized"]["top1_agreement"] = top1_agreement(fp->logits, base.logits) * 100;
-    if (headed) {
-      j["with_head"]["kl"] = kl_divergence(fp->logits, headed->logits);
-      j["with_head"]["top1_agreement"] = top1_agreement(fp->logits, headed->logits) * 100;
-    }
-  }
-  if (common.json) {
-    std::cout << j.dump(2) << "\n";
-    return 0;
-  }
-  std::cout << fmt::format("{} ({} {}) on {} ({} images)\n", args.model, m.metadata.value("method", "?"),
-                           m.metadata.value("bits", "?"), data.name, base.n);
-  if (fp) std::cout << fmt::format("FP32 reference    top-1 {:.2f} %  top-5 {:.2f} %\n", fp->top1 * 100, fp->top5 * 100);
-  auto line = [&](const char* label, const ClassifyResult& r, const char* key) {
+void print_catq_eval(const nlohmann::json& j) {
+  const nlohmann::json& md = j["metadata"];
+  const bool has_fp = j.contains("fp32"), has_head = j.contains("with_head");
+  std::cout << fmt::format("{} ({} {}) on {} ({} images)\n", cnn.model, md.value("method", "?"), md.value("bits", "?"),
+                           j["data"].get<std::string>(), j["n"].get<int64_t>());
+  if (has_fp)
+    std::cout << fmt::format("FP32 reference    top-1 {:.2f} %  top-5 {:.2f} %\n", j["fp32"]["top1"].get<double>(),
+                             j["fp32"]["top5"].get<double>());
+  auto line = [&](const std::string& label, const char* key) {
+    const auto& r = j[key];
     std::string extra;
-    if (fp) extra = fmt::format("  KL(FP||Q) {:.4f}  top-1 agreement {:.2f} %", j[key].value("kl", 0.0),
-                                j[key].value("top1_agreement", 0.0));
-    std::cout << fmt::format("{:<17} top-1 {:.2f} %  top-5 {:.2f} %{}\n", label, r.top1 * 100, r.top5 * 100, extra);
+    if (has_fp) extra = fmt::format("  KL(FP||Q) {:.4f}  top-1 agreement {:.2f} %", r.value("kl", 0.0),
+                                    r.value("top1_agreement", 0.0));
+    std::cout << fmt::format("{:<17} top-1 {:.2f} %  top-5 {:.2f} %{}\n", label, r["top1"].get<double>(),
+                             r["top5"].get<double>(), extra);
   };
-  line(m.head ? "quantized (base)" : "quantized", base, "quantized");
-  if (integer) {
+  line(has_head ? "quantized (base)" : "quantized", "quantized");
+  if (j.contains("integer_runtime")) {
     const auto& ji = j["integer_runtime"];
     std::cout << fmt::format("integer runtime   top-1 {:.2f} %  top-5 {:.2f} %  top-1 decisions equal to the simulation "
                              "on {:.2f} %  ({} of {} layers integer; {:.0f} vs {:.0f} images/s simulated)\n",
-                             integer->top1 * 100, integer->top5 * 100,
-                             ji["top1_agreement_with_simulation"].get<double>(), net->runtime().num_integer(),
-                             net->runtime().report().size(),
-                             ji["images_per_s"].get<double>(), j["quantized"]["images_per_s"].get<double>());
+                             ji["top1"].get<double>(), ji["top5"].get<double>(),
+                             ji["top1_agreement_with_simulation"].get<double>(), ji["integer_layers"].get<int64_t>(),
+                             ji["layers"].size(), ji["images_per_s"].get<double>(),
+                             j["quantized"]["images_per_s"].get<double>());
   }
-  if (headed) line(fmt::format("+ {} head", m.head->k == 1 ? "affine" : "CAT").c_str(), *headed, "with_head");
-  std::cout << fmt::format("weights {} bytes", m.sq->total_weight_bytes());
-  if (m.head) std::cout << fmt::format("; head K = {}, alpha = {}, {} extra parameters", m.head->k, m.head->alpha,
-                                       m.head->extra_params());
+  if (has_head) {
+    const auto& h = j["with_head"];
+    line(fmt::format("+ {} head", h["k"].get<int64_t>() == 1 ? "affine" : "CAT"), "with_head");
+  }
+  std::cout << fmt::format("weights {} bytes", j["quantized"]["weight_bytes"].get<uint64_t>());
+  if (has_head)
+    std::cout << fmt::format("; head K = {}, alpha = {}, {} extra parameters", j["with_head"]["k"].get<int64_t>(),
+                             j["with_head"]["alpha"].get<double>(), j["with_head"]["extra_params"].get<int64_t>());
   std::cout << "\n";
-  return 0;
 }
 
-int llm_eval(const Common& common) {
-  LlmEvalArgs a;
-  a.model = args.model;
-  a.tokenizer = args.tokenizer;
-  a.text = args.text;
-  a.ppl = args.ppl;
-  a.reference = args.reference;
-  a.runtime = args.runtime;
-  std::optional<SimQuant> sq;
-  if (!args.quant.empty()) {
-    sq.emplace(QuantConfig::load(args.quant));
-    a.quant = &*sq;
-    a.sim = &*sq;
-    a.quant_label = args.quant;
-    // Static activation ranges are calibrated on text disjoint from the scored text: by default the
-    // characters that follow the scored prefix of the same file.
-    a.prepare = [&](LoadedLlama& m) {
-      const std::string path = args.calib_text.empty() ? args.text : args.calib_text;
-      std::string text = read_file_text(path);
-      if (args.calib_text.empty()) {
-        const size_t skip = args.ppl.max_chars > 0 ? truncate_utf8(text, args.ppl.max_chars).size() : text.size();
-        CATQ_CHECK(skip < text.size(), Data, "{}: no text left after the {} scored characters for calibration; pass "
-                   "--calib-text FILE", path, args.ppl.max_chars);
-        text = text.substr(skip);
-      }
-      PerplexityOptions co = args.ppl;
-      co.max_chars = args.calib_chars;
-      co.max_windows = 0;
-      EvalWindows w = make_eval_windows(*m.tokenizer, text, co);
-      CATQ_CHECK(w.n_windows() > 0, Data, "{}: too little calibration text for one window of {} tokens", path, co.window);
-      LlmPtqOptions po;
-      po.transform = parse_llm_transform(args.transform);
-      po.weights = args.weights;
-      po.gptq.act_order = args.act_order;
-      po.gptq.damp = args.gptq_damp;
-      po.batch = co.batch;
-      SmallModelThreadGuard threads(m.model);
-      a.report = quantize_llama(m.model, *sq, w.inputs, po);
-      a.report["calibration"] = {{"text", path}, {"chars", w.n_chars}, {"windows", w.n_windows()}};
-      if (args.transform != "none" || args.weights != "rtn")
-        a.quant_label = fmt::format("{}{}{}", args.quant, args.transform != "none" ? "+" + po.transform.str() : "",
-                                    args.weights != "rtn" ? "+" + args.weights : "");
-    };
-  } else {
-    CATQ_CHECK(args.transform == "none" && args.weights == "rtn", Usage,
-               "--transform / --weights need --quant (what to quantize to)");
+void print_llm_eval(const nlohmann::json& j) {
+  const std::string model = j["model"], format = j["format"], summary = j["model_summary"];
+  std::printf("%s (%s): %s\n", model.c_str(), format.c_str(), summary.c_str());
+  if (j.contains("integer_runtime")) {
+    const auto &sim = j["simulation"], &in = j["integer_runtime"], &dec = j["decode"];
+    const std::string first = j["layers"].front()["runtime"];
+    std::printf("layers: %lld integer GEMM, %lld weight-only packed, %lld simulated (first: %s)\n",
+                static_cast<long long>(j["integer_layers"].get<int64_t>()),
+                static_cast<long long>(j["weight_only_layers"].get<int64_t>()),
+                static_cast<long long>(j["simulated_layers"].get<int64_t>()), first.c_str());
+    std::printf("simulation       PPL %.4f  mean NLL %.5f nats  (%.1f s)\n", sim["ppl"].get<double>(),
+                sim["mean_nll"].get<double>(), sim["seconds"].get<double>());
+    std::printf("integer runtime  PPL %.4f  mean NLL %.5f nats  (%.1f s)  PPL %+.3f %%  KL %.2e  top-1 agreement %.2f %%\n",
+                in["ppl"].get<double>(), in["mean_nll"].get<double>(), in["seconds"].get<double>(),
+                100 * j["ppl_rel_diff"].get<double>(), j["kl_mean"].get<double>(), 100 * j["top1_agreement"].get<double>());
+    std::printf("decoding (first window, %lld tokens through the KV cache): PPL %.4f vs %.4f (%+.3f %%)  KL %.2e  top-1 "
+                "agreement %.2f %%\n", static_cast<long long>(dec["tokens"].get<int64_t>()),
+                dec["ppl_integer_runtime"].get<double>(), dec["ppl_simulation"].get<double>(),
+                100 * dec["ppl_rel_diff"].get<double>(), dec["kl_mean"].get<double>(),
+                100 * dec["top1_agreement"].get<double>());
+    return;
   }
-  return run_llm_eval(a, common);
+  const auto &p = j["protocol"], &fp = j["fp32"];
+  const std::string text = p["text"];
+  std::printf("text %s: %lld chars -> %lld tokens; %lld windows of %lld (stride %lld, %s) -> %lld scored tokens\n",
+              text.c_str(), static_cast<long long>(p["chars"].get<int64_t>()),
+              static_cast<long long>(p["text_tokens"].get<int64_t>()), static_cast<long long>(fp["windows"].get<int64_t>()),
+              static_cast<long long>(p["window"].get<int64_t>()), static_cast<long long>(p["stride"].get<int64_t>()),
+              p["prepend_bos"].get<bool>() ? "BOS-prefixed" : "no BOS", static_cast<long long>(fp["scored_tokens"].get<int64_t>()));
+  const bool fp_act = j.value("reference", "") == kOwnWeightsReference;
+  std::printf("%s PPL %.4f  mean NLL %.5f nats\n", fp_act ? "FP-act    " : "FP32      ", fp["ppl"].get<double>(),
+              fp["mean_nll"].get<double>());
+  if (j.contains("quantized")) {
+    const auto& q = j["quantized"];
+    const std::string label = q["label"];
+    std::printf("%-10s PPL %.4f  mean NLL %.5f nats  KL(FP||Q) %.5f (max %.4f)  top-1 agreement %.2f %%\n",
+                label.empty() ? "quantized" : label.c_str(), q["ppl"].get<double>(), q["mean_nll"].get<double>(),
+                j["kl_mean"].get<double>(), j["kl_max"].get<double>(), 100.0 * j["top1_agreement"].get<double>());
+  }
+}
+
+void run_llm_eval(const Common& common) {
+  llm.model = cnn.model;
+  llm.quant = cnn.quant;
+  llm.reference = cnn.reference;
+  llm.runtime = cnn.runtime;
+  const nlohmann::json j = run_llm_eval_job(llm);
+  if (common.json) std::printf("%s\n", j.dump(2).c_str());
+  else print_llm_eval(j);
 }
 
 }  // namespace
@@ -307,44 +151,54 @@ void register_eval(CLI::App& app, Common& common) {
       "  catq eval stories260K.bin --text t.txt --quant w4a4-tok-sym --transform blockcat:k=4 --weights gptq\n"
       "  catq eval model_w4a8.catq --text t.txt --runtime int   (integer kernels vs the simulation)\n"
       "  catq eval r56_w8a8.catq --data test.bin --split eval --runtime int\n");
-  sub->add_option("model", args.model, "Model file (.onnx, llama2.c .bin, .gguf, safetensors folder)")->required();
-  sub->add_option("--data", args.data, "CNN evaluation data: CIFAR-10 binary file");
-  sub->add_option("--split", args.split, "all | calib | eval (project split of test.bin)")->capture_default_str();
-  sub->add_option("--quant", args.quant, "Quantization config: JSON file or short form (w8a8, w4a4-mse-fl8, w4a16g32, "
+  sub->add_option("model", cnn.model, "Model file (.onnx, llama2.c .bin, .gguf, safetensors folder)")->required();
+  sub->add_option("--data", cnn.data, "CNN evaluation data: CIFAR-10 binary file");
+  sub->add_option("--split", cnn.split, "all | calib | eval (project split of test.bin)")->capture_default_str();
+  sub->add_option("--quant", cnn.quant, "Quantization config: JSON file or short form (w8a8, w4a4-mse-fl8, w4a16g32, "
                                          "w4a4-tok; see docs/quant_config.md)");
-  sub->add_option("--calib-data", args.calib_data, "CNN calibration data (default: --data)");
-  sub->add_option("--calib-split", args.calib_split, "Split of the calibration file")->capture_default_str();
-  sub->add_option("--calib-size", args.calib_size, "Use only the first N calibration images (0 = all)");
-  sub->add_option("--image-batch", args.batch, "CNN batch size (images per forward)")->capture_default_str();
-  sub->add_option("--limit", args.limit, "Evaluate only the first N images (0 = all)")->capture_default_str();
-  sub->add_option("--runtime", args.runtime, "sim (fake-quant simulation) | int (integer kernels: oneDNN int8 "
+  sub->add_option("--calib-data", cnn.calib_data, "CNN calibration data (default: --data)");
+  sub->add_option("--calib-split", cnn.calib_split, "Split of the calibration file")->capture_default_str();
+  sub->add_option("--calib-size", cnn.calib_size, "Use only the first N calibration images (0 = all)");
+  sub->add_option("--image-batch", cnn.batch, "CNN batch size (images per forward)")->capture_default_str();
+  sub->add_option("--limit", cnn.limit, "Evaluate only the first N images (0 = all)")->capture_default_str();
+  sub->add_option("--runtime", cnn.runtime, "sim (fake-quant simulation) | int (integer kernels: oneDNN int8 "
                   "convolutions, integer GEMM; compared with the simulation)")->check(CLI::IsMember({"sim", "int"}))->capture_default_str();
-  sub->add_option("--reference", args.reference, "FP model to compare a quantized .catq model with (.onnx for a CNN: KL, "
+  sub->add_option("--reference", cnn.reference, "FP model to compare a quantized .catq model with (.onnx for a CNN: KL, "
                                                  "top-1 agreement; the original checkpoint for an LLM)");
-  sub->add_flag("--no-fold-bn", args.no_fold_bn, "Keep BatchNormalization separate (default: fold into conv)");
-  sub->add_flag("--per-layer", args.per_layer, "Print per-layer quantizers and output SQNR");
-  sub->add_option("--text", args.text, "LLM evaluation text (UTF-8)");
-  sub->add_option("--tokenizer", args.tokenizer, "llama2.c tokenizer (GGUF files carry their own)");
-  sub->add_option("--calib-text", args.calib_text, "LLM calibration text (default: the --text file after the "
+  sub->add_flag("--no-fold-bn", cnn.no_fold_bn, "Keep BatchNormalization separate (default: fold into conv)");
+  sub->add_flag("--per-layer", cnn.per_layer, "Print per-layer quantizers and output SQNR");
+  sub->add_option("--text", llm.text, "LLM evaluation text (UTF-8)");
+  sub->add_option("--tokenizer", llm.tokenizer, "llama2.c tokenizer (GGUF files carry their own)");
+  sub->add_option("--calib-text", llm.calib_text, "LLM calibration text (default: the --text file after the "
                                                    "scored characters)");
-  sub->add_option("--calib-chars", args.calib_chars, "Characters of calibration text")->capture_default_str();
-  sub->add_option("--transform", args.transform, "LLM transform before quantizing: none | smoothquant[:alpha=0.5] | "
+  sub->add_option("--calib-chars", llm.calib_chars, "Characters of calibration text")->capture_default_str();
+  sub->add_option("--transform", llm.transform, "LLM transform before quantizing: none | smoothquant[:alpha=0.5] | "
                   "rms | quarot | rotation | blockcat[:k=16][:damp=0.01][:nohad] (docs/llm_ptq.md)")->capture_default_str();
-  sub->add_option("--weights", args.weights, "LLM weight quantizer: rtn | gptq")->capture_default_str();
-  sub->add_flag("--act-order", args.act_order, "GPTQ: quantize columns in descending Hessian-diagonal order");
-  sub->add_option("--gptq-damp", args.gptq_damp, "GPTQ damping (fraction of the mean Hessian diagonal)")->capture_default_str();
-  add_perplexity_options(sub, args.ppl);
+  sub->add_option("--weights", llm.weights, "LLM weight quantizer: rtn | gptq")->capture_default_str();
+  sub->add_flag("--act-order", llm.act_order, "GPTQ: quantize columns in descending Hessian-diagonal order");
+  sub->add_option("--gptq-damp", llm.gptq_damp, "GPTQ damping (fraction of the mean Hessian diagonal)")->capture_default_str();
+  add_perplexity_options(sub, llm.ppl);
   sub->callback([&common] {
     if (common.json || common.quiet) Progress::set_enabled(false);
-    ModelFormat f = detect_model_format(args.model);
+    ModelFormat f = detect_model_format(cnn.model);
     switch (f) {
-      case ModelFormat::Onnx: onnx_eval(common); break;
-      case ModelFormat::CatqQuantized:
-        if (catq_file_kind(args.model) == "llm") llm_eval(common);
-        else catq_eval(common);
+      case ModelFormat::Onnx: {
+        const CnnEvalReport rep = run_onnx_eval_job(cnn);
+        if (common.json) std::cout << rep.json.dump(2) << "\n";
+        else print_onnx_eval(rep);
         break;
-      case ModelFormat::Llama2c: case ModelFormat::Gguf: case ModelFormat::Safetensors: llm_eval(common); break;
-      default: fail(ErrorKind::Unsupported, "{}: format '{}' is not supported by 'eval'", args.model, model_format_name(f));
+      }
+      case ModelFormat::CatqQuantized:
+        if (catq_file_kind(cnn.model) == "llm") {
+          run_llm_eval(common);
+        } else {
+          const nlohmann::json j = run_catq_eval_job(cnn);
+          if (common.json) std::cout << j.dump(2) << "\n";
+          else print_catq_eval(j);
+        }
+        break;
+      case ModelFormat::Llama2c: case ModelFormat::Gguf: case ModelFormat::Safetensors: run_llm_eval(common); break;
+      default: fail(ErrorKind::Unsupported, "{}: format '{}' is not supported by 'eval'", cnn.model, model_format_name(f));
     }
   });
 }

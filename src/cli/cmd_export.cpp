@@ -6,75 +6,27 @@
 #include <nlohmann/json.hpp>
 
 #include "cli/commands.h"
-#include "core/error.h"
-#include "core/file_util.h"
-#include "io/catq_file.h"
-#include "io/gguf.h"
-#include "io/model_format.h"
-#include "io/onnx_writer.h"
-#include "io/llm_loader.h"
+#include "methods/llm/export_job.h"
 
 namespace catq::cli {
 
 namespace {
 
-struct ExportArgs {
-  std::string model, tokenizer, format = "auto", type = "q8_0", out, name = "catq";
-};
-ExportArgs args;
-
-// A quantized CNN (.catq) as QDQ ONNX.
-int run_export_onnx(const Common& common) {
-  QuantizedCnn m = read_catq(args.model);
-  Graph g = qdq_graph(*m.ex, *m.sq);
-  write_onnx(g, args.out, 13);
-  const int64_t bytes = static_cast<int64_t>(file_size(args.out));
-  const std::string head_note = m.head ? "; the CAT/affine head is not in the ONNX graph (catq eval applies it)" : "";
-  if (common.json) {
-    std::cout << nlohmann::json{{"model", args.model}, {"output", args.out}, {"format", "onnx-qdq"},
-                                {"opset", g.opset}, {"bytes", bytes}, {"nodes", g.nodes.size()},
-                                {"head_exported", false}, {"has_head", m.head.has_value()}}.dump(2) << "\n";
-  } else {
-    std::cout << fmt::format("{} -> {} (QDQ ONNX, opset {}, {} nodes, {} bytes){}\n", args.model, args.out, g.opset,
-                             g.nodes.size(), bytes, head_note);
-  }
-  return 0;
-}
+// The command line fills the job; the method layer runs it.
+ExportJob args;
 
 int run_export(const Common& common) {
-  CATQ_CHECK(args.format == "auto" || args.format == "gguf" || args.format == "onnx", Usage,
-             "export: --format '{}': expected auto, gguf or onnx", args.format);
-  CATQ_CHECK(!args.out.empty(), Usage, "export: -o OUT is required");
-  // --format onnx reads the model now (a missing file is an I/O error); auto only looks when the file exists.
-  const bool look = args.format == "onnx" || (args.format == "auto" && file_exists(args.model));
-  const bool quantized_cnn = look && detect_model_format(args.model) == ModelFormat::CatqQuantized &&
-                             catq_file_kind(args.model) == "cnn";
-  if (args.format == "onnx" || quantized_cnn) {
-    CATQ_CHECK(quantized_cnn, Unsupported, "{}: --format onnx exports a quantized CNN (.catq from catq quantize)",
-               args.model);
-    return run_export_onnx(common);
-  }
-  GgufWriteOptions o;
-  o.weights = parse_gguf_weight_type(args.type);
-  o.name = args.name;
-  CATQ_CHECK(is_llm_model_file(args.model), Unsupported, "{}: export --format gguf needs a Llama model (llama2.c, GGUF, "
-             "safetensors folder)", args.model);
-  LoadedLlama m = load_llama(args.model, args.tokenizer);
-  // A .catq model's online transforms and per-channel codes have no GGUF equivalent: export its FP source instead.
-  CATQ_CHECK(!m.quant, Unsupported, "{}: a quantized .catq model cannot be written as GGUF (its transforms and codes "
-             "have no GGUF equivalent); export the FP model with --type q4_0 / q4_1 / q8_0", args.model);
-  CATQ_CHECK(m.tokenizer.has_value(), Usage, "{}: no tokenizer ({}); llama.cpp needs one: pass --tokenizer",
-             args.model, m.tokenizer_note);
-  write_gguf_llama(m.model, &*m.tokenizer, args.out, o);
-  const int64_t bytes = static_cast<int64_t>(file_size(args.out));
+  const nlohmann::json j = run_export_job(args);
   if (common.json) {
-    std::cout << nlohmann::json{{"model", args.model}, {"output", args.out}, {"format", "gguf"},
-                                {"type", to_string(o.weights)}, {"bytes", bytes},
-                                {"parameters", m.model.num_parameters()}}.dump(2)
-              << "\n";
+    std::cout << j.dump(2) << "\n";
+  } else if (j["format"] == "onnx-qdq") {
+    const std::string head_note =
+        j["has_head"].get<bool>() ? "; the CAT/affine head is not in the ONNX graph (catq eval applies it)" : "";
+    std::cout << fmt::format("{} -> {} (QDQ ONNX, opset {}, {} nodes, {} bytes){}\n", args.model, args.out,
+                             j["opset"].get<int64_t>(), j["nodes"].get<size_t>(), j["bytes"].get<int64_t>(), head_note);
   } else {
     std::cout << fmt::format("{} -> {} (GGUF, 2-D weights {}, norms f32; {} bytes)\n", args.model, args.out,
-                             to_string(o.weights), bytes);
+                             j["type"].get<std::string>(), j["bytes"].get<int64_t>());
   }
   return 0;
 }

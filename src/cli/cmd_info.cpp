@@ -1,58 +1,75 @@
 // `catq info MODEL`: what a model file holds (format, graph or architecture, parameters, layers).
+#include <cstdio>
 #include <iostream>
 
 #include <nlohmann/json.hpp>
 
 #include "cli/commands.h"
-#include "io/catq_file.h"
-#include "core/error.h"
-#include "cli/llm_cmds.h"
-#include "io/model_format.h"
-#include "io/onnx_reader.h"
-#include "ir/passes.h"
-#include "sim/fold_constants.h"
-#include "sim/executor.h"
+#include "io/model_info.h"
 
 namespace catq::cli {
 
-static int onnx_info(const std::string& path, const Common& common) {
-  Graph g = load_onnx(path);
-  size_t nodes_before = g.nodes.size();
-  FoldStats fs = fold_constants(g);
-  GraphExecutor ex(std::move(g));
-  const Graph& gr = ex.graph();
-  nlohmann::json j;
-  j["file"] = path;
-  j["format"] = "onnx";
-  j["opset"] = gr.opset;
-  j["nodes_in_file"] = nodes_before;
-  j["nodes_after_folding"] = gr.nodes.size();
-  j["folded"] = {{"constant_nodes", fs.constant_nodes}, {"shape_nodes", fs.shape_nodes}, {"dead_nodes", fs.dead_nodes}};
-  j["parameters"] = gr.parameter_count();
-  for (const auto& in : gr.inputs) j["inputs"].push_back({{"name", in.name}, {"shape", in.shape}});
-  for (const auto& o : gr.outputs) j["outputs"].push_back({{"name", o.name}, {"shape", o.shape}});
-  j["ops"] = gr.op_histogram();
-  for (const auto& l : ex.layers())
-    j["layers"].push_back({{"name", l.name}, {"kind", l.kind == LayerKind::Conv ? "conv" : "linear"},
-                           {"weight_shape", l.weight_shape}});
-  if (common.json) {
-    std::cout << j.dump(2) << "\n";
-    return 0;
-  }
+namespace {
+
+using json = nlohmann::json;
+
+void print_onnx(const std::string& path, const json& j) {
+  const json& f = j["folded"];
   std::cout << fmt::format("{}: ONNX opset {}, {} nodes ({} after folding {} constant + {} shape nodes, {} dead)\n",
-                           path, gr.opset, nodes_before, gr.nodes.size(), fs.constant_nodes, fs.shape_nodes,
-                           fs.dead_nodes);
-  std::cout << fmt::format("parameters: {}\n", gr.parameter_count());
-  for (const auto& in : gr.inputs) std::cout << fmt::format("input  {} [{}]\n", in.name, fmt::join(in.shape, ","));
-  for (const auto& o : gr.outputs) std::cout << fmt::format("output {} [{}]\n", o.name, fmt::join(o.shape, ","));
+                           path, j["opset"].get<int64_t>(), j["nodes_in_file"].get<size_t>(),
+                           j["nodes_after_folding"].get<size_t>(), f["constant_nodes"].get<int64_t>(),
+                           f["shape_nodes"].get<int64_t>(), f["dead_nodes"].get<int64_t>());
+  std::cout << fmt::format("parameters: {}\n", j["parameters"].get<int64_t>());
+  for (const auto& in : j.value("inputs", json::array()))
+    std::cout << fmt::format("input  {} [{}]\n", in["name"].get<std::string>(),
+                             fmt::join(in["shape"].get<std::vector<int64_t>>(), ","));
+  for (const auto& o : j.value("outputs", json::array()))
+    std::cout << fmt::format("output {} [{}]\n", o["name"].get<std::string>(),
+                             fmt::join(o["shape"].get<std::vector<int64_t>>(), ","));
   std::cout << "ops:";
-  for (const auto& [op, c] : gr.op_histogram()) std::cout << fmt::format(" {}x{}", op, c);
-  std::cout << fmt::format("\nquantizable layers: {}\n", ex.layers().size());
-  for (const auto& l : ex.layers())
-    std::cout << fmt::format("  {:3d} {:6} {:40} [{}]\n", l.index, l.kind == LayerKind::Conv ? "conv" : "linear",
-                             l.name, fmt::join(l.weight_shape, ","));
-  return 0;
+  for (const auto& [op, c] : j["ops"].items()) std::cout << fmt::format(" {}x{}", op, c.get<int64_t>());
+  const json layers = j.value("layers", json::array());
+  std::cout << fmt::format("\nquantizable layers: {}\n", layers.size());
+  int index = 0;  // a layer's index is its position in execution order
+  for (const auto& l : layers)
+    std::cout << fmt::format("  {:3d} {:6} {:40} [{}]\n", index++, l["kind"].get<std::string>(),
+                             l["name"].get<std::string>(), fmt::join(l["weight_shape"].get<std::vector<int64_t>>(), ","));
 }
+
+void print_llm(const std::string& model, const ModelInfo& info) {
+  const json& j = info.json;
+  const json& tok = j["tokenizer"];
+  std::printf("%s: %s Llama model, %.3f M parameters\n", model.c_str(), j["format"].get<std::string>().c_str(),
+              j["parameters"].get<int64_t>() / 1e6);
+  std::printf("  %s\n", info.config_summary.c_str());
+  std::printf("  quantizable linear layers: %zu (blk.{i}.attn_q/k/v/output, ffn_gate/up/down, output)\n",
+              j["quantizable_layers"].get<size_t>());
+  if (!tok["source"].is_null())
+    std::printf("  tokenizer: %s, %lld tokens (BOS %d, EOS %d)\n", tok["source"].get<std::string>().c_str(),
+                static_cast<long long>(tok["vocab_size"].get<int64_t>()), tok["bos_id"].get<int>(),
+                tok["eos_id"].get<int>());
+  else
+    std::printf("  tokenizer: none (%s)\n", tok["note"].get<std::string>().c_str());
+  if (j.contains("gguf") && !j["gguf"]["tensor_types"].empty()) {
+    std::printf("  GGUF v%u, tensor types:", j["gguf"]["version"].get<unsigned>());
+    for (const auto& [t, n] : j["gguf"]["tensor_types"].items())
+      std::printf(" %s x%lld", t.c_str(), static_cast<long long>(n.get<int64_t>()));
+    std::printf("\n");
+  }
+}
+
+void print_quantized_cnn(const std::string& model, const ModelInfo& info) {
+  const json& j = info.json;
+  const json& md = j["metadata"];
+  const json& head = j["head"];
+  std::cout << fmt::format("{}: quantized CNN ({} {}), {} layers, {} weight bytes{}\n{}", model, md.value("method", "?"),
+                           md.value("bits", "?"), j["layers"].get<size_t>(), j["weight_bytes"].get<uint64_t>(),
+                           head.is_null() ? "" : fmt::format(", CAT head K={} alpha={}", head["k"].get<int64_t>(),
+                                                             head["alpha"].get<double>()),
+                           info.report_table);
+}
+
+}  // namespace
 
 void register_info(CLI::App& app, Common& common) {
   auto* sub = app.add_subcommand("info", "Show what a model file holds (ONNX graph or Llama checkpoint)");
@@ -62,27 +79,20 @@ void register_info(CLI::App& app, Common& common) {
   sub->add_option("--tokenizer", tokenizer, "llama2.c tokenizer file (for LLM checkpoints)");
   sub->add_option("model", model, "Model file (.onnx, llama2.c .bin, .gguf, safetensors folder)")->required();
   sub->callback([&common] {
-    ModelFormat f = detect_model_format(model);
-    switch (f) {
-      case ModelFormat::Onnx: onnx_info(model, common); break;
-      case ModelFormat::Llama2c: case ModelFormat::Gguf: case ModelFormat::Safetensors: run_llm_info(model, common, tokenizer); break;
-      case ModelFormat::CatqQuantized:
-        if (catq_file_kind(model) == "llm") {
-          run_llm_info(model, common, tokenizer);
-        } else {
-          QuantizedCnn q = read_catq(model);
-          nlohmann::json j = {{"model", model}, {"kind", "quantized CNN"}, {"metadata", q.metadata},
-                              {"layers", q.ex->layers().size()}, {"weight_bytes", q.sq->total_weight_bytes()},
-                              {"head", q.head ? nlohmann::json{{"k", q.head->k}, {"alpha", q.head->alpha}} : nlohmann::json(nullptr)}};
-          if (common.json) std::cout << j.dump(2) << "\n";
-          else std::cout << fmt::format("{}: quantized CNN ({} {}), {} layers, {} weight bytes{}\n{}", model,
-                                        q.metadata.value("method", "?"), q.metadata.value("bits", "?"),
-                                        q.ex->layers().size(), q.sq->total_weight_bytes(),
-                                        q.head ? fmt::format(", CAT head K={} alpha={}", q.head->k, q.head->alpha) : "",
-                                        q.sq->report_table());
-        }
+    const ModelInfo info = describe_model(model, tokenizer);
+    switch (info.kind) {
+      case ModelInfo::Kind::Onnx:
+        if (common.json) std::cout << info.json.dump(2) << "\n";
+        else print_onnx(model, info.json);
         break;
-      default: fail(ErrorKind::Unsupported, "{}: format '{}' is not supported by 'info' yet", model, model_format_name(f));
+      case ModelInfo::Kind::Llama:
+        if (common.json) std::printf("%s\n", info.json.dump(2).c_str());
+        else print_llm(model, info);
+        break;
+      case ModelInfo::Kind::QuantizedCnn:
+        if (common.json) std::cout << info.json.dump(2) << "\n";
+        else print_quantized_cnn(model, info);
+        break;
     }
   });
 }

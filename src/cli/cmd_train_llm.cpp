@@ -1,152 +1,38 @@
 // `catq train-llm --text FILE ...`: trains a small Llama model from scratch and writes a llama2.c checkpoint
 // (the project's own "larger" model for the LLM benchmarks; see docs/llm_ptq.md for the documented run).
-#include <chrono>
+#include <cmath>
 #include <iostream>
 
 #include <nlohmann/json.hpp>
 
 #include "cli/commands.h"
-#include "core/error.h"
-#include "core/file_util.h"
 #include "core/progress.h"
-#include "eval/perplexity.h"
-#include "io/llama2c.h"
-#include "io/catq_file.h"
-#include "llm/train_llm.h"
-#include "methods/qat/llm_qat.h"
+#include "methods/qat/train_llm_job.h"
 
 namespace catq::cli {
 
 namespace {
 
-struct TrainLlmArgs {
-  std::string text, tokenizer, out, schedule = "cosine";
-  int64_t skip_chars = 36000, val_skip = 12000, val_chars = 24000;
-  int64_t dim = 192, layers = 4, heads = 6, kv_heads = 2, hidden = 512, seq_len = 512;
-  int64_t steps = 1500, batch = 8, seq = 256, eval_every = 250;
-  double lr = 2e-3, warmup = 0.05, weight_decay = 0.1;
-  uint64_t seed = 0;
-  // FP → QAT
-  int qat_bits = 0, qat_head_bits = 0, qat_emb_bits = 0;
-  double qat_fraction = 0.2, decay = 0.2;
-  std::string qat_schedule = "fused";
-  int64_t val_windows = 64;
-};
-TrainLlmArgs args;
-
-std::string utf8_range(const std::string& text, int64_t skip, int64_t chars) {
-  const size_t b = truncate_utf8(text, skip).size();
-  std::string rest = text.substr(std::min(b, text.size()));
-  return chars > 0 ? truncate_utf8(rest, chars) : rest;
-}
-
-// --qat-bits: FP phase, then weights-only QAT (methods/qat_llm.h); writes a quantized-LLM .catq.
-int run_fp_qat(const Common& common, LlamaModel& m, const Tokenizer& tok, const at::Tensor& train, const at::Tensor& val) {
-  FpQatOptions o;
-  o.total_steps = args.steps;
-  o.qat_fraction = args.qat_fraction;
-  o.schedule = parse_qat_schedule(args.qat_schedule);
-  o.bits = args.qat_bits;
-  o.lr = args.lr;
-  o.warmup_frac = args.warmup;
-  o.decay_frac = args.decay;
-  o.train.batch = args.batch;
-  o.train.seq = args.seq;
-  o.train.seed = args.seed;
-  o.train.optim.weight_decay = args.weight_decay;
-  SimQuant sq(weight_only_qat_config(args.qat_bits, args.qat_head_bits, args.qat_emb_bits));
-  SmallModelThreadGuard threads(m);
-  const auto start = std::chrono::steady_clock::now();
-  FpQatRun run = train_fp_then_qat(m, train, val, tok.bos_id(), o, sq, args.val_windows);
-  const double seconds = std::chrono::duration<double>(std::chrono::steady_clock::now() - start).count();
-  nlohmann::json j = run.to_json();
-  j["output"] = args.out;
-  j["parameters"] = m.num_parameters();
-  j["config"] = m.cfg.summary();
-  j["bits"] = args.qat_bits;
-  j["head_bits"] = args.qat_head_bits;
-  j["embedding_bits"] = args.qat_emb_bits;
-  j["qat_fraction"] = args.qat_fraction;
-  j["schedule"] = args.qat_schedule;
-  j["total_steps"] = args.steps;
-  j["tokens_seen"] = args.steps * args.batch * args.seq;
-  j["train_tokens"] = train.numel();
-  j["seed"] = args.seed;
-  j["seconds"] = seconds;
-  write_catq_llm(args.out, m, sq, &tok, {{"source_model", "catq train-llm --qat-bits"}, {"training", j}});
-  if (common.json) std::cout << j.dump(2) << "\n";
-  else
-    std::cout << fmt::format("{:.2f} M parameters ({}), {} steps: {} FP then {} QAT at {} bits ({}); validation NLL: "
-                             "FP {:.4f}, RTN after FP {:.4f}, final quantized {:.4f} (PPL {:.3f}) -> wrote {}\n",
-                             m.num_parameters() / 1e6, m.cfg.summary(), args.steps, run.fp.size(), run.qat.size(),
-                             args.qat_bits, args.qat_schedule, run.fp_val_nll, run.ptq_val_nll, run.val_nll,
-                             std::exp(run.val_nll), args.out);
-  return 0;
-}
+// The command line fills the job; the method layer runs it.
+TrainLlmJob args;
 
 int run_train(const Common& common) {
   if (common.json || common.quiet) Progress::set_enabled(false);
-  CATQ_CHECK(!args.out.empty(), Usage, "train-llm: -o MODEL.bin is required");
-  Tokenizer tok = read_llama2c_tokenizer(args.tokenizer);
-  const std::string text = read_file_text(args.text);
-  const std::string train_text = utf8_range(text, args.skip_chars, 0);
-  const std::string val_text = utf8_range(text, args.val_skip, args.val_chars);
-  at::Tensor train = encode_stream(tok, train_text), val = encode_stream(tok, val_text);
-  CATQ_CHECK(train.numel() > args.seq, Data, "{}: {} training tokens after skipping {} characters; need more than {}",
-             args.text, train.numel(), args.skip_chars, args.seq);
-
-  LlamaConfig cfg;
-  cfg.dim = args.dim;
-  cfg.n_layers = args.layers;
-  cfg.n_heads = args.heads;
-  cfg.n_kv_heads = args.kv_heads;
-  cfg.hidden_dim = args.hidden;
-  cfg.vocab_size = tok.vocab_size();
-  cfg.seq_len = args.seq_len;
-  cfg.validate("train-llm");
-  LlamaModel m = init_llama(cfg, args.seed);
-  if (args.qat_bits > 0) return run_fp_qat(common, m, tok, train, val);
-  LlmTrainOptions o;
-  o.steps = args.steps;
-  o.batch = args.batch;
-  o.seq = args.seq;
-  o.seed = args.seed;
-  o.schedule.shape = parse_lr_shape(args.schedule);
-  o.schedule.base_lr = args.lr;
-  o.schedule.warmup_frac = args.warmup;
-  o.optim.weight_decay = args.weight_decay;
-  o.eval_every = args.eval_every;
-  nlohmann::json evals = nlohmann::json::array();
-  double best = INFINITY;
-  int64_t best_step = 0;
-  o.on_eval = [&](int64_t step) {
-    const double nll = stream_nll(m, val, tok.bos_id(), args.seq, 64);
-    evals.push_back({{"step", step}, {"val_nll", nll}, {"val_ppl", std::exp(nll)}});
-    if (!common.json) std::cerr << fmt::format("step {}: validation NLL {:.4f} (PPL {:.3f})\n", step, nll, std::exp(nll));
-    if (nll < best) {  // keep the best checkpoint on the validation text
-      best = nll;
-      best_step = step;
-      write_llama2c(m, args.out);
-    }
-  };
-  SmallModelThreadGuard threads(m);
-  auto rec = train_llama(m, train, tok.bos_id(), o);
-  nlohmann::json j = {{"output", args.out},
-                      {"parameters", m.num_parameters()},
-                      {"config", cfg.summary()},
-                      {"train_tokens", train.numel()},
-                      {"val_tokens", val.numel()},
-                      {"steps", args.steps},
-                      {"tokens_seen", args.steps * args.batch * args.seq},
-                      {"evaluations", evals},
-                      {"best_step", best_step},
-                      {"best_val_ppl", std::exp(best)},
-                      {"final_loss", rec.empty() ? 0.0 : rec.back().loss}};
-  if (common.json) std::cout << j.dump(2) << "\n";
+  if (!common.json)
+    args.on_eval = [](int64_t step, double nll) {
+      std::cerr << fmt::format("step {}: validation NLL {:.4f} (PPL {:.3f})\n", step, nll, std::exp(nll));
+    };
+  const TrainLlmResult r = run_train_llm_job(args);
+  if (common.json) std::cout << r.report.dump(2) << "\n";
+  else if (r.qat)
+    std::cout << fmt::format("{:.2f} M parameters ({}), {} steps: {} FP then {} QAT at {} bits ({}); validation NLL: "
+                             "FP {:.4f}, RTN after FP {:.4f}, final quantized {:.4f} (PPL {:.3f}) -> wrote {}\n",
+                             r.parameters / 1e6, r.config, args.steps, r.fp_steps, r.qat_steps, args.qat_bits,
+                             args.qat_schedule, r.fp_val_nll, r.ptq_val_nll, r.val_nll, std::exp(r.val_nll), args.out);
   else
     std::cout << fmt::format("{}: {:.2f} M parameters ({}), {} training tokens, {} steps; best validation PPL {:.3f} "
-                             "at step {} -> wrote {}\n", args.text, m.num_parameters() / 1e6, cfg.summary(),
-                             train.numel(), args.steps, std::exp(best), best_step, args.out);
+                             "at step {} -> wrote {}\n", args.text, r.parameters / 1e6, r.config, r.train_tokens,
+                             args.steps, std::exp(r.best_val_nll), r.best_step, args.out);
   return 0;
 }
 

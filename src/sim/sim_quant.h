@@ -46,15 +46,19 @@ class SimQuant : public QuantContext {
     std::optional<QuantParams> input_params;   // set by finalize_calibration / set_input_params; unused per-token
     bool weight_frozen = false;                // true: never recompute weight_params
     std::shared_ptr<Observer> input_observer;  // static input quantization only
-    // Cache key of the weight tensor the params were computed from. w_adopt: params were installed by
-    // set_weight_params(freeze=false); the next weight tensor seen becomes the key without recomputing.
+    // Integer weights installed by set_quantized_weight (a reconstruction result, a loaded model): codes q
+    // (int32, the weight's shape) and x̂ = dequantize(q, weight_params), used instead of fake-quantizing w.
+    at::Tensor weight_codes, fixed_weight;
+
+   private:
+    friend class SimQuant;
+    // Cache key of the weight tensor the params were computed from (SimQuant's own bookkeeping). w_adopt: params
+    // were installed by set_weight_params(freeze=false); the next weight tensor seen becomes the key without
+    // recomputing.
     bool w_adopt = false;
     const void* w_data = nullptr;
     int64_t w_version = 0;
     std::vector<int64_t> w_shape;
-    // Integer weights installed by set_quantized_weight (a reconstruction result, a loaded model): codes q
-    // (int32, the weight's shape) and x̂ = dequantize(q, weight_params), used instead of fake-quantizing w.
-    at::Tensor weight_codes, fixed_weight;
   };
 
   // Per-layer summary. Bits are 32 for floating point; bytes count codes plus scale / zero-point / codebook

@@ -1,0 +1,49 @@
+#include "methods/llm/generate_job.h"
+
+#include <memory>
+
+#include "core/error.h"
+#include "io/llm_loader.h"
+#include "runtime/int_runtime.h"
+
+namespace catq {
+
+GenerateJobResult run_generate_job(const GenerateJob& job) {
+  CATQ_CHECK(job.steps >= 0, Usage, "--steps must be >= 0, got {}", job.steps);
+  CATQ_CHECK(job.temperature >= 0, Usage, "--temperature must be >= 0, got {}", job.temperature);
+  LoadedLlama m = load_llama(job.model, job.tokenizer);
+  const Tokenizer& tok = require_tokenizer(m);
+  GenerateOptions opt;
+  opt.steps = job.steps;
+  opt.sampler.temperature = job.temperature;
+  opt.sampler.top_p = job.top_p;
+  opt.sampler.seed = job.seed;
+  if (job.stream) job.stream(job.prompt);
+  QuantContext* ctx = m.quant.get();
+  std::unique_ptr<IntegerRuntime> rt;
+  if (job.runtime == "int") {
+    CATQ_CHECK(m.quant, Usage, "{}: --runtime int needs a quantized model (.catq)", job.model);
+    rt = std::make_unique<IntegerRuntime>(m.model, *m.quant);
+    ctx = rt.get();
+  }
+  GenerateJobResult res;
+  GenerateResult& r = res.gen;
+  r = generate(m.model, tok, job.prompt, opt, ctx, job.stream);
+  res.report = {{"model", job.model},
+                {"format", m.format},
+                {"prompt", job.prompt},
+                {"prompt_tokens", r.prompt_tokens},
+                {"tokens", r.tokens},
+                {"text", r.text},
+                {"stop_reason", r.stop_reason},
+                {"steps", r.tokens.size()},
+                {"temperature", job.temperature},
+                {"top_p", job.top_p},
+                {"seed", job.seed},
+                {"runtime", m.quant ? job.runtime : "fp32"},
+                {"seconds", r.seconds},
+                {"tokens_per_s", r.tokens_per_s}};
+  return res;
+}
+
+}  // namespace catq
