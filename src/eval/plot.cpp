@@ -5,6 +5,10 @@
 #include <limits>
 
 #include <fmt/format.h>
+#include <nlohmann/json.hpp>
+
+#include "core/error.h"
+#include "core/file_util.h"
 
 namespace catq {
 
@@ -72,6 +76,39 @@ std::string line_plot_svg(const std::string& title, const std::string& y_label, 
   }
   s += "</svg>\n";
   return s;
+}
+
+std::string line_plot_svg_from_file(const std::string& path) {
+  nlohmann::json j;
+  try {
+    j = nlohmann::json::parse(read_file_text(path));
+  } catch (const nlohmann::json::parse_error& e) {
+    fail(ErrorKind::Format, "{}: not valid JSON ({})", path, e.what());
+  }
+  auto need = [&](const char* k, bool array) {
+    CATQ_CHECK(j.contains(k) && (array ? j[k].is_array() : j[k].is_string()), Format,
+               "{}: \"{}\" missing or not {} (expected {{title, y_label, x_labels: [..], series: [{{label, y: [..], "
+               "color?, dashed?}}]}})", path, k, array ? "an array" : "a string");
+  };
+  need("title", false);
+  need("y_label", false);
+  need("x_labels", true);
+  need("series", true);
+  std::vector<std::string> x;
+  for (const auto& v : j["x_labels"]) x.push_back(v.is_string() ? v.get<std::string>() : v.dump());
+  std::vector<PlotSeries> series;
+  for (size_t i = 0; i < j["series"].size(); ++i) {
+    const auto& s = j["series"][i];
+    CATQ_CHECK(s.is_object() && s.contains("y") && s["y"].is_array() && s["y"].size() == x.size(), Format,
+               "{}: series[{}]: needs \"y\" with one value per x label ({})", path, i, x.size());
+    PlotSeries p;
+    p.label = s.value("label", fmt::format("series {}", i));
+    for (const auto& v : s["y"]) p.y.push_back(v.is_number() ? v.get<double>() : std::nan(""));
+    if (s.contains("color")) p.color = s["color"].get<std::string>();
+    p.dashed = s.value("dashed", false);
+    series.push_back(p);
+  }
+  return line_plot_svg(j["title"].get<std::string>(), j["y_label"].get<std::string>(), x, series);
 }
 
 }  // namespace catq

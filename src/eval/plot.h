@@ -15,5 +15,8 @@ struct PlotSeries {
 // x_labels: one per position (shown rotated under the axis when there are few enough, else every k-th).
 std::string line_plot_svg(const std::string& title, const std::string& y_label, const std::vector<std::string>& x_labels,
                           const std::vector<PlotSeries>& series, int width = 1100, int height = 480);
+// The plot a JSON file describes: {title, y_label, x_labels: [..], series: [{label, y: [..] (null = gap), color?,
+// dashed?}]}. Error(Io) when unreadable, Error(Format) naming the file and the field otherwise.
+std::string line_plot_svg_from_file(const std::string& path);
 
 }  // namespace catq
