@@ -278,3 +278,28 @@ TEST(CliLlmRuntime, EvalRuntimeIntReportsPrefillAndDecode) {
     std::remove(out.c_str());
   }
 }
+
+// --text alone calibrates on the first --calib-chars of the file (it used to find 0 tokens); evaluating the result on
+// characters it was calibrated on is refused (Usage, exit 2) naming both ranges, while disjoint text is scored.
+TEST(CliLlmCalibrationText, DefaultCalibratesOnTheStartAndEvalRefusesOverlap) {
+  const std::string model = asset("llama2c/stories260K.bin"), tok = asset("llama2c/tok512.bin"),
+                    text = asset("text/tinystories_valid_head.txt");
+  if (!catq::file_exists(model) || !catq::file_exists(text)) GTEST_SKIP() << "needs ../shared/assets (absent)";
+  const std::string out = ::testing::TempDir() + "cli_calib_default.catq";
+  CliRun r = run_cli("-q --json quantize " + model + " --tokenizer " + tok + " --text " + text +
+                     " --calib-chars 6000 --config w8a8-tok-sym -o " + out);
+  ASSERT_EQ(r.code, 0) << r.out;
+  const nlohmann::json q = nlohmann::json::parse(r.out);
+  EXPECT_EQ(q.at("calibration").at("skip_chars").get<int64_t>(), 0);
+  EXPECT_EQ(q.at("calibration").at("chars").get<int64_t>(), 6000);
+  r = run_cli("-q eval " + out + " --text " + text);  // scores characters 0..12000: overlaps 0..6000
+  EXPECT_EQ(r.code, 2) << r.out;
+  EXPECT_NE(r.out.find("overlap characters 0..6000"), std::string::npos) << r.out;
+  r = run_cli("-q --json eval " + out + " --text " + text + " --max-chars 0 --max-windows 2");  // the whole file
+  EXPECT_EQ(r.code, 2) << r.out;
+  r = run_cli("-q quantize " + model + " --tokenizer " + tok + " --text " + text +
+              " --skip-chars 100000000 --config w8a8-tok-sym -o " + out + ".x");
+  EXPECT_EQ(r.code, 7) << r.out;  // no text left: bad data
+  EXPECT_FALSE(catq::file_exists(out + ".x"));
+  std::remove(out.c_str());
+}

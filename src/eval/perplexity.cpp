@@ -29,6 +29,12 @@ std::string truncate_utf8(const std::string& text, int64_t max_chars) {
   return text;
 }
 
+std::string utf8_skip(const std::string& text, int64_t n) {
+  if (n <= 0) return text;
+  const size_t b = truncate_utf8(text, n).size();
+  return text.substr(std::min(b, text.size()));
+}
+
 static int64_t count_utf8(const std::string& s) {
   int64_t n = 0;
   for (char c : s) n += (static_cast<uint8_t>(c) & 0xC0) != 0x80;

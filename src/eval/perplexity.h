@@ -44,6 +44,8 @@ struct EvalWindows {
 
 // First max_chars code points of a UTF-8 string (0 = all).
 std::string truncate_utf8(const std::string& text, int64_t max_chars);
+// The text after its first n code points (n <= 0: the whole text; empty when the text is shorter).
+std::string utf8_skip(const std::string& text, int64_t n);
 EvalWindows make_eval_windows(const std::vector<int32_t>& tokens, const PerplexityOptions& opt, int32_t bos_id);
 EvalWindows make_eval_windows(const Tokenizer& tok, const std::string& text, const PerplexityOptions& opt);
 

@@ -49,6 +49,7 @@ LoadedLlama load_llama(const std::string& model_path, const std::string& tokeniz
       out.model = std::move(q.model);
       out.quant = std::shared_ptr<SimQuant>(std::move(q.sq));
       out.tokenizer = std::move(q.tokenizer);
+      out.metadata = std::move(q.metadata);
       if (out.tokenizer) out.tokenizer_path = "(embedded in the .catq file)";
       else out.tokenizer_note = "the .catq file carries no tokenizer";
       break;

@@ -5,6 +5,8 @@
 #include <optional>
 #include <string>
 
+#include <nlohmann/json.hpp>
+
 #include "llm/tokenizer.h"
 #include "llm/llama.h"
 #include "sim/sim_quant.h"
@@ -21,6 +23,7 @@ struct LoadedLlama {
   // A quantized .catq model: the quantization it carries (weights' codes, activation params); run the model
   // through it. Null for FP checkpoints.
   std::shared_ptr<SimQuant> quant;
+  nlohmann::json metadata;  // a quantized .catq file's metadata (source model, calibration, ...); null otherwise
 };
 
 // True for the formats this loader reads (llama2.c, GGUF, safetensors/HF folder, a quantized-LLM .catq file).

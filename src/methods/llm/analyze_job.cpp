@@ -56,7 +56,7 @@ LlmAnalyzeResult run_llm_analyze_job(const LlmAnalyzeJob& job) {
   po.max_chars = job.max_chars;
   po.window = std::min(job.window, m.model.cfg.seq_len);
   std::string text = read_file_text(job.text);
-  text = text.substr(std::min(text.size(), truncate_utf8(text, job.skip_chars).size()));
+  text = utf8_skip(text, job.skip_chars);
   EvalWindows w = make_eval_windows(tok, text, po);
   CATQ_CHECK(w.n_windows() > 0, Data, "{}: too little text for one window of {} tokens", job.text, po.window);
   SmallModelThreadGuard threads(m.model);

@@ -1,5 +1,7 @@
 #include "methods/llm/eval_job.h"
 
+#include <filesystem>
+#include <limits>
 #include <optional>
 
 #include "core/error.h"
@@ -45,6 +47,23 @@ json quantize_for_eval(const LlmEvalJob& job, LoadedLlama& m, SimQuant& sq) {
   json report = quantize_llama(m.model, sq, w.inputs, po);
   report["calibration"] = {{"text", path}, {"chars", w.n_chars}, {"windows", w.n_windows()}};
   return report;
+}
+
+// A quantized .catq file records the characters of text it was calibrated on; scoring any of them would report a
+// perplexity measured on calibration data. Error(Usage) naming both ranges and the ways out.
+void check_disjoint_from_calibration(const LlmEvalJob& job, const json& metadata) {
+  if (!metadata.is_object() || !metadata.contains("calibration")) return;
+  const json& c = metadata["calibration"];
+  const std::string path = c.value("text", "");
+  std::error_code ec;
+  if (path.empty() || !std::filesystem::equivalent(path, job.text, ec) || ec) return;
+  const int64_t cal_begin = c.value("skip_chars", int64_t{0}), cal_end = cal_begin + c.value("chars", int64_t{0});
+  const int64_t scored_end = job.ppl.max_chars > 0 ? job.ppl.max_chars : std::numeric_limits<int64_t>::max();
+  if (cal_end <= cal_begin || scored_end <= cal_begin) return;  // [0, scored_end) and [cal_begin, cal_end) disjoint
+  fail(ErrorKind::Usage, "{}: the scored characters 0..{} overlap characters {}..{} that {} was calibrated on; score "
+       "another text, lower --max-chars to {}, or quantize with --skip-chars {} (the reference protocol scores the "
+       "first 12000)", job.text, job.ppl.max_chars > 0 ? std::to_string(scored_end) : std::string("end"), cal_begin,
+       cal_end, job.model, cal_begin, job.ppl.max_chars > 0 ? scored_end : int64_t{12000});
 }
 
 std::string quant_label(const LlmEvalJob& job) {
@@ -123,6 +142,7 @@ json run_llm_eval_job(const LlmEvalJob& job) {
   std::optional<LoadedLlama> ref;
   if (m.quant) {
     CATQ_CHECK(!sq, Usage, "{}: the model is already quantized; --quant does not apply", job.model);
+    if (job.runtime == "sim") check_disjoint_from_calibration(job, m.metadata);
     quant = m.quant.get();
     label = "quantized";
     if (!job.reference.empty()) {

@@ -25,7 +25,9 @@ nlohmann::json run_llm_quantize_job(const LlmQuantizeJob& job) {
   CATQ_CHECK(!m.quant, Usage, "{}: already quantized", job.model);
   const Tokenizer& tok = require_tokenizer(m);
   std::string text = read_file_text(job.text);
-  text = text.substr(std::min(text.size(), truncate_utf8(text, job.skip_chars).size()));
+  text = utf8_skip(text, job.skip_chars);
+  CATQ_CHECK(!text.empty(), Data, "{}: no text left after skipping {} characters (--skip-chars) for calibration",
+             job.text, job.skip_chars);
   PerplexityOptions co;
   co.max_chars = job.calib_chars;
   co.window = std::min(job.window, m.model.cfg.seq_len);

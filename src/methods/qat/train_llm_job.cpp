@@ -17,9 +17,7 @@ namespace catq {
 namespace {
 
 std::string utf8_range(const std::string& text, int64_t skip, int64_t chars) {
-  const size_t b = truncate_utf8(text, skip).size();
-  std::string rest = text.substr(std::min(b, text.size()));
-  return chars > 0 ? truncate_utf8(rest, chars) : rest;
+  return truncate_utf8(utf8_skip(text, skip), chars);
 }
 
 // qat_bits > 0: FP phase, then weights-only QAT (methods/qat/llm_qat.h); writes a quantized-LLM .catq.
