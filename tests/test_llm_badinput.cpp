@@ -285,7 +285,8 @@ TEST(BadInputGguf, LlamaLevelProblems) {
   k = {};
   k.embedding_length = 32;
   check(k, ErrorKind::Format, "token_embd.weight", "shape mismatch vs metadata");
-  // Unsupported tensor type with the right element count: a Q4_K token embedding of the right shape.
+  // A tensor type catq does not decode, with the right element count: an IQ2_XXS (ggml type 16, 66 bytes per 256)
+  // attn_k of the right shape; the same tensor as Q4_K (all-zero blocks) reads, as zeros.
   {
     LlamaConfig c = tiny_config(256);
     c.dim = 256;
@@ -303,16 +304,18 @@ TEST(BadInputGguf, LlamaLevelProblems) {
     b.add_u32("llama.attention.head_count", 4);
     for (auto& [name, t] : big.named_parameters()) {
       std::vector<int64_t> ne(t.sizes().rbegin(), t.sizes().rend());
-      if (name == "blk.0.attn_k.weight") {
-        b.add_tensor(name, ne, GGML_Q4_K, std::string(256 * 144, '\0'));
-        continue;
-      }
+      if (name == "blk.0.attn_k.weight") continue;
       at::Tensor f = t.contiguous();
       b.add_tensor(name, ne, GGML_F32, std::string(static_cast<const char*>(f.data_ptr()), f.numel() * 4));
     }
-    write_str(d / "q4k.gguf", b.build());
-    expect_error([&] { read_gguf_llama(d / "q4k.gguf"); }, ErrorKind::Unsupported, "Q4_K");
-    expect_error([&] { read_gguf_llama(d / "q4k.gguf"); }, ErrorKind::Unsupported, "blk.0.attn_k.weight");
+    GgufBuilder q4k = b, iq2 = b;
+    q4k.add_tensor("blk.0.attn_k.weight", {256, 256}, GGML_Q4_K, std::string(256 * 144, '\0'));
+    iq2.add_tensor("blk.0.attn_k.weight", {256, 256}, 16, std::string(256 * 66, '\0'));
+    write_str(d / "q4k.gguf", q4k.build());
+    write_str(d / "iq2.gguf", iq2.build());
+    EXPECT_EQ(read_gguf_llama(d / "q4k.gguf").model.blocks[0].wk.abs().sum().item<double>(), 0.0);
+    expect_error([&] { read_gguf_llama(d / "iq2.gguf"); }, ErrorKind::Unsupported, "IQ2_XXS");
+    expect_error([&] { read_gguf_llama(d / "iq2.gguf"); }, ErrorKind::Unsupported, "blk.0.attn_k.weight");
   }
   // Missing required metadata.
   {

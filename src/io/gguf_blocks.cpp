@@ -1,4 +1,5 @@
-// ggml's block formats: the type traits table, the scalar Q8_0 / Q4_0 / Q4_1 block codecs and the tensor encoders
+// ggml's block formats: the type traits table (decoders of the read-only formats: gguf_kquants.cpp), the scalar
+// Q8_0 / Q4_0 / Q4_1 block codecs and the tensor encoders
 // quantize_q8_0 / quantize_q4_0 / quantize_q4_1 (layouts and math: gguf_blocks.h).
 #include "io/gguf_blocks.h"
 
@@ -64,10 +65,9 @@ void quantize_block_q4_0(const float* x, uint8_t* out) {
 void dequantize_block_q4_0(const uint8_t* in, float* y) {
   const BlockQ4_0 b = load_block<BlockQ4_0>(in);
   const float d = half_value(b.d);
-  const float m = -8 * d;
-  for (int j = 0; j < kQK / 2; ++j) {
-    y[j] = d * static_cast<float>(b.qs[j] & 0x0F) + m;
-    y[j + kQK / 2] = d * static_cast<float>(b.qs[j] >> 4) + m;
+  for (int j = 0; j < kQK / 2; ++j) {  // (q − 8)·d, as ggml's decoder (same rounding)
+    y[j] = static_cast<float>((b.qs[j] & 0x0F) - 8) * d;
+    y[j + kQK / 2] = static_cast<float>((b.qs[j] >> 4) - 8) * d;
   }
 }
 
@@ -99,17 +99,28 @@ constexpr GgmlTypeTraits kTraits[] = {
     {"F32", 1, 4},        {"F16", 1, 2},
     {"Q4_0", kQK, sizeof(BlockQ4_0), quantize_block_q4_0, dequantize_block_q4_0},
     {"Q4_1", kQK, sizeof(BlockQ4_1), quantize_block_q4_1, dequantize_block_q4_1},
-    {nullptr, 0, 0},      {nullptr, 0, 0},      {"Q5_0", 32, 22},     {"Q5_1", 32, 24},
+    {nullptr, 0, 0},      {nullptr, 0, 0},
+    {"Q5_0", kQK, sizeof(BlockQ5_0), nullptr, dequantize_block_q5_0},
+    {"Q5_1", kQK, sizeof(BlockQ5_1), nullptr, dequantize_block_q5_1},
     {"Q8_0", kQK, sizeof(BlockQ8_0), quantize_block_q8_0, dequantize_block_q8_0},
-    {"Q8_1", 32, 36},     {"Q2_K", 256, 84},    {"Q3_K", 256, 110},   {"Q4_K", 256, 144},  {"Q5_K", 256, 176},
-    {"Q6_K", 256, 210},   {"Q8_K", 256, 292},   {"IQ2_XXS", 256, 66}, {"IQ2_XS", 256, 74}, {"IQ3_XXS", 256, 98},
-    {"IQ1_S", 256, 50},   {"IQ4_NL", 32, 18},   {"IQ3_S", 256, 110},  {"IQ2_S", 256, 82},  {"IQ4_XS", 256, 136},
+    {"Q8_1", 32, 36},
+    {"Q2_K", kQK_K, sizeof(BlockQ2_K), nullptr, dequantize_block_q2_k},
+    {"Q3_K", kQK_K, sizeof(BlockQ3_K), nullptr, dequantize_block_q3_k},
+    {"Q4_K", kQK_K, sizeof(BlockQ4_K), nullptr, dequantize_block_q4_k},
+    {"Q5_K", kQK_K, sizeof(BlockQ5_K), nullptr, dequantize_block_q5_k},
+    {"Q6_K", kQK_K, sizeof(BlockQ6_K), nullptr, dequantize_block_q6_k},
+    {"Q8_K", 256, 292},   {"IQ2_XXS", 256, 66}, {"IQ2_XS", 256, 74}, {"IQ3_XXS", 256, 98},
+    {"IQ1_S", 256, 50},
+    {"IQ4_NL", kQK, sizeof(BlockIq4Nl), nullptr, dequantize_block_iq4_nl},
+    {"IQ3_S", 256, 110},  {"IQ2_S", 256, 82},  {"IQ4_XS", 256, 136},
     {"I8", 1, 1},         {"I16", 1, 2},        {"I32", 1, 4},        {"I64", 1, 8},       {"F64", 1, 8},
     {"IQ1_M", 256, 56},   {"BF16", 1, 2},       {nullptr, 0, 0},      {nullptr, 0, 0},     {nullptr, 0, 0},
     {"TQ1_0", 256, 54},   {"TQ2_0", 256, 66},   {nullptr, 0, 0},      {nullptr, 0, 0},     {nullptr, 0, 0},
     {"MXFP4", 32, 17},
 };
-static_assert(sizeof(kTraits) / sizeof(kTraits[0]) == 40 && kTraits[GGML_Q8_0].bytes == 34 &&
+static_assert(sizeof(kTraits) / sizeof(kTraits[0]) == 40 && kTraits[GGML_Q8_0].bytes == 34 && kTraits[6].bytes == 22 &&
+              kTraits[7].bytes == 24 && kTraits[10].bytes == 84 && kTraits[11].bytes == 110 && kTraits[12].bytes == 144 &&
+              kTraits[13].bytes == 176 && kTraits[14].bytes == 210 && kTraits[20].bytes == 18 &&
               kTraits[GGML_Q4_0].bytes == 18 && kTraits[GGML_Q4_1].bytes == 20 && kTraits[GGML_BF16].bytes == 2);
 
 // Encodes a whole tensor (element count a multiple of the block size) block by block.

@@ -31,6 +31,94 @@ struct BlockQ4_1 {
 };
 static_assert(sizeof(BlockQ4_1) == 2 * 2 + kQK / 2, "wrong q4_1 block size/padding");
 
+// ---- Read-only formats (dequantized when a GGUF is loaded; catq does not write them yet) ------------------------
+
+// Q5_0: x = d·(q − 16), q 5-bit: low nibble as Q4_0 (qs[j]: values j and j + 16), bit 4 of value i in bit i of qh
+// (little-endian uint32).
+struct BlockQ5_0 {
+  uint16_t d;
+  uint8_t qh[4];
+  uint8_t qs[kQK / 2];
+};
+static_assert(sizeof(BlockQ5_0) == 2 + 4 + kQK / 2, "wrong q5_0 block size/padding");
+
+// Q5_1: x = d·q + m, q 5-bit as Q5_0.
+struct BlockQ5_1 {
+  uint16_t d, m;
+  uint8_t qh[4];
+  uint8_t qs[kQK / 2];
+};
+static_assert(sizeof(BlockQ5_1) == 2 * 2 + 4 + kQK / 2, "wrong q5_1 block size/padding");
+
+// IQ4_NL: x = d·kIq4nl[q], q a 4-bit index into a fixed non-uniform grid; nibble order as Q4_0.
+struct BlockIq4Nl {
+  uint16_t d;
+  uint8_t qs[kQK / 2];
+};
+static_assert(sizeof(BlockIq4Nl) == 2 + kQK / 2, "wrong iq4_nl block size/padding");
+
+// K-quants: super-blocks of 256 values in 16 or 8 sub-blocks, each with a quantized scale (and min), scaled by the
+// super-block's fp16 d (and dmin).
+constexpr int kQK_K = 256;
+
+// Q2_K: 16 sub-blocks of 16. scales[i]: low nibble scale, high nibble min (4 bits each); x = d·sc·q − dmin·m with q
+// 2-bit. qs: per 128 values, 32 bytes; value 32·s + l of a 128-half is bits 2s..2s+1 of qs[l] (l < 32).
+struct BlockQ2_K {
+  uint8_t scales[kQK_K / 16];
+  uint8_t qs[kQK_K / 4];
+  uint16_t d, dmin;
+};
+static_assert(sizeof(BlockQ2_K) == 2 * 2 + kQK_K / 16 + kQK_K / 4, "wrong q2_k block size/padding");
+
+// Q3_K: 16 sub-blocks of 16, 6-bit signed scales (stored + 32) packed in 12 bytes; x = d·(sc − 32)·(q − 4·!h) with
+// q the 2-bit low part (qs as Q2_K) and h the high bit from hmask (bit j of hmask[l] for the j-th 32-value run).
+struct BlockQ3_K {
+  uint8_t hmask[kQK_K / 8];
+  uint8_t qs[kQK_K / 4];
+  uint8_t scales[12];
+  uint16_t d;
+};
+static_assert(sizeof(BlockQ3_K) == 2 + kQK_K / 4 + kQK_K / 8 + 12, "wrong q3_k block size/padding");
+
+// Q4_K: 8 sub-blocks of 32, 6-bit scale and min per sub-block packed in 12 bytes; x = d·sc·q − dmin·m, q 4-bit:
+// per 64 values, 32 bytes, low nibbles the first 32, high nibbles the next 32.
+struct BlockQ4_K {
+  uint16_t d, dmin;
+  uint8_t scales[12];
+  uint8_t qs[kQK_K / 2];
+};
+static_assert(sizeof(BlockQ4_K) == 2 * 2 + 12 + kQK_K / 2, "wrong q4_k block size/padding");
+
+// Q5_K: Q4_K plus a fifth bit per value: qh[l] bit 2i (and 2i + 1) for the low (high) nibble half of the i-th
+// 64-value run.
+struct BlockQ5_K {
+  uint16_t d, dmin;
+  uint8_t scales[12];
+  uint8_t qh[kQK_K / 8];
+  uint8_t qs[kQK_K / 2];
+};
+static_assert(sizeof(BlockQ5_K) == 2 * 2 + 12 + kQK_K / 8 + kQK_K / 2, "wrong q5_k block size/padding");
+
+// Q6_K: 16 sub-blocks of 16, int8 scales; x = d·sc·(q − 32) with q 6-bit: low 4 bits in ql, high 2 bits in qh
+// (per 128 values: ql 64 bytes, qh 32 bytes, four 32-value runs).
+struct BlockQ6_K {
+  uint8_t ql[kQK_K / 2];
+  uint8_t qh[kQK_K / 4];
+  int8_t scales[kQK_K / 16];
+  uint16_t d;
+};
+static_assert(sizeof(BlockQ6_K) == 2 + kQK_K / 16 + 3 * kQK_K / 4, "wrong q6_k block size/padding");
+
+// Scalar decoders of one block of each read-only format (gguf_kquants.cpp), in the traits table.
+void dequantize_block_q5_0(const uint8_t* blk, float* y);
+void dequantize_block_q5_1(const uint8_t* blk, float* y);
+void dequantize_block_iq4_nl(const uint8_t* blk, float* y);
+void dequantize_block_q2_k(const uint8_t* blk, float* y);
+void dequantize_block_q3_k(const uint8_t* blk, float* y);
+void dequantize_block_q4_k(const uint8_t* blk, float* y);
+void dequantize_block_q5_k(const uint8_t* blk, float* y);
+void dequantize_block_q6_k(const uint8_t* blk, float* y);
+
 // One ggml type. `block` values take `bytes` bytes. quantize encodes `block` floats into one block and dequantize
 // decodes one (both on unaligned bytes); null where catq has no block codec (F32/F16/BF16 are converted with
 // libtorch; the K-quants, IQ and other types are recognised by id and size only).

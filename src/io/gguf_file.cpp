@@ -237,7 +237,8 @@ at::Tensor GgufFile::tensor_f32(const GgufTensorInfo& t) const {
     default: {
       const GgmlTypeTraits* tt = ggml_type_traits(t.type);
       if (!tt || !tt->dequantize)
-        fail(ErrorKind::Unsupported, "{}: tensor {} has ggml type {}; catq can read F32, F16, BF16, Q8_0, Q4_0 and Q4_1 "
+        fail(ErrorKind::Unsupported, "{}: tensor {} has ggml type {}; catq can read F32, F16, BF16, Q4_0, Q4_1, Q5_0, Q5_1, Q8_0, "
+             "Q2_K, Q3_K, Q4_K, Q5_K, Q6_K and IQ4_NL "
              "tensors",
              path, t.name, ggml_type_name(t.type));
       out = at::empty({n}, at::kFloat);
