@@ -19,15 +19,6 @@ namespace {
 // The fp16 value the decoder will see (ggml stores d rounded to fp16; codes are computed from the unrounded d,
 // as ggml's reference quantizer does).
 uint16_t half_bits(float v) { return c10::Half(v).x; }
-float half_value(uint16_t bits) { return static_cast<float>(c10::Half(bits, c10::Half::from_bits())); }
-
-template <typename Block>
-Block load_block(const uint8_t* p) {
-  Block b;
-  std::memcpy(&b, p, sizeof b);
-  return b;
-}
-
 void pack_nibbles(const uint8_t (&q)[kQK], uint8_t (&qs)[kQK / 2]) {
   for (int j = 0; j < kQK / 2; ++j) qs[j] = static_cast<uint8_t>(q[j] | (q[j + kQK / 2] << 4));
 }

@@ -2,9 +2,21 @@
 // block, bytes per block and, for the block formats catq encodes and decodes, the scalar quantizer and dequantizer
 // of one block. The layouts are ggml's (ggml-common.h); the math is ggml's reference (quantize_row_*_ref).
 #pragma once
+#include <c10/util/Half.h>
+
 #include <cstdint>
+#include <cstring>
 
 namespace catq {
+
+// An fp16 field's value, and a block read from unaligned bytes (every decoder starts with these).
+inline float half_value(uint16_t bits) { return static_cast<float>(c10::Half(bits, c10::Half::from_bits())); }
+template <typename Block>
+Block load_block(const uint8_t* p) {
+  Block b;
+  std::memcpy(&b, p, sizeof b);
+  return b;
+}
 
 constexpr int kQK = 32;  // values per block of Q8_0, Q4_0 and Q4_1 (ggml's QK8_0, QK4_0, QK4_1)
 

@@ -2,8 +2,6 @@
 // Q2_K … Q6_K (layouts next to the structs in gguf_blocks.h). Each follows the format's definition value by value
 // and in the same float operation order as ggml's reference decoder, so the result is bit-identical to llama.cpp's
 // (tests/test_gguf_blocks.cpp checks that against the installed llama.cpp library).
-#include <c10/util/Half.h>
-
 #include <cstring>
 
 #include "io/gguf_blocks.h"
@@ -11,15 +9,6 @@
 namespace catq {
 
 namespace {
-
-float half_value(uint16_t bits) { return static_cast<float>(c10::Half(bits, c10::Half::from_bits())); }
-
-template <typename Block>
-Block load_block(const uint8_t* p) {
-  Block b;
-  std::memcpy(&b, p, sizeof b);
-  return b;
-}
 
 // The non-uniform 4-bit grid of IQ4_NL (and IQ4_XS).
 constexpr int8_t kIq4nl[16] = {-127, -104, -83, -65, -49, -35, -22, -10, 1, 13, 25, 38, 53, 69, 89, 113};
