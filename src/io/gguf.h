@@ -92,6 +92,10 @@ struct GgufLlama {
 };
 GgufLlama read_gguf_llama(const std::string& path);
 
+// The tokenizer embedded in g (tokenizer.ggml.*), checked against the model's vocabulary size; nullopt with `note`
+// saying why when the file has none that catq supports. Error(Format) for malformed tokenizer metadata.
+std::optional<Tokenizer> read_gguf_tokenizer(const GgufFile& g, int64_t vocab, std::string& note);
+
 // Writing (fixtures for tests, export).
 enum class GgufWeightType { F32, F16, BF16, Q8_0, Q4_0, Q4_1 };
 // "f32", "f16", "bf16", "q8_0", "q4_0", "q4_1" (case-insensitive); Error(Usage) otherwise.
@@ -130,6 +134,9 @@ class GgufBuilder {
   struct T { std::string name; std::vector<int64_t> ne; uint32_t type; std::string data; };
   std::vector<T> tensors_;
 };
+
+// Adds tok as tokenizer.ggml.* metadata (the inverse of read_gguf_tokenizer).
+void add_gguf_tokenizer(GgufBuilder& b, const Tokenizer& tok);
 
 // Block encoders of a contiguous fp32 tensor whose element count is a multiple of 32, exactly as ggml defines the
 // blocks (ggml-common.h); decoding is GgufFile::tensor_f32.
