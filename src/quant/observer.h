@@ -20,7 +20,9 @@
 // Big tensors: percentile / mse / kl keep, per row, a uniform random subsample of at most
 // max(max_samples / rows, 4096) columns across all batches (batch reservoir: each batch contributes in
 // proportion to its size; columns drawn with a fixed seed, so calibration is reproducible). The exact min / max
-// is always tracked besides. Statistics are computed in float32 on the CPU.
+// is always tracked besides. Statistics are computed in float32 on the CPU: per-row min / max, the percentile
+// selection and the MSE grid search run on the torch-free kernels of quant/range_search.h, rows split over
+// at::parallel_for threads (the result does not depend on the thread count).
 #pragma once
 #include <memory>
 #include <string>

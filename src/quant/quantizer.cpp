@@ -1,6 +1,7 @@
 #include "quant/quantizer.h"
 
 #include <ATen/CPUGeneratorImpl.h>
+#include <ATen/Parallel.h>
 
 #include <cmath>
 #include <limits>
@@ -8,6 +9,7 @@
 #include "core/error.h"
 #include "quant/kmeans.h"
 #include "quant/observer.h"
+#include "quant/range_search.h"
 
 namespace catq {
 
@@ -386,6 +388,51 @@ at::Tensor kmeans_index_rows(const at::Tensor& x, const QuantParams& p) {
   return at::searchsorted(mid, rows);
 }
 
+// Uniform round-to-nearest on the CPU with our kernel (rtn_runs: the same IEEE operations as the tensor
+// expression, bit-identical) instead of ~6 libtorch passes. Returns false (nothing written) when it does not apply:
+// another device, stochastic rounding, per-token params, or params not float / int32 on the CPU.
+bool rtn_fast(const at::Tensor& xf, const QuantParams& p, Rounding r, at::Tensor* codes, at::Tensor* deq) {
+  if (p.scheme != Scheme::Uniform || r != Rounding::Nearest || !xf.device().is_cpu() || xf.numel() == 0) return false;
+  if (p.granularity == Granularity::PerToken) return false;
+  if (!p.scale.device().is_cpu() || p.scale.scalar_type() != at::kFloat || !p.zero_point.defined() ||
+      !p.zero_point.device().is_cpu() || p.zero_point.scalar_type() != at::kInt || p.zero_point.numel() != p.scale.numel())
+    return false;
+  const at::Tensor x = xf.contiguous(), s = p.scale.contiguous(), z = p.zero_point.contiguous();
+  const auto shape = x.sizes();
+  RunLayout L;
+  if (p.granularity == Granularity::PerTensor) {
+    L.inner = x.numel();  // split into chunks below
+  } else {
+    const int a = p.axis;
+    L.outer = prod(shape, 0, a);
+    L.channels = p.granularity == Granularity::PerGroup ? shape[a] / p.group_size : shape[a];
+    L.inner = x.numel() / (L.outer * L.channels);
+    L.p_outer = p.granularity == Granularity::PerGroup ? L.channels : 0;
+    L.p_channel = 1;
+  }
+  if (codes) *codes = at::empty(shape, x.options().dtype(at::kInt));
+  if (deq) *deq = at::empty(shape, x.options());
+  const float* xp = x.data_ptr<float>();
+  int32_t* cp = codes ? codes->data_ptr<int32_t>() : nullptr;
+  float* dp = deq ? deq->data_ptr<float>() : nullptr;
+  const float* sp = s.data_ptr<float>();
+  const int32_t* zp = z.data_ptr<int32_t>();
+  const RangeIsa isa = range_best_isa();
+  if (p.granularity == Granularity::PerTensor) {
+    // One run: split its elements instead (each chunk is its own run of the same params).
+    at::parallel_for(0, x.numel(), 1 << 16, [&](int64_t b, int64_t e) {
+      RunLayout c;
+      c.inner = e - b;
+      rtn_runs(c, 0, 1, xp + b, sp, zp, p.qmin, p.qmax, cp ? cp + b : nullptr, dp ? dp + b : nullptr, isa);
+    });
+  } else {
+    const int64_t runs = L.outer * L.channels;
+    at::parallel_for(0, runs, std::max<int64_t>(1, (1 << 16) / L.inner),
+                     [&](int64_t b, int64_t e) { rtn_runs(L, b, e, xp, sp, zp, p.qmin, p.qmax, cp, dp, isa); });
+  }
+  return true;
+}
+
 }  // namespace
 
 at::Tensor quantize(const at::Tensor& x_in, const QuantParams& p, Rounding r, std::optional<at::Generator> gen) {
@@ -394,6 +441,8 @@ at::Tensor quantize(const at::Tensor& x_in, const QuantParams& p, Rounding r, st
   check_params(x, p);
   switch (p.scheme) {
     case Scheme::Uniform: {
+      at::Tensor codes;
+      if (rtn_fast(x.to(at::kFloat), p, r, &codes, nullptr)) return codes;
       at::Tensor xv = group_view(x.to(at::kFloat), p);
       at::Tensor s = on(p.scale, x), z = on(p.zero_point, x).to(at::kFloat);
       at::Tensor q = (round_values(xv / s, r, gen) + z).clamp(p.qmin, p.qmax);
@@ -434,6 +483,7 @@ at::Tensor fake_quantize(const at::Tensor& x_in, const QuantParams& p, Rounding 
   at::Tensor out;
   switch (p.scheme) {
     case Scheme::Uniform: {
+      if (rtn_fast(xf, p, r, nullptr, &out)) break;
       at::Tensor xv = group_view(xf, p);
       at::Tensor s = on(p.scale, x), z = on(p.zero_point, x).to(at::kFloat);
       at::Tensor q = (round_values(xv / s, r, gen) + z).clamp(p.qmin, p.qmax);

@@ -1,6 +1,7 @@
 #include "methods/llm/quantize_job.h"
 
 #include <algorithm>
+#include <chrono>
 
 #include "core/error.h"
 #include "core/file_util.h"
@@ -10,6 +11,34 @@
 #include "methods/llm/pipeline.h"
 
 namespace catq {
+
+namespace {
+
+// Params of every quantized weight that has none yet (RTN: the config's observer, e.g. the MSE clip search),
+// computed here rather than inside the first quantized forward so their cost is measured on its own.
+nlohmann::json rtn_weight_params(const LlamaModel& m, SimQuant& sq) {
+  int64_t n = 0;
+  double seconds = 0;
+  for (const LayerInfo& l : m.layer_infos()) {
+    const SimQuant::Layer& sl = sq.layer(l.name);
+    if (!sl.weight_spec.enabled || sq.weight_params(l.name)) continue;  // FP, or GPTQ codes installed
+    const at::Tensor& w = m.layer_weight(l.index);
+    const auto t0 = std::chrono::steady_clock::now();
+    QuantParams p;
+    try {
+      p = compute_params(sl.weight_spec, w.detach());
+    } catch (const Error& e) {
+      fail(e.kind(), "{}: layer '{}' weight: {}", sq.config().source, l.name, e.what());
+    }
+    seconds += std::chrono::duration<double>(std::chrono::steady_clock::now() - t0).count();
+    n += w.numel();
+    sq.set_weight_params(l.name, std::move(p), /*freeze=*/false);  // adopted by the next forward, not recomputed
+  }
+  return {{"weights", n}, {"seconds", seconds}, {"weights_per_second", seconds > 0 ? n / seconds : 0.0},
+          {"threads", at::get_num_threads()}};
+}
+
+}  // namespace
 
 nlohmann::json run_llm_quantize_job(const LlmQuantizeJob& job) {
   CATQ_CHECK(!job.text.empty(), Usage, "quantize: a language model needs calibration text (--text FILE)");
@@ -35,9 +64,10 @@ nlohmann::json run_llm_quantize_job(const LlmQuantizeJob& job) {
   CATQ_CHECK(w.n_windows() > 0, Data, "{}: too little calibration text for one window of {} tokens", job.text, co.window);
   SmallModelThreadGuard threads(m.model);
   nlohmann::json rep = quantize_llama(m.model, sq, w.inputs, po);
+  rep["weight_quantization"] = rtn_weight_params(m.model, sq);
   {
     at::NoGradGuard ng;
-    m.model.forward(w.inputs.slice(0, 0, 1), &sq);  // materialises the RTN weight params
+    m.model.forward(w.inputs.slice(0, 0, 1), &sq);  // one quantized forward: binds the weights to their params
   }
   nlohmann::json meta = {{"source_model", job.model}, {"config", job.config}, {"quantization", rep},
                          {"calibration", {{"text", job.text}, {"skip_chars", job.skip_chars}, {"chars", w.n_chars},
