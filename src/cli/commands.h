@@ -17,6 +17,7 @@ void register_demo(CLI::App& app, Common& common);
 void register_quantize(CLI::App& app, Common& common);
 void register_analyze(CLI::App& app, Common& common);
 void register_train_llm(CLI::App& app, Common& common);
+void register_train_tokenizer(CLI::App& app, Common& common);
 void register_qat_plan(CLI::App& app, Common& common);
 void register_qat(CLI::App& app, Common& common);
 void register_plot(CLI::App& app, Common& common);

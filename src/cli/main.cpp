@@ -29,6 +29,7 @@ int main(int argc, char** argv) {
   cli::register_quantize(app, common);
   cli::register_analyze(app, common);
   cli::register_train_llm(app, common);
+  cli::register_train_tokenizer(app, common);
   cli::register_qat(app, common);
   cli::register_plot(app, common);
   cli::register_qat_plan(app, common);

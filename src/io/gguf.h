@@ -94,6 +94,9 @@ GgufLlama read_gguf_llama(const std::string& path);
 
 // The tokenizer embedded in g (tokenizer.ggml.*), checked against the model's vocabulary size; nullopt with `note`
 // saying why when the file has none that catq supports. Error(Format) for malformed tokenizer metadata.
+// tokenizer.ggml.model "llama": SentencePiece by scores (TokenizerKind::Llama2c; "▁" -> " "); "gpt2": byte-level
+// BPE (tokens in byte-level form, merges "a b", tokenizer.ggml.pre "gpt-2" / "llama-bpe" / "qwen2" / "smollm",
+// add_bos_token / add_eos_token; ignore_merges for llama-bpe, as llama.cpp does).
 std::optional<Tokenizer> read_gguf_tokenizer(const GgufFile& g, int64_t vocab, std::string& note);
 
 // Writing (fixtures for tests, export).
@@ -135,7 +138,9 @@ class GgufBuilder {
   std::vector<T> tensors_;
 };
 
-// Adds tok as tokenizer.ggml.* metadata (the inverse of read_gguf_tokenizer).
+// Adds tok as tokenizer.ggml.* metadata (the inverse of read_gguf_tokenizer): llama2c and SentencePiece-style BPE
+// tokenizers as "llama" (an SpmBpe's merge rank r as score -r), byte-level BPE as "gpt2". Error(Unsupported) for a
+// byte-level tokenizer without a pre-tokenizer (llama.cpp has none to match it).
 void add_gguf_tokenizer(GgufBuilder& b, const Tokenizer& tok);
 
 // Block encoders of a contiguous fp32 tensor whose element count is a multiple of 32, exactly as ggml defines the

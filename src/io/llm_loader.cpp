@@ -4,6 +4,7 @@
 #include "core/file_util.h"
 #include "io/catq_file.h"
 #include "io/gguf.h"
+#include "io/hf_tokenizer.h"
 #include "io/llama2c.h"
 #include "io/model_format.h"
 #include "io/safetensors.h"
@@ -59,21 +60,40 @@ LoadedLlama load_llama(const std::string& model_path, const std::string& tokeniz
            "Hugging Face safetensors folder, or a quantized .catq)", model_path, model_format_name(f));
   }
   const int64_t V = out.model.cfg.vocab_size;
+  // A tokenizer file: Hugging Face tokenizer.json (or a folder holding one), else llama2.c.
+  auto read_tok = [&](const std::string& p) {
+    return is_hf_tokenizer_path(p) ? read_hf_tokenizer(p) : read_llama2c_tokenizer(p, V);
+  };
   if (!tokenizer_path.empty()) {
-    out.tokenizer = read_llama2c_tokenizer(tokenizer_path, V);
+    out.tokenizer = read_tok(tokenizer_path);
     out.tokenizer_path = tokenizer_path;
     out.tokenizer_note.clear();
   } else if (!out.tokenizer) {
-    for (const std::string& cand : {fmt::format("{}/tok{}.bin", search_dir, V), search_dir + "/tokenizer.bin"}) {
+    // A Hugging Face folder's own tokenizer.json first; llama2.c files next to a checkpoint.
+    std::vector<std::string> cands = {fmt::format("{}/tok{}.bin", search_dir, V), search_dir + "/tokenizer.bin",
+                                      search_dir + "/tokenizer.json"};
+    if (f == ModelFormat::Safetensors) std::rotate(cands.begin(), cands.begin() + 2, cands.end());
+    for (const std::string& cand : cands) {
       if (file_exists(cand)) {
-        out.tokenizer = read_llama2c_tokenizer(cand, V);
+        out.tokenizer = read_tok(cand);
         out.tokenizer_path = cand;
         out.tokenizer_note.clear();
         break;
       }
     }
     if (!out.tokenizer && out.tokenizer_note.empty())
-      out.tokenizer_note = fmt::format("no --tokenizer given and no tok{}.bin / tokenizer.bin next to the model", V);
+      out.tokenizer_note =
+          fmt::format("no --tokenizer given and no tok{}.bin / tokenizer.bin / tokenizer.json next to the model", V);
+  }
+  // Hugging Face checkpoints often pad the embedding past the tokenizer (Qwen2: 151936 rows, 151665 tokens): pad a
+  // BPE tokenizer with unused "[PAD{id}]" tokens, as llama.cpp's converter does.
+  if (out.tokenizer && out.tokenizer->is_bpe() && out.tokenizer->vocab_size() < V) {
+    BpeSpec s = out.tokenizer->spec();
+    for (int64_t i = static_cast<int64_t>(s.pieces.size()); i < V; ++i) {
+      s.pieces.push_back(fmt::format("[PAD{}]", i));
+      s.types.push_back(static_cast<int32_t>(TokenType::Unused));
+    }
+    out.tokenizer = Tokenizer(std::move(s));
   }
   if (out.tokenizer && out.tokenizer->vocab_size() != V)
     fail(ErrorKind::Data, "{}: tokenizer has {} tokens but the model's vocabulary is {}", out.tokenizer_path,
@@ -83,7 +103,8 @@ LoadedLlama load_llama(const std::string& model_path, const std::string& tokeniz
 
 const Tokenizer& require_tokenizer(const LoadedLlama& m) {
   if (!m.tokenizer)
-    fail(ErrorKind::Usage, "{}: no tokenizer ({}); pass one with --tokenizer FILE (llama2.c format)", m.path,
+    fail(ErrorKind::Usage, "{}: no tokenizer ({}); pass one with --tokenizer FILE (llama2.c format or a "
+         "Hugging Face tokenizer.json)", m.path,
          m.tokenizer_note);
   return *m.tokenizer;
 }

@@ -30,8 +30,10 @@ struct LoadedLlama {
 // Throws Error(Io) if missing.
 bool is_llm_model_file(const std::string& path);
 
-// tokenizer_path: a llama2.c tokenizer file; empty = the GGUF's own tokenizer, or for llama2.c/HF a
-// "tok{vocab}.bin" or "tokenizer.bin" next to the model if present (otherwise no tokenizer).
+// tokenizer_path: a llama2.c tokenizer file or a Hugging Face tokenizer.json (a *.json file, or a folder holding
+// tokenizer.json; tokenizer_config.json next to it is read too); empty = the GGUF's own tokenizer, or the first of
+// "tok{vocab}.bin", "tokenizer.bin", "tokenizer.json" next to the model (a Hugging Face folder: tokenizer.json
+// first) if present (otherwise no tokenizer).
 // An explicit tokenizer whose size differs from the model vocabulary is Error(Data).
 LoadedLlama load_llama(const std::string& model_path, const std::string& tokenizer_path = "");
 

@@ -1,5 +1,6 @@
 #include "llm/tokenizer.h"
 
+#include <algorithm>
 #include <cstring>
 #include <queue>
 
@@ -45,6 +46,189 @@ Tokenizer::Tokenizer(std::vector<std::string> pieces, std::vector<float> scores,
   build_index();
 }
 
+const char* to_string(TokenizerKind k) {
+  switch (k) {
+    case TokenizerKind::Llama2c: return "llama2c";
+    case TokenizerKind::SpmBpe: return "spm-bpe";
+    case TokenizerKind::ByteLevelBpe: return "byte-level-bpe";
+  }
+  return "?";
+}
+
+Tokenizer::Tokenizer(BpeSpec sp)
+    : kind_(sp.kind), pre_(sp.pre), ignore_merges_(sp.ignore_merges), byte_fallback_(sp.byte_fallback),
+      dummy_prefix_(sp.dummy_prefix), add_bos_(sp.add_bos), add_eos_(sp.add_eos), pieces_(std::move(sp.pieces)),
+      types_(std::move(sp.types)), bos_(sp.bos), eos_(sp.eos), unk_(sp.unk) {
+  CATQ_CHECK(kind_ != TokenizerKind::Llama2c, Internal, "tokenizer: BpeSpec of kind llama2c");
+  const int64_t n = static_cast<int64_t>(pieces_.size());
+  CATQ_CHECK(n > 0, Format, "tokenizer: empty vocabulary");
+  CATQ_CHECK(n < (int64_t{1} << 31), Format, "tokenizer: {} tokens is too many", n);
+  CATQ_CHECK(types_.empty() || static_cast<int64_t>(types_.size()) == n, Format,
+             "tokenizer: {} pieces but {} token types", n, types_.size());
+  CATQ_CHECK(bos_ >= -1 && bos_ < n && eos_ >= -1 && eos_ < n && unk_ >= -1 && unk_ < n, Format,
+             "tokenizer: special token ids (bos {}, eos {}, unk {}) out of range for a vocabulary of {}", bos_, eos_,
+             unk_, n);
+  CATQ_CHECK(!(add_bos_ && bos_ < 0), Format, "tokenizer: add_bos is set but there is no BOS token");
+  CATQ_CHECK(!(add_eos_ && eos_ < 0), Format, "tokenizer: add_eos is set but there is no EOS token");
+  if (types_.empty()) {
+    types_.assign(n, static_cast<int32_t>(TokenType::Normal));
+    if (kind_ == TokenizerKind::SpmBpe)
+      for (int64_t i = 0; i < n; ++i)
+        if (parse_byte_piece(pieces_[i]) >= 0) types_[i] = static_cast<int32_t>(TokenType::Byte);
+    if (unk_ >= 0) types_[unk_] = static_cast<int32_t>(TokenType::Unknown);
+    if (bos_ >= 0) types_[bos_] = static_cast<int32_t>(TokenType::Control);
+    if (eos_ >= 0) types_[eos_] = static_cast<int32_t>(TokenType::Control);
+  }
+  for (int64_t i = 0; i < n; ++i)
+    CATQ_CHECK(types_[i] >= 0 && types_[i] <= 6, Format, "tokenizer: token {} has type {} (expected 0..6)", i,
+               types_[i]);  // 0: GGUF's "undefined", treated as normal
+  build_index();
+  for (int32_t i = 0; i < static_cast<int32_t>(n); ++i) {
+    int32_t first = index_.at(pieces_[i]);
+    CATQ_CHECK(first == i, Format, "tokenizer: piece \"{}\" appears twice (ids {} and {})", pieces_[i], first, i);
+  }
+  // Merges: ids, the table, derived scores.
+  scores_.assign(n, -1e9f);
+  for (int64_t i = 0; i < n; ++i) {
+    size_t len;
+    const std::string& p = pieces_[i];
+    bool single = !p.empty() && utf8_next(p, 0, len) != 0xFFFFFFFFu && len == p.size();
+    if (single || types_[i] != static_cast<int32_t>(TokenType::Normal)) scores_[i] = 0.0f;
+  }
+  std::vector<char> merged_seen(n, 0);
+  merges_.reserve(sp.merges.size());
+  for (size_t r = 0; r < sp.merges.size(); ++r) {
+    const auto& [a, b] = sp.merges[r];
+    int32_t ia = lookup(a), ib = lookup(b), im = lookup(a + b);
+    if (ia < 0 || ib < 0 || im < 0)
+      fail(ErrorKind::Format, "tokenizer: merge {} (\"{}\" \"{}\"): \"{}\" is not in the vocabulary", r, a, b,
+           ia < 0 ? a : ib < 0 ? b : a + b);
+    merges_.emplace_back(ia, ib);
+    merge_table_.add(ia, ib, im, static_cast<int32_t>(r));  // a repeated pair keeps its first rank (llama.cpp)
+    if (!merged_seen[im]) {
+      merged_seen[im] = 1;
+      scores_[im] = -static_cast<float>(r);
+    }
+  }
+  // Byte-level alphabet ids.
+  std::fill(std::begin(byte_level_ids_), std::end(byte_level_ids_), -1);
+  if (kind_ == TokenizerKind::ByteLevelBpe)
+    for (int b = 0; b < 256; ++b) byte_level_ids_[b] = lookup(byte_level_char(static_cast<uint8_t>(b)));
+  // Added tokens, matched in the text before anything else.
+  added_.assign(256, {});
+  for (int32_t i = 0; i < static_cast<int32_t>(n); ++i) {
+    TokenType t = static_cast<TokenType>(types_[i]);
+    if ((t == TokenType::Control || t == TokenType::UserDefined || t == TokenType::Unknown) && !pieces_[i].empty())
+      added_[static_cast<uint8_t>(pieces_[i][0])].push_back(i);
+  }
+  for (auto& v : added_)
+    std::stable_sort(v.begin(), v.end(), [&](int32_t a, int32_t b) { return pieces_[a].size() > pieces_[b].size(); });
+}
+
+BpeSpec Tokenizer::spec() const {
+  BpeSpec s;
+  s.kind = kind_;
+  s.pieces = pieces_;
+  s.types = types_;
+  s.merges.reserve(merges_.size());
+  for (auto [a, b] : merges_) s.merges.emplace_back(pieces_[a], pieces_[b]);
+  s.pre = pre_;
+  s.ignore_merges = ignore_merges_;
+  s.byte_fallback = byte_fallback_;
+  s.dummy_prefix = dummy_prefix_;
+  s.bos = bos_;
+  s.eos = eos_;
+  s.unk = unk_;
+  s.add_bos = add_bos_;
+  s.add_eos = add_eos_;
+  return s;
+}
+
+std::vector<int32_t> Tokenizer::encode_bpe(const std::string& text, bool bos, bool eos, bool special) const {
+  std::vector<int32_t> ids;
+  ids.reserve(text.size() / 3 + 4);
+  if (bos && bos_ >= 0) ids.push_back(bos_);
+  std::unordered_map<std::string, std::vector<int32_t>> cache;
+  // Added tokens: leftmost, then longest.
+  size_t seg = 0;
+  for (size_t i = 0; i < text.size();) {
+    int32_t hit = -1;
+    for (int32_t id : added_[static_cast<uint8_t>(text[i])]) {
+      if (!special && types_[id] != static_cast<int32_t>(TokenType::UserDefined)) continue;
+      const std::string& p = pieces_[id];
+      if (text.compare(i, p.size(), p) == 0) {
+        hit = id;
+        break;
+      }
+    }
+    if (hit < 0) {
+      ++i;
+      continue;
+    }
+    if (i > seg) encode_segment(std::string_view(text).substr(seg, i - seg), ids, cache);
+    ids.push_back(hit);
+    i += pieces_[hit].size();
+    seg = i;
+  }
+  if (seg < text.size()) encode_segment(std::string_view(text).substr(seg), ids, cache);
+  if (eos && eos_ >= 0) ids.push_back(eos_);
+  return ids;
+}
+
+void Tokenizer::encode_segment(std::string_view seg, std::vector<int32_t>& ids,
+                               std::unordered_map<std::string, std::vector<int32_t>>& cache) const {
+  std::vector<int32_t> syms;
+  if (kind_ == TokenizerKind::SpmBpe) {
+    // One word: the dummy prefix, then one symbol per code point (unknown ones as byte tokens), merged by rank.
+    std::string s;
+    s.reserve(seg.size() + 1);
+    if (dummy_prefix_) s.push_back(' ');
+    s.append(seg);
+    for (size_t i = 0; i < s.size();) {
+      size_t len;
+      utf8_next(s, i, len);
+      int32_t id = lookup(s.substr(i, len));
+      if (id >= 0) {
+        syms.push_back(id);
+      } else if (byte_fallback_) {
+        for (size_t k = i; k < i + len; ++k) {
+          int32_t b = byte_ids_[static_cast<uint8_t>(s[k])];
+          if (b >= 0) syms.push_back(b);
+          else if (unk_ >= 0) syms.push_back(unk_);
+        }
+      } else if (unk_ >= 0) {
+        syms.push_back(unk_);
+      }
+      i += len;
+    }
+    merge_table_.apply(syms);
+    ids.insert(ids.end(), syms.begin(), syms.end());
+    return;
+  }
+  for (std::string_view word : pre_tokenize(seg, pre_)) {
+    std::string w(word);
+    auto it = cache.find(w);
+    if (it != cache.end()) {
+      ids.insert(ids.end(), it->second.begin(), it->second.end());
+      continue;
+    }
+    syms.clear();
+    int32_t whole = ignore_merges_ ? lookup(bytes_to_byte_level(word)) : -1;
+    if (whole >= 0) {
+      syms.push_back(whole);
+    } else {
+      for (char c : word) {
+        int32_t b = byte_level_ids_[static_cast<uint8_t>(c)];
+        if (b >= 0) syms.push_back(b);
+        else if (unk_ >= 0) syms.push_back(unk_);
+      }
+      merge_table_.apply(syms);
+    }
+    ids.insert(ids.end(), syms.begin(), syms.end());
+    if (cache.size() < (1u << 20)) cache.emplace(std::move(w), syms);
+  }
+}
+
 void Tokenizer::build_index() {
   index_.clear();
   index_.reserve(pieces_.size() * 2);
@@ -69,10 +253,11 @@ int32_t Tokenizer::lookup(const std::string& p) const {
   return it == index_.end() ? -1 : it->second;
 }
 
-std::vector<int32_t> Tokenizer::encode(const std::string& text, bool bos, bool eos) const {
+std::vector<int32_t> Tokenizer::encode(const std::string& text, bool bos, bool eos, bool special) const {
+  if (is_bpe()) return encode_bpe(text, bos, eos, special);
   std::vector<int32_t> ids;
   ids.reserve(text.size() + 3);
-  if (bos) ids.push_back(bos_);
+  if (bos && bos_ >= 0) ids.push_back(bos_);
   auto push_bytes = [&](const char* p, size_t n) {
     for (size_t i = 0; i < n; ++i) {
       int32_t b = byte_ids_[static_cast<uint8_t>(p[i])];
@@ -145,7 +330,7 @@ std::vector<int32_t> Tokenizer::encode(const std::string& text, bool bos, bool e
     for (int32_t i = 0; i >= 0; i = next[i]) out.push_back(ids[i]);
     ids.swap(out);
   }
-  if (eos) ids.push_back(eos_);
+  if (eos && eos_ >= 0) ids.push_back(eos_);
   return ids;
 }
 
@@ -153,6 +338,22 @@ std::string Tokenizer::decode_piece(int32_t prev, int32_t tok) const {
   const std::string& p = piece(tok);
   TokenType t = static_cast<TokenType>(types_[tok]);
   if (t == TokenType::Control) return {};
+  if (kind_ == TokenizerKind::ByteLevelBpe) {
+    std::string bytes;
+    if (t != TokenType::UserDefined && byte_level_to_bytes(p, bytes)) return bytes;
+    return p;
+  }
+  if (kind_ == TokenizerKind::SpmBpe) {
+    const bool first = prev < 0 || prev >= static_cast<int32_t>(types_.size()) ||
+                       types_[prev] == static_cast<int32_t>(TokenType::Control);
+    std::string out = p;
+    if (t == TokenType::Byte) {
+      int b = parse_byte_piece(p);
+      if (b >= 0) out = std::string(1, static_cast<char>(b));
+    }
+    if (dummy_prefix_ && first && !out.empty() && out[0] == ' ') out.erase(0, 1);
+    return out;
+  }
   if (t == TokenType::Byte) {
     int b = parse_byte_piece(p);
     if (b >= 0) return std::string(1, static_cast<char>(b));
@@ -199,6 +400,9 @@ Tokenizer read_llama2c_tokenizer(const std::string& path, int64_t vocab_size) {
 }
 
 void write_llama2c_tokenizer(const Tokenizer& tok, const std::string& path) {
+  // A SentencePiece-style BPE's derived scores make llama2.c merge in its order; byte-level BPE has no equivalent.
+  CATQ_CHECK(tok.kind() != TokenizerKind::ByteLevelBpe, Unsupported,
+             "{}: a byte-level BPE tokenizer cannot be written in the llama2.c format (write a tokenizer.json)", path);
   std::string out;
   auto put = [&](const void* p, size_t n) { out.append(static_cast<const char*>(p), n); };
   int32_t max_len = std::max<int32_t>(1, tok.max_token_length());
@@ -211,6 +415,48 @@ void write_llama2c_tokenizer(const Tokenizer& tok, const std::string& path) {
     put(tok.pieces()[i].data(), tok.pieces()[i].size());
   }
   write_file_atomic(path, out);
+}
+
+}  // namespace catq
+
+namespace catq {
+
+Tokenizer spm_bpe_from_scores(const Tokenizer& tok) {
+  CATQ_CHECK(!tok.is_bpe(), Unsupported, "spm_bpe_from_scores: the tokenizer is already {}", to_string(tok.kind()));
+  const int32_t n = static_cast<int32_t>(tok.vocab_size());
+  struct M {
+    float score;
+    int32_t id;
+    size_t split;
+    std::string a, b;
+  };
+  std::vector<M> ms;
+  for (int32_t i = 0; i < n; ++i) {
+    if (tok.type(i) != static_cast<int32_t>(TokenType::Normal) || !(tok.score(i) > -1e10f)) continue;
+    const std::string& p = tok.piece(i);
+    size_t len;
+    for (size_t k = 0; k < p.size(); k += len) {
+      utf8_next(p, k, len);
+      if (k == 0) continue;
+      std::string a = p.substr(0, k), b = p.substr(k);
+      if (tok.lookup(a) >= 0 && tok.lookup(b) >= 0) ms.push_back({tok.score(i), i, k, std::move(a), std::move(b)});
+    }
+  }
+  std::stable_sort(ms.begin(), ms.end(), [](const M& x, const M& y) {
+    if (x.score != y.score) return x.score > y.score;
+    if (x.id != y.id) return x.id < y.id;
+    return x.split < y.split;
+  });
+  BpeSpec s;
+  s.kind = TokenizerKind::SpmBpe;
+  s.pieces = tok.pieces();
+  s.types = tok.types();
+  for (auto& m : ms) s.merges.emplace_back(std::move(m.a), std::move(m.b));
+  s.bos = tok.bos_id();
+  s.eos = tok.eos_id();
+  s.unk = tok.unk_id();
+  s.add_bos = tok.bos_id() >= 0;
+  return Tokenizer(std::move(s));
 }
 
 }  // namespace catq
