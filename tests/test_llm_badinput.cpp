@@ -401,8 +401,15 @@ TEST(BadInputSafetensors, FolderProblems) {
     write_str(d / "hf/config.json", c);
   }
   expect_error([&] { read_hf_llama(d / "hf"); }, ErrorKind::Unsupported, "GPT2LMHeadModel");
-  set_cfg("\"rope_scaling\": null", "\"rope_scaling\": {\"type\": \"linear\", \"factor\": 2.0}");
+  set_cfg("\"rope_scaling\": null", "\"rope_scaling\": {\"type\": \"yarn\", \"factor\": 2.0}");
   expect_error([&] { read_hf_llama(d / "hf"); }, ErrorKind::Unsupported, "rope_scaling");
+  expect_error([&] { read_hf_llama(d / "hf"); }, ErrorKind::Unsupported, "llama3");  // names the supported set
+  set_cfg("\"rope_scaling\": null", "\"rope_scaling\": {\"rope_type\": \"llama3\", \"factor\": 8.0}");
+  expect_error([&] { read_hf_llama(d / "hf"); }, ErrorKind::Format, "low_freq_factor");
+  set_cfg("\"attention_bias\": false", "\"attention_bias\": true");
+  expect_error([&] { read_hf_llama(d / "hf"); }, ErrorKind::Unsupported, "attention_bias");
+  set_cfg("\"hidden_act\": \"silu\"", "\"hidden_act\": \"gelu\"");
+  expect_error([&] { read_hf_llama(d / "hf"); }, ErrorKind::Unsupported, "hidden_act");
   set_cfg(fmt::format("\"vocab_size\": {}", m.cfg.vocab_size), "\"vocab_size\": \"many\"");
   expect_error([&] { read_hf_llama(d / "hf"); }, ErrorKind::Format, "vocab_size");
   write_str(d / "hf/config.json", "{not json");

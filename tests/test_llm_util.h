@@ -101,6 +101,17 @@ inline at::Tensor sample_tokens(int64_t vocab, int64_t B, int64_t T, uint64_t se
 }
 
 inline double max_abs_diff(const at::Tensor& a, const at::Tensor& b) { return (a - b).abs().max().item<double>(); }
+// ‖a − ref‖ / ‖ref‖.
+inline double rel_error(const at::Tensor& a, const at::Tensor& ref) {
+  return ((a - ref).norm() / ref.norm().clamp_min(1e-30)).item<double>();
+}
+
+// One small random model config per supported architecture and option (defined in test_llm_arch.cpp).
+struct ArchCase {
+  std::string name;
+  LlamaConfig cfg;
+};
+std::vector<ArchCase> arch_cases(int64_t vocab);
 
 // Expects `f` to throw catq::Error of `kind` whose message mentions `needle`.
 template <typename F>

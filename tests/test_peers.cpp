@@ -21,6 +21,8 @@
 #include "io/gguf.h"
 #include "llm/generate.h"
 #include "io/llm_loader.h"
+#include "io/safetensors.h"
+#include "llm/llama_tensors.h"
 #include "test_llm_util.h"
 
 using namespace catq;
@@ -165,5 +167,54 @@ TEST(PeerOnnxRuntime, QdqExportMatchesSimulation) {
                 "of %lld images, max |logit diff| %.3g\n", bits, 100 * top1_ort, 100 * top1_sim, 100 * agree,
                 static_cast<long long>(eval.size()), max_diff);
     EXPECT_GE(agree, 0.995);
+  }
+}
+
+// For every architecture catq reads (a random model in HF layout -> catq -> GGUF with that architecture's metadata),
+// llama.cpp's logits on the same tokens equal catq's up to float summation order.
+TEST(PeerLlamaCpp, EveryArchitectureLogitsMatch) {
+  if (!have_llama_cpp())
+    GTEST_SKIP() << "needs node and node-llama-cpp + @node-llama-cpp/linux-x64 in " << peers_dir()
+                 << "/node_modules (scripts/setup.sh installs them)";
+  const Tokenizer tok = tiny_tokenizer();
+  const at::Tensor t = sample_tokens(tok.vocab_size(), 1, 24, 13);
+  std::vector<int64_t> ids(t.data_ptr<int64_t>(), t.data_ptr<int64_t>() + t.numel());
+  ids[0] = tok.bos_id();
+  const at::Tensor tokens = at::tensor(ids, at::kLong).unsqueeze(0);
+  for (const ArchCase& a : arch_cases(tok.vocab_size())) {
+    SCOPED_TRACE(a.name);
+    TempDir d;
+    write_hf_llama(LlamaModel::random(a.cfg, 17), d / "hf");
+    LoadedLlama m = load_llama(d / "hf");  // what a user's HF checkpoint becomes
+    write_gguf_llama(m.model, &tok, d / "m.gguf");
+    {
+      std::ofstream(d / "tokens.json") << nlohmann::json(ids).dump();
+    }
+    int code = -1;
+    const std::string out = run_capture("CATQ_PEERS='" + peers_dir() + "' node '" + CATQ_SOURCE_DIR +
+                                        "/tests/peers/llama_cpp_logits.mjs' '" + (d / "m.gguf") + "' '" +
+                                        (d / "tokens.json") + "' 2>&1", &code);
+    ASSERT_EQ(code, 0) << out;
+    nlohmann::json r = nlohmann::json::parse(out.substr(out.find('{')));
+    const auto rows = r.at("logits").get<std::vector<std::vector<float>>>();
+    ASSERT_EQ(rows.size(), ids.size());
+    at::Tensor theirs = at::empty({static_cast<int64_t>(rows.size()), tok.vocab_size()});
+    for (size_t i = 0; i < rows.size(); ++i) {
+      ASSERT_EQ(static_cast<int64_t>(rows[i].size()), tok.vocab_size());
+      theirs[i] = at::tensor(rows[i]);
+    }
+    at::Tensor ours;
+    {
+      at::NoGradGuard ng;
+      ours = m.model.forward(tokens).squeeze(0);
+    }
+    // Per position: ‖Δ‖/‖ours‖ (the model's logits are O(1..10), so this is the relative error that matters).
+    at::Tensor per = (theirs - ours).norm(2, 1) / ours.norm(2, 1);
+    // llama.cpp's llama graph has no sliding window (the GGUF's context length is the window): exact up to it.
+    if (a.cfg.sliding_window > 0) per = per.narrow(0, 0, a.cfg.sliding_window);
+    const double worst = per.max().item<double>();
+    std::printf("[ peer ] llama.cpp %-30s (%s): worst per-position relative logit error %.2e\n", a.name.c_str(),
+                llama_arch_traits(a.cfg.arch).gguf, worst);
+    EXPECT_LE(worst, 1e-3);
   }
 }

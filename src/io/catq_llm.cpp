@@ -6,38 +6,12 @@
 
 #include "core/error.h"
 #include "io/catq_container.h"
+#include "io/llama_config_json.h"
 #include "llm/llama_tensors.h"
 
 namespace catq {
 
 using nlohmann::json;
-
-namespace {
-
-json llama_config_json(const LlamaConfig& c) {
-  return {{"dim", c.dim},           {"hidden_dim", c.hidden_dim}, {"n_layers", c.n_layers},
-          {"n_heads", c.n_heads},   {"n_kv_heads", c.n_kv_heads}, {"vocab_size", c.vocab_size},
-          {"seq_len", c.seq_len},   {"head_dim", c.head_dim},     {"rope_theta", c.rope_theta},
-          {"norm_eps", c.norm_eps}, {"tied_head", c.tied_head}};
-}
-
-LlamaConfig llama_config_from_json(const json& j) {
-  LlamaConfig c;
-  c.dim = j.at("dim").get<int64_t>();
-  c.hidden_dim = j.at("hidden_dim").get<int64_t>();
-  c.n_layers = j.at("n_layers").get<int64_t>();
-  c.n_heads = j.at("n_heads").get<int64_t>();
-  c.n_kv_heads = j.at("n_kv_heads").get<int64_t>();
-  c.vocab_size = j.at("vocab_size").get<int64_t>();
-  c.seq_len = j.at("seq_len").get<int64_t>();
-  c.head_dim = j.at("head_dim").get<int64_t>();
-  c.rope_theta = j.at("rope_theta").get<double>();
-  c.norm_eps = j.at("norm_eps").get<double>();
-  c.tied_head = j.at("tied_head").get<bool>();
-  return c;
-}
-
-}  // namespace
 
 void write_catq_llm(const std::string& path, const LlamaModel& m, const SimQuant& sq, const Tokenizer* tok,
                     const json& metadata) {
@@ -47,14 +21,14 @@ void write_catq_llm(const std::string& path, const LlamaModel& m, const SimQuant
   h["version"] = kCatqVersion;
   h["metadata"] = metadata;
   h["quant_config"] = sq.config().to_json();
-  h["config"] = llama_config_json(m.cfg);
+  h["config"] = llama_config_to_json(m.cfg);
   json tensors = json::object();
   tensors[kLlamaTokenEmbd.gguf] = blob.add(m.tok_embeddings);
   tensors[kLlamaOutputNorm.gguf] = blob.add(m.norm);
   for (size_t l = 0; l < m.blocks.size(); ++l) {
     const LlamaBlock& b = m.blocks[l];
-    for (const LlamaBlockTensor& t : llama_block_tensors())  // the RMSNorm weights; linears are layers
-      if (t.linear < 0) tensors[t.gguf_base(static_cast<int64_t>(l))] = blob.add(b.*t.member);
+    for (const LlamaBlockTensor& t : llama_block_tensors())  // RMSNorm weights and biases; linears are layers
+      if (t.linear < 0 && t.present(m.cfg)) tensors[t.catq_key(static_cast<int64_t>(l))] = blob.add(b.*t.member);
     if (b.attn_in.defined()) tensors[fmt::format("blk.{}.attn_in", l)] = blob.add(b.attn_in.matrix);
     if (b.ffn_in.defined()) tensors[fmt::format("blk.{}.ffn_in", l)] = blob.add(b.ffn_in.matrix);
     if (b.down_in.defined()) tensors[fmt::format("blk.{}.down_in", l)] = blob.add(b.down_in.matrix);
@@ -110,7 +84,7 @@ QuantizedLlama read_catq_llm(const std::string& path) {
                "language model)", path, h.value("format", ""), kCatqLlmFormat);
     q.metadata = h.value("metadata", json::object());
     LlamaModel& m = q.model;
-    m.cfg = llama_config_from_json(h.at("config"));
+    m.cfg = llama_config_from_json(h.at("config"), path);
     m.cfg.validate(path);
     const json& tj = h.at("tensors");
     auto tensor = [&](const std::string& name) {
@@ -123,7 +97,7 @@ QuantizedLlama read_catq_llm(const std::string& path) {
     for (int64_t l = 0; l < m.cfg.n_layers; ++l) {
       LlamaBlock& b = m.blocks[l];
       for (const LlamaBlockTensor& t : llama_block_tensors())
-        if (t.linear < 0) b.*t.member = tensor(t.gguf_base(l));
+        if (t.linear < 0 && t.present(m.cfg)) b.*t.member = tensor(t.catq_key(l));
       const int64_t dims[3] = {m.cfg.dim, m.cfg.dim, m.cfg.hidden_dim};
       OnlineTransform* online[3] = {&b.attn_in, &b.ffn_in, &b.down_in};
       const char* names[3] = {"attn_in", "ffn_in", "down_in"};

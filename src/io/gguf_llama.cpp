@@ -1,5 +1,8 @@
-// Llama models in GGUF: read_gguf_llama (architecture "llama" metadata -> LlamaConfig, tensors by the Llama tensor
-// table, the "llama" SentencePiece tokenizer from tokenizer.ggml.*) and write_gguf_llama (the same, written).
+// Llama-family models in GGUF: read_gguf_llama (general.architecture llama / qwen2 / qwen3, its "{arch}.*" metadata ->
+// LlamaConfig, tensors by the tensor table of llm/llama_tensors.h, the tokenizer from tokenizer.ggml.*) and
+// write_gguf_llama (the same, written). Qwen2/Qwen3 files keep q/k rows in Hugging Face's rotate-half order (llama.cpp
+// runs them with NEOX RoPE), so they are permuted to catq's interleaved order on read and back on write. Llama 3.1
+// RoPE scaling is the F32 tensor rope_freqs.weight [hd/2] of per-frequency divisors (what llama.cpp reads).
 #include "io/gguf.h"
 
 #include <cctype>
@@ -10,13 +13,20 @@
 
 namespace catq {
 
+namespace {
+const char* const kRopeFreqs = "rope_freqs.weight";
+}  // namespace
+
 GgufLlama read_gguf_llama(const std::string& path) {
   GgufFile g = read_gguf(path);
   const GgufValue* arch = g.find("general.architecture");
   if (!arch || arch->type != GgufType::String)
     fail(ErrorKind::Format, "{}: metadata general.architecture is missing (required by GGUF)", path);
-  if (arch->s != "llama")
-    fail(ErrorKind::Unsupported, "{}: GGUF architecture \"{}\" is not supported (catq reads \"llama\")", path, arch->s);
+  const LlamaArchTraits* traits = llama_arch_from_gguf(arch->s);
+  if (!traits)
+    fail(ErrorKind::Unsupported, "{}: GGUF general.architecture \"{}\" is not supported (supported: {})", path, arch->s,
+         llama_supported_archs(false));
+  const std::string ap = std::string(traits->gguf) + ".";  // metadata key prefix
 
   auto get_int = [&](const std::string& key, std::optional<int64_t> def) -> int64_t {
     const GgufValue* v = g.find(key);
@@ -35,31 +45,46 @@ GgufLlama read_gguf_llama(const std::string& path) {
   };
 
   LlamaConfig c;
-  c.dim = get_int("llama.embedding_length", std::nullopt);
-  c.hidden_dim = get_int("llama.feed_forward_length", std::nullopt);
-  c.n_layers = get_int("llama.block_count", std::nullopt);
-  c.n_heads = get_int("llama.attention.head_count", std::nullopt);
-  c.n_kv_heads = get_int("llama.attention.head_count_kv", c.n_heads);
-  c.seq_len = get_int("llama.context_length", std::nullopt);
-  c.head_dim = get_int("llama.attention.key_length", 0);
-  c.rope_theta = get_float("llama.rope.freq_base", 10000.0);
-  c.norm_eps = get_float("llama.attention.layer_norm_rms_epsilon", 1e-5);
-  if (c.head_dim > 0 && get_int("llama.attention.value_length", c.head_dim) != c.head_dim)
+  c.arch = traits->arch;
+  c.dim = get_int(ap + "embedding_length", std::nullopt);
+  c.hidden_dim = get_int(ap + "feed_forward_length", std::nullopt);
+  c.n_layers = get_int(ap + "block_count", std::nullopt);
+  c.n_heads = get_int(ap + "attention.head_count", std::nullopt);
+  c.n_kv_heads = get_int(ap + "attention.head_count_kv", c.n_heads);
+  c.seq_len = get_int(ap + "context_length", std::nullopt);
+  c.head_dim = get_int(ap + "attention.key_length", 0);
+  c.rope_theta = get_float(ap + "rope.freq_base", 10000.0);
+  c.norm_eps = get_float(ap + "attention.layer_norm_rms_epsilon", 1e-5);
+  if (c.head_dim > 0 && get_int(ap + "attention.value_length", c.head_dim) != c.head_dim)
     fail(ErrorKind::Unsupported, "{}: attention key and value lengths differ", path);
   if (c.head_dim > 0 && c.n_heads > 0 && c.head_dim * c.n_heads == c.dim) c.head_dim = 0;
-  if (const GgufValue* s = g.find("llama.rope.scaling.type"); s && s->type == GgufType::String && s->s != "none")
-    fail(ErrorKind::Unsupported, "{}: RoPE scaling \"{}\" is not supported", path, s->s);
-  if (g.find_tensor("rope_freqs.weight"))
-    fail(ErrorKind::Unsupported, "{}: per-frequency RoPE factors (rope_freqs.weight, Llama 3.1 scaling) are not supported", path);
+  if (const GgufValue* s = g.find(ap + "rope.scaling.type"); s && s->type == GgufType::String && s->s != "none") {
+    if (s->s != "linear")
+      fail(ErrorKind::Unsupported, "{}: {}rope.scaling.type \"{}\" is not supported (supported: none, linear, or "
+           "per-frequency factors in rope_freqs.weight)", path, ap, s->s);
+    c.rope_scaling.type = "linear";
+    c.rope_scaling.factor = get_float(ap + "rope.scaling.factor", 1.0);
+  }
 
   const std::string emb_name = kLlamaTokenEmbd.gguf_name();
   const GgufTensorInfo* emb = g.find_tensor(emb_name);
   if (!emb) fail(ErrorKind::Format, "{}: tensor {} is missing", path, emb_name);
   if (emb->ne.size() != 2) fail(ErrorKind::Format, "{}: {} must be 2-D", path, emb_name);
-  c.vocab_size = get_int("llama.vocab_size", emb->ne[1]);
+  c.vocab_size = get_int(ap + "vocab_size", emb->ne[1]);
   c.tied_head = g.find_tensor(kLlamaOutput.gguf_name()) == nullptr;
+  if (const GgufTensorInfo* rf = g.find_tensor(kRopeFreqs)) {
+    if (c.rope_scaling.type != "none")
+      fail(ErrorKind::Format, "{}: both {}rope.scaling.type and {} are set", path, ap, kRopeFreqs);
+    const int64_t half = (c.head_dim > 0 ? c.head_dim : (c.n_heads > 0 ? c.dim / c.n_heads : 0)) / 2;
+    if (rf->shape() != std::vector<int64_t>{half})
+      fail(ErrorKind::Format, "{}: tensor {} has shape {}, the head size needs [{}]", path, kRopeFreqs,
+           fmt::join(rf->shape(), "x"), half);
+    at::Tensor f = g.tensor_f32(*rf).to(at::kDouble).contiguous();
+    c.rope_scaling.type = "factors";
+    c.rope_scaling.factors.assign(f.data_ptr<double>(), f.data_ptr<double>() + f.numel());
+  }
   c.validate(path);
-  if (int64_t rd = get_int("llama.rope.dimension_count", c.hd()); rd != c.hd())
+  if (int64_t rd = get_int(ap + "rope.dimension_count", c.hd()); rd != c.hd())
     fail(ErrorKind::Unsupported, "{}: partial rotary embedding (rope.dimension_count {} != head size {})", path, rd,
          c.hd());
 
@@ -77,7 +102,12 @@ GgufLlama read_gguf_llama(const std::string& path) {
   m.tok_embeddings = load(emb_name, kLlamaTokenEmbd.shape(c));
   for (int64_t l = 0; l < c.n_layers; ++l) {
     LlamaBlock b;
-    for (const LlamaBlockTensor& t : llama_block_tensors()) b.*t.member = load(t.gguf_name(l), t.shape(c));
+    for (const LlamaBlockTensor& t : llama_block_tensors()) {
+      if (!t.present(c)) continue;
+      at::Tensor w = load(t.gguf_name(l), t.shape(c));
+      b.*t.member = traits->gguf_rope_hf_order && t.rope != HfRope::None
+                        ? rope_permute_hf_to_interleaved(w, t.hf_rope_heads(c)) : w;
+    }
     m.blocks.push_back(std::move(b));
   }
   m.norm = load(kLlamaOutputNorm.gguf_name(), kLlamaOutputNorm.shape(c));
@@ -113,8 +143,14 @@ const char* to_string(GgufWeightType t) {
 
 void write_gguf_llama(const LlamaModel& m, const Tokenizer* tok, const std::string& path, const GgufWriteOptions& opt) {
   const LlamaConfig& c = m.cfg;
+  c.validate(path);
+  for (const LlamaBlock& blk : m.blocks)
+    CATQ_CHECK(!blk.attn_in.defined() && !blk.ffn_in.defined() && !blk.down_in.defined(), Unsupported,
+               "{}: the model has online transforms, which llama.cpp's graph cannot run", path);
+  const LlamaArchTraits& traits = llama_arch_traits(c.arch);
+  const std::string ap = std::string(traits.gguf) + ".";
   GgufBuilder b;
-  b.add_string("general.architecture", "llama");
+  b.add_string("general.architecture", traits.gguf);
   b.add_string("general.name", opt.name);
   if (opt.alignment != 32) b.add_u32("general.alignment", opt.alignment);
   const bool quant = opt.weights == GgufWeightType::Q8_0 || opt.weights == GgufWeightType::Q4_0 ||
@@ -131,26 +167,47 @@ void write_gguf_llama(const LlamaModel& m, const Tokenizer* tok, const std::stri
   }
   b.add_u32("general.file_type", ftype);
   if (quant) b.add_u32("general.quantization_version", 2);
-  b.add_u32("llama.context_length", static_cast<uint32_t>(c.seq_len));
-  b.add_u32("llama.embedding_length", static_cast<uint32_t>(c.dim));
-  b.add_u32("llama.block_count", static_cast<uint32_t>(c.n_layers));
-  b.add_u32("llama.feed_forward_length", static_cast<uint32_t>(c.hidden_dim));
-  b.add_u32("llama.attention.head_count", static_cast<uint32_t>(c.n_heads));
-  b.add_u32("llama.attention.head_count_kv", static_cast<uint32_t>(c.n_kv_heads));
-  b.add_f32("llama.attention.layer_norm_rms_epsilon", static_cast<float>(c.norm_eps));
-  b.add_f32("llama.rope.freq_base", static_cast<float>(c.rope_theta));
-  b.add_u32("llama.rope.dimension_count", static_cast<uint32_t>(c.hd()));
+  // llama.cpp attends to the whole context for these architectures: a sliding-window model is exact only up to its
+  // window, so that is the context length written.
+  const int64_t ctx_len = c.sliding_window > 0 ? std::min(c.seq_len, c.sliding_window) : c.seq_len;
+  b.add_u32(ap + "context_length", static_cast<uint32_t>(ctx_len));
+  b.add_u32(ap + "embedding_length", static_cast<uint32_t>(c.dim));
+  b.add_u32(ap + "block_count", static_cast<uint32_t>(c.n_layers));
+  b.add_u32(ap + "feed_forward_length", static_cast<uint32_t>(c.hidden_dim));
+  b.add_u32(ap + "attention.head_count", static_cast<uint32_t>(c.n_heads));
+  b.add_u32(ap + "attention.head_count_kv", static_cast<uint32_t>(c.n_kv_heads));
+  b.add_f32(ap + "attention.layer_norm_rms_epsilon", static_cast<float>(c.norm_eps));
+  b.add_f32(ap + "rope.freq_base", static_cast<float>(c.rope_theta));
+  b.add_u32(ap + "rope.dimension_count", static_cast<uint32_t>(c.hd()));
   if (c.head_dim > 0) {
-    b.add_u32("llama.attention.key_length", static_cast<uint32_t>(c.head_dim));
-    b.add_u32("llama.attention.value_length", static_cast<uint32_t>(c.head_dim));
+    b.add_u32(ap + "attention.key_length", static_cast<uint32_t>(c.head_dim));
+    b.add_u32(ap + "attention.value_length", static_cast<uint32_t>(c.head_dim));
   }
-  b.add_u32("llama.vocab_size", static_cast<uint32_t>(c.vocab_size));
+  b.add_u32(ap + "vocab_size", static_cast<uint32_t>(c.vocab_size));
   if (tok) {
     CATQ_CHECK(tok->vocab_size() == c.vocab_size, Data, "{}: tokenizer has {} tokens but the model vocabulary is {}",
                path, tok->vocab_size(), c.vocab_size);
     add_gguf_tokenizer(b, *tok);
   }
-  for (const auto& [name, t0] : m.named_parameters()) {
+  // Tensors in named_parameters() order, q/k rows back in HF order where the architecture stores them so.
+  std::vector<std::pair<std::string, at::Tensor>> tensors;
+  tensors.emplace_back(kLlamaTokenEmbd.gguf_name(), m.tok_embeddings);
+  for (int64_t l = 0; l < c.n_layers; ++l)
+    for (const LlamaBlockTensor& t : llama_block_tensors()) {
+      if (!t.present(c)) continue;
+      const at::Tensor& w = m.blocks[l].*t.member;
+      tensors.emplace_back(t.gguf_name(l), traits.gguf_rope_hf_order && t.rope != HfRope::None
+                                               ? rope_permute_interleaved_to_hf(w.detach(), t.hf_rope_heads(c)) : w);
+    }
+  tensors.emplace_back(kLlamaOutputNorm.gguf_name(), m.norm);
+  if (!c.tied_head) tensors.emplace_back(kLlamaOutput.gguf_name(), m.output);
+  if (c.rope_scaling.type == "linear") {
+    b.add_string(ap + "rope.scaling.type", "linear");
+    b.add_f32(ap + "rope.scaling.factor", static_cast<float>(c.rope_scaling.factor));
+  } else if (auto f = c.rope_freq_factors(); !f.empty()) {
+    tensors.emplace_back(kRopeFreqs, at::tensor(f, at::kDouble));
+  }
+  for (const auto& [name, t0] : tensors) {
     at::Tensor t = t0.detach().to(at::kCPU, at::kFloat).contiguous();
     std::vector<int64_t> ne(t.sizes().rbegin(), t.sizes().rend());
     GgufWeightType wt = t.dim() == 1 ? GgufWeightType::F32 : opt.weights;

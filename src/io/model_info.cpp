@@ -5,6 +5,7 @@
 #include "core/error.h"
 #include "io/catq_file.h"
 #include "io/gguf.h"
+#include "io/llama_config_json.h"
 #include "io/llm_loader.h"
 #include "io/model_format.h"
 #include "io/onnx_reader.h"
@@ -42,12 +43,6 @@ ModelInfo onnx_info(const std::string& path) {
   return info;
 }
 
-json config_json(const LlamaConfig& c) {
-  return {{"dim", c.dim}, {"hidden_dim", c.hidden_dim}, {"n_layers", c.n_layers}, {"n_heads", c.n_heads},
-          {"n_kv_heads", c.n_kv_heads}, {"head_dim", c.hd()}, {"vocab_size", c.vocab_size}, {"seq_len", c.seq_len},
-          {"rope_theta", c.rope_theta}, {"norm_eps", c.norm_eps}, {"tied_head", c.tied_head}};
-}
-
 ModelInfo llm_info(const std::string& model, const std::string& tokenizer) {
   LoadedLlama m = load_llama(model, tokenizer);
   const LlamaConfig& c = m.model.cfg;
@@ -55,8 +50,10 @@ ModelInfo llm_info(const std::string& model, const std::string& tokenizer) {
   info.kind = ModelInfo::Kind::Llama;
   info.config_summary = c.summary();
   json& j = info.json;
-  j = {{"model", model}, {"format", m.format}, {"architecture", "llama"}, {"config", config_json(c)},
+  j = {{"model", model}, {"format", m.format}, {"architecture", to_string(c.arch)},
+       {"config", llama_config_to_json(c)},
        {"parameters", m.model.num_parameters()}};
+  j["config"]["head_size"] = c.hd();
   j["tokenizer"] = m.tokenizer ? json{{"source", m.tokenizer_path}, {"vocab_size", m.tokenizer->vocab_size()},
                                       {"bos_id", m.tokenizer->bos_id()}, {"eos_id", m.tokenizer->eos_id()}}
                                : json{{"source", nullptr}, {"note", m.tokenizer_note}};

@@ -127,23 +127,20 @@ json read_json(const std::string& path) {
   }
 }
 
-}  // namespace
-
-LlamaModel read_hf_llama(const std::string& path) {
-  std::string dir = is_dir(path) ? path : parent_dir(path);
-  const std::string cfg_path = dir + "/config.json";
-  if (!file_exists(cfg_path)) fail(ErrorKind::Io, "{}: no config.json next to the weights ({} is missing)", path, cfg_path);
-  json cj = read_json(cfg_path);
-  if (!cj.is_object()) fail(ErrorKind::Format, "{}: must be a JSON object", cfg_path);
-
-  bool llama = cj.value("model_type", std::string()) == "llama";
-  if (cj.contains("architectures") && cj["architectures"].is_array())
+// config.json -> LlamaConfig for the architectures of llm/llama_tensors.h; refuses what catq's model cannot run,
+// naming the field and the supported values.
+LlamaConfig hf_llama_config(const json& cj, const std::string& cfg_path) {
+  const std::string model_type = cj.contains("model_type") && cj["model_type"].is_string()
+                                     ? cj["model_type"].get<std::string>() : std::string();
+  const LlamaArchTraits* arch = llama_arch_from_hf(model_type);
+  if (!arch && model_type.empty() && cj.contains("architectures") && cj["architectures"].is_array())
     for (const json& a : cj["architectures"])
-      if (a.is_string() && a.get<std::string>() == "LlamaForCausalLM") llama = true;
-  if (!llama)
-    fail(ErrorKind::Unsupported, "{}: model is not LlamaForCausalLM (architectures {}, model_type {})", cfg_path,
-         cj.contains("architectures") ? cj["architectures"].dump() : "absent",
-         cj.contains("model_type") ? cj["model_type"].dump() : "absent");
+      for (const LlamaArchTraits& t : llama_arch_table())
+        if (a.is_string() && a.get<std::string>() == t.hf_class) arch = &t;
+  if (!arch)
+    fail(ErrorKind::Unsupported, "{}: model_type {} (architectures {}) is not supported; supported model_type: {}",
+         cfg_path, cj.contains("model_type") ? cj["model_type"].dump() : "absent",
+         cj.contains("architectures") ? cj["architectures"].dump() : "absent", llama_supported_archs(true));
   auto get_int = [&](const char* key, std::optional<int64_t> def) -> int64_t {
     if (!cj.contains(key) || cj[key].is_null()) {
       if (def) return *def;
@@ -158,6 +155,7 @@ LlamaModel read_hf_llama(const std::string& path) {
     return cj[key].get<double>();
   };
   LlamaConfig c;
+  c.arch = arch->arch;
   c.dim = get_int("hidden_size", std::nullopt);
   c.hidden_dim = get_int("intermediate_size", std::nullopt);
   c.n_layers = get_int("num_hidden_layers", std::nullopt);
@@ -171,14 +169,61 @@ LlamaModel read_hf_llama(const std::string& path) {
   c.norm_eps = get_num("rms_norm_eps", 1e-6);
   c.tied_head = cj.contains("tie_word_embeddings") && cj["tie_word_embeddings"].is_boolean()
                     ? cj["tie_word_embeddings"].get<bool>() : false;  // LlamaConfig's default
-  if (cj.contains("rope_scaling") && !cj["rope_scaling"].is_null())
-    fail(ErrorKind::Unsupported, "{}: rope_scaling {} is not supported", cfg_path, cj["rope_scaling"].dump());
-  for (const char* k : {"attention_bias", "mlp_bias"})
-    if (cj.contains(k) && cj[k].is_boolean() && cj[k].get<bool>())
-      fail(ErrorKind::Unsupported, "{}: {} = true is not supported (catq's Llama has no biases)", cfg_path, k);
+  if (cj.contains("rope_scaling") && !cj["rope_scaling"].is_null()) {
+    const json& rs = cj["rope_scaling"];
+    if (!rs.is_object()) fail(ErrorKind::Format, "{}: rope_scaling must be an object or null, got {}", cfg_path, rs.dump());
+    const json& ty = rs.contains("rope_type") ? rs["rope_type"] : rs.contains("type") ? rs["type"] : json();
+    const std::string type = ty.is_string() ? ty.get<std::string>() : "";
+    auto num = [&](const char* key, std::optional<double> def) -> double {
+      if (!rs.contains(key) || rs[key].is_null()) {
+        if (def) return *def;
+        fail(ErrorKind::Format, "{}: rope_scaling.{} is missing (needed for rope_type {})", cfg_path, key, type);
+      }
+      if (!rs[key].is_number()) fail(ErrorKind::Format, "{}: rope_scaling.{} must be a number", cfg_path, key);
+      return rs[key].get<double>();
+    };
+    if (type == "llama3") {
+      c.rope_scaling.type = "llama3";
+      c.rope_scaling.factor = num("factor", std::nullopt);
+      c.rope_scaling.low_freq_factor = num("low_freq_factor", std::nullopt);
+      c.rope_scaling.high_freq_factor = num("high_freq_factor", std::nullopt);
+      c.rope_scaling.original_max_position =
+          static_cast<int64_t>(num("original_max_position_embeddings", std::nullopt));
+    } else if (type == "linear") {
+      c.rope_scaling.type = "linear";
+      c.rope_scaling.factor = num("factor", std::nullopt);
+    } else if (type != "default") {
+      fail(ErrorKind::Unsupported, "{}: rope_scaling type {} is not supported (supported: default, linear, llama3)",
+           cfg_path, ty.dump());
+    }
+  }
+  auto flag = [&](const char* k) { return cj.contains(k) && cj[k].is_boolean() && cj[k].get<bool>(); };
+  if (flag("attention_bias"))
+    fail(ErrorKind::Unsupported, "{}: attention_bias = true is not supported (biases on q, k, v only, as model_type "
+         "qwen2)", cfg_path);
+  if (flag("mlp_bias")) fail(ErrorKind::Unsupported, "{}: mlp_bias = true is not supported", cfg_path);
+  if (flag("use_sliding_window"))
+    fail(ErrorKind::Unsupported, "{}: use_sliding_window = true is not supported for {}", cfg_path, model_type);
+  if (model_type == "mistral" && cj.contains("sliding_window") && !cj["sliding_window"].is_null()) {
+    c.sliding_window = get_int("sliding_window", 0);
+    if (c.sliding_window >= c.seq_len) c.sliding_window = 0;  // never reached: plain causal attention
+  }
   if (cj.contains("hidden_act") && cj["hidden_act"] != "silu")
     fail(ErrorKind::Unsupported, "{}: hidden_act {} is not supported (only silu)", cfg_path, cj["hidden_act"].dump());
   c.validate(cfg_path);
+  return c;
+}
+
+}  // namespace
+
+LlamaModel read_hf_llama(const std::string& path) {
+  std::string dir = is_dir(path) ? path : parent_dir(path);
+  const std::string cfg_path = dir + "/config.json";
+  if (!file_exists(cfg_path)) fail(ErrorKind::Io, "{}: no config.json next to the weights ({} is missing)", path, cfg_path);
+  json cj = read_json(cfg_path);
+  if (!cj.is_object()) fail(ErrorKind::Format, "{}: must be a JSON object", cfg_path);
+
+  LlamaConfig c = hf_llama_config(cj, cfg_path);
 
   // Which file holds each tensor.
   std::map<std::string, std::string> where;
@@ -227,6 +272,7 @@ LlamaModel read_hf_llama(const std::string& path) {
   for (int64_t l = 0; l < c.n_layers; ++l) {
     LlamaBlock b;
     for (const LlamaBlockTensor& t : llama_block_tensors()) {
+      if (!t.present(c)) continue;
       at::Tensor w = load(t.hf_name(l), t.shape(c));
       b.*t.member = t.rope == HfRope::None ? w : rope_permute_hf_to_interleaved(w, t.hf_rope_heads(c));
     }
@@ -266,12 +312,15 @@ void write_safetensors(const std::string& path, const std::vector<std::pair<std:
 void write_hf_llama(const LlamaModel& m, const std::string& folder, SafetensorsDtype dtype, int shards) {
   const LlamaConfig& c = m.cfg;
   CATQ_CHECK(shards >= 1, Usage, "write_hf_llama: shards must be >= 1");
+  for (const OnlineTransform* o : {&m.blocks.at(0).attn_in, &m.blocks.at(0).ffn_in, &m.blocks.at(0).down_in})
+    CATQ_CHECK(!o->defined(), Unsupported, "{}: a model with online transforms has no Hugging Face equivalent", folder);
   if (!is_dir(folder) && ::mkdir(folder.c_str(), 0755) != 0)
     fail(ErrorKind::Io, "{}: cannot create folder: {}", folder, std::strerror(errno));
   std::vector<std::pair<std::string, at::Tensor>> ts;
   ts.emplace_back(kLlamaTokenEmbd.hf_name(), m.tok_embeddings);
   for (int64_t l = 0; l < c.n_layers; ++l)
     for (const LlamaBlockTensor* t : llama_block_tensors_hf_order()) {
+      if (!t->present(c)) continue;
       const at::Tensor& w = m.blocks[l].*t->member;
       ts.emplace_back(t->hf_name(l),
                       t->rope == HfRope::None ? w : rope_permute_interleaved_to_hf(w.detach(), t->hf_rope_heads(c)));
@@ -280,8 +329,10 @@ void write_hf_llama(const LlamaModel& m, const std::string& folder, SafetensorsD
   if (!c.tied_head) ts.emplace_back(kLlamaOutput.hf_name(), m.output);
 
   const char* tdtype = dtype == SafetensorsDtype::F32 ? "float32" : dtype == SafetensorsDtype::F16 ? "float16" : "bfloat16";
-  json cfg = {{"architectures", {"LlamaForCausalLM"}},
-              {"model_type", "llama"},
+  const LlamaArchTraits& arch = llama_arch_traits(c.arch);
+  const bool mistral = c.arch == LlamaArch::Llama && c.sliding_window > 0;
+  json cfg = {{"architectures", {mistral ? "MistralForCausalLM" : arch.hf_class}},
+              {"model_type", mistral ? "mistral" : arch.hf_types[0]},
               {"hidden_size", c.dim},
               {"intermediate_size", c.hidden_dim},
               {"num_hidden_layers", c.n_layers},
@@ -294,12 +345,25 @@ void write_hf_llama(const LlamaModel& m, const std::string& folder, SafetensorsD
               {"rms_norm_eps", c.norm_eps},
               {"tie_word_embeddings", c.tied_head},
               {"hidden_act", "silu"},
-              {"attention_bias", false},
-              {"mlp_bias", false},
               {"rope_scaling", nullptr},
               {"bos_token_id", 1},
               {"eos_token_id", 2},
               {"torch_dtype", tdtype}};
+  if (c.arch != LlamaArch::Qwen2) cfg["attention_bias"] = false;
+  if (c.arch == LlamaArch::Llama) cfg["mlp_bias"] = false;
+  if (c.arch != LlamaArch::Llama) cfg["use_sliding_window"] = false;
+  if (mistral) cfg["sliding_window"] = c.sliding_window;
+  const RopeScaling& rs = c.rope_scaling;
+  if (rs.type == "linear") {
+    cfg["rope_scaling"] = {{"rope_type", "linear"}, {"factor", rs.factor}};
+  } else if (rs.type == "llama3") {
+    cfg["rope_scaling"] = {{"rope_type", "llama3"}, {"factor", rs.factor}, {"low_freq_factor", rs.low_freq_factor},
+                           {"high_freq_factor", rs.high_freq_factor},
+                           {"original_max_position_embeddings", rs.original_max_position}};
+  } else if (rs.type != "none") {
+    fail(ErrorKind::Unsupported, "{}: RoPE scaling \"{}\" (per-frequency factors from a GGUF) has no config.json "
+         "equivalent", folder, rs.type);
+  }
   write_file_atomic(folder + "/config.json", cfg.dump(2) + "\n");
 
   const std::map<std::string, std::string> meta = {{"format", "pt"}};

@@ -31,14 +31,72 @@ void LlamaConfig::validate(const std::string& source) const {
     fail(ErrorKind::Format, "{}: RoPE theta {} must be positive", source, rope_theta);
   if (!(norm_eps > 0) || !(norm_eps < 1))
     fail(ErrorKind::Format, "{}: RMSNorm epsilon {} must be in (0, 1)", source, norm_eps);
+  in_range("sliding_window", sliding_window, 0, 1 << 24);
+  const RopeScaling& r = rope_scaling;
+  if (r.type == "linear" || r.type == "llama3") {
+    if (!(r.factor >= 1.0) || !std::isfinite(r.factor))
+      fail(ErrorKind::Format, "{}: RoPE scaling factor {} must be >= 1", source, r.factor);
+    if (r.type == "llama3" && (!(r.low_freq_factor > 0) || !(r.high_freq_factor > r.low_freq_factor) ||
+                               !std::isfinite(r.high_freq_factor) || r.original_max_position < 1))
+      fail(ErrorKind::Format,
+           "{}: llama3 RoPE scaling needs 0 < low_freq_factor < high_freq_factor and original_max_position_embeddings "
+           ">= 1 (got {}, {}, {})", source, r.low_freq_factor, r.high_freq_factor, r.original_max_position);
+  } else if (r.type == "factors") {
+    if (static_cast<int64_t>(r.factors.size()) != hd() / 2)
+      fail(ErrorKind::Format, "{}: {} RoPE frequency factors, the head size {} needs {}", source, r.factors.size(), hd(),
+           hd() / 2);
+    for (double f : r.factors)
+      if (!(f > 0) || !std::isfinite(f)) fail(ErrorKind::Format, "{}: RoPE frequency factor {} must be positive", source, f);
+  } else if (r.type != "none") {
+    fail(ErrorKind::Unsupported, "{}: RoPE scaling \"{}\" is not supported (supported: none, linear, llama3)", source,
+         r.type);
+  }
+  if (arch != LlamaArch::Llama && r.type != "none")
+    fail(ErrorKind::Unsupported, "{}: RoPE scaling \"{}\" is supported only for the llama architecture", source, r.type);
+}
+
+std::vector<double> LlamaConfig::rope_freq_factors() const {
+  const RopeScaling& r = rope_scaling;
+  const int64_t n = hd() / 2;
+  if (r.type == "factors") return r.factors;
+  if (r.type == "linear") return std::vector<double>(n, r.factor);
+  if (r.type != "llama3") return {};
+  std::vector<double> f(n);
+  const double L = static_cast<double>(r.original_max_position);
+  const double low_wavelen = L / r.low_freq_factor, high_wavelen = L / r.high_freq_factor;
+  for (int64_t i = 0; i < n; ++i) {
+    const double freq = std::pow(rope_theta, -2.0 * static_cast<double>(i) / static_cast<double>(hd()));
+    const double wavelen = 2.0 * M_PI / freq;
+    if (wavelen < high_wavelen) {
+      f[i] = 1.0;
+    } else if (wavelen > low_wavelen) {
+      f[i] = r.factor;
+    } else {
+      const double smooth = (L / wavelen - r.low_freq_factor) / (r.high_freq_factor - r.low_freq_factor);
+      f[i] = 1.0 / ((1.0 - smooth) / r.factor + smooth);
+    }
+  }
+  return f;
+}
+
+const char* to_string(LlamaArch a) {
+  switch (a) {
+    case LlamaArch::Llama: return "llama";
+    case LlamaArch::Qwen2: return "qwen2";
+    case LlamaArch::Qwen3: return "qwen3";
+  }
+  return "?";
 }
 
 std::string LlamaConfig::summary() const {
+  std::string extra;
+  if (rope_scaling.type != "none") extra += fmt::format(", rope scaling {} x{:.4g}", rope_scaling.type, rope_scaling.factor);
+  if (sliding_window > 0) extra += fmt::format(", sliding window {}", sliding_window);
   return fmt::format(
-      "dim {}, hidden {}, layers {}, heads {}, kv heads {}, head size {}, vocab {}, seq_len {}, rope theta {:.6g}, "
-      "norm eps {:.6g}, {} head",
-      dim, hidden_dim, n_layers, n_heads, n_kv_heads, hd(), vocab_size, seq_len, rope_theta, norm_eps,
-      tied_head ? "tied" : "untied");
+      "{}: dim {}, hidden {}, layers {}, heads {}, kv heads {}, head size {}, vocab {}, seq_len {}, rope theta {:.6g}, "
+      "norm eps {:.6g}, {} head{}",
+      to_string(arch), dim, hidden_dim, n_layers, n_heads, n_kv_heads, hd(), vocab_size, seq_len, rope_theta, norm_eps,
+      tied_head ? "tied" : "untied", extra);
 }
 
 LlamaModel LlamaModel::random(const LlamaConfig& cfg, uint64_t seed) {
@@ -64,6 +122,15 @@ LlamaModel LlamaModel::random(const LlamaConfig& cfg, uint64_t seed) {
     b.w1 = randn(H, D);
     b.w2 = randn(D, H);
     b.w3 = randn(H, D);
+    if (cfg.qkv_bias()) {
+      b.bq = at::normal(0.0, 0.5, {Q}, gen, opt);  // visible next to x·Wᵀ (whose entries are ~0.1-0.5)
+      b.bk = at::normal(0.0, 0.5, {K}, gen, opt);
+      b.bv = at::normal(0.0, 0.1, {K}, gen, opt);
+    }
+    if (cfg.qk_norm()) {
+      b.q_norm = norm(cfg.hd());
+      b.k_norm = norm(cfg.hd());
+    }
     m.blocks.push_back(b);
   }
   m.norm = norm(D);
@@ -83,7 +150,14 @@ void LlamaModel::check_shapes(const std::string& source) const {
   if (static_cast<int64_t>(blocks.size()) != cfg.n_layers)
     fail(ErrorKind::Format, "{}: {} blocks but the config says {} layers", source, blocks.size(), cfg.n_layers);
   for (int64_t l = 0; l < cfg.n_layers; ++l)
-    for (const LlamaBlockTensor& t : llama_block_tensors()) expect(blocks[l].*t.member, t.shape(cfg), t.gguf_name(l));
+    for (const LlamaBlockTensor& t : llama_block_tensors()) {
+      if (t.present(cfg)) {
+        expect(blocks[l].*t.member, t.shape(cfg), t.gguf_name(l));
+      } else if ((blocks[l].*t.member).defined()) {
+        fail(ErrorKind::Format, "{}: tensor {} is not part of the {} architecture", source, t.gguf_name(l),
+             to_string(cfg.arch));
+      }
+    }
   for (const LlamaGlobalTensor* t : {&kLlamaOutputNorm, &kLlamaOutput})
     expect(this->*t->member, t->shape(cfg), t->gguf_name());
 }
@@ -194,11 +268,18 @@ at::Tensor LlamaModel::forward_impl(const at::Tensor& tokens, KVCache* cache, Qu
   // RoPE angles in double (then rounded once to float) for positions pos0..pos0+T-1.
   auto opt64 = at::TensorOptions().dtype(at::kDouble).device(dev);
   auto inv = at::pow(cfg.rope_theta, -at::arange(0, hd, 2, opt64) / static_cast<double>(hd));
+  if (auto f = cfg.rope_freq_factors(); !f.empty()) inv = inv / at::tensor(f, opt64);
   auto ang = at::outer(at::arange(pos0, pos0 + T, opt64), inv);  // [T, hd/2]
   auto cos = ang.cos().to(fopt.dtype()).unsqueeze(1), sin = ang.sin().to(fopt.dtype()).unsqueeze(1);
 
-  at::Tensor mask;  // true where a query must not see a key
-  if (T > 1) mask = at::ones({T, S}, at::TensorOptions().dtype(at::kBool).device(dev)).triu(pos0 + 1);
+  at::Tensor mask;  // true where a query must not see a key: the future, and with a sliding window the distant past
+  const bool windowed = cfg.sliding_window > 0 && S > cfg.sliding_window;
+  if (T > 1 || windowed) {
+    auto iopt = at::TensorOptions().dtype(at::kLong).device(dev);
+    at::Tensor qpos = at::arange(pos0, pos0 + T, iopt).unsqueeze(1), kpos = at::arange(0, S, iopt).unsqueeze(0);
+    mask = kpos > qpos;
+    if (windowed) mask = mask.logical_or(qpos - kpos >= cfg.sliding_window);
+  }
   const double scale = 1.0 / std::sqrt(static_cast<double>(hd));
 
   at::Tensor x = at::embedding(tok_embeddings, tokens);  // [B, T, D]
@@ -207,9 +288,12 @@ at::Tensor LlamaModel::forward_impl(const at::Tensor& tokens, KVCache* cache, Qu
     const LlamaBlock& b = blocks[l];
     const int base = static_cast<int>(l) * kLinearsPerBlock;
     at::Tensor h = b.attn_in.apply(rms_norm(x, b.attn_norm, cfg.norm_eps));
-    at::Tensor q = apply_rope(linear(h, b.wq, base + kLinQ, ctx).view({B, T, H, hd}), cos, sin);
-    at::Tensor k = apply_rope(linear(h, b.wk, base + kLinK, ctx).view({B, T, KV, hd}), cos, sin);
-    at::Tensor v = linear(h, b.wv, base + kLinV, ctx).view({B, T, KV, hd});
+    at::Tensor q = linear(h, b.wq, base + kLinQ, ctx), k = linear(h, b.wk, base + kLinK, ctx),
+               v = linear(h, b.wv, base + kLinV, ctx);
+    if (b.bq.defined()) q = q + b.bq, k = k + b.bk, v = v + b.bv;
+    q = q.view({B, T, H, hd}), k = k.view({B, T, KV, hd}), v = v.view({B, T, KV, hd});
+    if (b.q_norm.defined()) q = rms_norm(q, b.q_norm, cfg.norm_eps), k = rms_norm(k, b.k_norm, cfg.norm_eps);
+    q = apply_rope(q, cos, sin), k = apply_rope(k, cos, sin);
     at::Tensor keys = k.transpose(1, 2), vals = v.transpose(1, 2);  // [B, KV, T, hd]
     if (ctx) {
       keys = ctx->kv_cache(l, false, keys);
@@ -246,7 +330,7 @@ std::vector<std::pair<std::string, at::Tensor>> LlamaModel::named_parameters() c
   v.emplace_back(kLlamaTokenEmbd.gguf_name(), tok_embeddings);
   for (size_t l = 0; l < blocks.size(); ++l)
     for (const LlamaBlockTensor& t : llama_block_tensors())
-      v.emplace_back(t.gguf_name(static_cast<int64_t>(l)), blocks[l].*t.member);
+      if (t.present(cfg)) v.emplace_back(t.gguf_name(static_cast<int64_t>(l)), blocks[l].*t.member);
   v.emplace_back(kLlamaOutputNorm.gguf_name(), norm);
   if (!cfg.tied_head) v.emplace_back(kLlamaOutput.gguf_name(), output);
   return v;
@@ -262,7 +346,8 @@ void LlamaModel::to(const at::Device& device) {
   torch::NoGradGuard ng;
   tok_embeddings = tok_embeddings.to(device);
   for (auto& b : blocks) {
-    for (at::Tensor* t : {&b.attn_norm, &b.wq, &b.wk, &b.wv, &b.wo, &b.ffn_norm, &b.w1, &b.w2, &b.w3}) *t = t->to(device);
+    for (const LlamaBlockTensor& t : llama_block_tensors())
+      if ((b.*t.member).defined()) b.*t.member = (b.*t.member).to(device);
     for (OnlineTransform* o : {&b.attn_in, &b.ffn_in, &b.down_in})
       if (o->defined()) o->matrix = o->matrix.to(device);
   }
@@ -282,13 +367,13 @@ SmallModelThreadGuard::~SmallModelThreadGuard() {
 }
 
 at::Tensor rope_permute_hf_to_interleaved(const at::Tensor& w, int64_t n_heads) {
-  const int64_t out = w.size(0), in = w.size(1), hd = out / n_heads;
-  return w.reshape({n_heads, 2, hd / 2, in}).transpose(1, 2).reshape({out, in}).contiguous();
+  const int64_t out = w.size(0), in = w.dim() > 1 ? w.size(1) : 1, hd = out / n_heads;
+  return w.reshape({n_heads, 2, hd / 2, in}).transpose(1, 2).reshape(w.sizes()).contiguous();
 }
 
 at::Tensor rope_permute_interleaved_to_hf(const at::Tensor& w, int64_t n_heads) {
-  const int64_t out = w.size(0), in = w.size(1), hd = out / n_heads;
-  return w.reshape({n_heads, hd / 2, 2, in}).transpose(1, 2).reshape({out, in}).contiguous();
+  const int64_t out = w.size(0), in = w.dim() > 1 ? w.size(1) : 1, hd = out / n_heads;
+  return w.reshape({n_heads, hd / 2, 2, in}).transpose(1, 2).reshape(w.sizes()).contiguous();
 }
 
 }  // namespace catq

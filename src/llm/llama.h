@@ -1,11 +1,17 @@
 // Llama-architecture decoder in libtorch: RMSNorm, RoPE, grouped-query attention with a KV cache,
 // SwiGLU FFN. One model type for every source format (llama2.c, GGUF, Hugging Face safetensors).
 //
+// Architectures (LlamaArch; the traits and tensor-name tables are in llm/llama_tensors.h): Llama 2/3/3.1/3.2 and the
+// Llama-shaped models (Mistral, SmolLM, TinyLlama), Qwen2/2.5 (biases on q, k, v) and Qwen3 (RMSNorm of each q/k head
+// before RoPE, explicit head_dim). Llama 3.1's "llama3" RoPE scaling and linear scaling divide the RoPE frequencies
+// by per-frequency factors (LlamaConfig::rope_freq_factors).
+//
 // Conventions (see docs/llm.md):
-// - Linear weights are nn.Linear layout [out, in]; y = x W^T. No biases.
+// - Linear weights are nn.Linear layout [out, in]; y = x W^T + b (b only for Qwen2's q/k/v).
 // - RoPE rotates the pairs (2i, 2i+1) within each head ("interleaved", the original Meta/llama2.c and
 //   GGUF-llama convention). Readers of checkpoints that use rotate-half (Hugging Face) permute the rows
 //   of wq/wk on load so that this one forward is correct for all of them.
+//   Qwen2/Qwen3 GGUF files keep the rotate-half order too (llama.cpp runs them with NEOX RoPE): permuted the same way.
 // - Head h of the queries uses KV head h / (n_heads / n_kv_heads) (as llama2.c).
 // - Quantizable layers are announced to a QuantContext with the names "blk.{i}.attn_q", "blk.{i}.attn_k",
 //   "blk.{i}.attn_v", "blk.{i}.attn_output", "blk.{i}.ffn_gate" (w1), "blk.{i}.ffn_up" (w3),
@@ -22,7 +28,24 @@
 
 namespace catq {
 
+enum class LlamaArch { Llama, Qwen2, Qwen3 };
+
+// RoPE context scaling. Every supported kind divides frequency i (of hd/2) by a factor f_i:
+//   linear   f_i = factor (positions divided by factor)
+//   llama3   Llama 3.1: wavelength λ_i = 2π / θ^(-2i/hd); f_i = 1 where λ_i < L/high_freq_factor, factor where
+//            λ_i > L/low_freq_factor, else 1 / ((1 − s)/factor + s) with s = (L/λ_i − low)/(high − low),
+//            L = original_max_position (what HF computes and llama.cpp's rope_freqs tensor stores)
+//   factors  explicit f_i (read from a GGUF's rope_freqs.weight)
+struct RopeScaling {
+  std::string type = "none";  // "none", "linear", "llama3", "factors"
+  double factor = 1.0;
+  double low_freq_factor = 1.0, high_freq_factor = 4.0;
+  int64_t original_max_position = 8192;
+  std::vector<double> factors;  // type "factors": hd/2 values
+};
+
 struct LlamaConfig {
+  LlamaArch arch = LlamaArch::Llama;
   int64_t dim = 0;         // model width (embedding size)
   int64_t hidden_dim = 0;  // FFN width (w1/w3 out, w2 in)
   int64_t n_layers = 0;
@@ -34,6 +57,13 @@ struct LlamaConfig {
   double rope_theta = 10000.0;
   double norm_eps = 1e-5;
   bool tied_head = true;   // LM head shares the token-embedding matrix
+  RopeScaling rope_scaling;
+  int64_t sliding_window = 0;  // > 0: a query attends only to the last sliding_window keys (Mistral v0.1)
+
+  bool qkv_bias() const { return arch == LlamaArch::Qwen2; }
+  bool qk_norm() const { return arch == LlamaArch::Qwen3; }
+  // The hd/2 divisors of the RoPE frequencies (rope_scaling); empty when there is no scaling.
+  std::vector<double> rope_freq_factors() const;
 
   int64_t hd() const { return head_dim > 0 ? head_dim : (n_heads > 0 ? dim / n_heads : 0); }
   int64_t q_dim() const { return n_heads * hd(); }
@@ -42,6 +72,8 @@ struct LlamaConfig {
   void validate(const std::string& source) const;
   std::string summary() const;
 };
+
+const char* to_string(LlamaArch a);
 
 // A linear map applied online to the activations entering some linear layers, x -> x·Mᵀ (row vectors), before
 // they are quantized; the consumers' weights hold W·M⁻¹ so the model's function is unchanged in FP
@@ -64,6 +96,8 @@ struct LlamaBlock {
   at::Tensor w1;          // [H, D]  gate
   at::Tensor w2;          // [D, H]  down
   at::Tensor w3;          // [H, D]  up
+  at::Tensor bq, bk, bv;  // [Q], [K], [K]: Qwen2's projection biases; undefined for other architectures
+  at::Tensor q_norm, k_norm;  // [hd]: Qwen3's per-head RMSNorm of queries / keys before RoPE; else undefined
   // Online transforms (methods/llm_transforms.h): of the attention input after attn_norm (shared by q, k, v),
   // of the FFN input after ffn_norm (shared by gate and up), and of the down projection's input.
   OnlineTransform attn_in, ffn_in, down_in;
@@ -139,7 +173,7 @@ class SmallModelThreadGuard {
 
 // Hugging Face stores wq/wk rows permuted for rotate-half RoPE. These convert a [n_heads*hd, in] weight
 // between the HF order (within each head: first all "real" halves, then all "imaginary" halves) and the
-// interleaved order used here (pairs (2i, 2i+1)).
+// interleaved order used here (pairs (2i, 2i+1)). Also 1-D [n_heads*hd] tensors (biases, per-head norms).
 at::Tensor rope_permute_hf_to_interleaved(const at::Tensor& w, int64_t n_heads);
 at::Tensor rope_permute_interleaved_to_hf(const at::Tensor& w, int64_t n_heads);
 

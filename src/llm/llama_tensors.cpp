@@ -3,7 +3,10 @@
 
 #include <array>
 
+#include <string_view>
+
 #include <fmt/format.h>
+#include <fmt/ranges.h>
 
 namespace catq {
 
@@ -12,19 +15,32 @@ using enum LlamaDim;  // the table's shapes read as D, Q, K, H, V
 namespace {
 
 // named_parameters() order.
+using enum LlamaFeature;
 constexpr LlamaBlockTensor kBlock[] = {
-    // gguf          hf                          member                  shape     linear    hf_pos  rope
-    {"attn_norm",   "input_layernorm",          &LlamaBlock::attn_norm, D, None,  -1,       0,      HfRope::None},
-    {"attn_q",      "self_attn.q_proj",         &LlamaBlock::wq,        Q, D,     kLinQ,    1,      HfRope::Heads},
-    {"attn_k",      "self_attn.k_proj",         &LlamaBlock::wk,        K, D,     kLinK,    2,      HfRope::KvHeads},
-    {"attn_v",      "self_attn.v_proj",         &LlamaBlock::wv,        K, D,     kLinV,    3,      HfRope::None},
-    {"attn_output", "self_attn.o_proj",         &LlamaBlock::wo,        D, Q,     kLinO,    4,      HfRope::None},
-    {"ffn_norm",    "post_attention_layernorm", &LlamaBlock::ffn_norm,  D, None,  -1,       5,      HfRope::None},
-    {"ffn_gate",    "mlp.gate_proj",            &LlamaBlock::w1,        H, D,     kLinGate, 6,      HfRope::None},
-    {"ffn_down",    "mlp.down_proj",            &LlamaBlock::w2,        D, H,     kLinDown, 8,      HfRope::None},
-    {"ffn_up",      "mlp.up_proj",              &LlamaBlock::w3,        H, D,     kLinUp,   7,      HfRope::None},
+    // gguf          hf                          suffix    member                  shape     linear    hf_pos rope             feature
+    {"attn_norm",   "input_layernorm",          "weight", &LlamaBlock::attn_norm, D, None,  -1,       0,     HfRope::None,    Always},
+    {"attn_q",      "self_attn.q_proj",         "weight", &LlamaBlock::wq,        Q, D,     kLinQ,    1,     HfRope::Heads,   Always},
+    {"attn_k",      "self_attn.k_proj",         "weight", &LlamaBlock::wk,        K, D,     kLinK,    3,     HfRope::KvHeads, Always},
+    {"attn_v",      "self_attn.v_proj",         "weight", &LlamaBlock::wv,        K, D,     kLinV,    5,     HfRope::None,    Always},
+    {"attn_output", "self_attn.o_proj",         "weight", &LlamaBlock::wo,        D, Q,     kLinO,    9,     HfRope::None,    Always},
+    {"ffn_norm",    "post_attention_layernorm", "weight", &LlamaBlock::ffn_norm,  D, None,  -1,       10,    HfRope::None,    Always},
+    {"ffn_gate",    "mlp.gate_proj",            "weight", &LlamaBlock::w1,        H, D,     kLinGate, 11,    HfRope::None,    Always},
+    {"ffn_down",    "mlp.down_proj",            "weight", &LlamaBlock::w2,        D, H,     kLinDown, 13,    HfRope::None,    Always},
+    {"ffn_up",      "mlp.up_proj",              "weight", &LlamaBlock::w3,        H, D,     kLinUp,   12,    HfRope::None,    Always},
+    {"attn_q",      "self_attn.q_proj",         "bias",   &LlamaBlock::bq,        Q, None,  -1,       2,     HfRope::Heads,   QkvBias},
+    {"attn_k",      "self_attn.k_proj",         "bias",   &LlamaBlock::bk,        K, None,  -1,       4,     HfRope::KvHeads, QkvBias},
+    {"attn_v",      "self_attn.v_proj",         "bias",   &LlamaBlock::bv,        K, None,  -1,       6,     HfRope::None,    QkvBias},
+    {"attn_q_norm", "self_attn.q_norm",         "weight", &LlamaBlock::q_norm,    Hd, None, -1,       7,     HfRope::OneHead, QkNorm},
+    {"attn_k_norm", "self_attn.k_norm",         "weight", &LlamaBlock::k_norm,    Hd, None, -1,       8,     HfRope::OneHead, QkNorm},
 };
 constexpr size_t kNumBlock = sizeof(kBlock) / sizeof(kBlock[0]);
+
+constexpr LlamaArchTraits kArchs[] = {
+    // arch             gguf     HF model_type          HF class             GGUF keeps HF q/k order
+    {LlamaArch::Llama, "llama", {"llama", "mistral"}, "LlamaForCausalLM", false},
+    {LlamaArch::Qwen2, "qwen2", {"qwen2", nullptr},   "Qwen2ForCausalLM", true},
+    {LlamaArch::Qwen3, "qwen3", {"qwen3", nullptr},   "Qwen3ForCausalLM", true},
+};
 
 std::vector<int64_t> shape_of(const LlamaConfig& c, LlamaDim rows, LlamaDim cols) {
   if (cols == None) return {llama_dim(c, rows)};
@@ -44,6 +60,7 @@ int64_t llama_dim(const LlamaConfig& c, LlamaDim d) {
     case K: return c.kv_dim();
     case H: return c.hidden_dim;
     case V: return c.vocab_size;
+    case Hd: return c.hd();
     case None: break;
   }
   return 0;
@@ -51,10 +68,59 @@ int64_t llama_dim(const LlamaConfig& c, LlamaDim d) {
 
 std::vector<int64_t> LlamaBlockTensor::shape(const LlamaConfig& c) const { return shape_of(c, rows, cols); }
 std::string LlamaBlockTensor::gguf_base(int64_t l) const { return fmt::format("blk.{}.{}", l, gguf); }
-std::string LlamaBlockTensor::gguf_name(int64_t l) const { return fmt::format("blk.{}.{}.weight", l, gguf); }
-std::string LlamaBlockTensor::hf_name(int64_t l) const { return fmt::format("model.layers.{}.{}.weight", l, hf); }
+std::string LlamaBlockTensor::gguf_name(int64_t l) const { return fmt::format("blk.{}.{}.{}", l, gguf, suffix); }
+std::string LlamaBlockTensor::hf_name(int64_t l) const { return fmt::format("model.layers.{}.{}.{}", l, hf, suffix); }
+std::string LlamaBlockTensor::catq_key(int64_t l) const {
+  return std::string_view(suffix) == "weight" ? gguf_base(l) : gguf_name(l);
+}
+bool LlamaBlockTensor::present(const LlamaConfig& c) const {
+  switch (feature) {
+    case LlamaFeature::Always: return true;
+    case LlamaFeature::QkvBias: return c.qkv_bias();
+    case LlamaFeature::QkNorm: return c.qk_norm();
+  }
+  return false;
+}
 int64_t LlamaBlockTensor::hf_rope_heads(const LlamaConfig& c) const {
-  return rope == HfRope::Heads ? c.n_heads : rope == HfRope::KvHeads ? c.n_kv_heads : 0;
+  switch (rope) {
+    case HfRope::Heads: return c.n_heads;
+    case HfRope::KvHeads: return c.n_kv_heads;
+    case HfRope::OneHead: return 1;
+    case HfRope::None: break;
+  }
+  return 0;
+}
+
+std::span<const LlamaArchTraits> llama_arch_table() { return kArchs; }
+
+const LlamaArchTraits& llama_arch_traits(LlamaArch a) {
+  for (const LlamaArchTraits& t : kArchs)
+    if (t.arch == a) return t;
+  return kArchs[0];
+}
+
+const LlamaArchTraits* llama_arch_from_gguf(const std::string& name) {
+  for (const LlamaArchTraits& t : kArchs)
+    if (name == t.gguf) return &t;
+  return nullptr;
+}
+
+const LlamaArchTraits* llama_arch_from_hf(const std::string& model_type) {
+  for (const LlamaArchTraits& t : kArchs)
+    for (const char* h : t.hf_types)
+      if (h && model_type == h) return &t;
+  return nullptr;
+}
+
+std::string llama_supported_archs(bool hf) {
+  std::vector<std::string> v;
+  for (const LlamaArchTraits& t : kArchs) {
+    if (!hf) v.push_back(t.gguf);
+    else
+      for (const char* h : t.hf_types)
+        if (h) v.push_back(h);
+  }
+  return fmt::format("{}", fmt::join(v, ", "));
 }
 
 std::vector<int64_t> LlamaGlobalTensor::shape(const LlamaConfig& c) const { return shape_of(c, rows, cols); }

@@ -1,5 +1,7 @@
 #include "llm/train_llm.h"
 
+#include "llm/llama_tensors.h"
+
 #include <torch/torch.h>
 
 #include <cmath>
@@ -36,6 +38,10 @@ LlamaModel init_llama(const LlamaConfig& cfg, uint64_t seed) {
     b.w1 = normal(b.w1, 0.02), b.w3 = normal(b.w3, 0.02);
     b.wo = normal(b.wo, resid), b.w2 = normal(b.w2, resid);
     b.attn_norm = at::ones_like(b.attn_norm), b.ffn_norm = at::ones_like(b.ffn_norm);
+    for (at::Tensor* t : {&b.bq, &b.bk, &b.bv})
+      if (t->defined()) *t = at::zeros_like(*t);
+    for (at::Tensor* t : {&b.q_norm, &b.k_norm})
+      if (t->defined()) *t = at::ones_like(*t);
   }
   m.norm = at::ones_like(m.norm);
   m.output = cfg.tied_head ? m.tok_embeddings : normal(m.output, 0.02);
@@ -50,7 +56,8 @@ std::vector<at::Tensor> llama_parameters(LlamaModel& m) {
   };
   add(m.tok_embeddings);
   for (auto& b : m.blocks)
-    for (at::Tensor* t : {&b.attn_norm, &b.wq, &b.wk, &b.wv, &b.wo, &b.ffn_norm, &b.w1, &b.w2, &b.w3}) add(*t);
+    for (const LlamaBlockTensor& t : llama_block_tensors())
+      if (t.present(m.cfg)) add(b.*t.member);
   add(m.norm);
   if (m.cfg.tied_head) m.output = m.tok_embeddings;
   else add(m.output);

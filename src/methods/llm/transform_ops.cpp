@@ -95,13 +95,16 @@ void apply_transform(LlamaModel& m, int64_t l, TransformPosition p, const at::Te
       const int64_t hd = m.cfg.hd(), kv = m.cfg.n_kv_heads, rep = m.cfg.n_heads / kv;
       CATQ_CHECK(t.size(0) == hd, Config, "o transform: size {} is not the head size {}", t.size(0), hd);
       at::Tensor wv = b.wv.to(at::kDouble), wo = b.wo.to(at::kDouble);
+      at::Tensor bv = b.bv.defined() ? b.bv.to(at::kDouble) : at::Tensor();  // v = W x + b: b turns with W's rows
       for (int64_t g = 0; g < kv; ++g) {
         if (kv_head >= 0 && g != kv_head) continue;
         wv.narrow(0, g * hd, hd).copy_(at::matmul(t, wv.narrow(0, g * hd, hd)));
+        if (bv.defined()) bv.narrow(0, g * hd, hd).copy_(at::matmul(t, bv.narrow(0, g * hd, hd)));
         for (int64_t h = g * rep; h < (g + 1) * rep; ++h)
           wo.narrow(1, h * hd, hd).copy_(at::matmul(wo.narrow(1, h * hd, hd), tinv));
       }
       b.wv = wv.to(at::kFloat).contiguous();
+      if (bv.defined()) b.bv = bv.to(at::kFloat).contiguous();
       b.wo = wo.to(at::kFloat).contiguous();
       break;
     }
