@@ -40,8 +40,8 @@ struct SafetensorsFile {
 SafetensorsFile read_safetensors(const std::string& path);
 
 // `path` is a model folder (config.json + weights) or a .safetensors file next to its config.json.
-// Only LlamaForCausalLM / model_type "llama" with silu, no biases, no RoPE scaling. No tokenizer is read
-// (HF tokenizers are tokenizer.json / tokenizer.model): pass a llama2.c tokenizer file separately.
+// model_type llama / mistral / qwen2 / qwen3 (llm/llama_tensors.h), silu, RoPE scaling none / linear / llama3;
+// anything else is Error(Unsupported) naming the field. The tokenizer (tokenizer.json) is found by io/llm_loader.
 LlamaModel read_hf_llama(const std::string& path);
 
 enum class SafetensorsDtype { F32, F16, BF16 };
