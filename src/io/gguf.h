@@ -8,7 +8,8 @@
 //   padding to `general.alignment` (default 32), then the data section.
 //
 // The generic parser reads any GGUF (metadata of every value type, tensor infos of every ggml type);
-// tensor data is dequantized to fp32 for F32, F16, BF16 and Q8_0; other types are Error(Unsupported).
+// tensor data is read from a read-only memory mapping of the file, only when a tensor is requested: as is (F32, F16,
+// BF16, zero-copy) or dequantized to fp32 (every type with a decoder in gguf_blocks); others are Error(Unsupported).
 // read_gguf_llama() builds a LlamaModel (architecture "llama"; tensors are in llama.cpp's interleaved
 // RoPE row order, which is this project's, so no permutation) plus the "llama" (SentencePiece) tokenizer.
 #pragma once
@@ -20,6 +21,8 @@
 
 #include <ATen/ATen.h>
 
+#include "core/mapped_file.h"
+#include "io/llm_load_options.h"
 #include "llm/tokenizer.h"
 #include "llm/llama.h"
 
@@ -70,12 +73,20 @@ struct GgufFile {
   uint64_t data_offset = 0;  // absolute offset of the data section
   std::vector<std::pair<std::string, GgufValue>> kv;  // in file order
   std::vector<GgufTensorInfo> tensors;                // in file order
-  std::vector<uint8_t> bytes;                         // the whole file
+  std::shared_ptr<const MappedFile> file;             // the whole file, memory-mapped read-only (core/mapped_file.h)
 
   const GgufValue* find(const std::string& key) const;
   const GgufTensorInfo* find_tensor(const std::string& name) const;
-  // Dequantized fp32 tensor in torch order; Error(Unsupported) for types catq cannot decode.
+  // The first byte of a tensor's data in the mapping.
+  const uint8_t* tensor_data(const GgufTensorInfo& t) const { return file->data() + data_offset + t.offset; }
+  // Dequantized fp32 tensor in torch order, independent of the mapping (the tensor's pages are then released from the
+  // process); Error(Unsupported) for types catq cannot decode.
   at::Tensor tensor_f32(const GgufTensorInfo& t) const;
+  // F32 / F16 / BF16: the tensor in its stored dtype, torch order, as a zero-copy READ-ONLY view of the mapping
+  // (is_mapped_tensor() true; it keeps the mapping alive; never write to it), or an aligned private copy when the
+  // data is not aligned to the element size (general.alignment 1). Block-quantized types: dequantized to fp32 now
+  // (tensor_f32). Error(Unsupported) for types catq cannot decode.
+  at::Tensor tensor(const GgufTensorInfo& t) const;
 
  private:
   friend GgufFile read_gguf(const std::string& path);
@@ -90,7 +101,10 @@ struct GgufLlama {
   std::optional<Tokenizer> tokenizer;  // absent when the file has no (supported) tokenizer
   std::string tokenizer_note;          // why it is absent
 };
-GgufLlama read_gguf_llama(const std::string& path);
+// opt.keep_stored_dtype: F32/F16/BF16 weights are read-only views of the mapped file (Qwen2/Qwen3 q/k, whose rows are
+// permuted, private copies in the stored dtype); block-quantized weights are dequantized to fp32 at load for now
+// (io/llm_load_options.h).
+GgufLlama read_gguf_llama(const std::string& path, const LlmLoadOptions& opt = {});
 
 // The tokenizer embedded in g (tokenizer.ggml.*), checked against the model's vocabulary size; nullopt with `note`
 // saying why when the file has none that catq supports. Error(Format) for malformed tokenizer metadata.

@@ -138,8 +138,8 @@ const GgufTensorInfo* GgufFile::find_tensor(const std::string& name) const {
 GgufFile read_gguf(const std::string& path) {
   GgufFile g;
   g.path = path;
-  g.bytes = read_file_bytes(path);
-  ByteReader r(g.bytes.data(), g.bytes.size(), path);
+  g.file = MappedFile::open(path);
+  ByteReader r(g.file->data(), g.file->size(), path);
   const uint8_t* magic = r.take(4, "GGUF magic");
   if (std::memcmp(magic, "GGUF", 4) != 0)
     fail(ErrorKind::Format, "{}: not a GGUF file (magic bytes {:02x} {:02x} {:02x} {:02x}, expected \"GGUF\")", path,
@@ -155,10 +155,10 @@ GgufFile read_gguf(const std::string& path) {
   // Minimum encoded sizes: a kv is >= 13 bytes, a tensor info >= 24 bytes.
   if (n_kv > r.remaining() / 13)
     fail(ErrorKind::Format, "{}: header declares {} metadata entries, more than the file ({} bytes) can hold", path,
-         n_kv, g.bytes.size());
+         n_kv, g.file->size());
   if (n_tensors > r.remaining() / 24)
     fail(ErrorKind::Format, "{}: header declares {} tensors, more than the file ({} bytes) can hold", path, n_tensors,
-         g.bytes.size());
+         g.file->size());
 
   for (uint64_t k = 0; k < n_kv; ++k) {
     std::string key = read_gguf_string(r, "metadata key");
@@ -205,7 +205,7 @@ GgufFile read_gguf(const std::string& path) {
     g.tensors.push_back(std::move(t));
   }
   g.data_offset = (r.pos() + g.alignment - 1) / g.alignment * g.alignment;
-  const uint64_t size = g.bytes.size();
+  const uint64_t size = g.file->size();
   const uint64_t avail = size >= g.data_offset ? size - g.data_offset : 0;
   for (const auto& t : g.tensors) {
     if (g.data_offset > size || t.offset > avail || t.nbytes > avail - t.offset)
@@ -215,38 +215,54 @@ GgufFile read_gguf(const std::string& path) {
   return g;
 }
 
+namespace {
+
+// The torch dtype of a type stored as plain elements; nullopt for block types.
+std::optional<at::ScalarType> plain_dtype(uint32_t type) {
+  switch (type) {
+    case GGML_F32: return at::kFloat;
+    case GGML_F16: return at::kHalf;
+    case GGML_BF16: return at::kBFloat16;
+    default: return std::nullopt;
+  }
+}
+
+}  // namespace
+
+at::Tensor GgufFile::tensor(const GgufTensorInfo& t) const {
+  const std::optional<at::ScalarType> st = plain_dtype(t.type);
+  if (!st) return tensor_f32(t);
+  const uint8_t* p = tensor_data(t);
+  const std::vector<int64_t> shape = t.shape();
+  if (t.nbytes > 0 && reinterpret_cast<uintptr_t>(p) % c10::elementSize(*st) == 0)
+    return mapped_tensor(file, data_offset + t.offset, shape, *st);
+  at::Tensor out = at::empty(shape, at::TensorOptions().dtype(*st));
+  if (t.nbytes > 0) std::memcpy(out.data_ptr(), p, t.nbytes);
+  return out;
+}
+
 at::Tensor GgufFile::tensor_f32(const GgufTensorInfo& t) const {
-  const uint8_t* p = bytes.data() + data_offset + t.offset;
+  const uint8_t* p = tensor_data(t);
   const int64_t n = static_cast<int64_t>(checked_numel(t.ne, path, t.name));
   at::Tensor out;
-  switch (t.type) {
-    case GGML_F32:
-      out = at::empty({n}, at::kFloat);
-      std::memcpy(out.data_ptr(), p, t.nbytes);
-      break;
-    case GGML_F16:
-      out = at::empty({n}, at::kHalf);
-      std::memcpy(out.data_ptr(), p, t.nbytes);
-      out = out.to(at::kFloat);
-      break;
-    case GGML_BF16:
-      out = at::empty({n}, at::kBFloat16);
-      std::memcpy(out.data_ptr(), p, t.nbytes);
-      out = out.to(at::kFloat);
-      break;
-    default: {
-      const GgmlTypeTraits* tt = ggml_type_traits(t.type);
-      if (!tt || !tt->dequantize)
-        fail(ErrorKind::Unsupported, "{}: tensor {} has ggml type {}; catq can read F32, F16, BF16, Q4_0, Q4_1, Q5_0, Q5_1, Q8_0, "
-             "Q2_K, Q3_K, Q4_K, Q5_K, Q6_K and IQ4_NL "
-             "tensors",
-             path, t.name, ggml_type_name(t.type));
-      out = at::empty({n}, at::kFloat);
-      float* o = out.data_ptr<float>();
-      for (int64_t b = 0; b < n / tt->block; ++b) tt->dequantize(p + b * tt->bytes, o + b * tt->block);
-    }
+  if (plain_dtype(t.type)) {
+    at::Tensor v = tensor(t);
+    // .to() copies unless v already is fp32; a mapped fp32 view is cloned so the result never aliases the mapping.
+    out = v.scalar_type() != at::kFloat ? v.to(at::kFloat) : is_mapped_tensor(v) ? v.clone() : v;
+  } else {
+    const GgmlTypeTraits* tt = ggml_type_traits(t.type);
+    if (!tt || !tt->dequantize)
+      fail(ErrorKind::Unsupported, "{}: tensor {} has ggml type {}; catq can read F32, F16, BF16, Q4_0, Q4_1, Q5_0, Q5_1, Q8_0, "
+           "Q2_K, Q3_K, Q4_K, Q5_K, Q6_K and IQ4_NL "
+           "tensors",
+           path, t.name, ggml_type_name(t.type));
+    out = at::empty({n}, at::kFloat);
+    float* o = out.data_ptr<float>();
+    for (int64_t b = 0; b < n / tt->block; ++b) tt->dequantize(p + b * tt->bytes, o + b * tt->block);
+    out = out.reshape(t.shape());
   }
-  return out.reshape(t.shape());
+  file->release(data_offset + t.offset, t.nbytes);
+  return out;
 }
 
 }  // namespace catq

@@ -17,7 +17,7 @@ namespace {
 const char* const kRopeFreqs = "rope_freqs.weight";
 }  // namespace
 
-GgufLlama read_gguf_llama(const std::string& path) {
+GgufLlama read_gguf_llama(const std::string& path, const LlmLoadOptions& opt) {
   GgufFile g = read_gguf(path);
   const GgufValue* arch = g.find("general.architecture");
   if (!arch || arch->type != GgufType::String)
@@ -94,7 +94,7 @@ GgufLlama read_gguf_llama(const std::string& path) {
     if (t->shape() != shape)
       fail(ErrorKind::Format, "{}: tensor {} has shape {} (torch order) but the metadata implies {}", path, name,
            fmt::join(t->shape(), "x"), fmt::join(shape, "x"));
-    return g.tensor_f32(*t);
+    return opt.keep_stored_dtype ? g.tensor(*t) : g.tensor_f32(*t);
   };
   GgufLlama out;
   LlamaModel& m = out.model;
@@ -105,8 +105,12 @@ GgufLlama read_gguf_llama(const std::string& path) {
     for (const LlamaBlockTensor& t : llama_block_tensors()) {
       if (!t.present(c)) continue;
       at::Tensor w = load(t.gguf_name(l), t.shape(c));
-      b.*t.member = traits->gguf_rope_hf_order && t.rope != HfRope::None
-                        ? rope_permute_hf_to_interleaved(w, t.hf_rope_heads(c)) : w;
+      if (traits->gguf_rope_hf_order && t.rope != HfRope::None) {
+        w = rope_permute_hf_to_interleaved(w, t.hf_rope_heads(c));  // a copy: the source pages are handed back
+        const GgufTensorInfo* ti = g.find_tensor(t.gguf_name(l));
+        g.file->release(g.data_offset + ti->offset, ti->nbytes);
+      }
+      b.*t.member = w;
     }
     m.blocks.push_back(std::move(b));
   }

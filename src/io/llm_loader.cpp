@@ -2,6 +2,7 @@
 
 #include "core/error.h"
 #include "core/file_util.h"
+#include "core/mapped_file.h"
 #include "io/catq_file.h"
 #include "io/gguf.h"
 #include "io/hf_tokenizer.h"
@@ -22,7 +23,7 @@ static std::string dir_of(const std::string& p) {
   return k == std::string::npos ? "." : p.substr(0, k);
 }
 
-LoadedLlama load_llama(const std::string& model_path, const std::string& tokenizer_path) {
+LoadedLlama load_llama(const std::string& model_path, const std::string& tokenizer_path, const LlmLoadOptions& opt) {
   LoadedLlama out;
   out.path = model_path;
   ModelFormat f = detect_model_format(model_path);
@@ -31,7 +32,7 @@ LoadedLlama load_llama(const std::string& model_path, const std::string& tokeniz
   switch (f) {
     case ModelFormat::Llama2c: out.model = read_llama2c(model_path); break;
     case ModelFormat::Gguf: {
-      GgufLlama g = read_gguf_llama(model_path);
+      GgufLlama g = read_gguf_llama(model_path, opt);
       out.model = std::move(g.model);
       out.tokenizer = std::move(g.tokenizer);
       out.tokenizer_note = g.tokenizer_note;
@@ -39,7 +40,7 @@ LoadedLlama load_llama(const std::string& model_path, const std::string& tokeniz
       break;
     }
     case ModelFormat::Safetensors: {
-      out.model = read_hf_llama(model_path);
+      out.model = read_hf_llama(model_path, opt);
       if (model_path.find(".safetensors") == std::string::npos) search_dir = model_path;
       break;
     }
@@ -59,6 +60,9 @@ LoadedLlama load_llama(const std::string& model_path, const std::string& tokeniz
       fail(ErrorKind::Unsupported, "{}: a {} file is not a language model catq can read (llama2.c .bin, GGUF, a "
            "Hugging Face safetensors folder, or a quantized .catq)", model_path, model_format_name(f));
   }
+  if (opt.keep_stored_dtype)
+    for (const auto& [name, w] : out.model.named_parameters())
+      if (is_mapped_tensor(w)) out.weights_mapped = true;
   const int64_t V = out.model.cfg.vocab_size;
   // A tokenizer file: Hugging Face tokenizer.json (or a folder holding one), else llama2.c.
   auto read_tok = [&](const std::string& p) {

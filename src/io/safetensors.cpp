@@ -4,6 +4,7 @@
 
 #include <cstring>
 #include <nlohmann/json.hpp>
+#include <random>
 #include <set>
 
 #include "core/error.h"
@@ -25,14 +26,14 @@ static int64_t dtype_size(const std::string& d) {
 SafetensorsFile read_safetensors(const std::string& path) {
   SafetensorsFile f;
   f.path = path;
-  f.bytes = read_file_bytes(path);
-  ByteReader r(f.bytes.data(), f.bytes.size(), path);
+  f.file = MappedFile::open(path);
+  ByteReader r(f.file->data(), f.file->size(), path);
   uint64_t n = r.read<uint64_t>("safetensors header size");
   if (n > 100u * 1000 * 1000)
     fail(ErrorKind::Format, "{}: safetensors header size {} exceeds the 100 MB limit (not a safetensors file?)", path, n);
   std::string head = r.read_string(static_cast<size_t>(n), "safetensors JSON header");
   f.data_offset = 8 + n;
-  const uint64_t buf = f.bytes.size() - f.data_offset;
+  const uint64_t buf = f.file->size() - f.data_offset;
   json j;
   try {
     j = json::parse(head);
@@ -88,20 +89,41 @@ SafetensorsFile read_safetensors(const std::string& path) {
   return f;
 }
 
-at::Tensor SafetensorsFile::tensor_f32(const std::string& name) const {
+const SafetensorsEntry& SafetensorsFile::entry(const std::string& name) const {
   auto it = tensors.find(name);
   if (it == tensors.end()) fail(ErrorKind::Format, "{}: tensor {} is missing", path, name);
-  const SafetensorsEntry& t = it->second;
+  return it->second;
+}
+
+at::Tensor SafetensorsFile::tensor(const std::string& name) const {
+  const SafetensorsEntry& t = entry(name);
   at::ScalarType st;
   if (t.dtype == "F32") st = at::kFloat;
   else if (t.dtype == "F16") st = at::kHalf;
   else if (t.dtype == "BF16") st = at::kBFloat16;
   else if (t.dtype == "F64") st = at::kDouble;
   else fail(ErrorKind::Unsupported, "{}: tensor {} has dtype {}; catq reads F32, F16, BF16 and F64 weights", path, name, t.dtype);
-  // Copy into a fresh (aligned) tensor: the data buffer may start at any byte offset.
+  const uint64_t off = data_offset + t.begin;
+  const uint8_t* p = file->data() + off;
+  if (t.end > t.begin && reinterpret_cast<uintptr_t>(p) % c10::elementSize(st) == 0)
+    return mapped_tensor(file, off, t.shape, st);
+  // Misaligned (the data buffer may start at any byte offset) or empty: copy into a fresh, aligned tensor.
   at::Tensor out = at::empty(t.shape, at::TensorOptions().dtype(st));
-  if (t.end > t.begin) std::memcpy(out.data_ptr(), bytes.data() + data_offset + t.begin, t.end - t.begin);
-  return out.to(at::kFloat);
+  if (t.end > t.begin) std::memcpy(out.data_ptr(), p, t.end - t.begin);
+  return out;
+}
+
+at::Tensor SafetensorsFile::tensor_f32(const std::string& name) const {
+  at::Tensor v = tensor(name);
+  // .to() copies unless v already is fp32; a mapped fp32 view is cloned so the result never aliases the mapping.
+  at::Tensor out = v.scalar_type() != at::kFloat ? v.to(at::kFloat) : is_mapped_tensor(v) ? v.clone() : v;
+  release(name);
+  return out;
+}
+
+void SafetensorsFile::release(const std::string& name) const {
+  const SafetensorsEntry& t = entry(name);
+  file->release(data_offset + t.begin, t.end - t.begin);
 }
 
 // ---------------------------------------------------------------------------------------------------
@@ -216,7 +238,7 @@ LlamaConfig hf_llama_config(const json& cj, const std::string& cfg_path) {
 
 }  // namespace
 
-LlamaModel read_hf_llama(const std::string& path) {
+LlamaModel read_hf_llama(const std::string& path, const LlmLoadOptions& opt) {
   std::string dir = is_dir(path) ? path : parent_dir(path);
   const std::string cfg_path = dir + "/config.json";
   if (!file_exists(cfg_path)) fail(ErrorKind::Io, "{}: no config.json next to the weights ({} is missing)", path, cfg_path);
@@ -264,7 +286,16 @@ LlamaModel read_hf_llama(const std::string& path) {
     if (e.shape != shape)
       fail(ErrorKind::Format, "{}: tensor {} has shape {} but config.json implies {}", f.path, name,
            fmt::join(e.shape, "x"), fmt::join(shape, "x"));
-    return f.tensor_f32(name);
+    if (!opt.keep_stored_dtype) return f.tensor_f32(name);
+    at::Tensor w = f.tensor(name);
+    return w.scalar_type() == at::kDouble ? f.tensor_f32(name) : w;
+  };
+  // A tensor whose rows are permuted: the permuted copy (stored dtype when keep_stored_dtype) replaces the view, and
+  // the source pages are handed back.
+  auto load_permuted = [&](const std::string& name, std::vector<int64_t> shape, int64_t heads) {
+    at::Tensor w = rope_permute_hf_to_interleaved(load(name, std::move(shape)), heads);
+    files.at(where.at(name)).release(name);
+    return w;
   };
   LlamaModel m;
   m.cfg = c;
@@ -273,8 +304,8 @@ LlamaModel read_hf_llama(const std::string& path) {
     LlamaBlock b;
     for (const LlamaBlockTensor& t : llama_block_tensors()) {
       if (!t.present(c)) continue;
-      at::Tensor w = load(t.hf_name(l), t.shape(c));
-      b.*t.member = t.rope == HfRope::None ? w : rope_permute_hf_to_interleaved(w, t.hf_rope_heads(c));
+      b.*t.member = t.rope == HfRope::None ? load(t.hf_name(l), t.shape(c))
+                                           : load_permuted(t.hf_name(l), t.shape(c), t.hf_rope_heads(c));
     }
     m.blocks.push_back(std::move(b));
   }
@@ -286,48 +317,102 @@ LlamaModel read_hf_llama(const std::string& path) {
 
 // ---------------------------------------------------------------------------------------------------
 
-void write_safetensors(const std::string& path, const std::vector<std::pair<std::string, at::Tensor>>& tensors,
-                       SafetensorsDtype dtype, const std::map<std::string, std::string>& metadata) {
-  const char* dname = dtype == SafetensorsDtype::F32 ? "F32" : dtype == SafetensorsDtype::F16 ? "F16" : "BF16";
-  at::ScalarType st = dtype == SafetensorsDtype::F32 ? at::kFloat : dtype == SafetensorsDtype::F16 ? at::kHalf : at::kBFloat16;
+namespace {
+
+const char* dtype_name(SafetensorsDtype d) {
+  return d == SafetensorsDtype::F32 ? "F32" : d == SafetensorsDtype::F16 ? "F16" : "BF16";
+}
+at::ScalarType dtype_scalar(SafetensorsDtype d) {
+  return d == SafetensorsDtype::F32 ? at::kFloat : d == SafetensorsDtype::F16 ? at::kHalf : at::kBFloat16;
+}
+int64_t dtype_bytes(SafetensorsDtype d) { return d == SafetensorsDtype::F32 ? 4 : 2; }
+
+// A temporary file next to the target, removed unless committed (renamed into place).
+class AtomicFile {
+ public:
+  explicit AtomicFile(std::string path) : path_(std::move(path)) {
+    std::random_device rd;
+    tmp_ = fmt::format("{}.tmp{:08x}", path_, rd());
+    f_ = std::fopen(tmp_.c_str(), "wb");
+    if (!f_) fail(ErrorKind::Io, "{}: cannot create: {}", tmp_, std::strerror(errno));
+  }
+  ~AtomicFile() {
+    if (f_) std::fclose(f_);
+    if (!committed_) std::remove(tmp_.c_str());
+  }
+  void write(const void* p, size_t n) {
+    if (n && std::fwrite(p, 1, n, f_) != n) fail(ErrorKind::Io, "{}: write failed (disk full?)", path_);
+    written_ += n;
+  }
+  uint64_t written() const { return written_; }
+  void commit() {
+    bool ok = std::fflush(f_) == 0;
+    ok = std::fclose(f_) == 0 && ok;
+    f_ = nullptr;
+    if (!ok) fail(ErrorKind::Io, "{}: write failed (disk full?)", path_);
+    if (std::rename(tmp_.c_str(), path_.c_str()) != 0)
+      fail(ErrorKind::Io, "{}: cannot rename temp file into place: {}", path_, std::strerror(errno));
+    committed_ = true;
+  }
+
+ private:
+  std::string path_, tmp_;
+  std::FILE* f_ = nullptr;
+  bool committed_ = false;
+  uint64_t written_ = 0;
+};
+
+}  // namespace
+
+uint64_t write_safetensors_streamed(const std::string& path, const std::vector<SafetensorsTensorSpec>& specs,
+                                    SafetensorsDtype dtype, const std::function<at::Tensor(size_t)>& produce,
+                                    const std::map<std::string, std::string>& metadata) {
+  const char* dname = dtype_name(dtype);
+  const at::ScalarType st = dtype_scalar(dtype);
+  const int64_t es = dtype_bytes(dtype);
   json h = json::object();
   if (!metadata.empty()) h["__metadata__"] = metadata;
-  std::string data;
-  for (const auto& [name, t0] : tensors) {
-    at::Tensor t = t0.detach().to(at::kCPU).to(st).contiguous();
-    size_t nb = t.numel() * t.element_size();
-    h[name] = {{"dtype", dname}, {"shape", t.sizes().vec()}, {"data_offsets", {data.size(), data.size() + nb}}};
-    data.append(static_cast<const char*>(t.data_ptr()), nb);
+  size_t offset = 0;
+  std::vector<size_t> nbytes;
+  for (const SafetensorsTensorSpec& s : specs) {
+    size_t nb = static_cast<size_t>(checked_numel(s.shape, path, "tensor " + s.name)) * es;
+    CATQ_CHECK(!h.contains(s.name) && s.name != "__metadata__", Usage, "{}: tensor name {} given twice (or reserved)",
+               path, s.name);
+    h[s.name] = {{"dtype", dname}, {"shape", s.shape}, {"data_offsets", {offset, offset + nb}}};
+    offset += nb;
+    nbytes.push_back(nb);
   }
   std::string hs = h.dump();
   hs.resize((hs.size() + 7) / 8 * 8, ' ');  // pad so the data buffer is 8-byte aligned (allowed by the spec)
-  std::string out;
-  uint64_t n = hs.size();
-  out.append(reinterpret_cast<const char*>(&n), 8);
-  out += hs;
-  out += data;
-  write_file_atomic(path, out);
+  AtomicFile out(path);
+  const uint64_t n = hs.size();
+  out.write(&n, 8);
+  out.write(hs.data(), hs.size());
+  for (size_t i = 0; i < specs.size(); ++i) {
+    at::Tensor t = produce(i);
+    CATQ_CHECK(t.defined() && t.sizes().vec() == specs[i].shape, Internal,
+               "{}: tensor {}: produced shape {} but the header says {}", path, specs[i].name,
+               t.defined() ? fmt::format("{}", fmt::join(t.sizes(), "x")) : std::string("(undefined)"),
+               fmt::join(specs[i].shape, "x"));
+    t = t.detach().to(at::kCPU).to(st).contiguous();
+    out.write(t.data_ptr(), nbytes[i]);
+  }
+  const uint64_t total = out.written();
+  out.commit();
+  return total;
 }
 
-void write_hf_llama(const LlamaModel& m, const std::string& folder, SafetensorsDtype dtype, int shards) {
-  const LlamaConfig& c = m.cfg;
-  CATQ_CHECK(shards >= 1, Usage, "write_hf_llama: shards must be >= 1");
-  for (const OnlineTransform* o : {&m.blocks.at(0).attn_in, &m.blocks.at(0).ffn_in, &m.blocks.at(0).down_in})
-    CATQ_CHECK(!o->defined(), Unsupported, "{}: a model with online transforms has no Hugging Face equivalent", folder);
-  if (!is_dir(folder) && ::mkdir(folder.c_str(), 0755) != 0)
-    fail(ErrorKind::Io, "{}: cannot create folder: {}", folder, std::strerror(errno));
-  std::vector<std::pair<std::string, at::Tensor>> ts;
-  ts.emplace_back(kLlamaTokenEmbd.hf_name(), m.tok_embeddings);
-  for (int64_t l = 0; l < c.n_layers; ++l)
-    for (const LlamaBlockTensor* t : llama_block_tensors_hf_order()) {
-      if (!t->present(c)) continue;
-      const at::Tensor& w = m.blocks[l].*t->member;
-      ts.emplace_back(t->hf_name(l),
-                      t->rope == HfRope::None ? w : rope_permute_interleaved_to_hf(w.detach(), t->hf_rope_heads(c)));
-    }
-  ts.emplace_back(kLlamaOutputNorm.hf_name(), m.norm);
-  if (!c.tied_head) ts.emplace_back(kLlamaOutput.hf_name(), m.output);
+void write_safetensors(const std::string& path, const std::vector<std::pair<std::string, at::Tensor>>& tensors,
+                       SafetensorsDtype dtype, const std::map<std::string, std::string>& metadata) {
+  std::vector<SafetensorsTensorSpec> specs;
+  for (const auto& [name, t] : tensors) specs.push_back({name, t.sizes().vec()});
+  write_safetensors_streamed(path, specs, dtype, [&](size_t i) { return tensors[i].second; }, metadata);
+}
 
+namespace {
+
+// config.json for c; Error(Unsupported) for what Hugging Face cannot express.
+json hf_config_json(const LlamaConfig& c, SafetensorsDtype dtype, const std::string& folder) {
   const char* tdtype = dtype == SafetensorsDtype::F32 ? "float32" : dtype == SafetensorsDtype::F16 ? "float16" : "bfloat16";
   const LlamaArchTraits& arch = llama_arch_traits(c.arch);
   const bool mistral = c.arch == LlamaArch::Llama && c.sliding_window > 0;
@@ -364,11 +449,33 @@ void write_hf_llama(const LlamaModel& m, const std::string& folder, SafetensorsD
     fail(ErrorKind::Unsupported, "{}: RoPE scaling \"{}\" (per-frequency factors from a GGUF) has no config.json "
          "equivalent", folder, rs.type);
   }
-  write_file_atomic(folder + "/config.json", cfg.dump(2) + "\n");
+  return cfg;
+}
+
+}  // namespace
+
+std::vector<SafetensorsTensorSpec> hf_llama_tensor_specs(const LlamaConfig& c) {
+  std::vector<SafetensorsTensorSpec> specs;
+  specs.push_back({kLlamaTokenEmbd.hf_name(), kLlamaTokenEmbd.shape(c)});
+  for (int64_t l = 0; l < c.n_layers; ++l)
+    for (const LlamaBlockTensor* t : llama_block_tensors_hf_order())
+      if (t->present(c)) specs.push_back({t->hf_name(l), t->shape(c)});
+  specs.push_back({kLlamaOutputNorm.hf_name(), kLlamaOutputNorm.shape(c)});
+  if (!c.tied_head) specs.push_back({kLlamaOutput.hf_name(), kLlamaOutput.shape(c)});
+  return specs;
+}
+
+void write_hf_llama_streamed(const LlamaConfig& c, const std::string& folder, SafetensorsDtype dtype, int shards,
+                             const std::function<at::Tensor(size_t)>& produce) {
+  CATQ_CHECK(shards >= 1, Usage, "write_hf_llama: shards must be >= 1");
+  if (!is_dir(folder) && ::mkdir(folder.c_str(), 0755) != 0)
+    fail(ErrorKind::Io, "{}: cannot create folder: {}", folder, std::strerror(errno));
+  const std::vector<SafetensorsTensorSpec> ts = hf_llama_tensor_specs(c);
+  write_file_atomic(folder + "/config.json", hf_config_json(c, dtype, folder).dump(2) + "\n");
 
   const std::map<std::string, std::string> meta = {{"format", "pt"}};
   if (shards == 1) {
-    write_safetensors(folder + "/model.safetensors", ts, dtype, meta);
+    write_safetensors_streamed(folder + "/model.safetensors", ts, dtype, produce, meta);
     return;
   }
   json wm = json::object();
@@ -376,16 +483,41 @@ void write_hf_llama(const LlamaModel& m, const std::string& folder, SafetensorsD
   int64_t total = 0;
   for (int s = 0; s < shards; ++s) {
     std::string fn = fmt::format("model-{:05d}-of-{:05d}.safetensors", s + 1, shards);
-    std::vector<std::pair<std::string, at::Tensor>> part;
-    for (size_t i = s * per; i < std::min(ts.size(), (s + 1) * per); ++i) {
-      part.push_back(ts[i]);
-      wm[ts[i].first] = fn;
-      total += ts[i].second.numel() * (dtype == SafetensorsDtype::F32 ? 4 : 2);
+    const size_t first = std::min(ts.size(), s * per), last = std::min(ts.size(), (s + 1) * per);
+    std::vector<SafetensorsTensorSpec> part(ts.begin() + first, ts.begin() + last);
+    for (const SafetensorsTensorSpec& t : part) {
+      wm[t.name] = fn;
+      total += static_cast<int64_t>(checked_numel(t.shape, folder, t.name)) * dtype_bytes(dtype);
     }
-    write_safetensors(folder + "/" + fn, part, dtype, meta);
+    write_safetensors_streamed(folder + "/" + fn, part, dtype, [&](size_t i) { return produce(first + i); }, meta);
   }
   json idx = {{"metadata", {{"total_size", total}}}, {"weight_map", wm}};
   write_file_atomic(folder + "/model.safetensors.index.json", idx.dump(2) + "\n");
+}
+
+void write_hf_llama(const LlamaModel& m, const std::string& folder, SafetensorsDtype dtype, int shards) {
+  const LlamaConfig& c = m.cfg;
+  CATQ_CHECK(shards >= 1, Usage, "write_hf_llama: shards must be >= 1");
+  for (const OnlineTransform* o : {&m.blocks.at(0).attn_in, &m.blocks.at(0).ffn_in, &m.blocks.at(0).down_in})
+    CATQ_CHECK(!o->defined(), Unsupported, "{}: a model with online transforms has no Hugging Face equivalent", folder);
+  // The model's tensors in hf_llama_tensor_specs order; q/k rows are permuted back to HF order one at a time.
+  struct Src {
+    const at::Tensor* w;
+    int64_t rope_heads;  // 0 = as is
+  };
+  std::vector<Src> ts;
+  ts.push_back({&m.tok_embeddings, 0});
+  for (int64_t l = 0; l < c.n_layers; ++l)
+    for (const LlamaBlockTensor* t : llama_block_tensors_hf_order()) {
+      if (!t->present(c)) continue;
+      ts.push_back({&(m.blocks[l].*t->member), t->rope == HfRope::None ? 0 : t->hf_rope_heads(c)});
+    }
+  ts.push_back({&m.norm, 0});
+  if (!c.tied_head) ts.push_back({&m.output, 0});
+  write_hf_llama_streamed(c, folder, dtype, shards, [&](size_t i) {
+    const Src& s = ts.at(i);
+    return s.rope_heads == 0 ? *s.w : rope_permute_interleaved_to_hf(s.w->detach(), s.rope_heads);
+  });
 }
 
 }  // namespace catq
