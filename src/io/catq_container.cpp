@@ -3,8 +3,12 @@
 #include "io/catq_container.h"
 
 #include <cstdio>
+#include <cerrno>
 #include <cstring>
+#include <limits>
 #include <optional>
+#include <random>
+#include <type_traits>
 
 #include "core/error.h"
 #include "core/file_util.h"
@@ -47,42 +51,350 @@ std::optional<at::ScalarType> parse_dtype(const std::string& s) {
 
 }  // namespace
 
+// ---- Bit packing ------------------------------------------------------------------------------------------
+
+namespace {
+
+// Codes are offset in an unsigned type U (uint32 for ≤ 32-bit inputs, uint64 for 64-bit ones) with wrapping
+// arithmetic: v = U(q) − U(lo). OR-ing every v and testing the bits above `bits` is the fused range check; it is
+// exact when no out-of-range difference q − lo can wrap into [0, mask], which wrap_exact() checks for the input type.
+template <typename T, typename U>
+bool wrap_exact(int64_t lo, uint64_t mask) {
+  constexpr __int128 W = static_cast<__int128>(std::numeric_limits<U>::max()) + 1;
+  const __int128 tmin = std::numeric_limits<T>::min(), tmax = std::numeric_limits<T>::max();
+  return tmin - lo > static_cast<__int128>(mask) - W && tmax - lo < W;
+}
+
+template <typename U, typename T>
+inline U off(T q, U lo) { return static_cast<U>(q) - lo; }
+
+// Any other width: 8 codes fill exactly B bytes; build them in one word (64 bits up to 8-bit codes, 128 above) and
+// store its low B bytes (little-endian host). B is a compile-time constant so the shifts unroll.
+template <int B, typename T, typename U>
+U pack_words_b(const T* q, int64_t n, U lo, uint8_t* out, U acc) {
+  using Word = std::conditional_t<(B <= 8), uint64_t, unsigned __int128>;
+  constexpr U mask = static_cast<U>((uint64_t{1} << B) - 1);
+  const int64_t full = n / 8;
+  for (int64_t j = 0; j < full; ++j) {
+    const T* s = q + 8 * j;
+    Word w = 0;
+    for (int k = 0; k < 8; ++k) {
+      const U v = off(s[k], lo);
+      acc |= v;
+      w |= static_cast<Word>(v & mask) << (k * B);
+    }
+    std::memcpy(out + j * B, &w, B);
+  }
+  const int64_t rest = n - full * 8;
+  if (rest) {
+    Word w = 0;
+    for (int64_t k = 0; k < rest; ++k) {
+      const U v = off(q[full * 8 + k], lo);
+      acc |= v;
+      w |= static_cast<Word>(v & mask) << (k * B);
+    }
+    std::memcpy(out + full * B, &w, static_cast<size_t>((rest * B + 7) / 8));
+  }
+  return acc;
+}
+
+template <typename T, typename U>
+U pack_words(const T* q, int64_t n, int bits, U lo, uint8_t* out, U acc) {
+  switch (bits) {
+#define CATQ_PACK_CASE(B) case B: return pack_words_b<B, T, U>(q, n, lo, out, acc);
+    CATQ_PACK_CASE(1) CATQ_PACK_CASE(2) CATQ_PACK_CASE(3) CATQ_PACK_CASE(4) CATQ_PACK_CASE(5) CATQ_PACK_CASE(6)
+    CATQ_PACK_CASE(7) CATQ_PACK_CASE(8) CATQ_PACK_CASE(9) CATQ_PACK_CASE(10) CATQ_PACK_CASE(11) CATQ_PACK_CASE(12)
+    CATQ_PACK_CASE(13) CATQ_PACK_CASE(14) CATQ_PACK_CASE(15) CATQ_PACK_CASE(16)
+#undef CATQ_PACK_CASE
+    default: return ~U{0};
+  }
+}
+
+// n codes from q into out; returns the OR of all offsets.
+template <typename T, typename U>
+U pack_kernel(const T* q, int64_t n, int bits, U lo, uint8_t* out) {
+  U acc = 0;
+  switch (bits) {
+    case 8:
+      for (int64_t i = 0; i < n; ++i) {
+        const U v = off(q[i], lo);
+        acc |= v;
+        out[i] = static_cast<uint8_t>(v);
+      }
+      return acc;
+    case 4: {
+      const int64_t full = n / 2;
+      for (int64_t j = 0; j < full; ++j) {
+        const U v0 = off(q[2 * j], lo), v1 = off(q[2 * j + 1], lo);
+        acc |= v0 | v1;
+        out[j] = static_cast<uint8_t>(v0 | (v1 << 4));
+      }
+      if (n & 1) {
+        const U v = off(q[n - 1], lo);
+        acc |= v;
+        out[full] = static_cast<uint8_t>(v);
+      }
+      return acc;
+    }
+    case 2: {
+      const int64_t full = n / 4;
+      for (int64_t j = 0; j < full; ++j) {
+        const T* s = q + 4 * j;
+        const U v0 = off(s[0], lo), v1 = off(s[1], lo), v2 = off(s[2], lo), v3 = off(s[3], lo);
+        acc |= v0 | v1 | v2 | v3;
+        out[j] = static_cast<uint8_t>(v0 | (v1 << 2) | (v2 << 4) | (v3 << 6));
+      }
+      if (n % 4) {
+        U b = 0;
+        for (int64_t i = full * 4, k = 0; i < n; ++i, ++k) {
+          const U v = off(q[i], lo);
+          acc |= v;
+          b |= v << (2 * k);
+        }
+        out[full] = static_cast<uint8_t>(b);
+      }
+      return acc;
+    }
+    case 1: {
+      const int64_t full = n / 8;
+      for (int64_t j = 0; j < full; ++j) {
+        const T* s = q + 8 * j;
+        U b = 0;
+        for (int k = 0; k < 8; ++k) {
+          const U v = off(s[k], lo);
+          acc |= v;
+          b |= v << k;
+        }
+        out[j] = static_cast<uint8_t>(b);
+      }
+      if (n % 8) {
+        U b = 0;
+        for (int64_t i = full * 8, k = 0; i < n; ++i, ++k) {
+          const U v = off(q[i], lo);
+          acc |= v;
+          b |= v << k;
+        }
+        out[full] = static_cast<uint8_t>(b);
+      }
+      return acc;
+    }
+    default: break;
+  }
+  return pack_words<T, U>(q, n, bits, lo, out, acc);
+}
+
+[[noreturn]] void code_out_of_range(int64_t q, int bits, int64_t lo) {
+  fail(ErrorKind::Internal, "catq file: code {} outside the {}-bit range starting at {}", q, bits, lo);
+}
+
+template <typename T>
+void pack_typed(const T* q, int64_t n, int bits, int64_t lo, uint8_t* out) {
+  using U = std::conditional_t<(sizeof(T) <= 4), uint32_t, uint64_t>;
+  const uint64_t mask = (uint64_t{1} << bits) - 1;
+  if (wrap_exact<T, U>(lo, mask)) {
+    const U acc = pack_kernel<T, U>(q, n, bits, static_cast<U>(lo), out);
+    if ((static_cast<uint64_t>(acc) >> bits) == 0) return;
+  }
+  // Out of range somewhere (or an extreme lo): find the code exactly, else pack code by code.
+  for (int64_t i = 0; i < n; ++i) {
+    const __int128 d = static_cast<__int128>(q[i]) - lo;
+    if (d < 0 || d > static_cast<__int128>(mask)) code_out_of_range(static_cast<int64_t>(q[i]), bits, lo);
+  }
+  std::vector<uint64_t> v(static_cast<size_t>(n));
+  for (int64_t i = 0; i < n; ++i) v[i] = static_cast<uint64_t>(static_cast<__int128>(q[i]) - lo);
+  pack_kernel<uint64_t, uint64_t>(v.data(), n, bits, 0, out);
+}
+
+template <int B>
+void unpack_words_b(const uint8_t* p, int64_t n, uint32_t lo, int32_t* out) {
+  using Word = std::conditional_t<(B <= 8), uint64_t, unsigned __int128>;
+  constexpr uint32_t mask = (uint32_t{1} << B) - 1;
+  const int64_t full = n / 8;
+  for (int64_t j = 0; j < full; ++j) {
+    Word w = 0;
+    std::memcpy(&w, p + j * B, B);
+    for (int k = 0; k < 8; ++k) out[8 * j + k] = static_cast<int32_t>(lo + (static_cast<uint32_t>(w >> (k * B)) & mask));
+  }
+  const int64_t rest = n - full * 8;
+  if (rest) {
+    Word w = 0;
+    std::memcpy(&w, p + full * B, static_cast<size_t>((rest * B + 7) / 8));
+    for (int64_t k = 0; k < rest; ++k)
+      out[full * 8 + k] = static_cast<int32_t>(lo + (static_cast<uint32_t>(w >> (k * B)) & mask));
+  }
+}
+
+void unpack_words(const uint8_t* p, int64_t n, int bits, uint32_t lo, int32_t* out) {
+  switch (bits) {
+#define CATQ_UNPACK_CASE(B) case B: return unpack_words_b<B>(p, n, lo, out);
+    CATQ_UNPACK_CASE(1) CATQ_UNPACK_CASE(2) CATQ_UNPACK_CASE(3) CATQ_UNPACK_CASE(4) CATQ_UNPACK_CASE(5)
+    CATQ_UNPACK_CASE(6) CATQ_UNPACK_CASE(7) CATQ_UNPACK_CASE(8) CATQ_UNPACK_CASE(9) CATQ_UNPACK_CASE(10)
+    CATQ_UNPACK_CASE(11) CATQ_UNPACK_CASE(12) CATQ_UNPACK_CASE(13) CATQ_UNPACK_CASE(14) CATQ_UNPACK_CASE(15)
+    CATQ_UNPACK_CASE(16)
+#undef CATQ_UNPACK_CASE
+    default: break;
+  }
+}
+
+void unpack_bytes(const uint8_t* p, int64_t n, int bits, uint32_t lo, int32_t* out) {
+  auto put = [&](int64_t i, uint32_t v) { out[i] = static_cast<int32_t>(lo + v); };
+  switch (bits) {
+    case 8:
+      for (int64_t i = 0; i < n; ++i) put(i, p[i]);
+      return;
+    case 4: {
+      const int64_t full = n / 2;
+      for (int64_t j = 0; j < full; ++j) {
+        const uint32_t b = p[j];
+        put(2 * j, b & 15u);
+        put(2 * j + 1, b >> 4);
+      }
+      if (n & 1) put(n - 1, p[full] & 15u);
+      return;
+    }
+    case 2: {
+      const int64_t full = n / 4;
+      for (int64_t j = 0; j < full; ++j) {
+        const uint32_t b = p[j];
+        put(4 * j, b & 3u);
+        put(4 * j + 1, (b >> 2) & 3u);
+        put(4 * j + 2, (b >> 4) & 3u);
+        put(4 * j + 3, b >> 6);
+      }
+      for (int64_t i = full * 4, k = 0; i < n; ++i, ++k) put(i, (static_cast<uint32_t>(p[full]) >> (2 * k)) & 3u);
+      return;
+    }
+    case 1: {
+      const int64_t full = n / 8;
+      for (int64_t j = 0; j < full; ++j) {
+        const uint32_t b = p[j];
+        for (int k = 0; k < 8; ++k) put(8 * j + k, (b >> k) & 1u);
+      }
+      for (int64_t i = full * 8, k = 0; i < n; ++i, ++k) put(i, (static_cast<uint32_t>(p[full]) >> k) & 1u);
+      return;
+    }
+    default: break;
+  }
+  unpack_words(p, n, bits, lo, out);
+}
+
+// Codes as a flat contiguous CPU tensor of a dtype pack_codes takes (other types converted to int64, as before).
+at::Tensor flat_codes(const at::Tensor& q_in) {
+  at::Tensor q = q_in.detach().cpu().contiguous().reshape({-1});
+  switch (q.scalar_type()) {
+    case at::kByte: case at::kChar: case at::kShort: case at::kInt: case at::kLong: case at::kBool: return q;
+    default: return q.to(at::kLong);
+  }
+}
+
+}  // namespace
+
+void pack_codes(const at::Tensor& q, int64_t begin, int64_t n, int bits, int64_t lo, uint8_t* out) {
+  CATQ_CHECK(bits >= 1 && bits <= 16, Internal, "catq file: packed width {} outside 1..16", bits);
+  CATQ_CHECK(q.is_contiguous() && q.device().is_cpu() && begin >= 0 && n >= 0 && begin + n <= q.numel() &&
+                 (begin * bits) % 8 == 0,
+             Internal, "pack_codes: bad arguments");
+  switch (q.scalar_type()) {
+    case at::kByte: return pack_typed(q.data_ptr<uint8_t>() + begin, n, bits, lo, out);
+    case at::kBool: return pack_typed(reinterpret_cast<const uint8_t*>(q.data_ptr<bool>()) + begin, n, bits, lo, out);
+    case at::kChar: return pack_typed(q.data_ptr<int8_t>() + begin, n, bits, lo, out);
+    case at::kShort: return pack_typed(q.data_ptr<int16_t>() + begin, n, bits, lo, out);
+    case at::kInt: return pack_typed(q.data_ptr<int32_t>() + begin, n, bits, lo, out);
+    case at::kLong: return pack_typed(q.data_ptr<int64_t>() + begin, n, bits, lo, out);
+    default: fail(ErrorKind::Internal, "pack_codes: codes of type {} (expected an integer type)", c10::toString(q.scalar_type()));
+  }
+}
+
+void unpack_codes(const uint8_t* p, int64_t n, int bits, int64_t lo, int32_t* out) {
+  CATQ_CHECK(bits >= 1 && bits <= 16, Internal, "catq file: packed width {} outside 1..16", bits);
+  unpack_bytes(p, n, bits, static_cast<uint32_t>(static_cast<uint64_t>(lo)), out);
+}
+
 // ---- Blob ------------------------------------------------------------------------------------------------
+
+CatqBlobWriter::CatqBlobWriter(const std::string& spill_path) : spill_path_(spill_path) {
+  f_ = std::fopen(spill_path.c_str(), "wb");
+  if (!f_) fail(ErrorKind::Io, "{}: cannot create: {}", spill_path, std::strerror(errno));
+}
+
+CatqBlobWriter::~CatqBlobWriter() {
+  if (f_) std::fclose(f_);
+}
+
+void CatqBlobWriter::close() {
+  if (!f_) {
+    CATQ_CHECK(!failed_, Io, "{}: write failed (disk full?)", spill_path_);
+    return;
+  }
+  bool ok = std::fflush(f_) == 0 && !failed_;
+  ok = std::fclose(f_) == 0 && ok;
+  f_ = nullptr;
+  if (!ok) {
+    failed_ = true;
+    fail(ErrorKind::Io, "{}: write failed (disk full?)", spill_path_);
+  }
+}
+
+void CatqBlobWriter::put(const void* p, size_t n) {
+  if (!n) return;
+  if (spills()) {
+    CATQ_CHECK(f_ != nullptr, Internal, "{}: blob written after close()", spill_path_);
+    if (std::fwrite(p, 1, n, f_) != n) {
+      failed_ = true;
+      fail(ErrorKind::Io, "{}: write failed (disk full?)", spill_path_);
+    }
+  } else {
+    blob_.insert(blob_.end(), static_cast<const uint8_t*>(p), static_cast<const uint8_t*>(p) + n);
+  }
+  size_ += n;
+}
+
+uint8_t* CatqBlobWriter::grow(size_t n) {
+  blob_.resize(size_ + n);
+  uint8_t* p = blob_.data() + size_;
+  size_ += n;
+  return p;
+}
+
+size_t CatqBlobWriter::begin_entry() {
+  static const uint8_t zeros[kAlign] = {};
+  const size_t off = align_up(size_);
+  put(zeros, off - size_);
+  return off;
+}
 
 json CatqBlobWriter::add(const at::Tensor& t_in) {
   at::Tensor t = t_in.detach().contiguous().cpu();
   if (at::isFloatingType(t.scalar_type())) t = t.to(at::kFloat);
   json e = {{"dtype", dtype_name(t.scalar_type())}, {"shape", t.sizes().vec()}};
   const size_t nbytes = static_cast<size_t>(t.numel()) * t.element_size();
-  e["offset"] = place(static_cast<const uint8_t*>(t.data_ptr()), nbytes);
+  e["offset"] = begin_entry();
+  put(t.data_ptr(), nbytes);
   e["nbytes"] = nbytes;
   return e;
 }
 
 json CatqBlobWriter::add_packed(const at::Tensor& q_in, int bits, int64_t lo) {
-  at::Tensor q = q_in.to(at::kLong).contiguous().reshape({-1});
+  CATQ_CHECK(bits >= 1 && bits <= 16, Internal, "catq file: packed width {} outside 1..16", bits);
+  const at::Tensor q = flat_codes(q_in);
   const int64_t n = q.numel();
-  std::vector<uint8_t> bytes((static_cast<size_t>(n) * bits + 7) / 8, 0);
-  const int64_t* p = q.data_ptr<int64_t>();
-  const uint64_t mask = (uint64_t{1} << bits) - 1;
-  for (int64_t i = 0; i < n; ++i) {
-    const uint64_t v = static_cast<uint64_t>(p[i] - lo);
-    CATQ_CHECK(v <= mask, Internal, "catq file: code {} outside the {}-bit range starting at {}", p[i], bits, lo);
-    const uint64_t bit = static_cast<uint64_t>(i) * bits;
-    for (int b = 0; b < bits; ++b)
-      if ((v >> b) & 1) bytes[(bit + b) / 8] |= static_cast<uint8_t>(1u << ((bit + b) % 8));
-  }
+  const size_t nbytes = (static_cast<size_t>(n) * bits + 7) / 8;
   json e = {{"dtype", "PACKED"}, {"bits", bits}, {"min", lo}, {"shape", q_in.sizes().vec()}};
-  e["offset"] = place(bytes.data(), bytes.size());
-  e["nbytes"] = bytes.size();
+  e["offset"] = begin_entry();
+  if (!spills()) {
+    pack_codes(q, 0, n, bits, lo, grow(nbytes));
+  } else {  // bounded memory: 1 Mi codes (a whole number of bytes at any width) at a time
+    constexpr int64_t kChunk = int64_t{1} << 20;
+    std::vector<uint8_t> buf(static_cast<size_t>(kChunk) * bits / 8);
+    for (int64_t b = 0; b < n; b += kChunk) {
+      const int64_t m = std::min(kChunk, n - b);
+      const size_t mb = (static_cast<size_t>(m) * bits + 7) / 8;
+      pack_codes(q, b, m, bits, lo, buf.data());
+      put(buf.data(), mb);
+    }
+  }
+  e["nbytes"] = nbytes;
   return e;
-}
-
-size_t CatqBlobWriter::place(const uint8_t* p, size_t n) {
-  const size_t off = align_up(blob_.size());
-  blob_.resize(off + n, 0);
-  if (n) std::memcpy(blob_.data() + off, p, n);
-  return off;
 }
 
 at::Tensor CatqBlobReader::get(const json& e, const std::string& what) const {
@@ -104,13 +416,7 @@ at::Tensor CatqBlobReader::get(const json& e, const std::string& what) const {
       CATQ_CHECK(nbytes == (numel * bits + 7) / 8, Format, "{}: {}: {} bytes hold {} values of {} bits, expected {}",
                  file_, what, nbytes, numel, bits, (numel * bits + 7) / 8);
       at::Tensor q = at::empty({static_cast<int64_t>(numel)}, at::kInt);
-      int32_t* out = q.data_ptr<int32_t>();
-      for (uint64_t i = 0; i < numel; ++i) {
-        uint32_t v = 0;
-        const uint64_t bit = i * bits;
-        for (int b = 0; b < bits; ++b) v |= static_cast<uint32_t>((p[(bit + b) / 8] >> ((bit + b) % 8)) & 1u) << b;
-        out[i] = static_cast<int32_t>(lo + v);
-      }
+      unpack_codes(p, static_cast<int64_t>(numel), bits, lo, q.data_ptr<int32_t>());
       return q.reshape(shape);
     }
     auto st = parse_dtype(dtype);
@@ -170,7 +476,7 @@ QuantParams params_from_json(const json& j, const CatqBlobReader& blob, const st
 
 // ---- The file --------------------------------------------------------------------------------------------
 
-void write_catq_container(const std::string& path, const json& h, const CatqBlobWriter& blob) {
+void write_catq_container(const std::string& path, const json& h, CatqBlobWriter& blob) {
   const std::string header = h.dump();
   std::string out(kMagic, 8);
   auto put_u32 = [&](uint32_t v) { out.append(reinterpret_cast<const char*>(&v), 4); };
@@ -180,8 +486,45 @@ void write_catq_container(const std::string& path, const json& h, const CatqBlob
   put_u64(header.size());
   out += header;
   out.resize(align_up(out.size()), '\0');
-  out.append(reinterpret_cast<const char*>(blob.data().data()), blob.data().size());
-  write_file_atomic(path, out);
+  if (!blob.spills()) {
+    out.append(reinterpret_cast<const char*>(blob.data().data()), blob.data().size());
+    write_file_atomic(path, out);
+    return;
+  }
+  // Header, then the spill file copied in 8 MiB chunks, into a temp file renamed over `path`.
+  blob.close();
+  std::random_device rd;
+  const std::string tmp = fmt::format("{}.tmp{:08x}", path, rd());
+  std::FILE* in = std::fopen(blob.spill_path().c_str(), "rb");
+  if (!in) fail(ErrorKind::Io, "{}: cannot open: {}", blob.spill_path(), std::strerror(errno));
+  std::FILE* f = std::fopen(tmp.c_str(), "wb");
+  if (!f) {
+    std::fclose(in);
+    fail(ErrorKind::Io, "{}: cannot create: {}", tmp, std::strerror(errno));
+  }
+  bool ok = std::fwrite(out.data(), 1, out.size(), f) == out.size();
+  std::vector<char> buf(size_t{8} << 20);
+  size_t copied = 0;
+  while (ok) {
+    const size_t got = std::fread(buf.data(), 1, buf.size(), in);
+    if (got == 0) break;
+    ok = std::fwrite(buf.data(), 1, got, f) == got;
+    copied += got;
+  }
+  const bool read_ok = !std::ferror(in) && copied == blob.size();
+  std::fclose(in);
+  ok = std::fflush(f) == 0 && ok;
+  ok = std::fclose(f) == 0 && ok;
+  if (!ok || !read_ok) {
+    std::remove(tmp.c_str());
+    if (!read_ok) fail(ErrorKind::Io, "{}: read back {} of its {} bytes", blob.spill_path(), copied, blob.size());
+    fail(ErrorKind::Io, "{}: write failed (disk full?)", path);
+  }
+  if (std::rename(tmp.c_str(), path.c_str()) != 0) {
+    const int e = errno;
+    std::remove(tmp.c_str());
+    fail(ErrorKind::Io, "{}: cannot rename temp file into place: {}", path, std::strerror(e));
+  }
 }
 
 CatqContainer read_catq_container(const std::string& path) {

@@ -5,6 +5,7 @@
 #pragma once
 #include <cstddef>
 #include <cstdint>
+#include <cstdio>
 #include <string>
 #include <vector>
 
@@ -19,19 +20,52 @@ inline constexpr uint32_t kCatqVersion = 1;
 inline constexpr const char* kCatqCnnFormat = "catq-quantized-model";  // header "format" of a quantized CNN
 inline constexpr const char* kCatqLlmFormat = "catq-quantized-llm";    // ... of a quantized Llama model
 
+// The PACKED layout of integer codes: each code q stored as the unsigned value q − lo in `bits` bits (1..16), least
+// significant bit first, element after element, so n codes take ⌈n·bits/8⌉ bytes.
+// pack_codes packs codes [begin, begin + n) of `q` (flat, contiguous, any integer dtype) into out (⌈n·bits/8⌉ bytes,
+// fully written); begin·bits must be a multiple of 8 when begin > 0. Error(Internal) naming the code when one lies
+// outside [lo, lo + 2^bits − 1] (the range check is fused into the pack loop). Bits 8 / 4 / 2 / 1 go a byte at a
+// time, other widths 8 codes (= `bits` bytes) per 64/128-bit word.
+void pack_codes(const at::Tensor& q, int64_t begin, int64_t n, int bits, int64_t lo, uint8_t* out);
+// The inverse: n codes from ⌈n·bits/8⌉ bytes at p (never read past them) as int32 lo + v (wrapping as a cast).
+void unpack_codes(const uint8_t* p, int64_t n, int bits, int64_t lo, int32_t* out);
+
 // Collects tensors into the blob while the header is built; each call returns the tensor's header entry
-// ({"dtype", "shape", "offset", "nbytes"}, offset relative to the blob start, 64-aligned).
+// ({"dtype", "shape", "offset", "nbytes"}, offset relative to the blob start, 64-aligned). The blob lives in memory
+// (data()) or, for bounded-memory writing, is appended to a spill file as tensors arrive (write_catq_container copies
+// it after the header).
 class CatqBlobWriter {
  public:
+  CatqBlobWriter() = default;
+  // Streams the blob into `spill_path` (created or truncated; Error(Io) naming it on failure). The file is closed by
+  // close() / the destructor, never removed here.
+  explicit CatqBlobWriter(const std::string& spill_path);
+  ~CatqBlobWriter();
+  CatqBlobWriter(const CatqBlobWriter&) = delete;
+  CatqBlobWriter& operator=(const CatqBlobWriter&) = delete;
+
   // Raw tensor (floating types stored as F32).
   nlohmann::json add(const at::Tensor& t);
-  // Integer codes q ∈ [lo, lo + 2^bits − 1], stored as (q − lo) at `bits` bits each, LSB first, row-major.
+  // Integer codes q ∈ [lo, lo + 2^bits − 1] (any integer dtype), stored PACKED (above). Error(Internal) for a code
+  // outside the range.
   nlohmann::json add_packed(const at::Tensor& q, int bits, int64_t lo);
+  // The in-memory blob (empty for a spilling writer).
   const std::vector<uint8_t>& data() const { return blob_; }
+  size_t size() const { return size_; }  // bytes so far
+  bool spills() const { return !spill_path_.empty(); }
+  const std::string& spill_path() const { return spill_path_; }
+  // Flushes and closes the spill file (Error(Io) when a write failed); a no-op in memory or when already closed.
+  void close();
 
  private:
-  size_t place(const uint8_t* p, size_t n);
+  size_t begin_entry();                   // pads to the alignment; returns the entry's offset
+  void put(const void* p, size_t n);      // appends
+  uint8_t* grow(size_t n);                // in memory: appends n bytes and returns them
   std::vector<uint8_t> blob_;
+  size_t size_ = 0;
+  std::string spill_path_;
+  std::FILE* f_ = nullptr;
+  bool failed_ = false;
 };
 
 // Reads tensors back from the blob, validating every entry against it (bounds, sizes, dtype; F32 finite).
@@ -53,8 +87,9 @@ nlohmann::json params_to_json(const QuantParams& p, CatqBlobWriter& blob);
 QuantParams params_from_json(const nlohmann::json& j, const CatqBlobReader& blob, const std::string& where,
                              const std::string& file);
 
-// Writes magic, version, header length, `header` as JSON, padding and the blob, atomically.
-void write_catq_container(const std::string& path, const nlohmann::json& header, const CatqBlobWriter& blob);
+// Writes magic, version, header length, `header` as JSON, padding and the blob, atomically (temp file + rename).
+// A spilling blob is closed and copied after the header in bounded-memory chunks (the spill file is left in place).
+void write_catq_container(const std::string& path, const nlohmann::json& header, CatqBlobWriter& blob);
 
 // A .catq file read and validated up to its header.
 struct CatqContainer {

@@ -63,8 +63,42 @@ struct QuantizedLlama {
   std::optional<Tokenizer> tokenizer;
   nlohmann::json metadata = nlohmann::json::object();
 };
+// Writes a quantized-LLM .catq file incrementally with bounded memory: blob data is appended to a temporary file
+// next to `path` as tensors arrive; finish() writes the final file (magic, version, header, blob) to another temp
+// and renames it over `path`; without finish() (exception, early return) the destructor removes the temp files and
+// `path` is untouched. (finish() needs disk room for the blob twice for a moment: the temp blob is copied after the
+// header, sequentially in 8 MiB chunks.) Misuse (a key added twice, layers out of layer_infos() order, wrong shapes,
+// a missing tensor at finish()) is Error(Internal) naming the tensor; disk failures are Error(Io).
+// The file is byte-identical to one write_catq_llm writes when the calls come in its order (FP tensors, then the
+// layers, then the tokenizer); any other order is an equally valid file.
+class CatqLlmWriter {
+ public:
+  CatqLlmWriter(const std::string& path, const LlamaConfig& cfg, const QuantConfig& qc, const nlohmann::json& metadata);
+  ~CatqLlmWriter();
+  CatqLlmWriter(const CatqLlmWriter&) = delete;
+  CatqLlmWriter& operator=(const CatqLlmWriter&) = delete;
+  // An FP tensor under its .catq key (token_embd, output_norm, blk.N.attn_norm, blk.N.attn_q.bias, online transforms
+  // blk.N.attn_in..., an FP linear such as "output").
+  void add_tensor(const std::string& key, const at::Tensor& t);
+  // A quantizable linear, in layer_infos() order (the writer checks the order and count against cfg at finish()):
+  // weight params + integer codes (codes: any integer dtype, same shape as the weight) for a quantized weight, or
+  // weight_params == nullptr and `codes_or_weight` the FP weight for an FP layer (not written when it is the tied head;
+  // it may then be undefined); input params for static activation quantization or nullptr.
+  void add_layer(const std::string& name, const QuantParams* weight_params, const at::Tensor& codes_or_weight,
+                 const QuantParams* input_params);
+  // Once. Error(Data) when its vocabulary does not fit cfg.vocab_size (llama2c: equal; BPE kinds: at most, padded by
+  // the loader). BPE kinds are stored as their tokenizer.json / tokenizer_config.json texts (docs/catq_format.md).
+  void set_tokenizer(const Tokenizer& tok);
+  void finish();
+
+ private:
+  struct Impl;
+  std::unique_ptr<Impl> impl_;
+};
+
 // Writes a Llama model quantized by `sq` (weights and static inputs calibrated), its online transforms and
-// (optionally) its tokenizer, atomically. Same container as the CNN file, header format "catq-quantized-llm".
+// (optionally) its tokenizer, atomically, through CatqLlmWriter. Same container as the CNN file, header format
+// "catq-quantized-llm".
 void write_catq_llm(const std::string& path, const LlamaModel& m, const SimQuant& sq, const Tokenizer* tok,
                     const nlohmann::json& metadata);
 QuantizedLlama read_catq_llm(const std::string& path);

@@ -1,11 +1,15 @@
-// The quantized-Llama .catq file: write_catq_llm / read_catq_llm (config, FP tensors, bit-packed weight codes and
-// params, online transforms, the tokenizer) on the shared container (catq_container.h).
+// The quantized-Llama .catq file: CatqLlmWriter (the streaming writer) and write_catq_llm on top of it, read_catq_llm
+// (config, FP tensors, bit-packed weight codes and params, online transforms, the tokenizer) on the shared container
+// (catq_container.h).
 #include "io/catq_file.h"
 
+#include <cstdio>
 #include <cstring>
+#include <random>
 
 #include "core/error.h"
 #include "io/catq_container.h"
+#include "io/hf_tokenizer.h"
 #include "io/llama_config_json.h"
 #include "llm/llama_tensors.h"
 
@@ -13,65 +17,182 @@ namespace catq {
 
 using nlohmann::json;
 
+// ---- The streaming writer ------------------------------------------------------------------------------------
+
+namespace {
+
+at::Tensor bytes_tensor(const std::string& s) {
+  at::Tensor b = at::empty({static_cast<int64_t>(s.size())}, at::kByte);
+  if (!s.empty()) std::memcpy(b.data_ptr(), s.data(), s.size());
+  return b;
+}
+
+std::string tensor_text(const at::Tensor& b) {
+  return std::string(reinterpret_cast<const char*>(b.data_ptr()), static_cast<size_t>(b.numel()));
+}
+
+}  // namespace
+
+struct CatqLlmWriter::Impl {
+  std::string path, blob_path;
+  LlamaConfig cfg;
+  json h, tensors = json::object(), layers = json::array();
+  std::unique_ptr<CatqBlobWriter> blob;
+  std::vector<std::string> names;                 // layer_infos() order
+  std::vector<std::vector<int64_t>> shapes;       // their weight shapes
+  size_t next = 0;                                // layers added so far
+  bool has_tokenizer = false, finished = false;
+};
+
+CatqLlmWriter::CatqLlmWriter(const std::string& path, const LlamaConfig& cfg, const QuantConfig& qc,
+                             const json& metadata)
+    : impl_(std::make_unique<Impl>()) {
+  Impl& w = *impl_;
+  w.path = path;
+  w.cfg = cfg;
+  std::random_device rd;
+  w.blob_path = fmt::format("{}.blob.tmp{:08x}", path, rd());
+  w.h["format"] = kCatqLlmFormat;
+  w.h["version"] = kCatqVersion;
+  w.h["metadata"] = metadata;
+  w.h["quant_config"] = qc.to_json();
+  w.h["config"] = llama_config_to_json(cfg);
+  for (int64_t l = 0; l < cfg.n_layers; ++l)
+    for (int j = 0; j < kLinearsPerBlock; ++j) {
+      w.names.push_back(llama_block_linear(j).gguf_base(l));
+      w.shapes.push_back(llama_block_linear(j).shape(cfg));
+    }
+  w.names.push_back(kLlamaOutput.gguf);
+  w.shapes.push_back(kLlamaOutput.shape(cfg));
+  w.blob = std::make_unique<CatqBlobWriter>(w.blob_path);
+}
+
+CatqLlmWriter::~CatqLlmWriter() {
+  if (!impl_) return;
+  impl_->blob.reset();  // closes the temp blob
+  std::remove(impl_->blob_path.c_str());
+}
+
+void CatqLlmWriter::add_tensor(const std::string& key, const at::Tensor& t) {
+  Impl& w = *impl_;
+  CATQ_CHECK(!w.finished, Internal, "{}: CatqLlmWriter: tensor '{}' added after finish()", w.path, key);
+  CATQ_CHECK(t.defined(), Internal, "{}: CatqLlmWriter: tensor '{}' is undefined", w.path, key);
+  CATQ_CHECK(!w.tensors.contains(key), Internal, "{}: CatqLlmWriter: tensor '{}' added twice", w.path, key);
+  w.tensors[key] = w.blob->add(t);
+}
+
+void CatqLlmWriter::add_layer(const std::string& name, const QuantParams* wp, const at::Tensor& cw,
+                              const QuantParams* ip) {
+  Impl& w = *impl_;
+  CATQ_CHECK(!w.finished, Internal, "{}: CatqLlmWriter: layer '{}' added after finish()", w.path, name);
+  CATQ_CHECK(w.next < w.names.size(), Internal, "{}: CatqLlmWriter: layer '{}' is one more than the model's {} linear "
+             "layers", w.path, name, w.names.size());
+  const size_t i = w.next;
+  CATQ_CHECK(name == w.names[i], Internal, "{}: CatqLlmWriter: layer {} is '{}', expected '{}' (layer_infos() order)",
+             w.path, i, name, w.names[i]);
+  const bool tied_fp_head = wp == nullptr && name == kLlamaOutput.gguf && w.cfg.tied_head;
+  if (!tied_fp_head)
+    CATQ_CHECK(cw.defined() && cw.sizes().vec() == w.shapes[i], Internal,
+               "{}: CatqLlmWriter: layer '{}': {} of shape [{}], expected [{}]", w.path, name,
+               wp ? "codes" : "weight", cw.defined() ? fmt::format("{}", fmt::join(cw.sizes(), ",")) : "undefined",
+               fmt::join(w.shapes[i], ","));
+  json lj = {{"name", name}};
+  if (wp) {
+    CATQ_CHECK(wp->qmax > wp->qmin, Internal, "{}: CatqLlmWriter: layer '{}': empty integer range [{}, {}]", w.path,
+               name, wp->qmin, wp->qmax);
+    json wj = params_to_json(*wp, *w.blob);
+    int bits = 1;
+    while ((int64_t{1} << bits) <= wp->qmax - wp->qmin) ++bits;
+    wj["codes"] = w.blob->add_packed(cw, bits, wp->qmin);
+    lj["weight"] = wj;
+  } else if (!tied_fp_head) {
+    CATQ_CHECK(!w.tensors.contains(name), Internal, "{}: CatqLlmWriter: tensor '{}' added twice", w.path, name);
+    w.tensors[name] = w.blob->add(cw);
+  }
+  if (ip) lj["input"] = params_to_json(*ip, *w.blob);
+  w.layers.push_back(std::move(lj));
+  ++w.next;
+}
+
+void CatqLlmWriter::set_tokenizer(const Tokenizer& tok) {
+  Impl& w = *impl_;
+  CATQ_CHECK(!w.finished && !w.has_tokenizer, Internal, "{}: CatqLlmWriter: set_tokenizer called twice or after "
+             "finish()", w.path);
+  const int64_t V = w.cfg.vocab_size;
+  CATQ_CHECK(tok.is_bpe() ? tok.vocab_size() <= V : tok.vocab_size() == V, Data,
+             "{}: the tokenizer has {} tokens but the model's vocabulary is {}", w.path, tok.vocab_size(), V);
+  CatqBlobWriter& blob = *w.blob;
+  if (tok.is_bpe()) {
+    // Hugging Face texts (io/hf_tokenizer.h: reading them back gives an identical tokenizer).
+    w.h["tokenizer"] = {{"kind", to_string(tok.kind())},
+                        {"tokenizer_json", blob.add(bytes_tensor(hf_tokenizer_json(tok)))},
+                        {"tokenizer_config_json", blob.add(bytes_tensor(hf_tokenizer_config_json(tok)))},
+                        {"bos", tok.bos_id()}, {"eos", tok.eos_id()}, {"unk", tok.unk_id()}};
+  } else {
+    std::string bytes;
+    std::vector<int32_t> lens;
+    for (const auto& p : tok.pieces()) bytes += p, lens.push_back(static_cast<int32_t>(p.size()));
+    w.h["tokenizer"] = {{"bytes", blob.add(bytes_tensor(bytes))}, {"lengths", blob.add(at::tensor(lens, at::kInt))},
+                        {"scores", blob.add(at::tensor(tok.scores(), at::kFloat))},
+                        {"types", blob.add(at::tensor(tok.types(), at::kInt))},
+                        {"bos", tok.bos_id()}, {"eos", tok.eos_id()}, {"unk", tok.unk_id()}};
+  }
+  w.has_tokenizer = true;
+}
+
+void CatqLlmWriter::finish() {
+  Impl& w = *impl_;
+  CATQ_CHECK(!w.finished, Internal, "{}: CatqLlmWriter: finish() called twice", w.path);
+  CATQ_CHECK(w.next == w.names.size(), Internal, "{}: CatqLlmWriter: {} of the model's {} linear layers were added",
+             w.path, w.next, w.names.size());
+  std::vector<std::string> required = {kLlamaTokenEmbd.gguf, kLlamaOutputNorm.gguf};
+  for (int64_t l = 0; l < w.cfg.n_layers; ++l)
+    for (const LlamaBlockTensor& t : llama_block_tensors())
+      if (t.linear < 0 && t.present(w.cfg)) required.push_back(t.catq_key(l));
+  for (const std::string& k : required)
+    CATQ_CHECK(w.tensors.contains(k), Internal, "{}: CatqLlmWriter: tensor '{}' was never added", w.path, k);
+  w.h["layers"] = std::move(w.layers);
+  w.h["tensors"] = std::move(w.tensors);
+  w.finished = true;  // no more additions, whatever happens below
+  write_catq_container(w.path, w.h, *w.blob);
+  w.blob.reset();
+  std::remove(w.blob_path.c_str());
+}
+
 void write_catq_llm(const std::string& path, const LlamaModel& m, const SimQuant& sq, const Tokenizer* tok,
                     const json& metadata) {
-  CatqBlobWriter blob;
-  json h;
-  h["format"] = kCatqLlmFormat;
-  h["version"] = kCatqVersion;
-  h["metadata"] = metadata;
-  h["quant_config"] = sq.config().to_json();
-  h["config"] = llama_config_to_json(m.cfg);
-  json tensors = json::object();
-  tensors[kLlamaTokenEmbd.gguf] = blob.add(m.tok_embeddings);
-  tensors[kLlamaOutputNorm.gguf] = blob.add(m.norm);
+  // Calls in the order of the original one-shot writer (FP tensors, layers, tokenizer): the same bytes.
+  CatqLlmWriter w(path, m.cfg, sq.config(), metadata);
+  w.add_tensor(kLlamaTokenEmbd.gguf, m.tok_embeddings);
+  w.add_tensor(kLlamaOutputNorm.gguf, m.norm);
   for (size_t l = 0; l < m.blocks.size(); ++l) {
     const LlamaBlock& b = m.blocks[l];
     for (const LlamaBlockTensor& t : llama_block_tensors())  // RMSNorm weights and biases; linears are layers
-      if (t.linear < 0 && t.present(m.cfg)) tensors[t.catq_key(static_cast<int64_t>(l))] = blob.add(b.*t.member);
-    if (b.attn_in.defined()) tensors[fmt::format("blk.{}.attn_in", l)] = blob.add(b.attn_in.matrix);
-    if (b.ffn_in.defined()) tensors[fmt::format("blk.{}.ffn_in", l)] = blob.add(b.ffn_in.matrix);
-    if (b.down_in.defined()) tensors[fmt::format("blk.{}.down_in", l)] = blob.add(b.down_in.matrix);
+      if (t.linear < 0 && t.present(m.cfg)) w.add_tensor(t.catq_key(static_cast<int64_t>(l)), b.*t.member);
+    if (b.attn_in.defined()) w.add_tensor(fmt::format("blk.{}.attn_in", l), b.attn_in.matrix);
+    if (b.ffn_in.defined()) w.add_tensor(fmt::format("blk.{}.ffn_in", l), b.ffn_in.matrix);
+    if (b.down_in.defined()) w.add_tensor(fmt::format("blk.{}.down_in", l), b.down_in.matrix);
   }
-  json layers = json::array();
   for (const LayerInfo& l : m.layer_infos()) {
     const SimQuant::Layer& sl = sq.layer(l.name);
-    json lj = {{"name", l.name}};
-    const at::Tensor& w = m.layer_weight(l.index);
+    const at::Tensor& wt = m.layer_weight(l.index);
+    const QuantParams* wp = nullptr;
+    at::Tensor cw = wt;
     if (sl.weight_spec.enabled) {
-      const QuantParams* wp = sq.weight_params(l.name);
+      wp = sq.weight_params(l.name);
       CATQ_CHECK(wp != nullptr, Internal,
                  "write_catq_llm: layer '{}' has no weight params (run a quantized forward first)", l.name);
-      at::Tensor codes = sl.weight_codes.defined() ? sl.weight_codes : quantize(w.detach(), *wp);
-      json wj = params_to_json(*wp, blob);
-      int bits = 1;
-      while ((int64_t{1} << bits) <= wp->qmax - wp->qmin) ++bits;
-      wj["codes"] = blob.add_packed(codes, bits, wp->qmin);
-      lj["weight"] = wj;
-    } else if (!(l.name == kLlamaOutput.gguf && m.cfg.tied_head)) {
-      tensors[l.name] = blob.add(w);
+      cw = sl.weight_codes.defined() ? sl.weight_codes : quantize(wt.detach(), *wp);
     }
+    const QuantParams* ip = nullptr;
     if (sl.input_spec.enabled && sl.input_spec.granularity != Granularity::PerToken) {
-      const QuantParams* ip = sq.input_params(l.name);
+      ip = sq.input_params(l.name);
       CATQ_CHECK(ip != nullptr, Internal, "write_catq_llm: layer '{}' has no input params (calibrate first)", l.name);
-      lj["input"] = params_to_json(*ip, blob);
     }
-    layers.push_back(lj);
+    w.add_layer(l.name, wp, cw, ip);
   }
-  h["layers"] = layers;
-  h["tensors"] = tensors;
-  if (tok) {
-    std::string bytes;
-    std::vector<int32_t> lens;
-    for (const auto& p : tok->pieces()) bytes += p, lens.push_back(static_cast<int32_t>(p.size()));
-    at::Tensor b = at::empty({static_cast<int64_t>(bytes.size())}, at::kByte);
-    if (!bytes.empty()) std::memcpy(b.data_ptr(), bytes.data(), bytes.size());
-    h["tokenizer"] = {{"bytes", blob.add(b)}, {"lengths", blob.add(at::tensor(lens, at::kInt))},
-                      {"scores", blob.add(at::tensor(tok->scores(), at::kFloat))},
-                      {"types", blob.add(at::tensor(tok->types(), at::kInt))},
-                      {"bos", tok->bos_id()}, {"eos", tok->eos_id()}, {"unk", tok->unk_id()}};
-  }
-  write_catq_container(path, h, blob);
+  if (tok) w.set_tokenizer(*tok);
+  w.finish();
 }
 
 QuantizedLlama read_catq_llm(const std::string& path) {
@@ -164,24 +285,45 @@ QuantizedLlama read_catq_llm(const std::string& path) {
     q.sq->set_mode(SimQuant::Mode::Quantize);
     if (h.contains("tokenizer")) {
       const json& k = h.at("tokenizer");
-      at::Tensor bytes = blob.get(k.at("bytes"), "tokenizer bytes"), lens = blob.get(k.at("lengths"), "tokenizer lengths");
-      at::Tensor scores = blob.get(k.at("scores"), "tokenizer scores"), types = blob.get(k.at("types"), "tokenizer types");
-      CATQ_CHECK(lens.numel() == m.cfg.vocab_size && scores.numel() == lens.numel() && types.numel() == lens.numel() &&
-                     lens.scalar_type() == at::kInt && types.scalar_type() == at::kInt && bytes.scalar_type() == at::kByte,
-                 Format, "{}: the tokenizer does not match the vocabulary of {}", path, m.cfg.vocab_size);
-      std::vector<std::string> pieces;
-      const char* p = reinterpret_cast<const char*>(bytes.data_ptr());
-      int64_t off = 0;
-      for (int64_t i = 0; i < lens.numel(); ++i) {
-        const int64_t n = lens[i].item<int>();
-        CATQ_CHECK(n >= 0 && off + n <= bytes.numel(), Format, "{}: tokenizer piece {} overruns its bytes", path, i);
-        pieces.emplace_back(p + off, static_cast<size_t>(n));
-        off += n;
+      const std::string kind = k.value("kind", "llama2c");  // files before BPE kinds have no "kind"
+      if (kind != "llama2c") {
+        CATQ_CHECK(kind == to_string(TokenizerKind::SpmBpe) || kind == to_string(TokenizerKind::ByteLevelBpe),
+                   Unsupported, "{}: tokenizer kind '{}', this catq reads llama2c, spm-bpe and byte-level-bpe", path,
+                   kind);
+        auto text = [&](const char* key) {
+          at::Tensor b = blob.get(k.at(key), std::string("tokenizer ") + key);
+          CATQ_CHECK(b.scalar_type() == at::kByte && b.dim() == 1, Format, "{}: tokenizer {} must be U8 bytes", path,
+                     key);
+          return tensor_text(b);
+        };
+        Tokenizer t = parse_hf_tokenizer(text("tokenizer_json"), text("tokenizer_config_json"),
+                                         path + " (embedded tokenizer.json)");
+        CATQ_CHECK(to_string(t.kind()) == kind && t.vocab_size() <= m.cfg.vocab_size, Format,
+                   "{}: the embedded {} tokenizer ({} tokens) does not match its kind '{}' or the vocabulary of {}",
+                   path, to_string(t.kind()), t.vocab_size(), kind, m.cfg.vocab_size);
+        q.tokenizer.emplace(std::move(t));
+      } else {
+        at::Tensor bytes = blob.get(k.at("bytes"), "tokenizer bytes"), lens = blob.get(k.at("lengths"), "tokenizer lengths");
+        at::Tensor scores = blob.get(k.at("scores"), "tokenizer scores"), types = blob.get(k.at("types"), "tokenizer types");
+        CATQ_CHECK(lens.numel() == m.cfg.vocab_size && scores.numel() == lens.numel() && types.numel() == lens.numel() &&
+                       lens.scalar_type() == at::kInt && types.scalar_type() == at::kInt &&
+                       scores.scalar_type() == at::kFloat && bytes.scalar_type() == at::kByte,
+                   Format, "{}: the tokenizer does not match the vocabulary of {}", path, m.cfg.vocab_size);
+        std::vector<std::string> pieces;
+        const char* p = reinterpret_cast<const char*>(bytes.data_ptr());
+        const int32_t* lp = lens.data_ptr<int32_t>();
+        int64_t off = 0;
+        for (int64_t i = 0; i < lens.numel(); ++i) {
+          const int64_t n = lp[i];
+          CATQ_CHECK(n >= 0 && off + n <= bytes.numel(), Format, "{}: tokenizer piece {} overruns its bytes", path, i);
+          pieces.emplace_back(p + off, static_cast<size_t>(n));
+          off += n;
+        }
+        std::vector<float> sc(scores.data_ptr<float>(), scores.data_ptr<float>() + scores.numel());
+        std::vector<int32_t> ty(types.data_ptr<int32_t>(), types.data_ptr<int32_t>() + types.numel());
+        q.tokenizer.emplace(std::move(pieces), std::move(sc), std::move(ty), k.at("bos").get<int32_t>(),
+                            k.at("eos").get<int32_t>(), k.at("unk").get<int32_t>());
       }
-      std::vector<float> sc(scores.data_ptr<float>(), scores.data_ptr<float>() + scores.numel());
-      std::vector<int32_t> ty(types.data_ptr<int32_t>(), types.data_ptr<int32_t>() + types.numel());
-      q.tokenizer.emplace(std::move(pieces), std::move(sc), std::move(ty), k.at("bos").get<int32_t>(),
-                          k.at("eos").get<int32_t>(), k.at("unk").get<int32_t>());
     }
   } catch (const json::exception& e) {
     fail(ErrorKind::Format, "{}: malformed header: {}", path, e.what());

@@ -3,6 +3,7 @@
 #include <torch/torch.h>
 
 #include <ATen/Parallel.h>
+#include <ATen/TensorIterator.h>
 
 #include <cmath>
 #include <functional>
@@ -22,39 +23,84 @@ struct SteArgs {
   std::optional<at::Generator> gen;
 };
 
+// The clipped-STE mask x/s + z ∈ [qmin, qmax] (uniform scheme). On the CPU one fused pass (TensorIterator over x and
+// the broadcast s, z; the same float arithmetic as the tensor expression below, so the same bits), else that
+// expression (5 tensor passes).
+at::Tensor ste_mask(const at::Tensor& x, const QuantParams& p) {
+  at::Tensor s = p.scale.to(x.device()), z = p.zero_point.to(x.device()).to(at::kFloat);
+  at::Tensor xv = group_view(x.to(at::kFloat), p);
+  if (!x.device().is_cpu() || s.scalar_type() != at::kFloat) {
+    at::Tensor v = xv / s + z;
+    return ((v >= static_cast<double>(p.qmin)) & (v <= static_cast<double>(p.qmax))).reshape(x.sizes());
+  }
+  at::Tensor mask = at::empty(xv.sizes(), xv.options().dtype(at::kBool));
+  auto iter = at::TensorIteratorConfig()
+                  .check_all_same_dtype(false)
+                  .add_output(mask)
+                  .add_input(xv)
+                  .add_input(s)
+                  .add_input(z)
+                  .build();
+  const float lo = static_cast<float>(p.qmin), hi = static_cast<float>(p.qmax);
+  iter.for_each([&](char** data, const int64_t* st, int64_t n) {
+    bool* o = reinterpret_cast<bool*>(data[0]);
+    const char *xp = data[1], *sp = data[2], *zp = data[3];
+    if (st[0] == 1 && st[1] == 4 && st[2] == 0 && st[3] == 0) {  // contiguous run with one scale
+      const float* xf = reinterpret_cast<const float*>(xp);
+      const float sv = *reinterpret_cast<const float*>(sp), zv = *reinterpret_cast<const float*>(zp);
+      for (int64_t i = 0; i < n; ++i) {
+        const float v = xf[i] / sv + zv;
+        o[i] = v >= lo && v <= hi;
+      }
+      return;
+    }
+    for (int64_t i = 0; i < n; ++i) {
+      const float v = *reinterpret_cast<const float*>(xp + i * st[1]) / *reinterpret_cast<const float*>(sp + i * st[2]) +
+                      *reinterpret_cast<const float*>(zp + i * st[3]);
+      *reinterpret_cast<bool*>(data[0] + i * st[0]) = v >= lo && v <= hi;
+    }
+  });
+  return mask.reshape(x.sizes());
+}
+
 class SteFn : public torch::autograd::Function<SteFn> {
  public:
+  // Only called when x needs a gradient (fake_quant_ste skips autograd otherwise).
   static at::Tensor forward(AutogradContext* ctx, const at::Tensor& x, const SteArgs* a) {
     const QuantParams& p = *a->p;
     at::Tensor out = fake_quantize(x, p, a->rounding, a->gen);
     at::Tensor mask;
-    if (p.scheme == Scheme::Uniform) {
-      at::Tensor s = p.scale.to(x.device()), z = p.zero_point.to(x.device()).to(at::kFloat);
-      at::Tensor v = group_view(x.to(at::kFloat), p) / s + z;
-      mask = ((v >= static_cast<double>(p.qmin)) & (v <= static_cast<double>(p.qmax))).reshape(x.sizes());
-    }
+    if (p.scheme == Scheme::Uniform) mask = ste_mask(x, p);
     ctx->save_for_backward({mask});
     return out;
   }
   static variable_list backward(AutogradContext* ctx, variable_list grad) {
     at::Tensor mask = ctx->get_saved_variables()[0];
     at::Tensor g = grad[0];
-    if (mask.defined()) g = g * mask.to(g.scalar_type());
+    if (mask.defined()) g = g * mask;  // bool promotes to g's type: the same values as g * mask.to(g's type)
     return {g, at::Tensor()};
   }
 };
+
+// LSQ forward values on x in the group view (s and z broadcast against it): (clamp(round(x/s) + z) − z)·s, in place
+// on the one temporary (same ops and dtypes as the out-of-place expression: the quotient's type already includes x's,
+// s's and z's).
+at::Tensor lsq_values(const at::Tensor& x, const at::Tensor& s, const at::Tensor& z, int64_t qmin, int64_t qmax) {
+  at::Tensor q = at::div(x, s);
+  q.round_().add_(z).clamp_(qmin, qmax).sub_(z).mul_(s);
+  return q;
+}
 
 class LsqFn : public torch::autograd::Function<LsqFn> {
  public:
   // x already in the group view; s and z broadcast against it.
   static at::Tensor forward(AutogradContext* ctx, const at::Tensor& x, const at::Tensor& s, const at::Tensor& z,
                             int64_t qmin, int64_t qmax, double g) {
-    at::Tensor q = (at::round(x / s) + z).clamp(qmin, qmax);
     ctx->save_for_backward({x, s, z});
     ctx->saved_data["qmin"] = qmin;
     ctx->saved_data["qmax"] = qmax;
     ctx->saved_data["g"] = g;
-    return (q - z) * s;
+    return lsq_values(x, s, z, qmin, qmax);
   }
   static variable_list backward(AutogradContext* ctx, variable_list grad) {
     auto saved = ctx->get_saved_variables();
@@ -62,11 +108,42 @@ class LsqFn : public torch::autograd::Function<LsqFn> {
     const double qmin = static_cast<double>(ctx->saved_data["qmin"].toInt());
     const double qmax = static_cast<double>(ctx->saved_data["qmax"].toInt());
     const double g = ctx->saved_data["g"].toDouble();
+    at::Tensor go = grad[0];
+    const bool f32 = x.scalar_type() == at::kFloat && s.scalar_type() == at::kFloat &&
+                     z.scalar_type() == at::kFloat && go.scalar_type() == at::kFloat;
+    if (f32 && x.device().is_cpu() && s.device().is_cpu() && z.device().is_cpu() && go.device().is_cpu() &&
+        go.sizes() == x.sizes()) {
+      // One fused pass for ∂x and grad·∂x̂/∂s, element by element the float arithmetic of the tensor expression
+      // below (so the same bits; the scale's sum_to is unchanged).
+      at::Tensor gx = at::empty_like(go), gds = at::empty_like(go);
+      auto iter = at::TensorIteratorConfig()
+                      .check_all_same_dtype(false)
+                      .add_output(gx)
+                      .add_output(gds)
+                      .add_input(x)
+                      .add_input(s)
+                      .add_input(z)
+                      .add_input(go)
+                      .build();
+      const float lo = static_cast<float>(qmin), hi = static_cast<float>(qmax);
+      iter.for_each([&](char** data, const int64_t* st, int64_t n) {
+        for (int64_t i = 0; i < n; ++i) {
+          auto in = [&](int k) { return *reinterpret_cast<const float*>(data[k] + i * st[k]); };
+          const float xv = in(2), sv = in(3), zv = in(4), gv = in(5);
+          const float v = xv / sv, vz = v + zv;
+          const bool below = vz < lo, above = vz > hi;
+          const float ds = below ? lo - zv : (above ? hi - zv : std::nearbyint(v) - v);
+          *reinterpret_cast<float*>(data[0] + i * st[0]) = gv * ((below || above) ? 0.f : 1.f);
+          *reinterpret_cast<float*>(data[1] + i * st[1]) = gv * ds;
+        }
+      });
+      at::Tensor gs = at::sum_to(gds, s.sizes()) * g;
+      return {gx, gs, at::Tensor(), at::Tensor(), at::Tensor(), at::Tensor()};
+    }
     at::Tensor v = x / s;
     at::Tensor vz = v + z;
     at::Tensor below = vz < qmin, above = vz > qmax;
     at::Tensor inside = ~(below | above);
-    at::Tensor go = grad[0];
     at::Tensor gx = go * inside.to(go.scalar_type());
     at::Tensor ds = at::where(below, qmin - z, at::where(above, qmax - z, at::round(v) - v));
     at::Tensor gs = at::sum_to(go * ds, s.sizes()) * g;
@@ -181,6 +258,9 @@ at::Tensor fake_quant_lsq_per_tensor(const at::Tensor& x, const at::Tensor& scal
 }
 
 at::Tensor fake_quant_ste(const at::Tensor& x, const QuantParams& p, Rounding r, std::optional<at::Generator> gen) {
+  // No gradient wanted (inference, calibration, a frozen weight): the forward alone, no STE mask, no autograd node.
+  // (Checked here: inside Function::forward grad mode is always off.)
+  if (!(at::GradMode::is_enabled() && x.requires_grad())) return fake_quantize(x, p, r, gen);
   SteArgs a{&p, r, gen};
   return SteFn::apply(x, &a);
 }
@@ -200,7 +280,9 @@ at::Tensor fake_quant_lsq(const at::Tensor& x, const at::Tensor& scale, const Qu
   at::Tensor z = p.zero_point.to(x.device()).to(x.scalar_type());
   if (p.granularity == Granularity::PerTensor) z = z.reshape({});
   at::Tensor xv = group_view(x, p);
-  at::Tensor out = LsqFn::apply(xv, scale, z, p.qmin, p.qmax, g);
+  // Nothing needs a gradient (evaluation): the values alone, no autograd node.
+  const bool grad = at::GradMode::is_enabled() && (x.requires_grad() || scale.requires_grad());
+  at::Tensor out = grad ? LsqFn::apply(xv, scale, z, p.qmin, p.qmax, g) : lsq_values(xv, scale, z, p.qmin, p.qmax);
   return out.reshape(x.sizes());
 }
 

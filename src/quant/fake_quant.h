@@ -2,7 +2,8 @@
 //
 // fake_quant_ste — forward fake_quantize(x, p). Clipped straight-through estimator for the uniform scheme:
 //   ∂x̂/∂x = 1 where x/s + z ∈ [qmin, qmax] (x inside the representable range [s(qmin−z), s(qmax−z)]), else 0.
-//   kmeans / binary / ternary pass the gradient unchanged (plain STE). Params get no gradient.
+//   kmeans / binary / ternary pass the gradient unchanged (plain STE). Params get no gradient. When no gradient is
+//   wanted (grad mode off or x not requiring grad) it is fake_quantize(x, p) itself: no mask, no autograd node.
 //
 // fake_quant_lsq — LSQ (Esser et al., 2020) with a learnable scale; zero-point constant (0 when symmetric):
 //   v = x/s,  x̂ = s·(clamp(round(v) + z, qmin, qmax) − z)
