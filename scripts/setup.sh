@@ -7,8 +7,8 @@ cd "$(dirname "$0")/.."
 PKGS=(build-essential cmake ccache pkg-config
       libtorch-dev libopenblas0-openmp libdnnl-dev libonnx-dev libonnx-testdata
       libprotobuf-dev protobuf-compiler nlohmann-json3-dev libcli11-dev libfmt-dev libicu-dev
-      googletest libgtest-dev libgmock-dev libbenchmark-dev nodejs npm ninja-build jq)
-# jq: the bench/ scripts read `catq --json` output with it.
+      googletest libgtest-dev libgmock-dev libbenchmark-dev nodejs npm ninja-build jq time)
+# jq: the bench/ scripts read `catq --json` output with it; time: /usr/bin/time -v for their peak-RSS figures.
 # libicu-dev: exact Unicode general categories for the byte-level BPE pre-tokenizers (llm/pretokenize.cpp).
 # libopenblas0-openmp: without it libtorch's matmul falls back to Debian's reference BLAS (~4 GFLOP/s here vs ~180).
 

@@ -11,8 +11,15 @@
 #include <string>
 #include <vector>
 
+#include <fstream>
+
+#include <nlohmann/json.hpp>
+
 #include "core/file_util.h"
+#include "core/process.h"
+#include "io/gguf.h"
 #include "io/gguf_blocks.h"
+#include "test_llm_util.h"
 
 namespace {
 
@@ -121,5 +128,87 @@ TEST(GgufBlocks, EncodersWriteLlamaCppBytes) {
     ggml().init(type);
     ASSERT_EQ(ggml().quantize(type, x.data(), theirs.data(), 0, 1, n, nullptr), theirs.size()) << tt->name;
     EXPECT_EQ(ours, theirs) << tt->name;
+  }
+}
+
+// catq reads GGUF files of every block type that llama.cpp itself wrote (rows quantized by ggml_quantize_chunk) and
+// scores them as llama.cpp does: perplexity on the same token windows within 0.5 % (llama.cpp also quantizes the
+// activations to 8 bits inside its quantized dot products; catq runs the dequantized weights in fp32).
+TEST(PeerLlamaCpp, EveryGgufTypeReadsWithLlamaCppsPerplexity) {
+  using namespace catq;
+  using namespace catq::testing_llm;
+  const std::string peers = [] {
+    const char* e = std::getenv("CATQ_PEERS");
+    return e && *e ? std::string(e) : std::string(CATQ_SOURCE_DIR) + "/.cache/peers";
+  }();
+  if (!ggml().ok() || !file_exists(peers + "/node_modules/node-llama-cpp/dist/index.js") ||
+      std::system("node --version > /dev/null 2>&1") != 0)
+    GTEST_SKIP() << "needs node, node-llama-cpp and its libggml-base.so in " << peers << " (scripts/setup.sh)";
+  const Tokenizer tok = tiny_tokenizer();
+  LlamaConfig c = tiny_config(tok.vocab_size(), /*tied=*/false);
+  c.dim = 256, c.hidden_dim = 512, c.n_heads = 4, c.n_kv_heads = 2;  // rows a multiple of 256 (K-quant super-blocks)
+  LlamaModel m = LlamaModel::random(c, 31);
+  {
+    at::NoGradGuard ng;
+    m.output = m.output * 7.5;  // logits of std ~2-3: a perplexity that reacts to weight errors
+  }
+  TempDir d;
+  // Token windows [BOS, t1..t32] of random tokens (the same for both).
+  nlohmann::json windows = nlohmann::json::array();
+  at::Tensor toks = sample_tokens(tok.vocab_size(), 8, 33, 4);
+  toks.select(1, 0).fill_(tok.bos_id());
+  for (int64_t i = 0; i < toks.size(0); ++i)
+    windows.push_back(std::vector<int64_t>(toks[i].data_ptr<int64_t>(), toks[i].data_ptr<int64_t>() + 33));
+  std::ofstream(d / "windows.json") << windows.dump();
+
+  for (int type : {2, 3, 6, 7, 8, 10, 11, 12, 13, 14, 20}) {
+    const GgmlTypeTraits* tt = ggml_type_traits(type);
+    SCOPED_TRACE(tt->name);
+    ggml().init(type);
+    GgufBuilder b;
+    b.add_string("general.architecture", "llama");
+    b.add_u32("llama.context_length", static_cast<uint32_t>(c.seq_len));
+    b.add_u32("llama.embedding_length", static_cast<uint32_t>(c.dim));
+    b.add_u32("llama.block_count", static_cast<uint32_t>(c.n_layers));
+    b.add_u32("llama.feed_forward_length", static_cast<uint32_t>(c.hidden_dim));
+    b.add_u32("llama.attention.head_count", static_cast<uint32_t>(c.n_heads));
+    b.add_u32("llama.attention.head_count_kv", static_cast<uint32_t>(c.n_kv_heads));
+    b.add_f32("llama.attention.layer_norm_rms_epsilon", static_cast<float>(c.norm_eps));
+    b.add_f32("llama.rope.freq_base", static_cast<float>(c.rope_theta));
+    add_gguf_tokenizer(b, tok);
+    for (const auto& [name, t0] : m.named_parameters()) {
+      at::Tensor t = t0.detach().contiguous();
+      std::vector<int64_t> ne(t.sizes().rbegin(), t.sizes().rend());
+      // Norms and the embedding table (looked up, not multiplied) stay F32, as llama.cpp's mixes keep them high.
+      if (t.dim() == 1 || name == "token_embd.weight") {
+        b.add_tensor(name, ne, GGML_F32, std::string(static_cast<const char*>(t.data_ptr()), t.numel() * 4));
+        continue;
+      }
+      std::string blocks(static_cast<size_t>(t.numel() / tt->block * tt->bytes), '\0');
+      ASSERT_EQ(ggml().quantize(type, t.data_ptr<float>(), blocks.data(), 0, t.size(0), t.size(1), nullptr),
+                blocks.size());
+      b.add_tensor(name, ne, static_cast<uint32_t>(type), std::move(blocks));
+    }
+    const std::string path = d / (std::string(tt->name) + ".gguf");
+    write_file_atomic(path, b.build());
+
+    GgufLlama g = read_gguf_llama(path);
+    double nll = 0;
+    {
+      at::NoGradGuard ng;
+      at::Tensor lp = at::log_softmax(g.model.forward(toks.narrow(1, 0, 32)), -1);
+      nll = -lp.gather(2, toks.narrow(1, 1, 32).unsqueeze(2)).mean().item<double>();
+    }
+    int code = -1;
+    const std::string out = run_capture("CATQ_PEERS='" + peers + "' node '" + CATQ_SOURCE_DIR +
+                                        "/tests/peers/llama_cpp_check.mjs' '" + path + "' '" + (d / "windows.json") +
+                                        "' 0 2>&1", &code);
+    ASSERT_EQ(code, 0) << out;
+    nlohmann::json r = nlohmann::json::parse(out.substr(out.find('{')));
+    const double ppl_catq = std::exp(nll), ppl_llama = r.at("ppl").get<double>();
+    std::printf("[ peer ] %-7s llama.cpp perplexity %.4f, catq %.4f on the same file (ratio %.5f)\n", tt->name,
+                ppl_llama, ppl_catq, ppl_llama / ppl_catq);
+    EXPECT_EQ(r.at("tokens_scored").get<int64_t>(), 8 * 32);
+    EXPECT_NEAR(ppl_llama / ppl_catq, 1.0, 0.005);
   }
 }

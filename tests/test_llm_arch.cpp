@@ -280,3 +280,31 @@ TEST(BadInputLlmArch, UnsupportedArchitecturesAndOptionsAreNamed) {
   expect_error([&] { write_gguf_llama(t, nullptr, d / "t.gguf"); }, ErrorKind::Unsupported, "online transforms");
   EXPECT_FALSE(file_exists(d / "t.gguf"));
 }
+
+TEST(LlmArch, BlockByBlockForwardAndStoredDtypeWeights) {
+  const int64_t vocab = 300;
+  at::Tensor t = sample_tokens(vocab, 2, 12, 9);
+  for (const ArchCase& a : arch_cases(vocab)) {
+    SCOPED_TRACE(a.name);
+    LlamaModel m = LlamaModel::random(a.cfg, 21);
+    at::NoGradGuard ng;
+    const at::Tensor ref = m.forward(t);
+    at::Tensor x = m.embed(t);
+    for (int64_t l = 0; l < m.cfg.n_layers; ++l) x = m.block_forward(l, x);
+    EXPECT_TRUE(at::equal(m.head(x), ref));
+    // Weights held as bf16 (as a memory-mapped bf16 checkpoint would be): fp32 compute on the rounded weights.
+    LlamaModel r = m;  // the same weights rounded to bf16 and back, in fp32
+    LlamaModel h = m;  // held as bf16
+    auto each = [](LlamaModel& mm, auto&& f) {
+      f(mm.tok_embeddings), f(mm.norm);
+      if (!mm.cfg.tied_head) f(mm.output);
+      for (LlamaBlock& b : mm.blocks)
+        for (const LlamaBlockTensor& bt : llama_block_tensors())
+          if (bt.present(mm.cfg)) f(b.*bt.member);
+      if (mm.cfg.tied_head) mm.output = mm.tok_embeddings;
+    };
+    each(r, [](at::Tensor& w) { w = w.to(at::kBFloat16).to(at::kFloat); });
+    each(h, [](at::Tensor& w) { w = w.to(at::kBFloat16); });
+    EXPECT_TRUE(at::equal(h.forward(t), r.forward(t)));
+  }
+}

@@ -50,8 +50,9 @@ void register_train_llm(CLI::App& app, Common& common) {
       "  catq train-llm --text t.txt --tokenizer tok512.bin --qat-bits 4 --qat-fraction 0.3 --qat-schedule fused \\\n"
       "       --steps 2000 -o m_w4.catq      # FP then weights-only QAT; writes a quantized .catq\n");
   sub->add_option("--text", args.text, "Training text (UTF-8)")->required();
-  sub->add_option("--tokenizer", args.tokenizer, "llama2.c tokenizer")->required();
-  sub->add_option("-o,--output", args.out, "Output llama2.c checkpoint");
+  sub->add_option("--tokenizer", args.tokenizer, "llama2.c tokenizer, or a Hugging Face tokenizer.json (catq train-tokenizer)")->required();
+  sub->add_option("-o,--output", args.out, "Output: a llama2.c checkpoint (*.bin), else a Hugging Face folder (config.json, model.safetensors, "
+                  "tokenizer.json); with --qat-bits a .catq");
   sub->add_option("--skip-chars", args.skip_chars, "Train on the text after this many characters")->capture_default_str();
   sub->add_option("--val-skip", args.val_skip, "Validation slice start (characters)")->capture_default_str();
   sub->add_option("--val-chars", args.val_chars, "Validation slice length (characters)")->capture_default_str();

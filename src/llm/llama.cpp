@@ -239,10 +239,119 @@ KVCache LlamaModel::make_cache(int64_t batch, int64_t max_len) const {
   return c;
 }
 
-at::Tensor LlamaModel::forward_impl(const at::Tensor& tokens, KVCache* cache, QuantContext* ctx) const {
+// Weights may be held in their stored dtype (bf16 / f16 views of a memory-mapped file); compute is fp32, one tensor
+// converted at a time.
+static at::Tensor f32(const at::Tensor& t) {
+  return t.defined() && t.scalar_type() != at::kFloat ? t.to(at::kFloat) : t;
+}
+
+struct LlamaModel::Positions {
+  int64_t pos0 = 0, T = 0, S = 0;  // first position, new positions, keys attended to (pos0 + T)
+  at::Tensor cos, sin;             // [T, 1, hd/2]
+  at::Tensor mask;                 // [T, S] true where a query must not see a key; undefined = none
+};
+
+LlamaModel::Positions LlamaModel::positions(int64_t pos0, int64_t T, const at::Device& dev) const {
+  Positions p;
+  p.pos0 = pos0, p.T = T, p.S = pos0 + T;
+  const int64_t hd = cfg.hd();
+  // RoPE angles in double (then rounded once to float) for positions pos0..pos0+T-1.
+  auto opt64 = at::TensorOptions().dtype(at::kDouble).device(dev);
+  auto inv = at::pow(cfg.rope_theta, -at::arange(0, hd, 2, opt64) / static_cast<double>(hd));
+  if (auto f = cfg.rope_freq_factors(); !f.empty()) inv = inv / at::tensor(f, opt64);
+  auto ang = at::outer(at::arange(pos0, pos0 + T, opt64), inv);  // [T, hd/2]
+  p.cos = ang.cos().to(at::kFloat).unsqueeze(1), p.sin = ang.sin().to(at::kFloat).unsqueeze(1);
+  // The future, and with a sliding window the distant past, are masked.
+  const bool windowed = cfg.sliding_window > 0 && p.S > cfg.sliding_window;
+  if (T > 1 || windowed) {
+    auto iopt = at::TensorOptions().dtype(at::kLong).device(dev);
+    at::Tensor qpos = at::arange(pos0, pos0 + T, iopt).unsqueeze(1), kpos = at::arange(0, p.S, iopt).unsqueeze(0);
+    p.mask = kpos > qpos;
+    if (windowed) p.mask = p.mask.logical_or(qpos - kpos >= cfg.sliding_window);
+  }
+  return p;
+}
+
+at::Tensor LlamaModel::block_forward(int64_t l, const at::Tensor& x_in, const Positions& p, KVCache* cache,
+                                     QuantContext* ctx) const {
+  const LlamaBlock& b = blocks[l];
+  const int64_t B = x_in.size(0), T = p.T, S = p.S;
+  const int64_t H = cfg.n_heads, KV = cfg.n_kv_heads, hd = cfg.hd(), rep = H / KV;
+  const double scale = 1.0 / std::sqrt(static_cast<double>(hd));
+  const int base = static_cast<int>(l) * kLinearsPerBlock;
+  at::Tensor x = x_in;
+  at::Tensor h = b.attn_in.apply(rms_norm(x, f32(b.attn_norm), cfg.norm_eps));
+  at::Tensor q = linear(h, f32(b.wq), base + kLinQ, ctx), k = linear(h, f32(b.wk), base + kLinK, ctx),
+             v = linear(h, f32(b.wv), base + kLinV, ctx);
+  if (b.bq.defined()) q = q + f32(b.bq), k = k + f32(b.bk), v = v + f32(b.bv);
+  q = q.view({B, T, H, hd}), k = k.view({B, T, KV, hd}), v = v.view({B, T, KV, hd});
+  if (b.q_norm.defined())
+    q = rms_norm(q, f32(b.q_norm), cfg.norm_eps), k = rms_norm(k, f32(b.k_norm), cfg.norm_eps);
+  q = apply_rope(q, p.cos, p.sin), k = apply_rope(k, p.cos, p.sin);
+  at::Tensor keys = k.transpose(1, 2), vals = v.transpose(1, 2);  // [B, KV, T, hd]
+  if (ctx) {
+    keys = ctx->kv_cache(l, false, keys);
+    vals = ctx->kv_cache(l, true, vals);
+  }
+  if (cache) {
+    cache->k[l].narrow(2, p.pos0, T).copy_(keys);
+    cache->v[l].narrow(2, p.pos0, T).copy_(vals);
+    keys = cache->k[l].narrow(2, 0, S);
+    vals = cache->v[l].narrow(2, 0, S);
+  }
+  // Query head kv*rep + r attends with KV head kv: broadcast instead of materialising repeated keys.
+  at::Tensor qg = q.view({B, T, KV, rep, hd}).permute({0, 2, 3, 1, 4});       // [B, KV, rep, T, hd]
+  at::Tensor att = at::matmul(qg, keys.unsqueeze(2).transpose(-1, -2)) * scale;  // [B, KV, rep, T, S]
+  if (p.mask.defined()) att = att.masked_fill(p.mask, -std::numeric_limits<float>::infinity());
+  att = at::softmax(att, -1);
+  at::Tensor o = at::matmul(att, vals.unsqueeze(2));                         // [B, KV, rep, T, hd]
+  o = o.permute({0, 3, 1, 2, 4}).reshape({B, T, H * hd});
+  x = x + linear(o, f32(b.wo), base + kLinO, ctx);
+
+  h = b.ffn_in.apply(rms_norm(x, f32(b.ffn_norm), cfg.norm_eps));
+  at::Tensor g = linear(h, f32(b.w1), base + kLinGate, ctx);
+  at::Tensor u = linear(h, f32(b.w3), base + kLinUp, ctx);
+  return x + linear(b.down_in.apply(at::silu(g) * u), f32(b.w2), base + kLinDown, ctx);
+}
+
+at::Tensor LlamaModel::embed(const at::Tensor& tokens, QuantContext* ctx) const {
+  check_tokens(tokens);
+  prepare(ctx);
+  at::Tensor x = f32(at::embedding(tok_embeddings, tokens));  // [B, T, D]; rows only, whatever the stored dtype
+  return ctx ? ctx->embedding(x) : x;
+}
+
+at::Tensor LlamaModel::block_forward(int64_t l, const at::Tensor& x, QuantContext* ctx) const {
+  CATQ_CHECK(l >= 0 && l < cfg.n_layers, Usage, "llama block_forward: block {} outside 0..{}", l, cfg.n_layers - 1);
+  CATQ_CHECK(x.dim() == 3 && x.size(2) == cfg.dim, Data, "llama block_forward: hidden states must be [B, T, {}]",
+             cfg.dim);
+  prepare(ctx);
+  return block_forward(l, x, positions(0, x.size(1), x.device()), nullptr, ctx);
+}
+
+at::Tensor LlamaModel::head(const at::Tensor& x, QuantContext* ctx) const {
+  prepare(ctx);
+  return linear(rms_norm(x, f32(norm), cfg.norm_eps), f32(output), static_cast<int>(cfg.n_layers) * kLinearsPerBlock,
+                ctx);
+}
+
+void LlamaModel::check_tokens(const at::Tensor& tokens) const {
   CATQ_CHECK(tokens.dim() == 2, Data, "llama forward: tokens must be [batch, time], got {} dims", tokens.dim());
+  CATQ_CHECK(tokens.size(1) > 0 && tokens.size(0) > 0, Data, "llama forward: empty token batch");
+  auto mm = at::aminmax(tokens);
+  int64_t lo = std::get<0>(mm).item<int64_t>(), hi = std::get<1>(mm).item<int64_t>();
+  CATQ_CHECK(lo >= 0 && hi < cfg.vocab_size, Data, "llama forward: token id {} is outside the vocabulary (0..{})",
+             lo < 0 ? lo : hi, cfg.vocab_size - 1);
+}
+
+void LlamaModel::prepare(QuantContext* ctx) const {
+  if (infos_.empty()) infos_ = layer_infos();
+  if (ctx && std::find(bound_.begin(), bound_.end(), ctx) == bound_.end()) bind(ctx);
+}
+
+at::Tensor LlamaModel::forward_impl(const at::Tensor& tokens, KVCache* cache, QuantContext* ctx) const {
+  check_tokens(tokens);
   const int64_t B = tokens.size(0), T = tokens.size(1);
-  CATQ_CHECK(T > 0 && B > 0, Data, "llama forward: empty token batch");
   const int64_t pos0 = cache ? cache->pos : 0;
   if (cache) {
     CATQ_CHECK(static_cast<int64_t>(cache->k.size()) == cfg.n_layers && cache->k[0].size(0) == B, Data,
@@ -251,77 +360,11 @@ at::Tensor LlamaModel::forward_impl(const at::Tensor& tokens, KVCache* cache, Qu
                "llama forward: position {} exceeds the KV cache length {} (model seq_len {})", pos0 + T,
                cache->max_len, cfg.seq_len);
   }
-  {
-    auto mm = at::aminmax(tokens);
-    int64_t lo = std::get<0>(mm).item<int64_t>(), hi = std::get<1>(mm).item<int64_t>();
-    CATQ_CHECK(lo >= 0 && hi < cfg.vocab_size, Data, "llama forward: token id {} is outside the vocabulary (0..{})",
-               lo < 0 ? lo : hi, cfg.vocab_size - 1);
-  }
-  if (infos_.empty()) infos_ = layer_infos();
-  if (ctx && std::find(bound_.begin(), bound_.end(), ctx) == bound_.end()) bind(ctx);
-
-  const int64_t H = cfg.n_heads, KV = cfg.n_kv_heads, hd = cfg.hd(), rep = H / KV;
-  const int64_t S = pos0 + T;  // keys attended to
-  const auto dev = tok_embeddings.device();
-  const auto fopt = tok_embeddings.options().requires_grad(false);
-
-  // RoPE angles in double (then rounded once to float) for positions pos0..pos0+T-1.
-  auto opt64 = at::TensorOptions().dtype(at::kDouble).device(dev);
-  auto inv = at::pow(cfg.rope_theta, -at::arange(0, hd, 2, opt64) / static_cast<double>(hd));
-  if (auto f = cfg.rope_freq_factors(); !f.empty()) inv = inv / at::tensor(f, opt64);
-  auto ang = at::outer(at::arange(pos0, pos0 + T, opt64), inv);  // [T, hd/2]
-  auto cos = ang.cos().to(fopt.dtype()).unsqueeze(1), sin = ang.sin().to(fopt.dtype()).unsqueeze(1);
-
-  at::Tensor mask;  // true where a query must not see a key: the future, and with a sliding window the distant past
-  const bool windowed = cfg.sliding_window > 0 && S > cfg.sliding_window;
-  if (T > 1 || windowed) {
-    auto iopt = at::TensorOptions().dtype(at::kLong).device(dev);
-    at::Tensor qpos = at::arange(pos0, pos0 + T, iopt).unsqueeze(1), kpos = at::arange(0, S, iopt).unsqueeze(0);
-    mask = kpos > qpos;
-    if (windowed) mask = mask.logical_or(qpos - kpos >= cfg.sliding_window);
-  }
-  const double scale = 1.0 / std::sqrt(static_cast<double>(hd));
-
-  at::Tensor x = at::embedding(tok_embeddings, tokens);  // [B, T, D]
-  if (ctx) x = ctx->embedding(x);
-  for (int64_t l = 0; l < cfg.n_layers; ++l) {
-    const LlamaBlock& b = blocks[l];
-    const int base = static_cast<int>(l) * kLinearsPerBlock;
-    at::Tensor h = b.attn_in.apply(rms_norm(x, b.attn_norm, cfg.norm_eps));
-    at::Tensor q = linear(h, b.wq, base + kLinQ, ctx), k = linear(h, b.wk, base + kLinK, ctx),
-               v = linear(h, b.wv, base + kLinV, ctx);
-    if (b.bq.defined()) q = q + b.bq, k = k + b.bk, v = v + b.bv;
-    q = q.view({B, T, H, hd}), k = k.view({B, T, KV, hd}), v = v.view({B, T, KV, hd});
-    if (b.q_norm.defined()) q = rms_norm(q, b.q_norm, cfg.norm_eps), k = rms_norm(k, b.k_norm, cfg.norm_eps);
-    q = apply_rope(q, cos, sin), k = apply_rope(k, cos, sin);
-    at::Tensor keys = k.transpose(1, 2), vals = v.transpose(1, 2);  // [B, KV, T, hd]
-    if (ctx) {
-      keys = ctx->kv_cache(l, false, keys);
-      vals = ctx->kv_cache(l, true, vals);
-    }
-    if (cache) {
-      cache->k[l].narrow(2, pos0, T).copy_(keys);
-      cache->v[l].narrow(2, pos0, T).copy_(vals);
-      keys = cache->k[l].narrow(2, 0, S);
-      vals = cache->v[l].narrow(2, 0, S);
-    }
-    // Query head kv*rep + r attends with KV head kv: broadcast instead of materialising repeated keys.
-    at::Tensor qg = q.view({B, T, KV, rep, hd}).permute({0, 2, 3, 1, 4});       // [B, KV, rep, T, hd]
-    at::Tensor att = at::matmul(qg, keys.unsqueeze(2).transpose(-1, -2)) * scale;  // [B, KV, rep, T, S]
-    if (mask.defined()) att = att.masked_fill(mask, -std::numeric_limits<float>::infinity());
-    att = at::softmax(att, -1);
-    at::Tensor o = at::matmul(att, vals.unsqueeze(2));                         // [B, KV, rep, T, hd]
-    o = o.permute({0, 3, 1, 2, 4}).reshape({B, T, H * hd});
-    x = x + linear(o, b.wo, base + kLinO, ctx);
-
-    h = b.ffn_in.apply(rms_norm(x, b.ffn_norm, cfg.norm_eps));
-    at::Tensor g = linear(h, b.w1, base + kLinGate, ctx);
-    at::Tensor u = linear(h, b.w3, base + kLinUp, ctx);
-    x = x + linear(b.down_in.apply(at::silu(g) * u), b.w2, base + kLinDown, ctx);
-  }
-  x = rms_norm(x, norm, cfg.norm_eps);
-  at::Tensor logits = linear(x, output, static_cast<int>(cfg.n_layers) * kLinearsPerBlock, ctx);
-  if (cache) cache->pos = S;
+  at::Tensor x = embed(tokens, ctx);
+  const Positions p = positions(pos0, T, tok_embeddings.device());
+  for (int64_t l = 0; l < cfg.n_layers; ++l) x = block_forward(l, x, p, cache, ctx);
+  at::Tensor logits = head(x, ctx);
+  if (cache) cache->pos = p.S;
   return logits;
 }
 

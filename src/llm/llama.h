@@ -142,6 +142,14 @@ class LlamaModel {
   at::Tensor forward(const at::Tensor& tokens, KVCache& cache, QuantContext* ctx = nullptr) const;
   KVCache make_cache(int64_t batch = 1, int64_t max_len = 0) const;  // max_len 0 = cfg.seq_len
 
+  // The forward in pieces, for pipelines that run the model block by block (layer-streamed quantization):
+  // forward(tokens) == head(block_forward(L-1, ... block_forward(0, embed(tokens)))) for a full sequence from
+  // position 0. embed: tokens [B, T] -> hidden states [B, T, D]; block_forward: [B, T, D] -> [B, T, D];
+  // head: final RMSNorm + LM head -> logits [B, T, vocab]. Weights may be in any float dtype (converted per use).
+  at::Tensor embed(const at::Tensor& tokens, QuantContext* ctx = nullptr) const;
+  at::Tensor block_forward(int64_t block, const at::Tensor& x, QuantContext* ctx = nullptr) const;
+  at::Tensor head(const at::Tensor& x, QuantContext* ctx = nullptr) const;
+
   // Every parameter tensor under its GGUF name ("token_embd.weight", "blk.0.attn_q.weight", ...,
   // "output_norm.weight", "output.weight" only when untied).
   std::vector<std::pair<std::string, at::Tensor>> named_parameters() const;
@@ -150,6 +158,11 @@ class LlamaModel {
   void to(const at::Device& device);
 
  private:
+  struct Positions;
+  Positions positions(int64_t pos0, int64_t T, const at::Device& dev) const;
+  at::Tensor block_forward(int64_t l, const at::Tensor& x, const Positions& p, KVCache* cache, QuantContext* ctx) const;
+  void check_tokens(const at::Tensor& tokens) const;
+  void prepare(QuantContext* ctx) const;  // layer infos built, ctx bound
   at::Tensor forward_impl(const at::Tensor& tokens, KVCache* cache, QuantContext* ctx) const;
   at::Tensor linear(const at::Tensor& x, const at::Tensor& w, int idx, QuantContext* ctx) const;
   mutable std::vector<LayerInfo> infos_;

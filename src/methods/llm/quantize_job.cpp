@@ -9,6 +9,7 @@
 #include "io/catq_file.h"
 #include "io/llm_loader.h"
 #include "methods/llm/pipeline.h"
+#include "methods/llm/stream_quantize.h"
 
 namespace catq {
 
@@ -41,9 +42,27 @@ nlohmann::json rtn_weight_params(const LlamaModel& m, SimQuant& sq) {
 }  // namespace
 
 nlohmann::json run_llm_quantize_job(const LlmQuantizeJob& job) {
-  CATQ_CHECK(!job.text.empty(), Usage, "quantize: a language model needs calibration text (--text FILE)");
   CATQ_CHECK(!job.config.empty(), Usage, "quantize: a language model needs --config (e.g. bench/configs/llm_w4a4.json "
              "or w4a8-tok-sym)");
+  const QuantConfig qc = QuantConfig::load(job.config);
+  if (job.stream != "never") {
+    // Weight-only RTN needs no calibration: quantize layer by layer from the memory-mapped checkpoint.
+    LlmLoadOptions lo;
+    lo.keep_stored_dtype = true;
+    LoadedLlama m = load_llama(job.model, job.tokenizer, lo);
+    CATQ_CHECK(!m.quant, Usage, "{}: already quantized", job.model);
+    std::string why;
+    if (can_stream_rtn(m.model, qc, job.transform, job.weights, &why)) {
+      nlohmann::json meta = {{"source_model", job.model}, {"config", job.config},
+                             {"quantization", {{"streamed", true}, {"weights", "rtn"}}}};
+      nlohmann::json rep = quantize_llama_streamed_rtn(m.model, qc, m.tokenizer ? &*m.tokenizer : nullptr, job.out, meta);
+      meta["quantization"] = {{"streamed", true}, {"weights", "rtn"}, {"transform", "none"}, {"weight_quantization", rep}};
+      meta["weight_bytes"] = rep["weight_bytes"];
+      return meta;
+    }
+    CATQ_CHECK(job.stream != "always", Usage, "quantize --stream always: cannot stream this job: {}", why);
+  }
+  CATQ_CHECK(!job.text.empty(), Usage, "quantize: a language model needs calibration text (--text FILE)");
   LlmPtqOptions po;
   po.transform = parse_llm_transform(job.transform);
   po.weights = job.weights;

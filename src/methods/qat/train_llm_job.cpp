@@ -8,7 +8,9 @@
 #include "core/file_util.h"
 #include "eval/perplexity.h"
 #include "io/catq_file.h"
+#include "io/hf_tokenizer.h"
 #include "io/llama2c.h"
+#include "io/safetensors.h"
 #include "llm/train_llm.h"
 #include "methods/qat/llm_qat.h"
 
@@ -18,6 +20,21 @@ namespace {
 
 std::string utf8_range(const std::string& text, int64_t skip, int64_t chars) {
   return truncate_utf8(utf8_skip(text, skip), chars);
+}
+
+bool ends_with(const std::string& s, const std::string& suffix) {
+  return s.size() >= suffix.size() && s.compare(s.size() - suffix.size(), suffix.size(), suffix) == 0;
+}
+
+// The FP checkpoint: a llama2.c .bin (its tokenizer stays a separate file), or else a Hugging Face folder with
+// config.json, model.safetensors (fp32) and the tokenizer as tokenizer.json + tokenizer_config.json.
+void save_fp_checkpoint(const LlamaModel& m, const Tokenizer& tok, const std::string& out) {
+  if (ends_with(out, ".bin")) {
+    write_llama2c(m, out);
+    return;
+  }
+  write_hf_llama(m, out, SafetensorsDtype::F32);
+  write_hf_tokenizer(tok, out + "/tokenizer.json");
 }
 
 // qat_bits > 0: FP phase, then weights-only QAT (methods/qat/llm_qat.h); writes a quantized-LLM .catq.
@@ -73,7 +90,8 @@ TrainLlmResult run_fp_qat(const TrainLlmJob& job, LlamaModel& m, const Tokenizer
 
 TrainLlmResult run_train_llm_job(const TrainLlmJob& job) {
   CATQ_CHECK(!job.out.empty(), Usage, "train-llm: -o MODEL.bin is required");
-  Tokenizer tok = read_llama2c_tokenizer(job.tokenizer);
+  Tokenizer tok = is_hf_tokenizer_path(job.tokenizer) ? read_hf_tokenizer(job.tokenizer)
+                                                      : read_llama2c_tokenizer(job.tokenizer);
   const std::string text = read_file_text(job.text);
   const std::string train_text = utf8_range(text, job.skip_chars, 0);
   const std::string val_text = utf8_range(text, job.val_skip, job.val_chars);
@@ -112,7 +130,7 @@ TrainLlmResult run_train_llm_job(const TrainLlmJob& job) {
     if (nll < best) {  // keep the best checkpoint on the validation text
       best = nll;
       best_step = step;
-      write_llama2c(m, job.out);
+      save_fp_checkpoint(m, tok, job.out);
     }
   };
   SmallModelThreadGuard threads(m);

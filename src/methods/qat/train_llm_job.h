@@ -13,8 +13,9 @@ namespace catq {
 
 struct TrainLlmJob {
   std::string text;                  // training text (UTF-8)
-  std::string tokenizer;             // llama2.c tokenizer file
-  std::string out;                   // llama2.c checkpoint (FP) or quantized-LLM .catq (qat_bits > 0)
+  std::string tokenizer;             // llama2.c tokenizer file, or a Hugging Face tokenizer.json (catq train-tokenizer)
+  std::string out;                   // FP: a llama2.c checkpoint (*.bin) or else a Hugging Face folder (config.json,
+                                     // model.safetensors, tokenizer.json); qat_bits > 0: a quantized-LLM .catq
   // Text layout (characters): [val_skip, val_skip + val_chars) validation, [skip_chars, end) training.
   int64_t skip_chars = 36000, val_skip = 12000, val_chars = 24000;
   // Architecture (LlamaConfig; the vocabulary is the tokenizer's).
