@@ -9,6 +9,8 @@
 #include "io/llm_loader.h"
 #include "io/safetensors.h"
 #include "methods/llm/quantize_job.h"
+#include "methods/llm/stream_quantize.h"
+#include "sim/quant_config.h"
 #include "test_llm_util.h"
 
 using namespace catq;
@@ -72,5 +74,27 @@ TEST(LlmStream, JobsThatNeedCalibrationAreNotStreamed) {
     j.weights = weights;
     expect_error([&] { run_llm_quantize_job(j); }, ErrorKind::Usage, needle, config);
     EXPECT_FALSE(file_exists(d / "o.catq"));
+  }
+}
+
+TEST(LlmStream, BigWeightsQuantizedInRowSlicesEqualTheWholeTensor) {
+  // 2100 x 4096 = 8.6 M values: over the 8 Mi slice, so the row-slice path runs (and ends on a partial slice).
+  auto gen = at::make_generator<at::CPUGeneratorImpl>(3);
+  const at::Tensor w = at::normal(0.0, 0.02, {2100, 4096}, gen, at::TensorOptions().dtype(at::kFloat)).to(at::kBFloat16);
+  for (const char* compact : {"w4a16g128", "w3a16g32", "w8a16"}) {
+    SCOPED_TRACE(compact);
+    LayerInfo li;
+    li.name = "blk.0.ffn_up";
+    li.kind = LayerKind::Linear;
+    li.weight_shape = w.sizes().vec();
+    const QuantSpec spec = QuantConfig::from_string(compact).resolve(li).weight;
+    int64_t peak = 0;
+    auto [p, codes] = rtn_quantize_weight(spec, w, &peak);
+    EXPECT_LT(peak, w.numel() * 4);  // never the whole weight in fp32
+    const at::Tensor w32 = w.to(at::kFloat);
+    const QuantParams ref = compute_params(spec, w32);
+    EXPECT_TRUE(at::equal(p.scale, ref.scale));
+    EXPECT_TRUE(at::equal(p.zero_point, ref.zero_point));
+    EXPECT_TRUE(at::equal(codes.to(at::kInt), quantize(w32, ref).to(at::kInt)));
   }
 }

@@ -365,6 +365,21 @@ size_t CatqBlobWriter::begin_entry() {
 
 json CatqBlobWriter::add(const at::Tensor& t_in) {
   at::Tensor t = t_in.detach().contiguous().cpu();
+  if (at::isFloatingType(t.scalar_type()) && t.scalar_type() != at::kFloat && spills()) {
+    // A bf16 / f16 tensor (e.g. a memory-mapped 128k-token embedding table) is widened to F32 1 Mi elements at a
+    // time: bounded memory, the same bytes.
+    json e = {{"dtype", dtype_name(at::kFloat)}, {"shape", t.sizes().vec()}};
+    const size_t nbytes = static_cast<size_t>(t.numel()) * 4;
+    e["offset"] = begin_entry();
+    const at::Tensor flat = t.view(-1);
+    constexpr int64_t kChunk = int64_t{1} << 20;
+    for (int64_t b = 0; b < flat.numel(); b += kChunk) {
+      const at::Tensor c = flat.narrow(0, b, std::min(kChunk, flat.numel() - b)).to(at::kFloat).contiguous();
+      put(c.data_ptr(), static_cast<size_t>(c.numel()) * 4);
+    }
+    e["nbytes"] = nbytes;
+    return e;
+  }
   if (at::isFloatingType(t.scalar_type())) t = t.to(at::kFloat);
   json e = {{"dtype", dtype_name(t.scalar_type())}, {"shape", t.sizes().vec()}};
   const size_t nbytes = static_cast<size_t>(t.numel()) * t.element_size();

@@ -34,7 +34,53 @@ namespace {
 void drop_pages(const at::Tensor& t) {
   if (t.defined() && is_mapped_tensor(t)) release_mapped_pages(t);
 }
+// The smallest integer dtype holding codes in [qmin, qmax].
+at::ScalarType code_dtype(const QuantParams& p) {
+  if (p.qmin >= 0 && p.qmax <= 255) return at::kByte;
+  if (p.qmin >= -128 && p.qmax <= 127) return at::kChar;
+  return at::kInt;
+}
+
+// Rows are quantized independently when each row owns its params (one scale per output row, or groups along the
+// input dimension) and the observer sees every value of a row (groups never exceed the observers' 4096-column sample
+// floor; per-channel rows only when they are that short): then a big weight can go in slices of rows, and the result
+// is exactly the whole-tensor one.
+bool rows_independent(const QuantSpec& spec, const at::Tensor& w) {
+  if (spec.scheme != Scheme::Uniform || w.dim() != 2) return false;
+  const int axis = spec.resolved_axis(2);
+  if (spec.granularity == Granularity::PerGroup) return axis == 1;
+  return spec.granularity == Granularity::PerChannel && axis == 0 && w.size(1) <= 4096;
+}
+
 }  // namespace
+
+std::pair<QuantParams, at::Tensor> rtn_quantize_weight(const QuantSpec& spec, const at::Tensor& stored,
+                                                       int64_t* peak_bytes) {
+  constexpr int64_t kSlice = int64_t{1} << 23;
+  const int64_t rows = stored.size(0), cols = stored.dim() > 1 ? stored.numel() / rows : 1;
+  const int64_t per = std::max<int64_t>(1, kSlice / std::max<int64_t>(cols, 1));
+  if (stored.numel() <= kSlice || !rows_independent(spec, stored)) {
+    at::Tensor w32 = stored.to(at::kFloat).contiguous();  // read-only: a mapped fp32 weight comes back as the view
+    *peak_bytes = std::max<int64_t>(*peak_bytes, w32.numel() * 4);
+    QuantParams p = compute_params(spec, w32);
+    at::Tensor codes = quantize(w32, p);
+    return {p, codes.to(code_dtype(p))};
+  }
+  std::vector<at::Tensor> scales, zeros, codes;
+  QuantParams whole;
+  for (int64_t r = 0; r < rows; r += per) {
+    at::Tensor w32 = stored.narrow(0, r, std::min(per, rows - r)).to(at::kFloat).contiguous();
+    *peak_bytes = std::max<int64_t>(*peak_bytes, w32.numel() * 4);
+    QuantParams p = compute_params(spec, w32);
+    codes.push_back(quantize(w32, p).to(code_dtype(p)));
+    scales.push_back(p.scale);
+    zeros.push_back(p.zero_point);
+    if (r == 0) whole = p;
+  }
+  whole.scale = at::cat(scales, 0);
+  whole.zero_point = at::cat(zeros, 0);
+  return {whole, at::cat(codes, 0)};
+}
 
 nlohmann::json quantize_llama_streamed_rtn(const LlamaModel& m, const QuantConfig& qc, const Tokenizer* tok,
                                            const std::string& out, nlohmann::json metadata) {
@@ -67,20 +113,16 @@ nlohmann::json quantize_llama_streamed_rtn(const LlamaModel& m, const QuantConfi
       weight_bits += static_cast<uint64_t>(stored.numel()) * 32;
     } else {
       const auto t0 = std::chrono::steady_clock::now();
-      at::Tensor w32 = stored.to(at::kFloat).contiguous();  // the one fp32 layer resident (read-only: mapped fp32
-                                                             // weights come back as the same view)
-      peak_layer_bytes = std::max<int64_t>(peak_layer_bytes, w32.numel() * 4);
       QuantParams p;
+      at::Tensor codes;
       try {
-        p = compute_params(spec, w32);
+        std::tie(p, codes) = rtn_quantize_weight(spec, stored, &peak_layer_bytes);
       } catch (const Error& e) {
         fail(e.kind(), "{}: layer '{}' weight: {}", qc.source, l.name, e.what());
       }
-      at::Tensor codes = quantize(w32, p);
       drop_pages(stored);
       seconds += std::chrono::duration<double>(std::chrono::steady_clock::now() - t0).count();
-      n += w32.numel();
-      w32 = at::Tensor();
+      n += stored.numel();
       w.add_layer(l.name, &p, codes, nullptr);
       weight_bits += storage_bits(stored.sizes(), spec);
     }

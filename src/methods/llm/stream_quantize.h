@@ -15,6 +15,7 @@
 
 #include "llm/llama.h"
 #include "llm/tokenizer.h"
+#include "quant/quantizer.h"
 #include "sim/quant_config.h"
 
 namespace catq {
@@ -22,6 +23,12 @@ namespace catq {
 // True when `qc` with these options can be streamed (see above); `why` says why not otherwise.
 bool can_stream_rtn(const LlamaModel& m, const QuantConfig& qc, const std::string& transform,
                     const std::string& weights, std::string* why = nullptr);
+
+// RTN of one weight in any float dtype: params by the spec's observer and integer codes in the narrowest dtype.
+// A weight over 8 Mi values whose rows own their params (per output row, or groups along the input dimension, with
+// every value of a row seen by the observer) goes a slice of rows at a time — exactly the whole-tensor result — so the
+// resident extra is one fp32 slice plus the 1-byte codes. *peak_bytes: max of the fp32 bytes resident at once.
+std::pair<QuantParams, at::Tensor> rtn_quantize_weight(const QuantSpec& spec, const at::Tensor& w, int64_t* peak_bytes);
 
 // Quantizes `m` layer by layer into the .catq file `out` (atomic: temp + rename). `metadata` is stored with the
 // "quantization" report this returns merged in: weights, seconds, weights_per_second, peak layer bytes.
