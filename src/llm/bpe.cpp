@@ -87,44 +87,13 @@ bool BpeMergeTable::find(int32_t left, int32_t right, int32_t& rank, int32_t& me
 }
 
 void BpeMergeTable::apply(std::vector<int32_t>& ids) const {
-  const size_t n = ids.size();
-  if (n < 2 || map_.empty()) return;
-  std::vector<int32_t> prev(n), next(n);
-  for (size_t i = 0; i < n; ++i) {
-    prev[i] = static_cast<int32_t>(i) - 1;
-    next[i] = i + 1 < n ? static_cast<int32_t>(i + 1) : -1;
-  }
-  struct Cand {
-    int32_t rank, left, left_id, right_id, merged;
-  };
-  // Lowest rank first, then leftmost (positions are original indices, which keep their order).
-  auto worse = [](const Cand& a, const Cand& b) { return a.rank != b.rank ? a.rank > b.rank : a.left > b.left; };
-  std::priority_queue<Cand, std::vector<Cand>, decltype(worse)> heap(worse);
-  auto consider = [&](int32_t l) {
-    if (l < 0 || next[l] < 0) return;
-    int32_t r = next[l], rank, merged;
-    if (find(ids[l], ids[r], rank, merged)) heap.push({rank, l, ids[l], ids[r], merged});
-  };
-  for (size_t i = 0; i + 1 < n; ++i) consider(static_cast<int32_t>(i));
-  std::vector<char> alive(n, 1);
-  while (!heap.empty()) {
-    Cand c = heap.top();
-    heap.pop();
-    int32_t l = c.left;
-    if (!alive[l] || ids[l] != c.left_id) continue;
-    int32_t r = next[l];
-    if (r < 0 || ids[r] != c.right_id) continue;
-    ids[l] = c.merged;
-    alive[r] = 0;
-    next[l] = next[r];
-    if (next[r] >= 0) prev[next[r]] = l;
-    consider(prev[l]);
-    consider(l);
-  }
-  std::vector<int32_t> out;
-  out.reserve(n);
-  for (int32_t i = 0; i >= 0; i = next[i]) out.push_back(ids[i]);
-  ids.swap(out);
+  if (map_.empty()) return;
+  merge_adjacent_pairs(ids, [&](int32_t l, int32_t r, double& priority, int32_t& merged) {
+    int32_t rank = 0;
+    if (!find(l, r, rank, merged)) return false;
+    priority = -static_cast<double>(rank);  // lowest rank first
+    return true;
+  });
 }
 
 }  // namespace catq

@@ -6,6 +6,7 @@
 
 #include "core/error.h"
 #include "core/file_util.h"
+#include "llm/bpe.h"
 
 namespace catq {
 
@@ -284,52 +285,15 @@ std::vector<int32_t> Tokenizer::encode(const std::string& text, bool bos, bool e
   // Best-pair merging. llama2.c rescans all pairs and merges the highest-scoring one (strictly greater
   // wins, so ties go to the leftmost pair). A max-heap ordered by (score, -left position) with lazy
   // invalidation picks the same pair each round: positions are original indices, which keep their order.
-  const size_t n = ids.size();
-  if (n >= 2) {
-    std::vector<int32_t> prev(n), next(n);
-    for (size_t i = 0; i < n; ++i) {
-      prev[i] = static_cast<int32_t>(i) - 1;
-      next[i] = i + 1 < n ? static_cast<int32_t>(i + 1) : -1;
-    }
-    struct Cand {
-      float score;
-      int32_t left, left_id, right_id, merged;
-    };
-    auto worse = [](const Cand& a, const Cand& b) {
-      if (a.score != b.score) return a.score < b.score;
-      return a.left > b.left;
-    };
-    std::priority_queue<Cand, std::vector<Cand>, decltype(worse)> heap(worse);
-    std::string cat;
-    auto consider = [&](int32_t l) {
-      if (l < 0 || next[l] < 0) return;
-      int32_t r = next[l];
-      cat = pieces_[ids[l]];
-      cat += pieces_[ids[r]];
-      int32_t m = lookup(cat);
-      if (m >= 0 && scores_[m] > -1e10f) heap.push({scores_[m], l, ids[l], ids[r], m});
-    };
-    for (size_t i = 0; i + 1 < n; ++i) consider(static_cast<int32_t>(i));
-    std::vector<char> alive(n, 1);
-    while (!heap.empty()) {
-      Cand c = heap.top();
-      heap.pop();
-      int32_t l = c.left;
-      if (!alive[l] || ids[l] != c.left_id) continue;
-      int32_t r = next[l];
-      if (r < 0 || ids[r] != c.right_id) continue;
-      ids[l] = c.merged;
-      alive[r] = 0;
-      next[l] = next[r];
-      if (next[r] >= 0) prev[next[r]] = l;
-      consider(prev[l]);
-      consider(l);
-    }
-    std::vector<int32_t> out;
-    out.reserve(n);
-    for (int32_t i = 0; i >= 0; i = next[i]) out.push_back(ids[i]);
-    ids.swap(out);
-  }
+  std::string cat;
+  merge_adjacent_pairs(ids, [&](int32_t l, int32_t r, double& priority, int32_t& merged) {
+    cat = pieces_[l];
+    cat += pieces_[r];
+    merged = lookup(cat);
+    if (merged < 0 || !(scores_[merged] > -1e10f)) return false;
+    priority = scores_[merged];  // best-scoring merged piece first
+    return true;
+  });
   if (eos && eos_ >= 0) ids.push_back(eos_);
   return ids;
 }
