@@ -8,6 +8,8 @@
 #include "io/gguf.h"
 #include "io/llm_loader.h"
 #include "io/safetensors.h"
+#include "methods/llm/gptq.h"
+#include "methods/llm/pipeline.h"
 #include "methods/llm/quantize_job.h"
 #include "methods/llm/stream_quantize.h"
 #include "sim/quant_config.h"
@@ -58,17 +60,95 @@ TEST(LlmStream, StreamedRtnEqualsInMemoryForEveryArchitecture) {
   }
 }
 
-TEST(LlmStream, JobsThatNeedCalibrationAreNotStreamed) {
+// GPTQ, static input ranges, per-token activations, a quantized KV cache and embedding table: the streamed job (a
+// bf16 checkpoint kept mapped, calibration states flowing block by block) writes what the in-memory pipeline writes.
+TEST(LlmStream, CalibratedJobsStreamedEqualInMemory) {
+  const Tokenizer tok = tiny_tokenizer();
+  at::Tensor t = sample_tokens(tok.vocab_size(), 1, 16, 3);
+  TempDir d;
+  {
+    std::ofstream f(d / "calib.txt");
+    for (int i = 0; i < 200; ++i) f << "the cat sat on the mat and then it ran. ";
+  }
+  auto arch = arch_cases(tok.vocab_size());
+  const std::string src = d / "m";
+  write_hf_llama(LlamaModel::random(arch.back().cfg, 7), src, SafetensorsDtype::BF16, 2);  // the last: Qwen3
+  write_llama2c_tokenizer(tok, src + "/tokenizer.bin");
+  const std::string cfgs = std::string(CATQ_SOURCE_DIR) + "/bench/configs/";
+  struct Case {
+    std::string config, weights;
+    bool act_order, calibrated;
+  };
+  for (const Case& c : {Case{"w4a16g32", "gptq", false, true}, Case{"w3a16", "gptq", true, true},
+                        Case{"w4a8", "rtn", false, true}, Case{"w4a8", "gptq", false, true},
+                        Case{cfgs + "llm_w4a8_kv4.json", "rtn", false, false},
+                        Case{cfgs + "llm_w4a8_emb4.json", "rtn", false, false}}) {
+    SCOPED_TRACE(c.config + " " + c.weights);
+    LlmQuantizeJob j;
+    j.model = src;
+    j.config = c.config;
+    j.weights = c.weights;
+    j.act_order = c.act_order;
+    j.text = d / "calib.txt";
+    j.window = 32;
+    j.calib_chars = 4000;
+    j.out = d / "streamed.catq";
+    j.stream = "always";
+    nlohmann::json ms = run_llm_quantize_job(j);
+    EXPECT_TRUE(ms["quantization"].value("streamed", false));
+    ASSERT_TRUE(ms.contains("calibration"));  // --text given: checked and recorded even when not needed
+    EXPECT_EQ(ms["calibration"].value("needed", !c.calibrated), c.calibrated);
+    if (c.weights == "gptq") {
+      const auto& g = ms["quantization"]["gptq"];
+      EXPECT_LT(g.value("proxy_gptq_total", 0.0), g.value("proxy_rtn_total", 0.0));
+      EXPECT_GT(ms["quantization"]["weight_quantization"].value("state_bytes", 0), 0);
+    }
+    j.out = d / "memory.catq";
+    j.stream = "never";
+    nlohmann::json mm = run_llm_quantize_job(j);
+    EXPECT_EQ(ms.value("weight_bytes", 0), mm.value("weight_bytes", 0));
+    EXPECT_EQ(ms.value("embedding_bytes", 0), mm.value("embedding_bytes", 0));
+    nlohmann::json cs = ms["calibration"];
+    cs.erase("needed");
+    EXPECT_EQ(cs, mm["calibration"]);
+    QuantizedLlama s = read_catq_llm(d / "streamed.catq"), m = read_catq_llm(d / "memory.catq");
+    int static_inputs = 0;
+    for (const auto& l : m.sq->layers()) {
+      SCOPED_TRACE(l.info.name);
+      const QuantParams* ws = s.sq->weight_params(l.info.name);
+      const QuantParams* wm = m.sq->weight_params(l.info.name);
+      ASSERT_EQ(ws == nullptr, wm == nullptr);
+      if (wm) {
+        EXPECT_TRUE(at::equal(s.sq->quantized_weight_codes(l.info.name), m.sq->quantized_weight_codes(l.info.name)));
+        EXPECT_TRUE(at::allclose(ws->scale, wm->scale, 1e-6, 0));
+      }
+      const QuantParams* is = s.sq->input_params(l.info.name);
+      const QuantParams* im = m.sq->input_params(l.info.name);
+      ASSERT_EQ(is == nullptr, im == nullptr);
+      if (im) {
+        ++static_inputs;
+        EXPECT_TRUE(at::allclose(is->scale, im->scale, 1e-6, 0));
+        EXPECT_TRUE(at::equal(is->zero_point, im->zero_point));
+      }
+    }
+    if (c.config == "w4a8") EXPECT_GT(static_inputs, 0);  // the compact w4a8: static per-tensor inputs
+    at::NoGradGuard ng;
+    EXPECT_TRUE(at::allclose(s.model.forward(t, s.sq.get()), m.model.forward(t, m.sq.get()), 1e-4, 1e-4));
+  }
+}
+
+TEST(LlmStream, TransformsAreNotStreamedAndCalibratedJobsNeedText) {
   const Tokenizer tok = tiny_tokenizer();
   TempDir d;
   write_hf_llama(LlamaModel::random(tiny_config(tok.vocab_size()), 5), d / "m", SafetensorsDtype::BF16);
+  write_llama2c_tokenizer(tok, (d / "m") + "/tokenizer.bin");
   LlmQuantizeJob j;
   j.model = d / "m";
   j.out = d / "o.catq";
   j.stream = "always";
   for (auto [config, transform, weights, needle] :
-       {std::tuple{"w4a8", "none", "rtn", "input activations"}, std::tuple{"w4a16g32", "quarot", "rtn", "transform"},
-        std::tuple{"w4a16g32", "none", "gptq", "gptq"}}) {
+       {std::tuple{"w4a16g32", "quarot", "rtn", "transform"}, std::tuple{"w4a8", "none", "rtn", "--text"},
+        std::tuple{"w4a16g32", "none", "gptq", "--text"}}) {
     j.config = config;
     j.transform = transform;
     j.weights = weights;
@@ -96,5 +176,49 @@ TEST(LlmStream, BigWeightsQuantizedInRowSlicesEqualTheWholeTensor) {
     EXPECT_TRUE(at::equal(p.scale, ref.scale));
     EXPECT_TRUE(at::equal(p.zero_point, ref.zero_point));
     EXPECT_TRUE(at::equal(codes.to(at::kInt), quantize(w32, ref).to(at::kInt)));
+  }
+}
+
+// Sequential GPTQ: each layer's Hessian comes from the inputs the model produces with every earlier layer already
+// quantized (and the later ones in FP). Recomputed here with full-model forwards, the way the pipeline once did it,
+// GPTQ from that Hessian gives the codes the block-by-block pipeline installed.
+TEST(LlmStream, BlockwiseGptqUsesTheQuantizedPrefixOfTheWholeModel) {
+  const Tokenizer tok = tiny_tokenizer();
+  LlamaModel m = LlamaModel::random(tiny_config(tok.vocab_size(), /*tied=*/false), 11);
+  const at::Tensor calib = sample_tokens(tok.vocab_size(), 12, 16, 5);
+  SimQuant sq(QuantConfig::from_string("w3a16g16"));
+  LlmPtqOptions po;
+  po.weights = "gptq";
+  po.batch = 5;  // batches of 5, 5, 2 windows
+  quantize_llama(m, sq, calib, po);
+  struct Recorder : QuantContext {
+    SimQuant* sq = nullptr;
+    int target = 0;
+    at::Tensor h;
+    at::Tensor weight(const LayerInfo& l, const at::Tensor& w) override { return l.index < target ? sq->weight(l, w) : w; }
+    at::Tensor input(const LayerInfo& l, const at::Tensor& x) override {
+      if (l.index == target) {
+        const at::Tensor r = x.reshape({-1, x.size(-1)}).to(at::kDouble);
+        h = h.defined() ? h + at::matmul(r.t(), r) : at::matmul(r.t(), r);
+      }
+      return x;
+    }
+  };
+  at::NoGradGuard ng;
+  for (const char* name : {"blk.0.attn_k", "blk.1.attn_output", "blk.1.ffn_up", "blk.1.ffn_down", "output"}) {
+    SCOPED_TRACE(name);
+    const SimQuant::Layer& sl = sq.layer(name);
+    Recorder rec;
+    rec.sq = &sq;
+    rec.target = sl.info.index;
+    for (int64_t i = 0; i < calib.size(0); i += po.batch) m.forward(calib.slice(0, i, i + po.batch), &rec);
+    const GptqResult r = gptq_quantize(m.layer_weight(sl.info.index), rec.h, sl.weight_spec, po.gptq);
+    const at::Tensor installed = sq.quantized_weight_codes(name);
+    ASSERT_TRUE(installed.defined());
+    const double agree = (installed == r.codes).to(at::kDouble).mean().item<double>();
+    EXPECT_GE(agree, 0.9999);  // equal up to a rare tie (measured: all equal)
+    // And not trivially: plain RTN codes differ.
+    EXPECT_LT((quantize(m.layer_weight(sl.info.index), r.params).to(at::kInt) == installed).to(at::kDouble)
+                  .mean().item<double>(), 0.99);
   }
 }

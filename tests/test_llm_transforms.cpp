@@ -193,6 +193,14 @@ TEST(Gptq, LowerOutputErrorThanRtnAtTheSameBits) {
         EXPECT_GE(r.codes.min().item<int>(), r.params.qmin);
         EXPECT_LE(r.codes.max().item<int>(), r.params.qmax);
         EXPECT_TRUE(at::allclose(dequantize(r.codes, r.params), r.dequantized, 1e-5, 1e-6));
+        // Row slices (5 rows at a time here, the last one partial) give exactly the whole-weight result.
+        GptqOptions sliced = o;
+        sliced.row_slice = 5 * 64;
+        const GptqResult rs = gptq_quantize(w, h, s, sliced);
+        EXPECT_TRUE(at::equal(rs.codes, r.codes));
+        EXPECT_TRUE(at::equal(rs.dequantized, r.dequantized));
+        EXPECT_NEAR(rs.proxy_gptq, r.proxy_gptq, 1e-9 * r.proxy_gptq);
+        EXPECT_NEAR(rs.proxy_rtn, r.proxy_rtn, 1e-9 * r.proxy_rtn);
       }
     }
   }

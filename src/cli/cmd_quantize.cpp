@@ -59,11 +59,18 @@ int run_quantize_llm(const Common& common) {
     meta["output"] = llm.out;
     std::cout << meta.dump(2) << "\n";
   } else if (meta["quantization"].value("streamed", false)) {
-    const auto& w = meta["quantization"]["weight_quantization"];
-    std::cout << fmt::format("{}: {} weight-only RTN, streamed layer by layer: {} weights in {:.1f} s ({:.1f} M weights/s, "
+    const auto& q = meta["quantization"];
+    const auto& w = q["weight_quantization"];
+    const bool calibrated = meta.contains("calibration") && meta["calibration"].value("needed", false);
+    const std::string calib = calibrated
+        ? fmt::format(", calibrated on {} windows of {} tokens", meta["calibration"].value("windows", 0),
+                      meta["calibration"].value("window", 0))
+        : std::string(" (no calibration needed)");
+    std::cout << fmt::format("{}: {} {} weights{}, streamed block by block: {} weights in {:.1f} s ({:.1f} M weights/s, "
                              "{:.1f} s in all); {} weight bytes\nwrote {}\n", llm.model, llm.config,
-                             w.value("weights", 0), w.value("seconds", 0.0), w.value("weights_per_second", 0.0) / 1e6,
-                             w.value("total_seconds", 0.0), meta.value("weight_bytes", 0), llm.out);
+                             q.value("weights", ""), calib, w.value("weights", 0), w.value("seconds", 0.0),
+                             w.value("weights_per_second", 0.0) / 1e6, q.value("seconds", 0.0),
+                             meta.value("weight_bytes", 0), llm.out);
   } else {
     const auto& q = meta["quantization"];
     const auto& c = meta["calibration"];
@@ -180,7 +187,8 @@ void register_quantize(CLI::App& app, Common& common) {
   sub->add_option("--weights", llm.weights, "rtn | gptq")->capture_default_str()->group(lg);
   sub->add_flag("--act-order", llm.act_order, "GPTQ act-order")->group(lg);
   sub->add_option("--stream", llm.stream, "auto | always | never: quantize layer by layer from the memory-mapped "
-                  "checkpoint (weight-only RTN; needs no --text)")->capture_default_str()->group(lg);
+                  "checkpoint, calibration states flowing block by block (any job without a --transform; weight-only RTN needs no "
+                  "--text)")->capture_default_str()->group(lg);
   sub->add_option("--gptq-damp", llm.gptq_damp, "GPTQ damping")->capture_default_str()->group(lg);
   sub->callback([&common] {
     if (common.json || common.quiet) Progress::set_enabled(false);

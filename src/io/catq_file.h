@@ -89,6 +89,8 @@ class CatqLlmWriter {
   // Once. Error(Data) when its vocabulary does not fit cfg.vocab_size (llama2c: equal; BPE kinds: at most, padded by
   // the loader). BPE kinds are stored as their tokenizer.json / tokenizer_config.json texts (docs/catq_format.md).
   void set_tokenizer(const Tokenizer& tok);
+  // Replaces the metadata given to the constructor (before finish(): e.g. with a report known only at the end).
+  void set_metadata(const nlohmann::json& metadata);
   void finish();
 
  private:

@@ -140,6 +140,11 @@ void CatqLlmWriter::set_tokenizer(const Tokenizer& tok) {
   w.has_tokenizer = true;
 }
 
+void CatqLlmWriter::set_metadata(const json& metadata) {
+  CATQ_CHECK(!impl_->finished, Internal, "{}: CatqLlmWriter: set_metadata called after finish()", impl_->path);
+  impl_->h["metadata"] = metadata;
+}
+
 void CatqLlmWriter::finish() {
   Impl& w = *impl_;
   CATQ_CHECK(!w.finished, Internal, "{}: CatqLlmWriter: finish() called twice", w.path);

@@ -28,7 +28,8 @@ GptqResult gptq_quantize(const at::Tensor& w_in, const at::Tensor& h_in, const Q
   CATQ_CHECK(spec_in.enabled && spec_in.scheme == Scheme::Uniform &&
                  (spec_in.granularity == Granularity::PerChannel || spec_in.granularity == Granularity::PerGroup),
              Config, "GPTQ: needs a uniform per-channel or per-group weight quantizer, got {}", spec_in.str());
-  CATQ_CHECK(o.damp >= 0 && o.block >= 1, Config, "GPTQ: damping must be >= 0 and the block >= 1");
+  CATQ_CHECK(o.damp >= 0 && o.block >= 1 && o.row_slice >= 1, Config,
+             "GPTQ: damping must be >= 0, the block and the row slice >= 1");
   CATQ_CHECK(at::isfinite(h_in).all().item<bool>(), Data, "GPTQ: the Hessian has NaN or Inf entries");
   QuantSpec spec = spec_in;
   spec.axis = spec.granularity == Granularity::PerChannel ? 0 : 1;
@@ -36,39 +37,25 @@ GptqResult gptq_quantize(const at::Tensor& w_in, const at::Tensor& h_in, const Q
   if (spec.granularity == Granularity::PerGroup)
     CATQ_CHECK(in % spec.group_size == 0, Config, "GPTQ: group size {} does not divide {} columns", spec.group_size, in);
 
-  at::Tensor w = w_in.to(at::kDouble).clone();
   at::Tensor h = h_in.to(at::kDouble).clone();
-  at::Tensor dead = h.diagonal() == 0;
-  if (dead.any().item<bool>()) {
-    h.diagonal().masked_fill_(dead, 1.0);
-    w.index_put_({at::indexing::Slice(), dead}, 0.0);
+  const at::Tensor dead = h.diagonal() == 0;
+  const bool any_dead = dead.any().item<bool>();
+  if (any_dead) h.diagonal().masked_fill_(dead, 1.0);
+  // The weight whose params are computed: dead inputs' columns zeroed (they are never seen).
+  at::Tensor w32 = w_in.to(at::kFloat);
+  if (any_dead) {
+    w32 = w32.clone();
+    w32.index_put_({at::indexing::Slice(), dead}, 0.0f);
   }
   GptqResult r;
-  r.params = compute_params(spec, w.to(at::kFloat));
-  ColumnParams cp;
-  cp.group = spec.granularity == Granularity::PerGroup ? spec.group_size : 0;
-  cp.scale = r.params.scale.to(at::kDouble).reshape({out, -1});
-  cp.zero = r.params.zero_point.to(at::kDouble).reshape({out, -1});
+  r.params = compute_params(spec, w32);
   const double qmin = static_cast<double>(r.params.qmin), qmax = static_cast<double>(r.params.qmax);
-  auto quant_col = [&](const at::Tensor& col, int64_t j, at::Tensor* deq) {
-    at::Tensor s = cp.col(j, cp.scale), z = cp.col(j, cp.zero);
-    at::Tensor q = (at::round(col / s) + z).clamp(qmin, qmax);
-    *deq = s * (q - z);
-    return q;
-  };
-  // Round-to-nearest with the same params, for the report.
-  {
-    at::Tensor rtn = at::empty_like(w);
-    for (int64_t j = 0; j < in; ++j) {
-      at::Tensor d;
-      quant_col(w.select(1, j), j, &d);
-      rtn.select(1, j).copy_(d);
-    }
-    r.proxy_rtn = proxy(w, rtn, h);
-  }
+  const int64_t group = spec.granularity == Granularity::PerGroup ? spec.group_size : 0;
+  const at::Tensor scale_all = r.params.scale.to(at::kDouble).reshape({out, -1});
+  const at::Tensor zero_all = r.params.zero_point.to(at::kDouble).reshape({out, -1});
 
   at::Tensor perm = o.act_order ? at::argsort(h.diagonal(), 0, /*descending=*/true) : at::arange(in, at::kLong);
-  at::Tensor wp = w.index_select(1, perm), hp = h.index_select(0, perm).index_select(1, perm);
+  const at::Tensor hp = h.index_select(0, perm).index_select(1, perm);
   const double mean_diag = hp.diagonal().mean().item<double>();
   at::Tensor u;
   double damp = o.damp;
@@ -87,28 +74,56 @@ GptqResult gptq_quantize(const at::Tensor& w_in, const at::Tensor& h_in, const Q
                "degenerate calibration data)", damp);
     damp = damp > 0 ? damp * 10 : 1e-4;
   }
-  std::vector<int64_t> order(perm.data_ptr<int64_t>(), perm.data_ptr<int64_t>() + in);
-  at::Tensor q = at::empty({out, in}, at::kDouble), deq = at::empty({out, in}, at::kDouble);
-  for (int64_t i1 = 0; i1 < in; i1 += o.block) {
-    const int64_t i2 = std::min(i1 + o.block, in), cnt = i2 - i1;
-    at::Tensor w1 = wp.slice(1, i1, i2).clone();
-    at::Tensor err1 = at::zeros({out, cnt}, w1.options());
-    at::Tensor u1 = u.slice(0, i1, i2).slice(1, i1, i2);
-    for (int64_t i = 0; i < cnt; ++i) {
-      at::Tensor col = w1.select(1, i), d;
-      at::Tensor qc = quant_col(col, order[i1 + i], &d);
-      q.select(1, i1 + i).copy_(qc);
-      deq.select(1, i1 + i).copy_(d);
-      at::Tensor e = (col - d) / u1[i][i];
-      if (i + 1 < cnt) w1.slice(1, i + 1).sub_(at::outer(e, u1[i].slice(0, i + 1)));
-      err1.select(1, i).copy_(e);
+  const std::vector<int64_t> order(perm.data_ptr<int64_t>(), perm.data_ptr<int64_t>() + in);
+  const at::Tensor inv = at::argsort(perm);
+
+  // Rows are independent given U: a big weight goes a slice of rows at a time (bounded double working set).
+  r.codes = at::empty({out, in}, at::kInt);
+  if (o.keep_dequantized) r.dequantized = at::empty({out, in}, at::kFloat);
+  const int64_t rows_per = std::max<int64_t>(1, o.row_slice / std::max<int64_t>(in, 1));
+  for (int64_t r0 = 0; r0 < out; r0 += rows_per) {
+    const int64_t n = std::min(rows_per, out - r0);
+    const at::Tensor w = w32.narrow(0, r0, n).to(at::kDouble);
+    const at::Tensor sc = scale_all.narrow(0, r0, n), zc = zero_all.narrow(0, r0, n);
+    auto quant_col = [&](const at::Tensor& col, int64_t j, at::Tensor* deq) {
+      const at::Tensor s = sc.select(1, group > 0 ? j / group : 0), z = zc.select(1, group > 0 ? j / group : 0);
+      at::Tensor q = (at::round(col / s) + z).clamp(qmin, qmax);
+      *deq = s * (q - z);
+      return q;
+    };
+    // Round-to-nearest with the same params, for the report.
+    {
+      at::Tensor rtn = at::empty_like(w);
+      for (int64_t j = 0; j < in; ++j) {
+        at::Tensor d;
+        quant_col(w.select(1, j), j, &d);
+        rtn.select(1, j).copy_(d);
+      }
+      r.proxy_rtn += proxy(w, rtn, h);
     }
-    if (i2 < in) wp.slice(1, i2).sub_(at::matmul(err1, u.slice(0, i1, i2).slice(1, i2)));
+    at::Tensor wp = w.index_select(1, perm);
+    at::Tensor q = at::empty({n, in}, at::kDouble), deq = at::empty({n, in}, at::kDouble);
+    for (int64_t i1 = 0; i1 < in; i1 += o.block) {
+      const int64_t i2 = std::min(i1 + o.block, in), cnt = i2 - i1;
+      at::Tensor w1 = wp.slice(1, i1, i2).clone();
+      at::Tensor err1 = at::zeros({n, cnt}, w1.options());
+      at::Tensor u1 = u.slice(0, i1, i2).slice(1, i1, i2);
+      for (int64_t i = 0; i < cnt; ++i) {
+        at::Tensor col = w1.select(1, i), d;
+        at::Tensor qc = quant_col(col, order[i1 + i], &d);
+        q.select(1, i1 + i).copy_(qc);
+        deq.select(1, i1 + i).copy_(d);
+        at::Tensor e = (col - d) / u1[i][i];
+        if (i + 1 < cnt) w1.slice(1, i + 1).sub_(at::outer(e, u1[i].slice(0, i + 1)));
+        err1.select(1, i).copy_(e);
+      }
+      if (i2 < in) wp.slice(1, i2).sub_(at::matmul(err1, u.slice(0, i1, i2).slice(1, i2)));
+    }
+    r.codes.narrow(0, r0, n).copy_(q.index_select(1, inv).round());
+    const at::Tensor d = deq.index_select(1, inv);
+    r.proxy_gptq += proxy(w, d.to(at::kFloat).to(at::kDouble), h);
+    if (o.keep_dequantized) r.dequantized.narrow(0, r0, n).copy_(d);
   }
-  at::Tensor inv = at::argsort(perm);
-  r.codes = q.index_select(1, inv).round().to(at::kInt).contiguous();
-  r.dequantized = deq.index_select(1, inv).to(at::kFloat).contiguous();
-  r.proxy_gptq = proxy(w, r.dequantized.to(at::kDouble), h);
   return r;
 }
 

@@ -39,38 +39,9 @@ nlohmann::json rtn_weight_params(const LlamaModel& m, SimQuant& sq) {
           {"threads", at::get_num_threads()}};
 }
 
-}  // namespace
-
-nlohmann::json run_llm_quantize_job(const LlmQuantizeJob& job) {
-  CATQ_CHECK(!job.config.empty(), Usage, "quantize: a language model needs --config (e.g. bench/configs/llm_w4a4.json "
-             "or w4a8-tok-sym)");
-  const QuantConfig qc = QuantConfig::load(job.config);
-  if (job.stream != "never") {
-    // Weight-only RTN needs no calibration: quantize layer by layer from the memory-mapped checkpoint.
-    LlmLoadOptions lo;
-    lo.keep_stored_dtype = true;
-    LoadedLlama m = load_llama(job.model, job.tokenizer, lo);
-    CATQ_CHECK(!m.quant, Usage, "{}: already quantized", job.model);
-    std::string why;
-    if (can_stream_rtn(m.model, qc, job.transform, job.weights, &why)) {
-      nlohmann::json meta = {{"source_model", job.model}, {"config", job.config},
-                             {"quantization", {{"streamed", true}, {"weights", "rtn"}}}};
-      nlohmann::json rep = quantize_llama_streamed_rtn(m.model, qc, m.tokenizer ? &*m.tokenizer : nullptr, job.out, meta);
-      meta["quantization"] = {{"streamed", true}, {"weights", "rtn"}, {"transform", "none"}, {"weight_quantization", rep}};
-      meta["weight_bytes"] = rep["weight_bytes"];
-      return meta;
-    }
-    CATQ_CHECK(job.stream != "always", Usage, "quantize --stream always: cannot stream this job: {}", why);
-  }
-  CATQ_CHECK(!job.text.empty(), Usage, "quantize: a language model needs calibration text (--text FILE)");
-  LlmPtqOptions po;
-  po.transform = parse_llm_transform(job.transform);
-  po.weights = job.weights;
-  po.gptq.act_order = job.act_order;
-  po.gptq.damp = job.gptq_damp;
-  SimQuant sq(QuantConfig::load(job.config));
-  LoadedLlama m = load_llama(job.model, job.tokenizer);
-  CATQ_CHECK(!m.quant, Usage, "{}: already quantized", job.model);
+// Calibration windows from the job's text (Error(Data) for too little), and what the metadata says about them.
+std::pair<at::Tensor, nlohmann::json> calibration_windows(const LlmQuantizeJob& job, const LoadedLlama& m) {
+  CATQ_CHECK(!job.text.empty(), Usage, "quantize: this job needs calibration text (--text FILE)");
   const Tokenizer& tok = require_tokenizer(m);
   std::string text = read_file_text(job.text);
   text = utf8_skip(text, job.skip_chars);
@@ -81,17 +52,71 @@ nlohmann::json run_llm_quantize_job(const LlmQuantizeJob& job) {
   co.window = std::min(job.window, m.model.cfg.seq_len);
   EvalWindows w = make_eval_windows(tok, text, co);
   CATQ_CHECK(w.n_windows() > 0, Data, "{}: too little calibration text for one window of {} tokens", job.text, co.window);
+  return {w.inputs, {{"text", job.text}, {"skip_chars", job.skip_chars}, {"chars", w.n_chars},
+                     {"windows", w.n_windows()}, {"window", co.window}}};
+}
+
+}  // namespace
+
+nlohmann::json run_llm_quantize_job(const LlmQuantizeJob& job) {
+  CATQ_CHECK(!job.config.empty(), Usage, "quantize: a language model needs --config (e.g. bench/configs/llm_w4a4.json "
+             "or w4a8-tok-sym)");
+  const QuantConfig qc = QuantConfig::load(job.config);
+  CATQ_CHECK(job.weights == "rtn" || job.weights == "gptq", Config, "--weights '{}': expected rtn or gptq",
+             job.weights);
+  if (job.stream != "never") {
+    // Block by block from the memory-mapped checkpoint (methods/llm/stream_quantize.h); weight-only RTN reads no text.
+    LlmLoadOptions lo;
+    lo.keep_stored_dtype = true;
+    LoadedLlama m = load_llama(job.model, job.tokenizer, lo);
+    CATQ_CHECK(!m.quant, Usage, "{}: already quantized", job.model);
+    std::string why;
+    if (can_stream(m.model, job.transform, &why)) {
+      SimQuant sq(qc);
+      m.model.bind(&sq);  // resolves and checks every layer's specs
+      BlockwiseOptions bo;
+      bo.weights = job.weights;
+      bo.gptq.act_order = job.act_order;
+      bo.gptq.damp = job.gptq_damp;
+      nlohmann::json meta = {{"source_model", job.model}, {"config", job.config},
+                             {"quantization", {{"transform", "none"}, {"weights", job.weights}}}};
+      at::Tensor calib;
+      const bool needed = blockwise_needs_calibration(sq, bo);
+      if (needed || !job.text.empty()) {
+        // Text given to a job that needs none is still checked and recorded (eval then keeps its scored text apart
+        // from it, as for any calibration text), marked needed: false.
+        nlohmann::json cm;
+        std::tie(calib, cm) = calibration_windows(job, m);
+        cm["needed"] = needed;
+        meta["calibration"] = cm;
+        if (needed) meta["quantization"]["calibration_windows"] = calib.size(0);
+        else calib = at::Tensor();
+      }
+      meta["embedding_bytes"] = storage_bits(m.model.tok_embeddings.sizes(), qc.embedding) / 8;
+      SmallModelThreadGuard threads(m.model);
+      return quantize_llama_streamed(m.model, sq, calib, bo, m.tokenizer ? &*m.tokenizer : nullptr, job.out, meta);
+    }
+    CATQ_CHECK(job.stream != "always", Usage, "quantize --stream always: cannot stream this job: {}", why);
+  }
+  LlmPtqOptions po;
+  po.transform = parse_llm_transform(job.transform);
+  po.weights = job.weights;
+  po.gptq.act_order = job.act_order;
+  po.gptq.damp = job.gptq_damp;
+  SimQuant sq(qc);
+  LoadedLlama m = load_llama(job.model, job.tokenizer);
+  CATQ_CHECK(!m.quant, Usage, "{}: already quantized", job.model);
+  const Tokenizer& tok = require_tokenizer(m);
+  auto [calib, calib_meta] = calibration_windows(job, m);
   SmallModelThreadGuard threads(m.model);
-  nlohmann::json rep = quantize_llama(m.model, sq, w.inputs, po);
+  nlohmann::json rep = quantize_llama(m.model, sq, calib, po);
   rep["weight_quantization"] = rtn_weight_params(m.model, sq);
   {
     at::NoGradGuard ng;
-    m.model.forward(w.inputs.slice(0, 0, 1), &sq);  // one quantized forward: binds the weights to their params
+    m.model.forward(calib.slice(0, 0, 1), &sq);  // one quantized forward: binds the weights to their params
   }
   nlohmann::json meta = {{"source_model", job.model}, {"config", job.config}, {"quantization", rep},
-                         {"calibration", {{"text", job.text}, {"skip_chars", job.skip_chars}, {"chars", w.n_chars},
-                                          {"windows", w.n_windows()}, {"window", co.window}}},
-                         {"weight_bytes", sq.total_weight_bytes()}};
+                         {"calibration", calib_meta}, {"weight_bytes", sq.total_weight_bytes()}};
   // The token-embedding table at its configured bits (FP32 unless the config quantizes it).
   meta["embedding_bytes"] = storage_bits(m.model.tok_embeddings.sizes(), sq.config().embedding) / 8;
   write_catq_llm(job.out, m.model, sq, &tok, meta);

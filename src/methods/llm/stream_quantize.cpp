@@ -4,36 +4,24 @@
 
 #include "core/error.h"
 #include "core/mapped_file.h"
-#include "core/progress.h"
 #include "io/catq_file.h"
 #include "llm/llama_tensors.h"
 #include "quant/quantizer.h"
 
 namespace catq {
 
-bool can_stream_rtn(const LlamaModel& m, const QuantConfig& qc, const std::string& transform,
-                    const std::string& weights, std::string* why) {
+bool can_stream(const LlamaModel& m, const std::string& transform, std::string* why) {
   auto no = [&](std::string w) {
     if (why) *why = std::move(w);
     return false;
   };
-  if (transform != "none" && !transform.empty()) return no("a transform needs calibration statistics");
-  if (weights != "rtn") return no(weights + " needs calibration hidden states");
-  if (qc.kv_cache.enabled) return no("KV-cache quantization is calibrated on activations");
-  if (qc.embedding.enabled) return no("embedding quantization is not streamed yet");
-  for (const LayerInfo& l : m.layer_infos())
-    if (qc.resolve(l).input.enabled) return no(fmt::format("layer {} quantizes its input activations", l.name));
+  if (transform != "none" && !transform.empty()) return no("transforms are not streamed yet (they run in memory)");
   for (const LlamaBlock& b : m.blocks)
     if (b.attn_in.defined() || b.ffn_in.defined() || b.down_in.defined()) return no("the model has online transforms");
   return true;
 }
 
 namespace {
-// Pages of the mapped checkpoint that were read count in the resident set until dropped: drop each tensor's once it
-// has been consumed (a no-op for tensors that are not mapped).
-void drop_pages(const at::Tensor& t) {
-  if (t.defined() && is_mapped_tensor(t)) release_mapped_pages(t);
-}
 // The smallest integer dtype holding codes in [qmin, qmax].
 at::ScalarType code_dtype(const QuantParams& p) {
   if (p.qmin >= 0 && p.qmax <= 255) return at::kByte;
@@ -82,64 +70,47 @@ std::pair<QuantParams, at::Tensor> rtn_quantize_weight(const QuantSpec& spec, co
   return {whole, at::cat(codes, 0)};
 }
 
-nlohmann::json quantize_llama_streamed_rtn(const LlamaModel& m, const QuantConfig& qc, const Tokenizer* tok,
-                                           const std::string& out, nlohmann::json metadata) {
+nlohmann::json quantize_llama_streamed(const LlamaModel& m, SimQuant& sq, const at::Tensor& calib,
+                                       const BlockwiseOptions& o, const Tokenizer* tok, const std::string& out,
+                                       nlohmann::json metadata) {
   at::NoGradGuard ng;
   std::string why;
-  CATQ_CHECK(can_stream_rtn(m, qc, "none", "rtn", &why), Usage, "streamed quantization: {}", why);
+  CATQ_CHECK(can_stream(m, "none", &why), Usage, "streamed quantization: {}", why);
   const LlamaConfig& c = m.cfg;
-  const std::vector<LayerInfo> infos = m.layer_infos();
-  CatqLlmWriter w(out, c, qc, metadata);
+  const auto start = std::chrono::steady_clock::now();
+  CatqLlmWriter w(out, c, sq.config(), metadata);
   // FP tensors outside the linears, in the order the in-memory writer adds them.
   w.add_tensor(kLlamaTokenEmbd.gguf, m.tok_embeddings);
-  if (!c.tied_head) drop_pages(m.tok_embeddings);  // a tied head is read again as the last layer
+  const bool calibrated = blockwise_needs_calibration(sq, o);
+  if (!c.tied_head && !calibrated) release_mapped_pages(m.tok_embeddings);  // else read again (tied head, calibration)
   w.add_tensor(kLlamaOutputNorm.gguf, m.norm);
   for (int64_t l = 0; l < c.n_layers; ++l)
     for (const LlamaBlockTensor& t : llama_block_tensors())
       if (t.linear < 0 && t.present(c)) w.add_tensor(t.catq_key(l), m.blocks[l].*t.member);
 
-  int64_t n = 0, peak_layer_bytes = 0;
   uint64_t weight_bits = 0;
-  double seconds = 0;
-  const auto start = std::chrono::steady_clock::now();
-  Progress bar("quantize (streamed)", static_cast<int64_t>(infos.size()));
-  for (const LayerInfo& l : infos) {
-    const QuantSpec spec = qc.resolve(l).weight;
-    const at::Tensor& stored = m.layer_weight(l.index);
-    const bool tied_head = l.is_last && c.tied_head;
-    if (!spec.enabled) {
-      w.add_layer(l.name, nullptr, tied_head ? at::Tensor() : stored, nullptr);
-      drop_pages(stored);
-      weight_bits += static_cast<uint64_t>(stored.numel()) * 32;
+  nlohmann::json rep = quantize_llama_blockwise(m, sq, calib, o, [&](const BlockwiseLayer& l) {
+    const at::Tensor& stored = m.layer_weight(l.info->index);
+    const bool tied_head = l.info->is_last && c.tied_head;
+    if (l.weight) {
+      w.add_layer(l.info->name, l.weight, l.codes.to(code_dtype(*l.weight)), l.input);
+      weight_bits += storage_bits(stored.sizes(), sq.layer(l.info->name).weight_spec);
     } else {
-      const auto t0 = std::chrono::steady_clock::now();
-      QuantParams p;
-      at::Tensor codes;
-      try {
-        std::tie(p, codes) = rtn_quantize_weight(spec, stored, &peak_layer_bytes);
-      } catch (const Error& e) {
-        fail(e.kind(), "{}: layer '{}' weight: {}", qc.source, l.name, e.what());
-      }
-      drop_pages(stored);
-      seconds += std::chrono::duration<double>(std::chrono::steady_clock::now() - t0).count();
-      n += stored.numel();
-      w.add_layer(l.name, &p, codes, nullptr);
-      weight_bits += storage_bits(stored.sizes(), spec);
+      w.add_layer(l.info->name, nullptr, tied_head ? at::Tensor() : stored, l.input);
+      weight_bits += static_cast<uint64_t>(stored.numel()) * 32;
     }
-    bar.step();
-  }
+  });
   if (tok) w.set_tokenizer(*tok);
+  // The report goes into the file's metadata: quantization.{streamed, gptq, seconds, weight_quantization}.
+  nlohmann::json& q = metadata["quantization"];
+  q["streamed"] = true;
+  if (rep.contains("gptq")) q["gptq"] = rep["gptq"], rep.erase("gptq");
+  q["weight_quantization"] = rep;
+  q["seconds"] = std::chrono::duration<double>(std::chrono::steady_clock::now() - start).count();
+  metadata["weight_bytes"] = weight_bits / 8;
+  w.set_metadata(metadata);
   w.finish();
-  bar.finish();
-  const double total = std::chrono::duration<double>(std::chrono::steady_clock::now() - start).count();
-  return {{"streamed", true},
-          {"weights", n},
-          {"seconds", seconds},
-          {"weights_per_second", seconds > 0 ? n / seconds : 0.0},
-          {"total_seconds", total},
-          {"peak_layer_bytes", peak_layer_bytes},
-          {"weight_bytes", weight_bits / 8},
-          {"threads", at::get_num_threads()}};
+  return metadata;
 }
 
 }  // namespace catq

@@ -1,0 +1,231 @@
+#include "methods/llm/blockwise.h"
+
+#include <chrono>
+#include <map>
+#include <optional>
+#include <set>
+
+#include "core/error.h"
+#include "core/mapped_file.h"
+#include "core/progress.h"
+#include "methods/llm/stream_quantize.h"
+
+namespace catq {
+
+using nlohmann::json;
+
+namespace {
+
+constexpr int kPerBlock = 7;  // layer_infos(): q, k, v, o, gate, up, down per block, then the head
+
+bool static_input(const SimQuant::Layer& l) {
+  return l.input_spec.enabled && l.input_spec.granularity != Granularity::PerToken;
+}
+
+// The weight-quantized stream's context: layers quantized so far in the current block use their dequantized weight;
+// the inputs of `record` layers are summed into their Hessians.
+class StreamContext : public QuantContext {
+ public:
+  std::map<int, at::Tensor> dequantized;  // layer index -> fp32 weight
+  std::set<int> record;
+  std::map<int, at::Tensor> hessian;
+
+  at::Tensor weight(const LayerInfo& l, const at::Tensor& w) override {
+    auto it = dequantized.find(l.index);
+    return it == dequantized.end() ? w : it->second;
+  }
+  at::Tensor input(const LayerInfo& l, const at::Tensor& x) override {
+    if (record.count(l.index)) {
+      const at::Tensor r = x.detach().reshape({-1, x.size(-1)}).to(at::kDouble);
+      at::Tensor g = at::matmul(r.t(), r);
+      auto it = hessian.find(l.index);
+      if (it == hessian.end()) hessian.emplace(l.index, std::move(g));
+      else it->second += g;
+    }
+    return x;
+  }
+};
+
+// Runs the head for its input only: the observing context sees the head's input, no logits are computed.
+class HeadInputOnly : public QuantContext {
+ public:
+  explicit HeadInputOnly(QuantContext& inner) : inner_(inner) {}
+  at::Tensor weight(const LayerInfo& l, const at::Tensor& w) override { return inner_.weight(l, w); }
+  at::Tensor input(const LayerInfo& l, const at::Tensor& x) override { return inner_.input(l, x); }
+  at::Tensor linear(const LayerInfo& l, const at::Tensor& x, const at::Tensor&) override {
+    inner_.input(l, x);
+    return at::Tensor();
+  }
+
+ private:
+  QuantContext& inner_;
+};
+
+}  // namespace
+
+bool blockwise_needs_calibration(const SimQuant& sq, const BlockwiseOptions& o) {
+  if (o.weights == "gptq") return true;
+  if (!o.calibrate_inputs) return false;
+  for (const SimQuant::Layer& l : sq.layers())
+    if (static_input(l)) return true;
+  return false;
+}
+
+json quantize_llama_blockwise(const LlamaModel& m, SimQuant& sq, const at::Tensor& calib, const BlockwiseOptions& o,
+                              const BlockwiseSink& sink) {
+  CATQ_CHECK(o.weights == "rtn" || o.weights == "gptq", Config, "--weights '{}': expected rtn or gptq", o.weights);
+  CATQ_CHECK(o.batch >= 1, Usage, "blockwise quantization: batch {} < 1", o.batch);
+  at::NoGradGuard ng;
+  const std::vector<LayerInfo> infos = m.layer_infos();
+  const int64_t L = m.cfg.n_layers;
+  const bool gptq = o.weights == "gptq";
+  bool statics = false;
+  if (o.calibrate_inputs)
+    for (const LayerInfo& li : infos) statics = statics || static_input(sq.layer(li.name));
+  if (gptq || statics)
+    CATQ_CHECK(calib.defined() && calib.dim() == 2 && calib.size(0) > 0, Data,
+               "LLM quantization: no calibration windows (too little calibration text?)");
+
+  // The streams, one tensor per batch of windows: X_q (after the quantized blocks, for GPTQ's Hessians) and X_fp
+  // (the FP model's, for the static input ranges). Both start as the FP token embeddings.
+  std::vector<at::Tensor> xq, xfp;
+  int64_t state_bytes = 0;
+  if (gptq || statics) {
+    for (int64_t i = 0; i < calib.size(0); i += o.batch) {
+      at::Tensor e = m.embed(calib.slice(0, i, i + o.batch));
+      state_bytes += e.numel() * e.element_size();
+      if (gptq) xq.push_back(e);
+      if (statics) xfp.push_back(e);
+    }
+    if (gptq && statics) state_bytes *= 2;
+  }
+
+  json layers = json::object();
+  double rtn_total = 0, gptq_total = 0, seconds = 0;
+  int64_t n_weights = 0, peak_layer_bytes = 0;
+  std::map<int, std::pair<QuantParams, at::Tensor>> done;  // quantized layers of the current block
+  std::map<int, BlockwiseLayer> results;
+  StreamContext ctx;
+  const int head = static_cast<int>(L * kPerBlock);
+  Progress bar(gptq ? "GPTQ (block by block)" : "quantize (block by block)", L + 1);
+
+  // Quantizes the weights of `group` (layer indices): GPTQ from Hessians recorded by `pass`, else RTN.
+  auto quantize_group = [&](const std::vector<int>& group, const std::function<void()>& pass) {
+    std::vector<int> todo;
+    for (int idx : group)
+      if (sq.layer(infos[idx].name).weight_spec.enabled) todo.push_back(idx);
+    if (todo.empty()) return;
+    if (gptq) {
+      ctx.record = std::set<int>(todo.begin(), todo.end());
+      ctx.hessian.clear();
+      pass();
+      ctx.record.clear();
+    }
+    for (int idx : todo) {
+      const LayerInfo& li = infos[idx];
+      const QuantSpec& spec = sq.layer(li.name).weight_spec;
+      const at::Tensor& w = m.layer_weight(idx);
+      const auto t0 = std::chrono::steady_clock::now();
+      BlockwiseLayer& r = results[idx];
+      try {
+        if (gptq) {
+          GptqOptions go = o.gptq;
+          go.keep_dequantized = false;
+          GptqResult g = gptq_quantize(w, ctx.hessian.at(idx), spec, go);
+          peak_layer_bytes = std::max<int64_t>(peak_layer_bytes, w.numel() * 4);
+          // The later passes see what the written model computes (the runtime and SimQuant dequantize the stored
+          // codes the same way); nothing runs after the head.
+          if (idx != head) ctx.dequantized[idx] = dequantize(g.codes, g.params);
+          done[idx] = {std::move(g.params), std::move(g.codes)};
+          r.gptq = true;
+          r.proxy_rtn = g.proxy_rtn;
+          r.proxy_gptq = g.proxy_gptq;
+          layers[li.name] = {{"proxy_rtn", g.proxy_rtn}, {"proxy_gptq", g.proxy_gptq}};
+          rtn_total += g.proxy_rtn;
+          gptq_total += g.proxy_gptq;
+        } else {
+          done[idx] = rtn_quantize_weight(spec, w, &peak_layer_bytes);
+        }
+      } catch (const Error& e) {
+        fail(e.kind(), "{}: layer '{}' weight: {}", sq.config().source, li.name, e.what());
+      }
+      ctx.hessian.erase(idx);
+      seconds += std::chrono::duration<double>(std::chrono::steady_clock::now() - t0).count();
+      n_weights += w.numel();
+    }
+  };
+  // Hands the layers [first, last) to the sink, with their static input params from the observers.
+  auto emit = [&](int first, int last) {
+    for (int idx = first; idx < last; ++idx) {
+      const SimQuant::Layer& sl = sq.layer(infos[idx].name);
+      BlockwiseLayer& r = results[idx];
+      r.info = &infos[idx];
+      auto it = done.find(idx);
+      if (it != done.end()) r.weight = &it->second.first, r.codes = it->second.second;
+      std::optional<QuantParams> ip;
+      if (o.calibrate_inputs && static_input(sl)) {
+        try {
+          ip = sl.input_observer->compute();
+        } catch (const Error& e) {
+          fail(e.kind(), "{}: layer '{}' input: {}", sq.config().source, sl.info.name, e.what());
+        }
+        r.input = &*ip;
+      }
+      sink(r);
+    }
+    done.clear();
+    results.clear();
+    ctx.dequantized.clear();
+  };
+
+  const SimQuant::Mode mode = sq.mode();
+  for (int64_t l = 0; l < L; ++l) {
+    const int base = static_cast<int>(l * kPerBlock);
+    auto pass_q = [&] {
+      for (const at::Tensor& x : xq) m.block_forward(l, x, &ctx);
+    };
+    for (const std::vector<int>& g : {std::vector<int>{0, 1, 2}, {3}, {4, 5}, {6}}) {
+      std::vector<int> group;
+      for (int j : g) group.push_back(base + j);
+      quantize_group(group, pass_q);
+    }
+    if (statics) {
+      sq.set_mode(SimQuant::Mode::Calibrate);  // weights pass through, static inputs are observed
+      for (at::Tensor& x : xfp) x = m.block_forward(l, x, &sq);
+      sq.set_mode(mode);
+    }
+    if (gptq)
+      for (at::Tensor& x : xq) x = m.block_forward(l, x, &ctx);
+    emit(base, base + kPerBlock);
+    for (int j = 0; j < kPerBlock; ++j) release_mapped_pages(m.layer_weight(base + j));
+    bar.step();
+  }
+  // The LM head.
+  quantize_group({head}, [&] {
+    HeadInputOnly head_ctx(ctx);
+    for (const at::Tensor& x : xq) m.head(x, &head_ctx);
+  });
+  if (statics && static_input(sq.layer(infos[head].name))) {
+    sq.set_mode(SimQuant::Mode::Calibrate);
+    HeadInputOnly head_ctx(sq);
+    for (const at::Tensor& x : xfp) m.head(x, &head_ctx);
+    sq.set_mode(mode);
+  }
+  emit(head, head + 1);
+  bar.step();
+  bar.finish();
+
+  json rep = {{"weights", n_weights},
+              {"seconds", seconds},
+              {"weights_per_second", seconds > 0 ? n_weights / seconds : 0.0},
+              {"peak_layer_bytes", peak_layer_bytes},
+              {"state_bytes", state_bytes},
+              {"threads", at::get_num_threads()}};
+  if (gptq) {
+    rep["gptq"] = {{"damp", o.gptq.damp}, {"act_order", o.gptq.act_order}, {"block", o.gptq.block},
+                   {"layers", layers}, {"proxy_rtn_total", rtn_total}, {"proxy_gptq_total", gptq_total}};
+  }
+  return rep;
+}
+
+}  // namespace catq

@@ -1,0 +1,61 @@
+// Block-by-block post-training quantization of a Llama (issue 15, deliverable 4): the calibration hidden states flow
+// through the model one decoder block at a time, so each block is calibrated and quantized once, from the states the
+// already-quantized blocks before it produce — no full-model forwards (the former GPTQ ran 4L+1 of them), and a model
+// whose weights stay memory-mapped in their stored dtype needs only the current block converted to fp32.
+//
+// For block l, with X_q the states after the quantized blocks 0..l-1 and X_fp those of the FP model:
+//   GPTQ       for each group {q,k,v}, {o}, {gate,up}, {down} in turn: one pass of block l over X_q with the groups
+//              before it already quantized records H = Σ x xᵀ of the group's inputs; gptq_quantize each linear
+//              (the sequential order of GPTQ's reference and AutoGPTQ's true_sequential)
+//   RTN        the config's observer per weight (rtn_quantize_weight), no pass
+//   static     one pass of block l over X_fp observes every static input (activations calibrated against the FP
+//   inputs     model, as the in-memory pipeline does)
+//   then       X_q <- block_l(X_q) with the quantized weights; X_fp <- block_l(X_fp)
+// The LM head follows the last block in the same way. Per-token activations, KV-cache and embedding quantization
+// are dynamic: they need no calibration and are applied by whoever runs the result.
+//
+// Memory: the states ([N, T, D] fp32 each, one or two streams), one block's weights in fp32, and GPTQ's per-layer
+// working set (the weight and its [in, in] Hessian in double).
+#pragma once
+#include <functional>
+#include <string>
+
+#include <ATen/ATen.h>
+#include <nlohmann/json.hpp>
+
+#include "llm/llama.h"
+#include "methods/llm/gptq.h"
+#include "sim/sim_quant.h"
+
+namespace catq {
+
+struct BlockwiseOptions {
+  std::string weights = "rtn";  // rtn | gptq
+  GptqOptions gptq;
+  bool calibrate_inputs = true;  // observe static input activations (false: the caller calibrates them itself)
+  int64_t batch = 8;             // calibration windows per pass
+};
+
+// One quantizable layer's result, handed to the sink in layer_infos() order.
+struct BlockwiseLayer {
+  const LayerInfo* info = nullptr;
+  const QuantParams* weight = nullptr;  // nullptr: the weight stays floating point
+  at::Tensor codes;                     // integer codes (the weight's shape) when `weight` is set
+  const QuantParams* input = nullptr;   // static input params, or nullptr (FP or per-token input)
+  bool gptq = false;
+  double proxy_rtn = 0, proxy_gptq = 0;  // GPTQ's objective for RTN and for GPTQ with the same params
+};
+using BlockwiseSink = std::function<void(const BlockwiseLayer&)>;
+
+// True when these options need calibration windows (GPTQ, or static inputs to calibrate).
+bool blockwise_needs_calibration(const SimQuant& sq, const BlockwiseOptions& o);
+
+// `sq` bound to `m` (m.bind(&sq)): the resolved weight / input specs and the static inputs' observers (left holding
+// their statistics). calib: token windows [N, T], required when blockwise_needs_calibration. The weights may be in
+// any float dtype (memory-mapped bf16 views are read per pass, never converted in place). Calls `sink` once per
+// layer, in order, as soon as its block is done. Returns a report: weights, seconds (weight quantization only),
+// state bytes, per-layer GPTQ proxies and their totals.
+nlohmann::json quantize_llama_blockwise(const LlamaModel& m, SimQuant& sq, const at::Tensor& calib,
+                                        const BlockwiseOptions& o, const BlockwiseSink& sink);
+
+}  // namespace catq
