@@ -78,16 +78,24 @@ TEST(LlmStream, CalibratedJobsStreamedEqualInMemory) {
   struct Case {
     std::string config, weights;
     bool act_order, calibrated;
+    std::string transform = "none";
   };
   for (const Case& c : {Case{"w4a16g32", "gptq", false, true}, Case{"w3a16", "gptq", true, true},
                         Case{"w4a8", "rtn", false, true}, Case{"w4a8", "gptq", false, true},
                         Case{cfgs + "llm_w4a8_kv4.json", "rtn", false, false},
-                        Case{cfgs + "llm_w4a8_emb4.json", "rtn", false, false}}) {
-    SCOPED_TRACE(c.config + " " + c.weights);
+                        Case{cfgs + "llm_w4a8_emb4.json", "rtn", false, false},
+                        Case{"w4a16g32", "rtn", false, false, "quarot"}, Case{"w4a8", "gptq", false, true, "quarot"},
+                        Case{"w4a8", "rtn", false, true, "smoothquant"}, Case{"w4a4-tok-sym", "rtn", false, true, "rms"},
+                        Case{"w4a4-tok-sym", "gptq", false, true, "blockcat:k=4"}}) {
+    SCOPED_TRACE(c.config + " " + c.weights + " " + c.transform);
+    // With a transform the streamed pipeline takes block l's statistics from states that passed through the
+    // transformed blocks before it, the in-memory one from the untransformed model: function-preserving transforms
+    // make them equal up to rounding, and on this model the files come out identical (measured, so asserted).
     LlmQuantizeJob j;
     j.model = src;
     j.config = c.config;
     j.weights = c.weights;
+    j.transform = c.transform;
     j.act_order = c.act_order;
     j.text = d / "calib.txt";
     j.window = 32;
@@ -119,7 +127,8 @@ TEST(LlmStream, CalibratedJobsStreamedEqualInMemory) {
       const QuantParams* wm = m.sq->weight_params(l.info.name);
       ASSERT_EQ(ws == nullptr, wm == nullptr);
       if (wm) {
-        EXPECT_TRUE(at::equal(s.sq->quantized_weight_codes(l.info.name), m.sq->quantized_weight_codes(l.info.name)));
+        const at::Tensor cs = s.sq->quantized_weight_codes(l.info.name), cm = m.sq->quantized_weight_codes(l.info.name);
+        EXPECT_TRUE(at::equal(cs, cm));
         EXPECT_TRUE(at::allclose(ws->scale, wm->scale, 1e-6, 0));
       }
       const QuantParams* is = s.sq->input_params(l.info.name);
@@ -133,11 +142,18 @@ TEST(LlmStream, CalibratedJobsStreamedEqualInMemory) {
     }
     if (c.config == "w4a8") EXPECT_GT(static_inputs, 0);  // the compact w4a8: static per-tensor inputs
     at::NoGradGuard ng;
-    EXPECT_TRUE(at::allclose(s.model.forward(t, s.sq.get()), m.model.forward(t, m.sq.get()), 1e-4, 1e-4));
+    const at::Tensor ls = s.model.forward(t, s.sq.get()), lm = m.model.forward(t, m.sq.get());
+    EXPECT_TRUE(at::allclose(ls, lm, 1e-4, 1e-4));
+    // The transform is in the file: QuaRot / block CAT's online transform before ffn_down, changed RMSNorm weights.
+    EXPECT_EQ(s.model.blocks[0].down_in.defined(), c.transform == "quarot" || c.transform.rfind("blockcat", 0) == 0);
+    EXPECT_EQ(s.model.blocks[0].down_in.defined(), m.model.blocks[0].down_in.defined());
+    EXPECT_EQ(at::equal(s.model.blocks[1].attn_norm, at::ones_like(s.model.blocks[1].attn_norm)),
+              c.transform == "quarot");  // folded to 1 by QuaRot, smoothed by the others, random otherwise
+    EXPECT_TRUE(at::allclose(s.model.blocks[1].attn_norm, m.model.blocks[1].attn_norm, 1e-6, 1e-7));
   }
 }
 
-TEST(LlmStream, TransformsAreNotStreamedAndCalibratedJobsNeedText) {
+TEST(LlmStream, CalibratedJobsNeedText) {
   const Tokenizer tok = tiny_tokenizer();
   TempDir d;
   write_hf_llama(LlamaModel::random(tiny_config(tok.vocab_size()), 5), d / "m", SafetensorsDtype::BF16);
@@ -145,16 +161,25 @@ TEST(LlmStream, TransformsAreNotStreamedAndCalibratedJobsNeedText) {
   LlmQuantizeJob j;
   j.model = d / "m";
   j.out = d / "o.catq";
-  j.stream = "always";
-  for (auto [config, transform, weights, needle] :
-       {std::tuple{"w4a16g32", "quarot", "rtn", "transform"}, std::tuple{"w4a8", "none", "rtn", "--text"},
-        std::tuple{"w4a16g32", "none", "gptq", "--text"}}) {
+  for (auto [config, transform, weights] : {std::tuple{"w4a8", "none", "rtn"}, std::tuple{"w4a16g32", "none", "gptq"},
+                                            std::tuple{"w4a16g32", "smoothquant", "rtn"}}) {
     j.config = config;
     j.transform = transform;
     j.weights = weights;
-    expect_error([&] { run_llm_quantize_job(j); }, ErrorKind::Usage, needle, config);
+    expect_error([&] { run_llm_quantize_job(j); }, ErrorKind::Usage, "--text", config);
     EXPECT_FALSE(file_exists(d / "o.catq"));
   }
+  j.stream = "sometimes";
+  expect_error([&] { run_llm_quantize_job(j); }, ErrorKind::Usage, "--stream", "bad --stream");
+  // QuaRot with weight-only RTN needs no calibration.
+  j.stream = "auto";
+  j.config = "w4a16g32";
+  j.transform = "quarot";
+  j.weights = "rtn";
+  const nlohmann::json meta = run_llm_quantize_job(j);
+  EXPECT_EQ(meta["quantization"].value("transform", ""), "quarot");
+  EXPECT_FALSE(meta.contains("calibration"));
+  EXPECT_TRUE(file_exists(d / "o.catq"));
 }
 
 TEST(LlmStream, BigWeightsQuantizedInRowSlicesEqualTheWholeTensor) {

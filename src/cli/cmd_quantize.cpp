@@ -66,9 +66,9 @@ int run_quantize_llm(const Common& common) {
         ? fmt::format(", calibrated on {} windows of {} tokens", meta["calibration"].value("windows", 0),
                       meta["calibration"].value("window", 0))
         : std::string(" (no calibration needed)");
-    std::cout << fmt::format("{}: {} {} weights{}, streamed block by block: {} weights in {:.1f} s ({:.1f} M weights/s, "
-                             "{:.1f} s in all); {} weight bytes\nwrote {}\n", llm.model, llm.config,
-                             q.value("weights", ""), calib, w.value("weights", 0), w.value("seconds", 0.0),
+    std::cout << fmt::format("{}: {} + transform {} + {} weights{}, streamed block by block: {} weights in {:.1f} s "
+                             "({:.1f} M weights/s, {:.1f} s in all); {} weight bytes\nwrote {}\n", llm.model, llm.config,
+                             q.value("transform", ""), q.value("weights", ""), calib, w.value("weights", 0), w.value("seconds", 0.0),
                              w.value("weights_per_second", 0.0) / 1e6, q.value("seconds", 0.0),
                              meta.value("weight_bytes", 0), llm.out);
   } else {
@@ -186,9 +186,10 @@ void register_quantize(CLI::App& app, Common& common) {
                   "blockcat[:k=..][:damp=..][:nohad]")->capture_default_str()->group(lg);
   sub->add_option("--weights", llm.weights, "rtn | gptq")->capture_default_str()->group(lg);
   sub->add_flag("--act-order", llm.act_order, "GPTQ act-order")->group(lg);
-  sub->add_option("--stream", llm.stream, "auto | always | never: quantize layer by layer from the memory-mapped "
-                  "checkpoint, calibration states flowing block by block (any job without a --transform; weight-only RTN needs no "
-                  "--text)")->capture_default_str()->group(lg);
+  sub->add_option("--stream", llm.stream, "auto | always: block by block from the memory-mapped checkpoint (the "
+                  "calibration states flow through one block at a time; weight-only RTN needs no --text); never: the "
+                  "whole model in fp32 in memory")->check(CLI::IsMember({"auto", "always", "never"}))
+      ->capture_default_str()->group(lg);
   sub->add_option("--gptq-damp", llm.gptq_damp, "GPTQ damping")->capture_default_str()->group(lg);
   sub->callback([&common] {
     if (common.json || common.quiet) Progress::set_enabled(false);

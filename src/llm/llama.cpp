@@ -164,21 +164,23 @@ void LlamaModel::check_shapes(const std::string& source) const {
 
 std::vector<LayerInfo> LlamaModel::layer_infos() const {
   std::vector<LayerInfo> v;
-  auto add = [&](std::string name, const at::Tensor& w) {
+  // Shapes from the config (check_shapes holds the tensors to them), so a pipeline that drops finished blocks' tensors
+  // (layer-streamed quantization) still has the layer list.
+  auto add = [&](std::string name, std::vector<int64_t> shape) {
     LayerInfo li;
     li.name = std::move(name);
     li.kind = LayerKind::Linear;
-    li.weight_shape = w.sizes().vec();
-    li.macs_per_sample = w.size(0) * w.size(1);
+    li.macs_per_sample = shape.at(0) * shape.at(1);
+    li.weight_shape = std::move(shape);
     li.index = static_cast<int>(v.size());
     v.push_back(std::move(li));
   };
   for (size_t l = 0; l < blocks.size(); ++l)
     for (int j = 0; j < kLinearsPerBlock; ++j) {
       const LlamaBlockTensor& t = llama_block_linear(j);
-      add(t.gguf_base(static_cast<int64_t>(l)), blocks[l].*t.member);
+      add(t.gguf_base(static_cast<int64_t>(l)), t.shape(cfg));
     }
-  add(kLlamaOutput.gguf, output);
+  add(kLlamaOutput.gguf, kLlamaOutput.shape(cfg));
   v.front().is_first = true;
   v.back().is_last = true;
   return v;

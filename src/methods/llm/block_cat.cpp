@@ -51,30 +51,43 @@ at::Tensor block_alignment_transform(const at::Tensor& sigma_x, const at::Tensor
   return m;
 }
 
-void apply_block_cat(LlamaModel& m, const std::vector<BlockStats>& stats, int64_t k, double damping,
-                     bool hadamard_after, uint64_t seed) {
-  check_llama_stats(stats, m);
-  const LlamaConfig& c = m.cfg;
-  const int64_t hd = c.hd();
-  // The o transform is per head: a block larger than the head (a multiple of it) is the whole head.
-  auto block_of = [&](TransformPosition p) { return p == TransformPosition::O && k > hd && k % hd == 0 ? hd : k; };
+namespace {
+// The o transform is per head: a block larger than the head (a multiple of it) is the whole head.
+int64_t block_at(const LlamaConfig& c, TransformPosition p, int64_t k) {
+  return p == TransformPosition::O && k > c.hd() && k % c.hd() == 0 ? c.hd() : k;
+}
+}  // namespace
+
+void check_block_cat(const LlamaConfig& c, int64_t k) {
   for (TransformPosition p : {TransformPosition::Attn, TransformPosition::Ffn, TransformPosition::Down,
                               TransformPosition::O})
-    CATQ_CHECK(position_dim(c, p) % block_of(p) == 0, Config,
+    CATQ_CHECK(position_dim(c, p) % block_at(c, p, k) == 0, Config,
                "block CAT: block size {} does not divide the {} dimension {} "
                "(choose k dividing dim {} and hidden_dim {}, and dividing or a multiple of the head size {})",
-               k, to_string(p), position_dim(c, p), c.dim, c.hidden_dim, hd);
+               k, to_string(p), position_dim(c, p), c.dim, c.hidden_dim, c.hd());
+}
+
+void apply_block_cat_block(LlamaModel& m, int64_t l, const BlockStats& stats, int64_t k, double damping,
+                           bool hadamard_after, uint64_t seed) {
+  const LlamaConfig& c = m.cfg;
   if (k == 1 && !hadamard_after) {  // M̂ of 1×1 blocks is RMS balance's diagonal
-    apply_rms_balance(m, stats);
+    apply_rms_balance_block(m, l, stats);
     return;
   }
-  for_each_site(c, [&](const TransformSite& t) {
-    const PositionStats& s = stats_at(stats[t.layer], t.pos, t.group);
+  for_each_site_in_block(c, l, [&](const TransformSite& t) {
+    const PositionStats& s = stats_at(stats, t.pos, t.group);
     at::Tensor sw = consumer_gram(m, t.layer, t.pos, t.group);
-    at::Tensor mt = block_alignment_transform(s.sigma, sw, block_of(t.pos), damping);  // M̂ = (Σ_w # Σ_x⁻¹)^{1/2}
+    at::Tensor mt = block_alignment_transform(s.sigma, sw, block_at(c, t.pos, k), damping);  // M̂ = (Σ_w # Σ_x⁻¹)^{1/2}
     if (hadamard_after) mt = at::matmul(hadamard_matrix(position_dim(c, t.pos), false, seed + 30), mt);  // H·M̂
     apply_transform(m, t.layer, t.pos, mt, t.kv_head());
   });
+}
+
+void apply_block_cat(LlamaModel& m, const std::vector<BlockStats>& stats, int64_t k, double damping,
+                     bool hadamard_after, uint64_t seed) {
+  check_llama_stats(stats, m);
+  check_block_cat(m.cfg, k);
+  for (int64_t l = 0; l < m.cfg.n_layers; ++l) apply_block_cat_block(m, l, stats[l], k, damping, hadamard_after, seed);
 }
 
 }  // namespace catq

@@ -24,4 +24,9 @@ at::Tensor block_alignment_transform(const at::Tensor& sigma_x, const at::Tensor
 void apply_block_cat(LlamaModel& m, const std::vector<BlockStats>& stats, int64_t k, double damping,
                      bool hadamard_after, uint64_t seed);
 
+// Pieces for block-by-block pipelines: apply_block_cat == check_block_cat, then every block from its statistics.
+void check_block_cat(const LlamaConfig& c, int64_t k);  // Error(Config) unless k fits every position
+void apply_block_cat_block(LlamaModel& m, int64_t l, const BlockStats& stats, int64_t k, double damping,
+                           bool hadamard_after, uint64_t seed);
+
 }  // namespace catq

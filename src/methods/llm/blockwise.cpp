@@ -8,6 +8,8 @@
 #include "core/error.h"
 #include "core/mapped_file.h"
 #include "core/progress.h"
+#include "llm/llama_tensors.h"
+#include "methods/llm/calib_stats.h"
 #include "methods/llm/stream_quantize.h"
 
 namespace catq {
@@ -63,16 +65,16 @@ class HeadInputOnly : public QuantContext {
 
 }  // namespace
 
-bool blockwise_needs_calibration(const SimQuant& sq, const BlockwiseOptions& o) {
-  if (o.weights == "gptq") return true;
+bool blockwise_needs_calibration(const SimQuant& sq, const BlockwiseOptions& o, const LlmTransformOptions* t) {
+  if (o.weights == "gptq" || (t && llm_transform_needs_stats(*t))) return true;
   if (!o.calibrate_inputs) return false;
   for (const SimQuant::Layer& l : sq.layers())
     if (static_input(l)) return true;
   return false;
 }
 
-json quantize_llama_blockwise(const LlamaModel& m, SimQuant& sq, const at::Tensor& calib, const BlockwiseOptions& o,
-                              const BlockwiseSink& sink) {
+json quantize_llama_blockwise(LlamaModel& m, SimQuant& sq, const at::Tensor& calib, const BlockwiseOptions& o,
+                              const BlockwiseSink& sink, const BlockwiseHooks& hooks) {
   CATQ_CHECK(o.weights == "rtn" || o.weights == "gptq", Config, "--weights '{}': expected rtn or gptq", o.weights);
   CATQ_CHECK(o.batch >= 1, Usage, "blockwise quantization: batch {} < 1", o.batch);
   at::NoGradGuard ng;
@@ -82,7 +84,9 @@ json quantize_llama_blockwise(const LlamaModel& m, SimQuant& sq, const at::Tenso
   bool statics = false;
   if (o.calibrate_inputs)
     for (const LayerInfo& li : infos) statics = statics || static_input(sq.layer(li.name));
-  if (gptq || statics)
+  const bool block_stats = hooks.transform && llm_transform_needs_stats(hooks.transform->options());
+  const bool fp_stream = statics || block_stats;
+  if (gptq || fp_stream)
     CATQ_CHECK(calib.defined() && calib.dim() == 2 && calib.size(0) > 0, Data,
                "LLM quantization: no calibration windows (too little calibration text?)");
 
@@ -90,14 +94,14 @@ json quantize_llama_blockwise(const LlamaModel& m, SimQuant& sq, const at::Tenso
   // (the FP model's, for the static input ranges). Both start as the FP token embeddings.
   std::vector<at::Tensor> xq, xfp;
   int64_t state_bytes = 0;
-  if (gptq || statics) {
+  if (gptq || fp_stream) {
     for (int64_t i = 0; i < calib.size(0); i += o.batch) {
       at::Tensor e = m.embed(calib.slice(0, i, i + o.batch));
       state_bytes += e.numel() * e.element_size();
       if (gptq) xq.push_back(e);
-      if (statics) xfp.push_back(e);
+      if (fp_stream) xfp.push_back(e);
     }
-    if (gptq && statics) state_bytes *= 2;
+    if (gptq && fp_stream) state_bytes *= 2;
   }
 
   json layers = json::object();
@@ -181,6 +185,19 @@ json quantize_llama_blockwise(const LlamaModel& m, SimQuant& sq, const at::Tenso
   const SimQuant::Mode mode = sq.mode();
   for (int64_t l = 0; l < L; ++l) {
     const int base = static_cast<int>(l * kPerBlock);
+    if (hooks.transform) {
+      // The block in fp32 (a mapped view's pages are dropped once copied), then transformed.
+      LlamaBlock& b = m.blocks[l];
+      for (const LlamaBlockTensor& t : llama_block_tensors()) {
+        at::Tensor& x = b.*t.member;
+        if (!x.defined()) continue;
+        at::Tensor f = x.to(at::kFloat).contiguous();
+        release_mapped_pages(x);
+        x = std::move(f);
+      }
+      const BlockStats st = block_stats ? collect_block_stats(m, l, xfp) : BlockStats{};
+      hooks.transform->block(l, block_stats ? &st : nullptr);
+    }
     auto pass_q = [&] {
       for (const at::Tensor& x : xq) m.block_forward(l, x, &ctx);
     };
@@ -189,15 +206,17 @@ json quantize_llama_blockwise(const LlamaModel& m, SimQuant& sq, const at::Tenso
       for (int j : g) group.push_back(base + j);
       quantize_group(group, pass_q);
     }
-    if (statics) {
+    if (fp_stream) {
       sq.set_mode(SimQuant::Mode::Calibrate);  // weights pass through, static inputs are observed
-      for (at::Tensor& x : xfp) x = m.block_forward(l, x, &sq);
+      for (at::Tensor& x : xfp) x = m.block_forward(l, x, statics ? &sq : nullptr);
       sq.set_mode(mode);
     }
     if (gptq)
       for (at::Tensor& x : xq) x = m.block_forward(l, x, &ctx);
     emit(base, base + kPerBlock);
+    if (hooks.block_done) hooks.block_done(l);
     for (int j = 0; j < kPerBlock; ++j) release_mapped_pages(m.layer_weight(base + j));
+    if (hooks.release_blocks) m.blocks[l] = LlamaBlock{};
     bar.step();
   }
   // The LM head.

@@ -4,6 +4,7 @@
 // whose weights stay memory-mapped in their stored dtype needs only the current block converted to fp32.
 //
 // For block l, with X_q the states after the quantized blocks 0..l-1 and X_fp those of the FP model:
+//   transform  (streamed pipelines, BlockwiseHooks) block l in fp32, transformed from statistics of X_fp
 //   GPTQ       for each group {q,k,v}, {o}, {gate,up}, {down} in turn: one pass of block l over X_q with the groups
 //              before it already quantized records H = Σ x xᵀ of the group's inputs; gptq_quantize each linear
 //              (the sequential order of GPTQ's reference and AutoGPTQ's true_sequential)
@@ -25,6 +26,7 @@
 
 #include "llm/llama.h"
 #include "methods/llm/gptq.h"
+#include "methods/llm/transforms.h"
 #include "sim/sim_quant.h"
 
 namespace catq {
@@ -47,15 +49,24 @@ struct BlockwiseLayer {
 };
 using BlockwiseSink = std::function<void(const BlockwiseLayer&)>;
 
-// True when these options need calibration windows (GPTQ, or static inputs to calibrate).
-bool blockwise_needs_calibration(const SimQuant& sq, const BlockwiseOptions& o);
+// What a layer-streamed pipeline adds around each block.
+struct BlockwiseHooks {
+  // Transforms block l (converted to fp32 first) before it is calibrated, from its statistics taken on the FP stream
+  // (SmoothQuant, RMS balance, block CAT) or none (QuaRot; its ends were transformed when it was made).
+  LlmBlockTransformer* transform = nullptr;
+  std::function<void(int64_t block)> block_done;  // after block l's layers went to the sink
+  bool release_blocks = false;                    // then drop block l's tensors (the model is not used afterwards)
+};
+
+// True when these options need calibration windows (GPTQ, static inputs to calibrate, a transform's statistics).
+bool blockwise_needs_calibration(const SimQuant& sq, const BlockwiseOptions& o, const LlmTransformOptions* t = nullptr);
 
 // `sq` bound to `m` (m.bind(&sq)): the resolved weight / input specs and the static inputs' observers (left holding
 // their statistics). calib: token windows [N, T], required when blockwise_needs_calibration. The weights may be in
-// any float dtype (memory-mapped bf16 views are read per pass, never converted in place). Calls `sink` once per
+// any float dtype (memory-mapped bf16 views are read per pass, never modified in place). Calls `sink` once per
 // layer, in order, as soon as its block is done. Returns a report: weights, seconds (weight quantization only),
 // state bytes, per-layer GPTQ proxies and their totals.
-nlohmann::json quantize_llama_blockwise(const LlamaModel& m, SimQuant& sq, const at::Tensor& calib,
-                                        const BlockwiseOptions& o, const BlockwiseSink& sink);
+nlohmann::json quantize_llama_blockwise(LlamaModel& m, SimQuant& sq, const at::Tensor& calib, const BlockwiseOptions& o,
+                                        const BlockwiseSink& sink, const BlockwiseHooks& hooks = {});
 
 }  // namespace catq

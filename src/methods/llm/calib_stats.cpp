@@ -22,14 +22,16 @@ void accumulate(PositionStats& s, const at::Tensor& x2d) {
 }
 
 // Records the inputs of the transform positions (the q, gate, down and o layers' inputs).
+// (into out[block], or into *one for every block when `one` is set).
 class StatsContext : public QuantContext {
  public:
-  StatsContext(const LlamaConfig& c, std::vector<BlockStats>& out) : cfg_(c), out_(out) {}
+  StatsContext(const LlamaConfig& c, std::vector<BlockStats>& out) : cfg_(c), out_(&out) {}
+  StatsContext(const LlamaConfig& c, BlockStats& one) : cfg_(c), one_(&one) {}
   at::Tensor weight(const LayerInfo&, const at::Tensor& w) override { return w; }
   at::Tensor input(const LayerInfo& l, const at::Tensor& x) override {
     const int64_t blk = l.index / kPerBlock, k = l.index % kPerBlock;
-    if (blk >= static_cast<int64_t>(out_.size())) return x;  // the LM head
-    BlockStats& b = out_[blk];
+    if (blk >= cfg_.n_layers) return x;  // the LM head
+    BlockStats& b = one_ ? *one_ : (*out_)[blk];
     const at::Tensor x2 = x.reshape({-1, x.size(-1)});
     if (k == 0) accumulate(b.attn, x2);
     else if (k == 4) accumulate(b.ffn, x2);
@@ -45,11 +47,18 @@ class StatsContext : public QuantContext {
 
  private:
   const LlamaConfig& cfg_;
-  std::vector<BlockStats>& out_;
+  std::vector<BlockStats>* out_ = nullptr;
+  BlockStats* one_ = nullptr;
 };
 
 void finish(PositionStats& s) {
   if (s.count > 0) s.sigma = s.sigma / static_cast<double>(s.count);
+}
+void finish(BlockStats& b) {
+  finish(b.attn);
+  finish(b.ffn);
+  finish(b.down);
+  for (auto& o : b.o) finish(o);
 }
 
 }  // namespace
@@ -68,13 +77,18 @@ std::vector<BlockStats> collect_llama_stats(const LlamaModel& m, const at::Tenso
     bar.step(t.size(0));
   }
   bar.finish();
-  for (auto& b : out) {
-    finish(b.attn);
-    finish(b.ffn);
-    finish(b.down);
-    for (auto& o : b.o) finish(o);
-  }
+  for (auto& b : out) finish(b);
   return out;
+}
+
+BlockStats collect_block_stats(const LlamaModel& m, int64_t l, const std::vector<at::Tensor>& states) {
+  CATQ_CHECK(!states.empty(), Data, "LLM statistics of block {}: no calibration states", l);
+  BlockStats b;
+  StatsContext ctx(m.cfg, b);
+  at::NoGradGuard ng;
+  for (const at::Tensor& x : states) m.block_forward(l, x, &ctx);
+  finish(b);
+  return b;
 }
 
 const PositionStats& stats_at(const BlockStats& b, TransformPosition p, int64_t g) {

@@ -23,6 +23,9 @@ struct BlockStats {
 };
 // Runs the model (FP) on token windows [N, T] in batches. Error(Data) for an empty batch.
 std::vector<BlockStats> collect_llama_stats(const LlamaModel& m, const at::Tensor& tokens, int64_t batch = 8);
+// The statistics of block l alone from the hidden states entering it ([B, T, D] each, e.g. a layer-streamed
+// pipeline's FP stream): equal to collect_llama_stats(...)[l] for the states of the same windows.
+BlockStats collect_block_stats(const LlamaModel& m, int64_t l, const std::vector<at::Tensor>& states);
 // The statistics of position p of a block (for O: of KV head g).
 const PositionStats& stats_at(const BlockStats& b, TransformPosition p, int64_t g);
 // Error(Usage) unless `s` holds collected statistics for every block of `m`.

@@ -64,42 +64,42 @@ nlohmann::json run_llm_quantize_job(const LlmQuantizeJob& job) {
   const QuantConfig qc = QuantConfig::load(job.config);
   CATQ_CHECK(job.weights == "rtn" || job.weights == "gptq", Config, "--weights '{}': expected rtn or gptq",
              job.weights);
+  CATQ_CHECK(job.stream == "auto" || job.stream == "always" || job.stream == "never", Usage,
+             "quantize --stream '{}': expected auto, always or never", job.stream);
+  const LlmTransformOptions transform = parse_llm_transform(job.transform);
   if (job.stream != "never") {
     // Block by block from the memory-mapped checkpoint (methods/llm/stream_quantize.h); weight-only RTN reads no text.
     LlmLoadOptions lo;
     lo.keep_stored_dtype = true;
     LoadedLlama m = load_llama(job.model, job.tokenizer, lo);
     CATQ_CHECK(!m.quant, Usage, "{}: already quantized", job.model);
-    std::string why;
-    if (can_stream(m.model, job.transform, &why)) {
-      SimQuant sq(qc);
-      m.model.bind(&sq);  // resolves and checks every layer's specs
-      BlockwiseOptions bo;
-      bo.weights = job.weights;
-      bo.gptq.act_order = job.act_order;
-      bo.gptq.damp = job.gptq_damp;
-      nlohmann::json meta = {{"source_model", job.model}, {"config", job.config},
-                             {"quantization", {{"transform", "none"}, {"weights", job.weights}}}};
-      at::Tensor calib;
-      const bool needed = blockwise_needs_calibration(sq, bo);
-      if (needed || !job.text.empty()) {
-        // Text given to a job that needs none is still checked and recorded (eval then keeps its scored text apart
-        // from it, as for any calibration text), marked needed: false.
-        nlohmann::json cm;
-        std::tie(calib, cm) = calibration_windows(job, m);
-        cm["needed"] = needed;
-        meta["calibration"] = cm;
-        if (needed) meta["quantization"]["calibration_windows"] = calib.size(0);
-        else calib = at::Tensor();
-      }
-      meta["embedding_bytes"] = storage_bits(m.model.tok_embeddings.sizes(), qc.embedding) / 8;
-      SmallModelThreadGuard threads(m.model);
-      return quantize_llama_streamed(m.model, sq, calib, bo, m.tokenizer ? &*m.tokenizer : nullptr, job.out, meta);
+    SimQuant sq(qc);
+    m.model.bind(&sq);  // resolves and checks every layer's specs
+    BlockwiseOptions bo;
+    bo.weights = job.weights;
+    bo.gptq.act_order = job.act_order;
+    bo.gptq.damp = job.gptq_damp;
+    nlohmann::json meta = {{"source_model", job.model}, {"config", job.config},
+                           {"quantization", {{"transform", transform.str()}, {"weights", job.weights}}}};
+    at::Tensor calib;
+    const bool needed = blockwise_needs_calibration(sq, bo, &transform);
+    if (needed || !job.text.empty()) {
+      // Text given to a job that needs none is still checked and recorded (eval then keeps its scored text apart
+      // from it, as for any calibration text), marked needed: false.
+      nlohmann::json cm;
+      std::tie(calib, cm) = calibration_windows(job, m);
+      cm["needed"] = needed;
+      meta["calibration"] = cm;
+      if (needed) meta["quantization"]["calibration_windows"] = calib.size(0);
+      else calib = at::Tensor();
     }
-    CATQ_CHECK(job.stream != "always", Usage, "quantize --stream always: cannot stream this job: {}", why);
+    meta["embedding_bytes"] = storage_bits(m.model.tok_embeddings.sizes(), qc.embedding) / 8;
+    SmallModelThreadGuard threads(m.model);
+    return quantize_llama_streamed(m.model, sq, calib, bo, transform, m.tokenizer ? &*m.tokenizer : nullptr, job.out,
+                                   meta);
   }
   LlmPtqOptions po;
-  po.transform = parse_llm_transform(job.transform);
+  po.transform = transform;
   po.weights = job.weights;
   po.gptq.act_order = job.act_order;
   po.gptq.damp = job.gptq_damp;

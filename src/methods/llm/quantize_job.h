@@ -20,8 +20,8 @@ struct LlmQuantizeJob {
   std::string weights = "rtn";     // rtn | gptq
   bool act_order = false;
   double gptq_damp = 0.01;
-  std::string stream = "auto";     // auto: layer-streamed when the job allows (methods/llm/stream_quantize.h);
-                                   // always: Error(Usage) when it cannot; never: the in-memory pipeline
+  std::string stream = "auto";     // auto / always: layer-streamed (methods/llm/stream_quantize.h); never: the
+                                   // in-memory pipeline (the whole model in fp32)
   std::string out;                 // the .catq file written
 };
 

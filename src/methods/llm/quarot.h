@@ -16,5 +16,10 @@ enum class RotationKind {
 
 // Applies QuaRot (kind Hadamard) or the random-orthogonal rotation in place.
 void apply_quarot(LlamaModel& m, RotationKind kind, uint64_t seed);
+// The same in pieces, for block-by-block pipelines: apply_quarot == ends, then every block, with Q the residual
+// rotation (the ends fold the final RMSNorm into the head, which unties it, and rotate embeddings and head).
+at::Tensor quarot_residual_rotation(const LlamaConfig& c, RotationKind kind, uint64_t seed);
+void apply_quarot_ends(LlamaModel& m, const at::Tensor& q);
+void apply_quarot_block(LlamaModel& m, int64_t l, const at::Tensor& q, RotationKind kind, uint64_t seed);
 
 }  // namespace catq

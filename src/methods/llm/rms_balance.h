@@ -11,5 +11,7 @@ namespace catq {
 
 // Applies RMS balance; `stats` are collected on the untransformed model.
 void apply_rms_balance(LlamaModel& m, const std::vector<BlockStats>& stats);
+// Block l only, from its statistics (apply_rms_balance == this for every block).
+void apply_rms_balance_block(LlamaModel& m, int64_t l, const BlockStats& stats);
 
 }  // namespace catq

@@ -10,5 +10,7 @@ namespace catq {
 
 // Applies SmoothQuant with migration strength α ∈ [0, 1]; `stats` are collected on the untransformed model.
 void apply_smoothquant(LlamaModel& m, const std::vector<BlockStats>& stats, double alpha);
+// Block l only, from its statistics (apply_smoothquant == this for every block).
+void apply_smoothquant_block(LlamaModel& m, int64_t l, const BlockStats& stats, double alpha);
 
 }  // namespace catq

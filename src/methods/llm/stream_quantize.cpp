@@ -1,6 +1,7 @@
 #include "methods/llm/stream_quantize.h"
 
 #include <chrono>
+#include <optional>
 
 #include "core/error.h"
 #include "core/mapped_file.h"
@@ -9,17 +10,6 @@
 #include "quant/quantizer.h"
 
 namespace catq {
-
-bool can_stream(const LlamaModel& m, const std::string& transform, std::string* why) {
-  auto no = [&](std::string w) {
-    if (why) *why = std::move(w);
-    return false;
-  };
-  if (transform != "none" && !transform.empty()) return no("transforms are not streamed yet (they run in memory)");
-  for (const LlamaBlock& b : m.blocks)
-    if (b.attn_in.defined() || b.ffn_in.defined() || b.down_in.defined()) return no("the model has online transforms");
-  return true;
-}
 
 namespace {
 // The smallest integer dtype holding codes in [qmin, qmax].
@@ -70,25 +60,32 @@ std::pair<QuantParams, at::Tensor> rtn_quantize_weight(const QuantSpec& spec, co
   return {whole, at::cat(codes, 0)};
 }
 
-nlohmann::json quantize_llama_streamed(const LlamaModel& m, SimQuant& sq, const at::Tensor& calib,
-                                       const BlockwiseOptions& o, const Tokenizer* tok, const std::string& out,
+nlohmann::json quantize_llama_streamed(LlamaModel& m, SimQuant& sq, const at::Tensor& calib, const BlockwiseOptions& o,
+                                       const LlmTransformOptions& transform, const Tokenizer* tok, const std::string& out,
                                        nlohmann::json metadata) {
   at::NoGradGuard ng;
-  std::string why;
-  CATQ_CHECK(can_stream(m, "none", &why), Usage, "streamed quantization: {}", why);
-  const LlamaConfig& c = m.cfg;
   const auto start = std::chrono::steady_clock::now();
+  std::optional<LlmBlockTransformer> tr;
+  if (transform.method != "none") tr.emplace(m, transform);  // QuaRot: embeddings and head rotated here
+  const LlamaConfig& c = m.cfg;                                // (untied by QuaRot)
   CatqLlmWriter w(out, c, sq.config(), metadata);
-  // FP tensors outside the linears, in the order the in-memory writer adds them.
   w.add_tensor(kLlamaTokenEmbd.gguf, m.tok_embeddings);
-  const bool calibrated = blockwise_needs_calibration(sq, o);
+  const bool calibrated = blockwise_needs_calibration(sq, o, &transform);
   if (!c.tied_head && !calibrated) release_mapped_pages(m.tok_embeddings);  // else read again (tied head, calibration)
   w.add_tensor(kLlamaOutputNorm.gguf, m.norm);
-  for (int64_t l = 0; l < c.n_layers; ++l)
-    for (const LlamaBlockTensor& t : llama_block_tensors())
-      if (t.linear < 0 && t.present(c)) w.add_tensor(t.catq_key(l), m.blocks[l].*t.member);
 
   uint64_t weight_bits = 0;
+  BlockwiseHooks hooks;
+  hooks.transform = tr ? &*tr : nullptr;
+  hooks.release_blocks = true;
+  hooks.block_done = [&](int64_t l) {  // the block's FP tensors, as transformed, and its online transforms
+    const LlamaBlock& b = m.blocks[l];
+    for (const LlamaBlockTensor& t : llama_block_tensors())
+      if (t.linear < 0 && t.present(c)) w.add_tensor(t.catq_key(l), b.*t.member);
+    if (b.attn_in.defined()) w.add_tensor(fmt::format("blk.{}.attn_in", l), b.attn_in.matrix);
+    if (b.ffn_in.defined()) w.add_tensor(fmt::format("blk.{}.ffn_in", l), b.ffn_in.matrix);
+    if (b.down_in.defined()) w.add_tensor(fmt::format("blk.{}.down_in", l), b.down_in.matrix);
+  };
   nlohmann::json rep = quantize_llama_blockwise(m, sq, calib, o, [&](const BlockwiseLayer& l) {
     const at::Tensor& stored = m.layer_weight(l.info->index);
     const bool tied_head = l.info->is_last && c.tied_head;
@@ -99,11 +96,12 @@ nlohmann::json quantize_llama_streamed(const LlamaModel& m, SimQuant& sq, const 
       w.add_layer(l.info->name, nullptr, tied_head ? at::Tensor() : stored, l.input);
       weight_bits += static_cast<uint64_t>(stored.numel()) * 32;
     }
-  });
+  }, hooks);
   if (tok) w.set_tokenizer(*tok);
   // The report goes into the file's metadata: quantization.{streamed, gptq, seconds, weight_quantization}.
   nlohmann::json& q = metadata["quantization"];
   q["streamed"] = true;
+  q["transform"] = transform.str();
   if (rep.contains("gptq")) q["gptq"] = rep["gptq"], rep.erase("gptq");
   q["weight_quantization"] = rep;
   q["seconds"] = std::chrono::duration<double>(std::chrono::steady_clock::now() - start).count();

@@ -7,8 +7,9 @@
 // RTN needs no calibration at all. The file equals what the in-memory pipeline writes for the same job
 // (tests/test_llm_stream.cpp).
 //
-// Per-token activations, KV-cache and embedding quantization are dynamic and stream as they are. Transforms
-// (SmoothQuant, QuaRot, block CAT) are not streamed yet: they use the in-memory pipeline.
+// Transforms go block by block too (methods/llm/transforms.h LlmBlockTransformer): each block is converted to fp32,
+// transformed from its own statistics on the FP stream, then calibrated and quantized. Per-token activations,
+// KV-cache and embedding quantization are dynamic and stream as they are.
 #pragma once
 #include <string>
 
@@ -23,21 +24,20 @@
 
 namespace catq {
 
-// True when the job can be streamed (see above); `why` says why not otherwise.
-bool can_stream(const LlamaModel& m, const std::string& transform, std::string* why = nullptr);
-
 // RTN of one weight in any float dtype: params by the spec's observer and integer codes in the narrowest dtype.
 // A weight over 8 Mi values whose rows own their params (per output row, or groups along the input dimension, with
 // every value of a row seen by the observer) goes a slice of rows at a time — exactly the whole-tensor result — so the
 // resident extra is one fp32 slice plus the 1-byte codes. *peak_bytes: max of the fp32 bytes resident at once.
 std::pair<QuantParams, at::Tensor> rtn_quantize_weight(const QuantSpec& spec, const at::Tensor& w, int64_t* peak_bytes);
 
-// Quantizes `m` block by block into the .catq file `out`. `sq`: bound to m (its specs and observers); calib: token
-// windows when blockwise_needs_calibration(sq, o). Stores and returns `metadata` with the report merged in:
-// quantization.{streamed, gptq (per-layer proxies), seconds, weight_quantization (weights, seconds,
-// weights_per_second, peak_layer_bytes, state_bytes, threads)} and weight_bytes.
-nlohmann::json quantize_llama_streamed(const LlamaModel& m, SimQuant& sq, const at::Tensor& calib,
-                                       const BlockwiseOptions& o, const Tokenizer* tok, const std::string& out,
+// Quantizes `m` block by block into the .catq file `out`, transformed on the way (`transform`, method "none" for
+// none). `sq`: bound to m (its specs and observers); calib: token windows when blockwise_needs_calibration(sq, o,
+// &transform). `m` is consumed: transformed, and each block's tensors dropped once written. Stores and returns
+// `metadata` with the report merged in: quantization.{streamed, transform, gptq (per-layer proxies), seconds,
+// weight_quantization (weights, seconds, weights_per_second, peak_layer_bytes, state_bytes, threads)} and
+// weight_bytes.
+nlohmann::json quantize_llama_streamed(LlamaModel& m, SimQuant& sq, const at::Tensor& calib, const BlockwiseOptions& o,
+                                       const LlmTransformOptions& transform, const Tokenizer* tok, const std::string& out,
                                        nlohmann::json metadata);
 
 }  // namespace catq

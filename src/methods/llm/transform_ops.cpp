@@ -1,5 +1,7 @@
 #include "methods/llm/transform_ops.h"
 
+#include <algorithm>
+
 #include <torch/torch.h>
 
 #include <cmath>
@@ -23,15 +25,16 @@ int64_t position_dim(const LlamaConfig& c, TransformPosition p) {
   return p == TransformPosition::Down ? c.hidden_dim : p == TransformPosition::O ? c.hd() : c.dim;
 }
 
-void for_each_site(const LlamaConfig& c, const std::function<void(const TransformSite&)>& f) {
-  const int64_t L = c.n_layers, kv = c.n_kv_heads;
-  for (int64_t l = 0; l < L; ++l) {
-    for (TransformPosition p : {TransformPosition::Attn, TransformPosition::Ffn, TransformPosition::Down,
-                                TransformPosition::O}) {
-      const int64_t groups = p == TransformPosition::O ? kv : 1;
-      for (int64_t g = 0; g < groups; ++g) f(TransformSite{l, p, g});
-    }
+void for_each_site_in_block(const LlamaConfig& c, int64_t l, const std::function<void(const TransformSite&)>& f) {
+  for (TransformPosition p : {TransformPosition::Attn, TransformPosition::Ffn, TransformPosition::Down,
+                              TransformPosition::O}) {
+    const int64_t groups = p == TransformPosition::O ? c.n_kv_heads : 1;
+    for (int64_t g = 0; g < groups; ++g) f(TransformSite{l, p, g});
   }
+}
+
+void for_each_site(const LlamaConfig& c, const std::function<void(const TransformSite&)>& f) {
+  for (int64_t l = 0; l < c.n_layers; ++l) for_each_site_in_block(c, l, f);
 }
 
 at::Tensor consumer_gram(const LlamaModel& m, int64_t l, TransformPosition p, int64_t g) {
@@ -140,39 +143,76 @@ void apply_diagonal(LlamaModel& m, int64_t l, TransformPosition p, const at::Ten
   }
 }
 
-void fold_rmsnorm_weights(LlamaModel& m) {
+void fold_rmsnorm_block(LlamaModel& m, int64_t l) {
   at::NoGradGuard ng;
-  for (auto& b : m.blocks) {
-    CATQ_CHECK(!b.attn_in.defined() && !b.ffn_in.defined(), Usage,
-               "folding RMSNorm weights: fold before adding online transforms after the norms");
-    for (at::Tensor* w : {&b.wq, &b.wk, &b.wv}) *w = (*w * b.attn_norm.unsqueeze(0)).contiguous();
-    for (at::Tensor* w : {&b.w1, &b.w3}) *w = (*w * b.ffn_norm.unsqueeze(0)).contiguous();
-    b.attn_norm = at::ones_like(b.attn_norm);
-    b.ffn_norm = at::ones_like(b.ffn_norm);
-  }
-  m.output = (m.output * m.norm.unsqueeze(0)).contiguous();  // a new tensor: the head is no longer tied
-  m.cfg.tied_head = false;
-  m.norm = at::ones_like(m.norm);
+  LlamaBlock& b = m.blocks.at(l);
+  CATQ_CHECK(!b.attn_in.defined() && !b.ffn_in.defined(), Usage,
+             "folding RMSNorm weights: fold before adding online transforms after the norms");
+  // In fp32 whatever the stored dtype (bf16 · bf16 would round to bf16).
+  for (at::Tensor* w : {&b.wq, &b.wk, &b.wv}) *w = (w->to(at::kFloat) * b.attn_norm.to(at::kFloat).unsqueeze(0)).contiguous();
+  for (at::Tensor* w : {&b.w1, &b.w3}) *w = (w->to(at::kFloat) * b.ffn_norm.to(at::kFloat).unsqueeze(0)).contiguous();
+  b.attn_norm = at::ones_like(b.attn_norm, at::kFloat);
+  b.ffn_norm = at::ones_like(b.ffn_norm, at::kFloat);
 }
 
-void rotate_residual(LlamaModel& m, const at::Tensor& q_in) {
+void fold_rmsnorm_head(LlamaModel& m) {
   at::NoGradGuard ng;
-  const int64_t dim = m.cfg.dim;
-  CATQ_CHECK(q_in.dim() == 2 && q_in.size(0) == dim && q_in.size(1) == dim, Config,
-             "residual rotation: matrix must be {}x{}", dim, dim);
-  auto ones = [](const at::Tensor& t) { return at::allclose(t, at::ones_like(t)); };
-  CATQ_CHECK(ones(m.norm), Usage, "residual rotation: fold the RMSNorm weights first");
-  at::Tensor q = q_in.to(at::kDouble);
-  auto in = [&](at::Tensor& w) { w = at::matmul(w.to(at::kDouble), q).to(at::kFloat).contiguous(); };
-  auto out = [&](at::Tensor& w) { w = at::matmul(q.t(), w.to(at::kDouble)).to(at::kFloat).contiguous(); };
-  in(m.tok_embeddings);
-  for (auto& b : m.blocks) {
-    CATQ_CHECK(ones(b.attn_norm) && ones(b.ffn_norm) && !b.attn_in.defined() && !b.ffn_in.defined(), Usage,
-               "residual rotation: fold the RMSNorm weights first and rotate before adding online transforms");
-    in(b.wq), in(b.wk), in(b.wv), in(b.w1), in(b.w3);
-    out(b.wo), out(b.w2);
+  m.output = (m.output.to(at::kFloat) * m.norm.to(at::kFloat).unsqueeze(0)).contiguous();  // a new tensor: untied
+  m.cfg.tied_head = false;
+  m.norm = at::ones_like(m.norm, at::kFloat);
+}
+
+void fold_rmsnorm_weights(LlamaModel& m) {
+  for (int64_t l = 0; l < static_cast<int64_t>(m.blocks.size()); ++l) fold_rmsnorm_block(m, l);
+  fold_rmsnorm_head(m);
+}
+
+namespace {
+
+at::Tensor residual_rotation(const LlamaConfig& c, const at::Tensor& q) {
+  CATQ_CHECK(q.dim() == 2 && q.size(0) == c.dim && q.size(1) == c.dim, Config,
+             "residual rotation: matrix must be {}x{}", c.dim, c.dim);
+  return q.to(at::kDouble);
+}
+bool all_ones(const at::Tensor& t) { return at::allclose(t.to(at::kFloat), at::ones_like(t, at::kFloat)); }
+// W·Q in double, in slices of rows (the token-embedding table of a big vocabulary would need GBs of doubles at once).
+void rotate_in(at::Tensor& w, const at::Tensor& q) {
+  constexpr int64_t kRows = 8192;
+  at::Tensor r = at::empty({w.size(0), q.size(1)}, at::kFloat);
+  for (int64_t i = 0; i < w.size(0); i += kRows) {
+    const int64_t n = std::min(kRows, w.size(0) - i);
+    r.narrow(0, i, n).copy_(at::matmul(w.narrow(0, i, n).to(at::kDouble), q));
   }
-  in(m.output);
+  w = r;
+}
+void rotate_out(at::Tensor& w, const at::Tensor& q) {
+  w = at::matmul(q.t(), w.to(at::kDouble)).to(at::kFloat).contiguous();
+}
+
+}  // namespace
+
+void rotate_residual_ends(LlamaModel& m, const at::Tensor& q_in) {
+  at::NoGradGuard ng;
+  const at::Tensor q = residual_rotation(m.cfg, q_in);
+  CATQ_CHECK(all_ones(m.norm), Usage, "residual rotation: fold the RMSNorm weights first");
+  rotate_in(m.tok_embeddings, q);
+  rotate_in(m.output, q);
+}
+
+void rotate_residual_block(LlamaModel& m, int64_t l, const at::Tensor& q_in) {
+  at::NoGradGuard ng;
+  const at::Tensor q = residual_rotation(m.cfg, q_in);
+  LlamaBlock& b = m.blocks.at(l);
+  CATQ_CHECK(all_ones(b.attn_norm) && all_ones(b.ffn_norm) && !b.attn_in.defined() && !b.ffn_in.defined(), Usage,
+             "residual rotation: fold the RMSNorm weights first and rotate before adding online transforms");
+  for (at::Tensor* w : {&b.wq, &b.wk, &b.wv, &b.w1, &b.w3}) rotate_in(*w, q);
+  rotate_out(b.wo, q);
+  rotate_out(b.w2, q);
+}
+
+void rotate_residual(LlamaModel& m, const at::Tensor& q) {
+  rotate_residual_ends(m, q);
+  for (int64_t l = 0; l < static_cast<int64_t>(m.blocks.size()); ++l) rotate_residual_block(m, l, q);
 }
 
 void fwht_(at::Tensor& x) {

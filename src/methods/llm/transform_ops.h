@@ -43,6 +43,8 @@ struct TransformSite {
 // Down, then O once per KV head g = 0..n_kv_heads−1. f may transform the model; later sites see the result
 // (e.g. the O transform rewrites W_v after the attn one read it), so this order is part of every method's numerics.
 void for_each_site(const LlamaConfig& c, const std::function<void(const TransformSite&)>& f);
+// The sites of block l only, in the same order (block-by-block pipelines: for_each_site == this for l = 0, 1, ...).
+void for_each_site_in_block(const LlamaConfig& c, int64_t l, const std::function<void(const TransformSite&)>& f);
 
 // ---- The consumers' weights -------------------------------------------------------------------------------
 // The Gram matrix Σ_w = Σ over the consumers of WᵀW at a position of block l (for O: of KV head g).
@@ -57,9 +59,16 @@ void apply_diagonal(LlamaModel& m, int64_t l, TransformPosition p, const at::Ten
 // offline through V/O; kv_head = -1 applies the same T to every KV head).
 void apply_transform(LlamaModel& m, int64_t l, TransformPosition p, const at::Tensor& t, int64_t kv_head = -1);
 // Folds every RMSNorm weight into the linear layers that read it (unties a tied head) and sets it to 1.
+// == fold_rmsnorm_block for every block + fold_rmsnorm_head (the final norm into the head), in any order.
 void fold_rmsnorm_weights(LlamaModel& m);
+void fold_rmsnorm_block(LlamaModel& m, int64_t l);
+void fold_rmsnorm_head(LlamaModel& m);
 // Rotates the residual stream by orthogonal Q (x ← x·Q); needs folded RMSNorm weights (Error(Usage) otherwise).
+// == rotate_residual_ends (token embeddings and head) + rotate_residual_block for every block, in any order.
+// Every rotated weight is a new fp32 tensor (the inputs may be read-only mapped views in any float dtype).
 void rotate_residual(LlamaModel& m, const at::Tensor& q);
+void rotate_residual_ends(LlamaModel& m, const at::Tensor& q);
+void rotate_residual_block(LlamaModel& m, int64_t l, const at::Tensor& q);
 
 // ---- Orthogonal matrices ----------------------------------------------------------------------------------
 // In-place fast Walsh–Hadamard transform along the last dim (size a power of two), unnormalised.

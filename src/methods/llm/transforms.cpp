@@ -50,14 +50,34 @@ LlmTransformOptions parse_llm_transform(const std::string& s) {
   return o;
 }
 
+bool llm_transform_needs_stats(const LlmTransformOptions& o) {
+  return o.method == "smoothquant" || o.method == "rms" || o.method == "blockcat";
+}
+
+LlmBlockTransformer::LlmBlockTransformer(LlamaModel& m, const LlmTransformOptions& o) : m_(m), o_(o) {
+  if (o.method == "blockcat") check_block_cat(m.cfg, o.block);
+  if (o.method == "quarot" || o.method == "rotation") {
+    kind_ = o.method == "quarot" ? RotationKind::Hadamard : RotationKind::RandomOrthogonal;
+    q_ = quarot_residual_rotation(m.cfg, kind_, o.seed);
+    apply_quarot_ends(m, q_);
+  }
+}
+
+void LlmBlockTransformer::block(int64_t l, const BlockStats* stats) {
+  const std::string& k = o_.method;
+  CATQ_CHECK(!llm_transform_needs_stats(o_) || (stats && stats->attn.count > 0), Usage,
+             "LLM transform {}: block {} has no calibration statistics", k, l);
+  if (k == "quarot" || k == "rotation") apply_quarot_block(m_, l, q_, kind_, o_.seed);
+  else if (k == "smoothquant") apply_smoothquant_block(m_, l, *stats, o_.alpha);
+  else if (k == "rms") apply_rms_balance_block(m_, l, *stats);
+  else if (k == "blockcat") apply_block_cat_block(m_, l, *stats, o_.block, o_.damping, o_.hadamard_after, o_.seed);
+}
+
 void apply_llm_transform(LlamaModel& m, const std::vector<BlockStats>& stats, const LlmTransformOptions& o) {
   if (o.method == "none") return;
-  if (o.method == "quarot") return apply_quarot(m, RotationKind::Hadamard, o.seed);
-  if (o.method == "rotation") return apply_quarot(m, RotationKind::RandomOrthogonal, o.seed);
-  if (o.method == "smoothquant") return apply_smoothquant(m, stats, o.alpha);
-  if (o.method == "rms") return apply_rms_balance(m, stats);
-  if (o.method == "blockcat") return apply_block_cat(m, stats, o.block, o.damping, o.hadamard_after, o.seed);
-  check_llama_stats(stats, m);  // any other name (parse_llm_transform admits none) only checks the statistics
+  if (llm_transform_needs_stats(o)) check_llama_stats(stats, m);
+  LlmBlockTransformer t(m, o);
+  for (int64_t l = 0; l < m.cfg.n_layers; ++l) t.block(l, llm_transform_needs_stats(o) ? &stats[l] : nullptr);
 }
 
 }  // namespace catq

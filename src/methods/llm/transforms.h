@@ -39,4 +39,24 @@ LlmTransformOptions parse_llm_transform(const std::string& s);
 // Error(Config) for a block size that does not divide a dimension.
 void apply_llm_transform(LlamaModel& m, const std::vector<BlockStats>& stats, const LlmTransformOptions& o);
 
+// True for the methods that need calibration statistics (smoothquant, rms, blockcat).
+bool llm_transform_needs_stats(const LlmTransformOptions& o);
+
+// The transform block by block (layer-streamed pipelines): the constructor checks the options and transforms the
+// model's ends (QuaRot / rotation: the final RMSNorm folded into the head, which unties it, embeddings and head
+// rotated); block(l, stats) then transforms block l from its own statistics (collected on the FP model, for the
+// methods that need them). apply_llm_transform == the constructor + block(l, &stats[l]) for l = 0, 1, ...
+class LlmBlockTransformer {
+ public:
+  LlmBlockTransformer(LlamaModel& m, const LlmTransformOptions& o);
+  void block(int64_t l, const BlockStats* stats);
+  const LlmTransformOptions& options() const { return o_; }
+
+ private:
+  LlamaModel& m_;
+  LlmTransformOptions o_;
+  at::Tensor q_;  // the residual rotation (quarot / rotation)
+  RotationKind kind_ = RotationKind::Hadamard;
+};
+
 }  // namespace catq
