@@ -334,6 +334,16 @@ TEST(LlmMmap, GgufKeepStoredDtype) {
         const at::ScalarType want = wt == GgufWeightType::BF16 ? at::kBFloat16 : wt == GgufWeightType::F16 ? at::kHalf
                                                                                                           : at::kFloat;
         const std::string what = fmt::format("{} {} align {}", to_string(arch), to_string(wt), align);
+        if (wt == GgufWeightType::Q8_0) {
+          // Block-quantized linears are deferred: read (dequantized to fp32) block by block on demand.
+          ASSERT_EQ(k.model.deferred.size(), static_cast<size_t>(c.n_layers)) << what;
+          EXPECT_EQ(k.model.deferred[0].size(), 7u) << what;
+          EXPECT_FALSE(k.model.blocks[0].w2.defined()) << what;
+          EXPECT_TRUE(k.model.blocks[0].attn_norm.defined()) << what;
+          EXPECT_EQ(k.model.num_parameters(), m.num_parameters()) << what;
+          for (int64_t l = 0; l < c.n_layers; ++l) k.model.materialize_block(l);
+          k.model.check_shapes(p);
+        }
         EXPECT_EQ(k.model.blocks[0].w2.scalar_type(), want) << what;
         EXPECT_EQ(k.model.norm.scalar_type(), at::kFloat) << what;  // norms are always F32 in GGUF
         if (align == 32) {

@@ -247,3 +247,43 @@ TEST(LlmStream, BlockwiseGptqUsesTheQuantizedPrefixOfTheWholeModel) {
                   .mean().item<double>(), 0.99);
   }
 }
+
+// A GGUF of block-quantized linears: the streamed job reads (dequantizes) them block by block — never the whole model
+// in fp32 — and writes what the in-memory pipeline writes from the fully dequantized model.
+TEST(LlmStream, GgufBlockQuantizedWeightsAreReadBlockByBlock) {
+  const Tokenizer tok = tiny_tokenizer();
+  TempDir d;
+  {
+    std::ofstream f(d / "calib.txt");
+    for (int i = 0; i < 200; ++i) f << "the cat sat on the mat and then it ran. ";
+  }
+  const LlamaModel src = LlamaModel::random(tiny_config(tok.vocab_size(), /*tied=*/false), 9);
+  at::Tensor t = sample_tokens(tok.vocab_size(), 1, 16, 3);
+  for (GgufWeightType wt : {GgufWeightType::Q4_0, GgufWeightType::Q8_0}) {
+    SCOPED_TRACE(to_string(wt));
+    const std::string path = d / fmt::format("m_{}.gguf", to_string(wt));
+    write_gguf_llama(src, &tok, path, {.weights = wt});
+    for (const char* weights : {"rtn", "gptq"}) {
+      SCOPED_TRACE(weights);
+      LlmQuantizeJob j;
+      j.model = path;
+      j.config = "w4a16g32";
+      j.weights = weights;
+      j.text = d / "calib.txt";
+      j.window = 32;
+      j.calib_chars = 4000;
+      j.out = d / "streamed.catq";
+      run_llm_quantize_job(j);
+      j.out = d / "memory.catq";
+      j.stream = "never";
+      run_llm_quantize_job(j);
+      QuantizedLlama s = read_catq_llm(d / "streamed.catq"), m = read_catq_llm(d / "memory.catq");
+      for (const auto& l : m.sq->layers())
+        if (m.sq->weight_params(l.info.name))
+          EXPECT_TRUE(at::equal(s.sq->quantized_weight_codes(l.info.name), m.sq->quantized_weight_codes(l.info.name)))
+              << l.info.name;
+      at::NoGradGuard ng;
+      EXPECT_TRUE(at::allclose(s.model.forward(t, s.sq.get()), m.model.forward(t, m.sq.get()), 1e-5, 1e-5));
+    }
+  }
+}

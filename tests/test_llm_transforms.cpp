@@ -199,8 +199,8 @@ TEST(Gptq, LowerOutputErrorThanRtnAtTheSameBits) {
         const GptqResult rs = gptq_quantize(w, h, s, sliced);
         EXPECT_TRUE(at::equal(rs.codes, r.codes));
         EXPECT_TRUE(at::equal(rs.dequantized, r.dequantized));
-        EXPECT_NEAR(rs.proxy_gptq, r.proxy_gptq, 1e-9 * r.proxy_gptq);
-        EXPECT_NEAR(rs.proxy_rtn, r.proxy_rtn, 1e-9 * r.proxy_rtn);
+        EXPECT_NEAR(rs.proxy_gptq, r.proxy_gptq, 1e-5 * r.proxy_gptq);
+        EXPECT_NEAR(rs.proxy_rtn, r.proxy_rtn, 1e-5 * r.proxy_rtn);
       }
     }
   }

@@ -66,6 +66,9 @@ struct GgufTensorInfo {
   std::vector<int64_t> shape() const { return {ne.rbegin(), ne.rend()}; }  // torch order
 };
 
+// True for the types stored as plain elements (F32, F16, BF16), false for block-quantized ones.
+bool gguf_type_is_plain(uint32_t type);
+
 struct GgufFile {
   std::string path;
   uint32_t version = 0;

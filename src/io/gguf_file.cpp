@@ -229,6 +229,8 @@ std::optional<at::ScalarType> plain_dtype(uint32_t type) {
 
 }  // namespace
 
+bool gguf_type_is_plain(uint32_t type) { return plain_dtype(type).has_value(); }
+
 at::Tensor GgufFile::tensor(const GgufTensorInfo& t) const {
   const std::optional<at::ScalarType> st = plain_dtype(t.type);
   if (!st) return tensor_f32(t);

@@ -88,31 +88,52 @@ GgufLlama read_gguf_llama(const std::string& path, const LlmLoadOptions& opt) {
     fail(ErrorKind::Unsupported, "{}: partial rotary embedding (rope.dimension_count {} != head size {})", path, rd,
          c.hd());
 
-  auto load = [&](const std::string& name, std::vector<int64_t> shape) {
+  auto find = [&](const std::string& name, const std::vector<int64_t>& shape) {
     const GgufTensorInfo* t = g.find_tensor(name);
     if (!t) fail(ErrorKind::Format, "{}: tensor {} is missing", path, name);
     if (t->shape() != shape)
       fail(ErrorKind::Format, "{}: tensor {} has shape {} (torch order) but the metadata implies {}", path, name,
            fmt::join(t->shape(), "x"), fmt::join(shape, "x"));
+    return t;
+  };
+  auto load = [&](const std::string& name, const std::vector<int64_t>& shape) {
+    const GgufTensorInfo* t = find(name, shape);
     return opt.keep_stored_dtype ? g.tensor(*t) : g.tensor_f32(*t);
   };
   GgufLlama out;
   LlamaModel& m = out.model;
   m.cfg = c;
   m.tok_embeddings = load(emb_name, kLlamaTokenEmbd.shape(c));
+  // Kept in their stored dtype, block-quantized linears are read (dequantized) only when a streamed pipeline reaches
+  // their block: in fp32 they would need 4-8x their file size at once.
+  const std::shared_ptr<const GgufFile> gp = opt.keep_stored_dtype ? std::make_shared<GgufFile>(g) : nullptr;
   for (int64_t l = 0; l < c.n_layers; ++l) {
     LlamaBlock b;
+    std::vector<DeferredTensor> deferred;
     for (const LlamaBlockTensor& t : llama_block_tensors()) {
       if (!t.present(c)) continue;
-      at::Tensor w = load(t.gguf_name(l), t.shape(c));
-      if (traits->gguf_rope_hf_order && t.rope != HfRope::None) {
-        w = rope_permute_hf_to_interleaved(w, t.hf_rope_heads(c));  // a copy: the source pages are handed back
-        const GgufTensorInfo* ti = g.find_tensor(t.gguf_name(l));
-        g.file->release(g.data_offset + ti->offset, ti->nbytes);
+      const std::string name = t.gguf_name(l);
+      const bool permute = traits->gguf_rope_hf_order && t.rope != HfRope::None;
+      const int64_t rope_heads = permute ? t.hf_rope_heads(c) : 0;
+      // A copy in the interleaved RoPE order; the source pages are handed back.
+      auto interleave = [gp_or_g = gp ? gp.get() : &g, name, rope_heads](at::Tensor w) {
+        w = rope_permute_hf_to_interleaved(w, rope_heads);
+        const GgufTensorInfo* ti = gp_or_g->find_tensor(name);
+        gp_or_g->file->release(gp_or_g->data_offset + ti->offset, ti->nbytes);
+        return w;
+      };
+      if (gp && t.linear >= 0 && !gguf_type_is_plain(find(name, t.shape(c))->type)) {
+        deferred.push_back({t.member, [gp, name, permute, interleave]() {
+                              at::Tensor w = gp->tensor_f32(*gp->find_tensor(name));
+                              return permute ? interleave(w) : w;
+                            }});
+        continue;
       }
-      b.*t.member = w;
+      at::Tensor w = load(name, t.shape(c));
+      b.*t.member = permute ? interleave(w) : w;
     }
     m.blocks.push_back(std::move(b));
+    m.deferred.push_back(std::move(deferred));
   }
   m.norm = load(kLlamaOutputNorm.gguf_name(), kLlamaOutputNorm.shape(c));
   m.output = c.tied_head ? m.tok_embeddings : load(kLlamaOutput.gguf_name(), kLlamaOutput.shape(c));

@@ -149,9 +149,16 @@ void LlamaModel::check_shapes(const std::string& source) const {
   expect(tok_embeddings, kLlamaTokenEmbd.shape(cfg), kLlamaTokenEmbd.gguf_name());
   if (static_cast<int64_t>(blocks.size()) != cfg.n_layers)
     fail(ErrorKind::Format, "{}: {} blocks but the config says {} layers", source, blocks.size(), cfg.n_layers);
+  auto is_deferred = [&](int64_t l, at::Tensor LlamaBlock::*member) {
+    if (l >= static_cast<int64_t>(deferred.size())) return false;
+    for (const DeferredTensor& d : deferred[l])
+      if (d.member == member) return true;
+    return false;
+  };
   for (int64_t l = 0; l < cfg.n_layers; ++l)
     for (const LlamaBlockTensor& t : llama_block_tensors()) {
       if (t.present(cfg)) {
+        if (!(blocks[l].*t.member).defined() && is_deferred(l, t.member)) continue;
         expect(blocks[l].*t.member, t.shape(cfg), t.gguf_name(l));
       } else if ((blocks[l].*t.member).defined()) {
         fail(ErrorKind::Format, "{}: tensor {} is not part of the {} architecture", source, t.gguf_name(l),
@@ -382,9 +389,24 @@ std::vector<std::pair<std::string, at::Tensor>> LlamaModel::named_parameters() c
 }
 
 int64_t LlamaModel::num_parameters() const {
-  int64_t n = 0;
-  for (auto& [name, t] : named_parameters()) n += t.numel();
+  auto numel = [](const std::vector<int64_t>& shape) {
+    int64_t n = 1;
+    for (int64_t d : shape) n *= d;
+    return n;
+  };
+  int64_t n = numel(kLlamaTokenEmbd.shape(cfg)) + numel(kLlamaOutputNorm.shape(cfg));
+  if (!cfg.tied_head) n += numel(kLlamaOutput.shape(cfg));
+  for (const LlamaBlockTensor& t : llama_block_tensors())
+    if (t.present(cfg)) n += cfg.n_layers * numel(t.shape(cfg));
   return n;
+}
+
+void LlamaModel::materialize_block(int64_t l) {
+  if (l < 0 || l >= static_cast<int64_t>(deferred.size())) return;
+  for (const DeferredTensor& d : deferred[l]) {
+    at::Tensor& t = blocks.at(l).*d.member;
+    if (!t.defined()) t = d.read();
+  }
 }
 
 void LlamaModel::to(const at::Device& device) {

@@ -18,6 +18,7 @@
 //   "blk.{i}.ffn_down" (w2) and "output" (the LM head, is_last), in that execution order.
 #pragma once
 #include <cstdint>
+#include <functional>
 #include <string>
 #include <utility>
 #include <vector>
@@ -110,6 +111,12 @@ struct KVCache {
   int64_t max_len = 0;
 };
 
+// A block tensor read on demand: `read` returns it (fp32) when the block is materialized.
+struct DeferredTensor {
+  at::Tensor LlamaBlock::*member = nullptr;
+  std::function<at::Tensor()> read;
+};
+
 class LlamaModel {
  public:
   LlamaConfig cfg;
@@ -117,11 +124,18 @@ class LlamaModel {
   std::vector<LlamaBlock> blocks;
   at::Tensor norm;            // [D] final RMSNorm
   at::Tensor output;          // [vocab, D]; the same tensor object as tok_embeddings when cfg.tied_head
+  // Block tensors read on demand (GGUF block-quantized weights loaded with LlmLoadOptions::keep_stored_dtype, which
+  // would be 4-8x their file size in fp32): per block, empty when none. They are undefined in `blocks` until
+  // materialize_block(l); only layer-streamed pipelines (methods/llm/blockwise.h) load such models.
+  std::vector<std::vector<DeferredTensor>> deferred;
+  // Reads block l's deferred tensors that are not defined (a no-op otherwise).
+  void materialize_block(int64_t l);
 
   // Small random model (weights ~ N(0, 0.02), norms 1) for tests.
   static LlamaModel random(const LlamaConfig& cfg, uint64_t seed);
 
-  // Throws Error(Format) naming `source` and the tensor when a weight's shape disagrees with cfg.
+  // Throws Error(Format) naming `source` and the tensor when a weight's shape disagrees with cfg (deferred tensors
+  // not yet read are skipped).
   void check_shapes(const std::string& source) const;
 
   // The quantizable linear layers in execution order (7 per block, then "output").
@@ -153,7 +167,7 @@ class LlamaModel {
   // Every parameter tensor under its GGUF name ("token_embd.weight", "blk.0.attn_q.weight", ...,
   // "output_norm.weight", "output.weight" only when untied).
   std::vector<std::pair<std::string, at::Tensor>> named_parameters() const;
-  int64_t num_parameters() const;
+  int64_t num_parameters() const;  // from cfg's shapes (deferred tensors count)
   // Moves all weights (keeps tying).
   void to(const at::Device& device);
 

@@ -185,6 +185,7 @@ json quantize_llama_blockwise(LlamaModel& m, SimQuant& sq, const at::Tensor& cal
   const SimQuant::Mode mode = sq.mode();
   for (int64_t l = 0; l < L; ++l) {
     const int base = static_cast<int>(l * kPerBlock);
+    m.materialize_block(l);  // GGUF block-quantized weights are read (dequantized) only now
     if (hooks.transform) {
       // The block in fp32 (a mapped view's pages are dropped once copied), then transformed.
       LlamaBlock& b = m.blocks[l];
