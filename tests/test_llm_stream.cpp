@@ -18,14 +18,20 @@
 using namespace catq;
 using namespace catq::testing_llm;
 
+namespace {
+// A small calibration text in `d`; returns its path.
+std::string write_calib_text(const TempDir& d) {
+  std::ofstream f(d / "calib.txt");
+  for (int i = 0; i < 200; ++i) f << "the cat sat on the mat and then it ran. ";
+  return d / "calib.txt";
+}
+}  // namespace
+
 TEST(LlmStream, StreamedRtnEqualsInMemoryForEveryArchitecture) {
   const Tokenizer tok = tiny_tokenizer();
   at::Tensor t = sample_tokens(tok.vocab_size(), 1, 16, 3);
   TempDir d;
-  {
-    std::ofstream f(d / "calib.txt");
-    for (int i = 0; i < 200; ++i) f << "the cat sat on the mat and then it ran. ";
-  }
+  const std::string calib_txt = write_calib_text(d);
   int index = 0;
   for (const ArchCase& a : arch_cases(tok.vocab_size())) {
     SCOPED_TRACE(a.name);
@@ -39,7 +45,7 @@ TEST(LlmStream, StreamedRtnEqualsInMemoryForEveryArchitecture) {
       LlmQuantizeJob j;
       j.model = src;
       j.config = config;
-      j.text = d / "calib.txt";
+      j.text = calib_txt;
       j.window = 32;
       j.out = d / "streamed.catq";
       j.stream = "always";
@@ -66,10 +72,7 @@ TEST(LlmStream, CalibratedJobsStreamedEqualInMemory) {
   const Tokenizer tok = tiny_tokenizer();
   at::Tensor t = sample_tokens(tok.vocab_size(), 1, 16, 3);
   TempDir d;
-  {
-    std::ofstream f(d / "calib.txt");
-    for (int i = 0; i < 200; ++i) f << "the cat sat on the mat and then it ran. ";
-  }
+  const std::string calib_txt = write_calib_text(d);
   auto arch = arch_cases(tok.vocab_size());
   const std::string src = d / "m";
   write_hf_llama(LlamaModel::random(arch.back().cfg, 7), src, SafetensorsDtype::BF16, 2);  // the last: Qwen3
@@ -97,7 +100,7 @@ TEST(LlmStream, CalibratedJobsStreamedEqualInMemory) {
     j.weights = c.weights;
     j.transform = c.transform;
     j.act_order = c.act_order;
-    j.text = d / "calib.txt";
+    j.text = calib_txt;
     j.window = 32;
     j.calib_chars = 4000;
     j.out = d / "streamed.catq";
@@ -253,10 +256,7 @@ TEST(LlmStream, BlockwiseGptqUsesTheQuantizedPrefixOfTheWholeModel) {
 TEST(LlmStream, GgufBlockQuantizedWeightsAreReadBlockByBlock) {
   const Tokenizer tok = tiny_tokenizer();
   TempDir d;
-  {
-    std::ofstream f(d / "calib.txt");
-    for (int i = 0; i < 200; ++i) f << "the cat sat on the mat and then it ran. ";
-  }
+  const std::string calib_txt = write_calib_text(d);
   const LlamaModel src = LlamaModel::random(tiny_config(tok.vocab_size(), /*tied=*/false), 9);
   at::Tensor t = sample_tokens(tok.vocab_size(), 1, 16, 3);
   for (GgufWeightType wt : {GgufWeightType::Q4_0, GgufWeightType::Q8_0}) {
@@ -269,7 +269,7 @@ TEST(LlmStream, GgufBlockQuantizedWeightsAreReadBlockByBlock) {
       j.model = path;
       j.config = "w4a16g32";
       j.weights = weights;
-      j.text = d / "calib.txt";
+      j.text = calib_txt;
       j.window = 32;
       j.calib_chars = 4000;
       j.out = d / "streamed.catq";
