@@ -129,7 +129,12 @@ struct QuantizedModel {
 QuantizedModel quantized_model(const std::string& qcfg, bool tied = true, int64_t vocab = 40) {
   QuantizedModel r;
   r.m = LlamaModel::random(small_config(vocab, tied), 11);
-  r.m.blocks[1].attn_in.matrix = at::eye(r.m.cfg.dim) * 1.5;  // an online transform, stored as an FP tensor
+  // Online transforms, stored as FP tensors: a dense one, and a structured one (block-diagonal, then a Hadamard
+  // 64 = 2^6 with signs).
+  r.m.blocks[1].attn_in.then(OnlineFactor::dense(at::eye(r.m.cfg.dim) * 1.5));
+  auto g = at::make_generator<at::CPUGeneratorImpl>(5);
+  r.m.blocks[0].down_in.then(OnlineFactor::block_diagonal(at::randn({16, 4, 4}, g) * 0.3 + at::eye(4)));
+  r.m.blocks[0].down_in.then(OnlineFactor::hadamard(at::ones({1, 1}), at::randint(0, 2, {64}, g).to(at::kFloat) * 2 - 1));
   r.sq = std::make_unique<SimQuant>(QuantConfig::from_string(qcfg), SimQuant::Mode::Calibrate);
   auto gen = at::make_generator<at::CPUGeneratorImpl>(3);
   at::Tensor calib = at::randint(0, vocab, {2, 12}, gen, at::kLong);
@@ -142,8 +147,9 @@ QuantizedModel quantized_model(const std::string& qcfg, bool tied = true, int64_
 }
 
 // The original one-shot write_catq_llm (in-memory blob, one write), for the byte-identity check.
+// legacy: online transforms as one dense [d, d] tensor under blk.N.attn_in (files before structured transforms).
 void old_write_catq_llm(const std::string& path, const LlamaModel& m, const SimQuant& sq, const Tokenizer* tok,
-                        const json& metadata) {
+                        const json& metadata, bool legacy = false) {
   CatqBlobWriter blob;
   json h;
   h["format"] = kCatqLlmFormat;
@@ -158,9 +164,20 @@ void old_write_catq_llm(const std::string& path, const LlamaModel& m, const SimQ
     const LlamaBlock& b = m.blocks[l];
     for (const LlamaBlockTensor& t : llama_block_tensors())
       if (t.linear < 0 && t.present(m.cfg)) tensors[t.catq_key(static_cast<int64_t>(l))] = blob.add(b.*t.member);
-    if (b.attn_in.defined()) tensors[fmt::format("blk.{}.attn_in", l)] = blob.add(b.attn_in.matrix);
-    if (b.ffn_in.defined()) tensors[fmt::format("blk.{}.ffn_in", l)] = blob.add(b.ffn_in.matrix);
-    if (b.down_in.defined()) tensors[fmt::format("blk.{}.down_in", l)] = blob.add(b.down_in.matrix);
+    const OnlineTransform* online[3] = {&b.attn_in, &b.ffn_in, &b.down_in};
+    const char* names[3] = {"attn_in", "ffn_in", "down_in"};
+    for (int k = 0; k < 3; ++k) {
+      if (legacy && online[k]->defined()) {
+        tensors[fmt::format("blk.{}.{}", l, names[k])] = blob.add(online[k]->matrix().to(at::kFloat));
+        continue;
+      }
+      for (size_t i = 0; i < online[k]->factors.size(); ++i) {
+        const OnlineFactor& f = online[k]->factors[i];
+        const std::string key = fmt::format("blk.{}.{}.{}", l, names[k], i);
+        tensors[key + "." + to_string(f.kind)] = blob.add(f.t);
+        if (f.kind == OnlineFactor::Kind::Hadamard) tensors[key + ".signs"] = blob.add(f.signs);
+      }
+    }
   }
   json layers = json::array();
   for (const LayerInfo& l : m.layer_infos()) {
@@ -228,7 +245,7 @@ void stream_write(const std::string& path, const QuantizedModel& q, const Tokeni
     const LlamaBlock& blk = m.blocks[b];
     for (const LlamaBlockTensor& t : llama_block_tensors())
       if (t.linear < 0 && t.present(m.cfg)) w.add_tensor(t.catq_key(b), blk.*t.member);
-    if (blk.attn_in.defined()) w.add_tensor(fmt::format("blk.{}.attn_in", b), blk.attn_in.matrix);
+    w.add_online_transforms(b, blk);
     for (int j = 0; j < kLinearsPerBlock; ++j) layer(infos[b * kLinearsPerBlock + j]);
   }
   w.add_tensor("output_norm", m.norm);
@@ -348,6 +365,11 @@ TEST(CatqStream, WriteCatqLlmIsByteIdenticalToTheOneShotWriter) {
       old_write_catq_llm(dir / "old.catq", q.m, *q.sq, nullptr, meta);
       write_catq_llm(dir / "new.catq", q.m, *q.sq, nullptr, meta);
       EXPECT_EQ(read_file_bytes(dir / "old.catq"), read_file_bytes(dir / "new.catq")) << cfg << " tied " << tied;
+      // A file of the earlier format (one dense matrix per online transform) reads as the same model.
+      old_write_catq_llm(dir / "old.catq", q.m, *q.sq, nullptr, meta, /*legacy=*/true);
+      QuantizedLlama back = read_catq_llm(dir / "old.catq");
+      EXPECT_TRUE(at::allclose(back.model.forward(q.probe, back.sq.get()), q.m.forward(q.probe, q.sq.get()), 1e-4, 1e-5));
+      ASSERT_EQ(back.model.blocks[0].down_in.factors.size(), 1u);
       // Nothing else is left in the folder (the temp blob is removed).
       EXPECT_EQ(dir_entries(dir.path), (std::set<std::string>{".", "..", "new.catq", "old.catq"}));
     }
@@ -367,6 +389,8 @@ TEST(CatqStream, StreamedOrderRoundTrips) {
     EXPECT_EQ(back.tokenizer->pieces(), tok.pieces());
     EXPECT_EQ(back.metadata.at("method"), "stream");
     EXPECT_TRUE(back.model.blocks[1].attn_in.defined());
+    ASSERT_EQ(back.model.blocks[0].down_in.factors.size(), 2u);  // kept structured
+    EXPECT_EQ(back.model.blocks[0].down_in.factors[1].kind, OnlineFactor::Kind::Hadamard);
     // Same content as write_catq_llm's file: the same codes and tensors, read back.
     write_catq_llm(dir / "w.catq", q.m, *q.sq, &tok, {{"method", "stream"}});
     QuantizedLlama w = read_catq_llm(dir / "w.catq");

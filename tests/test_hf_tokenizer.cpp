@@ -3,6 +3,8 @@
 // round trips, bad input (BadInputHfTokenizer.*, run under ASan), and llama.cpp as the peer on the ids
 // (PeerLlamaCppTokenizer.*, tests/peers/llama_cpp_tokenize.mjs).
 #include <gtest/gtest.h>
+
+#include <algorithm>
 #include <sys/wait.h>
 
 #include <chrono>
@@ -138,6 +140,8 @@ void expect_same(const Tokenizer& a, const Tokenizer& b) {
   EXPECT_EQ(x.ignore_merges, y.ignore_merges);
   EXPECT_EQ(x.byte_fallback, y.byte_fallback);
   EXPECT_EQ(x.dummy_prefix, y.dummy_prefix);
+  EXPECT_EQ(x.prefix_first_only, y.prefix_first_only);
+  EXPECT_EQ(x.nfc, y.nfc);
   EXPECT_EQ(x.bos, y.bos);
   EXPECT_EQ(x.eos, y.eos);
   EXPECT_EQ(x.unk, y.unk);
@@ -419,6 +423,28 @@ TEST(HfTokenizer, JsonRoundTripIsExact) {
   EXPECT_EQ(r2.eos_id(), l3.bos_id());
 }
 
+TEST(HfTokenizer, NfcNormalizerComposesBeforeTokenizing) {
+  // Qwen2's tokenizer.json has normalizer NFC: "e" + U+0301 (combining acute) tokenizes as U+00E9, and so do the
+  // compatibility-free singletons NFC maps (U+212B ANGSTROM SIGN -> U+00C5).
+  Tokenizer plain = trained(PreTokenizer::Qwen2, 400);
+  json j = json::parse(hf_tokenizer_json(plain));
+  j["normalizer"] = {{"type", "NFC"}};
+  Tokenizer t = parse_hf_tokenizer(j.dump(), "", "qwen2.json");
+  EXPECT_TRUE(t.nfc());
+  const std::string composed = "caf\xC3\xA9 \xC3\x85ngstr\xC3\xB6m", decomposed = "cafe\xCC\x81 \xE2\x84\xABngstro\xCC\x88m";
+  EXPECT_EQ(nfc_normalize(decomposed), composed);
+  EXPECT_EQ(nfc_normalize(composed), composed);
+  EXPECT_EQ(nfc_normalize("ascii only"), "ascii only");
+  EXPECT_EQ(nfc_normalize("bad \xFF utf8 e\xCC\x81"), "bad \xFF utf8 e\xCC\x81");  // invalid: left alone
+  EXPECT_EQ(t.encode(decomposed, false, false), t.encode(composed, false, false));
+  EXPECT_EQ(t.encode(composed, false, false), plain.encode(composed, false, false));
+  EXPECT_NE(plain.encode(decomposed, false, false), plain.encode(composed, false, false));
+  // Written back with its NFC normalizer.
+  const std::string again = hf_tokenizer_json(t);
+  EXPECT_NE(again.find("\"NFC\""), std::string::npos);
+  expect_same(t, parse_hf_tokenizer(again, "", "again.json"));
+}
+
 TEST(HfTokenizer, MetaspaceVariantReadsAsSentencePiece) {
   // Mistral-style tokenizer.json: no normalizer, pre_tokenizer Metaspace (prepend, no split).
   Tokenizer spm = trained_spm(600);
@@ -428,6 +454,31 @@ TEST(HfTokenizer, MetaspaceVariantReadsAsSentencePiece) {
                         {"split", false}};
   Tokenizer t = parse_hf_tokenizer(j.dump(), hf_tokenizer_config_json(spm), "mistral.json");
   expect_same(spm, t);
+  // prepend_scheme "first" (current Llama-2 / Mistral files): the "▁" prefix only at the start of the text, not
+  // after an added token; "always" prefixes every segment.
+  j["pre_tokenizer"]["prepend_scheme"] = "first";
+  Tokenizer first = parse_hf_tokenizer(j.dump(), hf_tokenizer_config_json(spm), "mistral.json");
+  EXPECT_TRUE(first.prefix_first_only());
+  const std::string eos = spm.piece(spm.eos_id());
+  const std::string text = "the end" + eos + "the start";
+  const std::vector<int32_t> a = t.encode(text, false, false), f = first.encode(text, false, false);
+  EXPECT_EQ(first.encode("the end", false, false), t.encode("the end", false, false));
+  EXPECT_NE(a, f);
+  auto after_eos = [&](const std::vector<int32_t>& v) {
+    return std::vector<int32_t>(std::find(v.begin(), v.end(), spm.eos_id()) + 1, v.end());
+  };
+  BpeSpec bare = spm.spec();
+  bare.dummy_prefix = false;
+  EXPECT_EQ(after_eos(f), Tokenizer(bare).encode("the start", false, false));
+  EXPECT_EQ(after_eos(a), t.encode("the start", false, false));
+  EXPECT_EQ(first.decode(first.encode("the end", false, false)), "the end");
+  // Written back as Metaspace "first" and read again: the same tokenizer.
+  const std::string again = hf_tokenizer_json(first);
+  EXPECT_NE(again.find("\"prepend_scheme\": \"first\""), std::string::npos);
+  expect_same(first, parse_hf_tokenizer(again, hf_tokenizer_config_json(first), "again.json"));
+  j["pre_tokenizer"]["prepend_scheme"] = "sometimes";
+  expect_error([&] { parse_hf_tokenizer(j.dump(), "", "mistral.json"); }, ErrorKind::Format, "prepend_scheme");
+  j["pre_tokenizer"]["prepend_scheme"] = "always";
   j["pre_tokenizer"]["split"] = true;
   expect_error([&] { parse_hf_tokenizer(j.dump(), "", "mistral.json"); }, ErrorKind::Unsupported, "Metaspace");
   // Invalid UTF-8 in the training text falls back to byte tokens, and the result is still valid tokenizer.json.

@@ -276,7 +276,7 @@ TEST(BadInputLlmArch, UnsupportedArchitecturesAndOptionsAreNamed) {
   EXPECT_NO_THROW(read_gguf_llama(d / "x.gguf"));
   // A model with online transforms cannot be written to GGUF (llama.cpp's graph has no place for them).
   LlamaModel t = llama;
-  t.blocks[0].down_in.matrix = at::eye(t.cfg.hidden_dim);
+  t.blocks[0].down_in.then(OnlineFactor::dense(at::eye(t.cfg.hidden_dim)));
   expect_error([&] { write_gguf_llama(t, nullptr, d / "t.gguf"); }, ErrorKind::Unsupported, "online transforms");
   EXPECT_FALSE(file_exists(d / "t.gguf"));
 }

@@ -5,6 +5,7 @@
 
 #include <cstring>
 
+#include "core/file_util.h"
 #include "io/gguf.h"
 #include "io/llama2c.h"
 #include "io/safetensors.h"
@@ -188,6 +189,12 @@ TEST(LlmFormats, SafetensorsRoundTrip) {
       if (c.tol == 0) EXPECT_TRUE(at::equal(got, ref)) << c.name;
       else EXPECT_LT(rel_err(got, ref), c.tol) << c.name;
     }
+    // config.json names the tokenizer's special ids (Llama-2's 1 / 2 by default; none = null).
+    EXPECT_NE(read_file_text(d / "f32/config.json").find("\"bos_token_id\": 1"), std::string::npos);
+    write_hf_llama(mt.model, d / "ids", SafetensorsDtype::F32, 1, {128000, -1});
+    const std::string cj = read_file_text(d / "ids/config.json");
+    EXPECT_NE(cj.find("\"bos_token_id\": 128000"), std::string::npos) << cj;
+    EXPECT_NE(cj.find("\"eos_token_id\": null"), std::string::npos) << cj;
     // q_proj/k_proj are stored in HF (rotate-half) row order, v_proj unchanged.
     SafetensorsFile f = read_safetensors(d / "f32/model.safetensors");
     const int64_t H = mt.model.cfg.n_heads, KV = mt.model.cfg.n_kv_heads;

@@ -163,6 +163,36 @@ TEST(BadInputLlmTransform, ClearErrors) {
   EXPECT_THROW(block_alignment_transform(sx, at::eye(4, at::kDouble), 3, 0.01), Error);
 }
 
+TEST(BlockCat, DiagonalBlockStatisticsGiveTheSameTransformAsFullOnes) {
+  // Block CAT reads only Σ's diagonal k×k blocks; collecting only those (issue 15: 1 MB instead of 512 MB for an
+  // 8192-wide input at k = 16) must not change the transform.
+  LlamaModel full = outlier_model(2), blocked = outlier_model(2);
+  at::Tensor calib = tokens(6, 16, 9);
+  auto sf = collect_llama_stats(full, calib);
+  for (int64_t k : {1, 4, 8}) {
+    auto sb = collect_llama_stats(full, calib, 8, k);
+    const at::Tensor& a = sf[1].down.sigma;
+    const at::Tensor& b = sb[1].down.sigma;
+    ASSERT_EQ(b.dim(), 3) << k;
+    EXPECT_EQ(b.size(1), k);
+    for (int64_t i = 0; i < a.size(0); i += k)
+      EXPECT_TRUE(at::allclose(diagonal_block(b, i, k), a.slice(0, i, i + k).slice(1, i, i + k), 1e-10, 1e-12));
+    EXPECT_TRUE(at::allclose(sigma_diagonal(b), a.diagonal(), 1e-10, 1e-12));
+    EXPECT_EQ(sb[0].attn.count, sf[0].attn.count);
+    EXPECT_THROW(diagonal_block(b, 0, 2 * k), Error);  // a block the storage does not hold
+  }
+  const LlmTransformOptions o = parse_llm_transform("blockcat:k=4");
+  EXPECT_EQ(llm_transform_stats_block(o), 4);
+  EXPECT_EQ(llm_transform_stats_block(parse_llm_transform("rms")), 1);
+  EXPECT_EQ(llm_transform_stats_block(parse_llm_transform("quarot")), 0);
+  apply_llm_transform(full, sf, o);
+  apply_llm_transform(blocked, collect_llama_stats(blocked, calib, 8, 4), o);
+  at::Tensor probe = tokens(2, 12, 3);
+  EXPECT_TRUE(at::allclose(blocked.forward(probe), full.forward(probe), 1e-5, 1e-5));
+  ASSERT_TRUE(full.blocks[0].down_in.defined());
+  EXPECT_TRUE(at::allclose(blocked.blocks[0].down_in.matrix(), full.blocks[0].down_in.matrix(), 1e-6, 1e-7));
+}
+
 TEST(Gptq, LowerOutputErrorThanRtnAtTheSameBits) {
   torch::manual_seed(11);
   // Correlated inputs (as real activations are): GPTQ can move rounding error into directions the data ignores.

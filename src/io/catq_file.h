@@ -77,9 +77,11 @@ class CatqLlmWriter {
   ~CatqLlmWriter();
   CatqLlmWriter(const CatqLlmWriter&) = delete;
   CatqLlmWriter& operator=(const CatqLlmWriter&) = delete;
-  // An FP tensor under its .catq key (token_embd, output_norm, blk.N.attn_norm, blk.N.attn_q.bias, online transforms
-  // blk.N.attn_in..., an FP linear such as "output").
+  // An FP tensor under its .catq key (token_embd, output_norm, blk.N.attn_norm, blk.N.attn_q.bias, an FP linear
+  // such as "output").
   void add_tensor(const std::string& key, const at::Tensor& t);
+  // The online transforms of block l (attn_in, ffn_in, down_in), factor by factor (docs/catq_format.md).
+  void add_online_transforms(int64_t l, const LlamaBlock& b);
   // A quantizable linear, in layer_infos() order (the writer checks the order and count against cfg at finish()):
   // weight params + integer codes (codes: any integer dtype, same shape as the weight) for a quantized weight, or
   // weight_params == nullptr and `codes_or_weight` the FP weight for an FP layer (not written when it is the tied head;

@@ -5,6 +5,7 @@
 
 #include <cstdio>
 #include <cstring>
+#include <optional>
 #include <random>
 
 #include "core/error.h"
@@ -79,6 +80,25 @@ void CatqLlmWriter::add_tensor(const std::string& key, const at::Tensor& t) {
   CATQ_CHECK(t.defined(), Internal, "{}: CatqLlmWriter: tensor '{}' is undefined", w.path, key);
   CATQ_CHECK(!w.tensors.contains(key), Internal, "{}: CatqLlmWriter: tensor '{}' added twice", w.path, key);
   w.tensors[key] = w.blob->add(t);
+}
+
+namespace {
+constexpr const char* kOnlineNames[3] = {"attn_in", "ffn_in", "down_in"};
+constexpr int kMaxOnlineFactors = 64;
+}  // namespace
+
+void CatqLlmWriter::add_online_transforms(int64_t l, const LlamaBlock& b) {
+  const OnlineTransform* online[3] = {&b.attn_in, &b.ffn_in, &b.down_in};
+  for (int k = 0; k < 3; ++k) {
+    const auto& fs = online[k]->factors;
+    CATQ_CHECK(static_cast<int>(fs.size()) <= kMaxOnlineFactors, Internal, "blk.{}.{}: {} factors (at most {})", l,
+               kOnlineNames[k], fs.size(), kMaxOnlineFactors);
+    for (size_t i = 0; i < fs.size(); ++i) {
+      const std::string key = fmt::format("blk.{}.{}.{}", l, kOnlineNames[k], i);
+      add_tensor(fmt::format("{}.{}", key, to_string(fs[i].kind)), fs[i].t.to(at::kFloat));
+      if (fs[i].kind == OnlineFactor::Kind::Hadamard) add_tensor(key + ".signs", fs[i].signs.to(at::kFloat));
+    }
+  }
 }
 
 void CatqLlmWriter::add_layer(const std::string& name, const QuantParams* wp, const at::Tensor& cw,
@@ -174,9 +194,7 @@ void write_catq_llm(const std::string& path, const LlamaModel& m, const SimQuant
     const LlamaBlock& b = m.blocks[l];
     for (const LlamaBlockTensor& t : llama_block_tensors())  // RMSNorm weights and biases; linears are layers
       if (t.linear < 0 && t.present(m.cfg)) w.add_tensor(t.catq_key(static_cast<int64_t>(l)), b.*t.member);
-    if (b.attn_in.defined()) w.add_tensor(fmt::format("blk.{}.attn_in", l), b.attn_in.matrix);
-    if (b.ffn_in.defined()) w.add_tensor(fmt::format("blk.{}.ffn_in", l), b.ffn_in.matrix);
-    if (b.down_in.defined()) w.add_tensor(fmt::format("blk.{}.down_in", l), b.down_in.matrix);
+    w.add_online_transforms(static_cast<int64_t>(l), b);
   }
   for (const LayerInfo& l : m.layer_infos()) {
     const SimQuant::Layer& sl = sq.layer(l.name);
@@ -226,13 +244,29 @@ QuantizedLlama read_catq_llm(const std::string& path) {
         if (t.linear < 0 && t.present(m.cfg)) b.*t.member = tensor(t.catq_key(l));
       const int64_t dims[3] = {m.cfg.dim, m.cfg.dim, m.cfg.hidden_dim};
       OnlineTransform* online[3] = {&b.attn_in, &b.ffn_in, &b.down_in};
-      const char* names[3] = {"attn_in", "ffn_in", "down_in"};
       for (int k = 0; k < 3; ++k) {
-        const std::string n = fmt::format("blk.{}.{}", l, names[k]);
-        if (!tj.contains(n)) continue;
-        online[k]->matrix = tensor(n);
-        CATQ_CHECK(online[k]->matrix.sizes() == at::IntArrayRef({dims[k], dims[k]}), Format,
-                   "{}: online transform {} must be {}x{}", path, n, dims[k], dims[k]);
+        const std::string base = fmt::format("blk.{}.{}", l, kOnlineNames[k]);
+        if (tj.contains(base)) {  // files before structured transforms: one dense matrix
+          OnlineFactor f = OnlineFactor::dense(tensor(base));
+          check_online_factor(f, dims[k], path + ": " + base);
+          online[k]->factors.push_back(std::move(f));
+          continue;
+        }
+        for (int i = 0;; ++i) {
+          const std::string key = fmt::format("{}.{}", base, i);
+          std::optional<OnlineFactor> f;
+          for (OnlineFactor::Kind kind : {OnlineFactor::Kind::Dense, OnlineFactor::Kind::BlockDiag,
+                                          OnlineFactor::Kind::Hadamard}) {
+            const std::string name = fmt::format("{}.{}", key, to_string(kind));
+            if (!tj.contains(name)) continue;
+            CATQ_CHECK(!f, Format, "{}: online transform factor {} is stored twice", path, key);
+            f = OnlineFactor{kind, tensor(name), kind == OnlineFactor::Kind::Hadamard ? tensor(key + ".signs") : at::Tensor()};
+          }
+          if (!f) break;
+          CATQ_CHECK(i < kMaxOnlineFactors, Format, "{}: {} has more than {} factors", path, base, kMaxOnlineFactors);
+          check_online_factor(*f, dims[k], path + ": " + key);
+          online[k]->factors.push_back(std::move(*f));
+        }
       }
     }
     // Layer shapes from the config (layer_infos() order: q, k, v, o, gate, up, down per block, then the head).

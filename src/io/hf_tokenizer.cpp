@@ -124,7 +124,8 @@ Tokenizer parse_hf_tokenizer(const std::string& tokenizer_json, const std::strin
   if (const json* p = f.get(j, "normalizer")) flatten(*p, "normalizers", norms, f, "normalizer");
   if (const json* p = f.get(j, "decoder")) flatten(*p, "decoders", decs, f, "decoder");
   if (const json* p = f.get(j, "post_processor")) flatten(*p, "processors", posts, f, "post_processor");
-  bool byte_level = false, bl_regex = false, digits = false, metaspace = false, prepend = false, replace = false;
+  bool byte_level = false, bl_regex = false, digits = false, metaspace = false, prepend = false, replace = false,
+       first_only = false, nfc = false;
   std::optional<PreTokenizer> split;
   for (const json* p : pres) {
     const std::string t = f.str(*p, "type", "pre_tokenizer");
@@ -154,7 +155,10 @@ Tokenizer parse_hf_tokenizer(const std::string& tokenizer_json, const std::strin
                  "{}: pre_tokenizer Metaspace must use \"\xE2\x96\x81\" and split false", name);
       std::string scheme = f.str(*p, "prepend_scheme", "pre_tokenizer.Metaspace",
                                  f.boolean(*p, "add_prefix_space", "pre_tokenizer.Metaspace", true) ? "always" : "never");
+      CATQ_CHECK(scheme == "always" || scheme == "first" || scheme == "never", Format,
+                 "{}: pre_tokenizer Metaspace prepend_scheme \"{}\": expected always, first or never", name, scheme);
       prepend = scheme != "never";
+      first_only = scheme == "first";
       replace = true;
     } else {
       fail(ErrorKind::Unsupported, "{}: pre_tokenizer \"{}\" is not supported", name, t);
@@ -172,7 +176,9 @@ Tokenizer parse_hf_tokenizer(const std::string& tokenizer_json, const std::strin
                      f.str(*p, "content", "normalizer.Replace") == kSpmSpace, Unsupported,
                  "{}: only the normalizer Replace(\" \" -> \"\xE2\x96\x81\") is supported", name);
       replace = true;
-    } else if (t != "NFC") {
+    } else if (t == "NFC") {
+      nfc = true;
+    } else {
       fail(ErrorKind::Unsupported, "{}: normalizer \"{}\" is not supported", name, t);
     }
   }
@@ -188,11 +194,13 @@ Tokenizer parse_hf_tokenizer(const std::string& tokenizer_json, const std::strin
     CATQ_CHECK(replace, Unsupported, "{}: SentencePiece-style BPE without Replace(\" \" -> \"\xE2\x96\x81\")", name);
     CATQ_CHECK(!split && !digits, Unsupported, "{}: SentencePiece-style BPE with a Split / Digits pre-tokenizer", name);
     s.dummy_prefix = prepend;
+    s.prefix_first_only = first_only;
     s.byte_fallback = byte_fallback;
   } else {
     fail(ErrorKind::Unsupported, "{}: a BPE tokenizer that is neither byte-level (ByteLevel pre-tokenizer) nor "
          "SentencePiece-style (\"\xE2\x96\x81\" spaces, byte_fallback)", name);
   }
+  s.nfc = nfc;
   s.ignore_merges = f.boolean(model, "ignore_merges", "model", false);
   CATQ_CHECK(!(s.ignore_merges && s.kind == TokenizerKind::SpmBpe), Unsupported,
              "{}: ignore_merges with a SentencePiece-style BPE", name);
@@ -391,13 +399,20 @@ std::string hf_tokenizer_json(const Tokenizer& tok) {
     return ojson{{"type", "ByteLevel"}, {"add_prefix_space", false}, {"trim_offsets", true}, {"use_regex", use_regex}};
   };
   if (spm) {
-    ojson norms = ojson::array();
-    if (tok.dummy_prefix()) norms.push_back({{"type", "Prepend"}, {"prepend", kSpmSpace}});
-    norms.push_back({{"type", "Replace"}, {"pattern", {{"String", " "}}}, {"content", kSpmSpace}});
-    j["normalizer"] = {{"type", "Sequence"}, {"normalizers", norms}};
-    j["pre_tokenizer"] = nullptr;
+    if (tok.prefix_first_only()) {  // only Metaspace can say "first" (a Prepend normalizer acts on every segment)
+      j["normalizer"] = tok.nfc() ? ojson{{"type", "NFC"}} : ojson(nullptr);
+      j["pre_tokenizer"] = {{"type", "Metaspace"}, {"replacement", kSpmSpace}, {"prepend_scheme", "first"},
+                            {"split", false}};
+    } else {
+      ojson norms = ojson::array();
+      if (tok.nfc()) norms.push_back({{"type", "NFC"}});
+      if (tok.dummy_prefix()) norms.push_back({{"type", "Prepend"}, {"prepend", kSpmSpace}});
+      norms.push_back({{"type", "Replace"}, {"pattern", {{"String", " "}}}, {"content", kSpmSpace}});
+      j["normalizer"] = {{"type", "Sequence"}, {"normalizers", norms}};
+      j["pre_tokenizer"] = nullptr;
+    }
   } else {
-    j["normalizer"] = nullptr;
+    j["normalizer"] = tok.nfc() ? ojson{{"type", "NFC"}} : ojson(nullptr);
     switch (tok.pre_tokenizer()) {
       case PreTokenizer::Gpt2: j["pre_tokenizer"] = byte_level(true); break;
       case PreTokenizer::None: j["pre_tokenizer"] = byte_level(false); break;

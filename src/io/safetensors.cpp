@@ -412,7 +412,7 @@ void write_safetensors(const std::string& path, const std::vector<std::pair<std:
 namespace {
 
 // config.json for c; Error(Unsupported) for what Hugging Face cannot express.
-json hf_config_json(const LlamaConfig& c, SafetensorsDtype dtype, const std::string& folder) {
+json hf_config_json(const LlamaConfig& c, SafetensorsDtype dtype, const std::string& folder, HfTokenIds ids) {
   const char* tdtype = dtype == SafetensorsDtype::F32 ? "float32" : dtype == SafetensorsDtype::F16 ? "float16" : "bfloat16";
   const LlamaArchTraits& arch = llama_arch_traits(c.arch);
   const bool mistral = c.arch == LlamaArch::Llama && c.sliding_window > 0;
@@ -431,8 +431,8 @@ json hf_config_json(const LlamaConfig& c, SafetensorsDtype dtype, const std::str
               {"tie_word_embeddings", c.tied_head},
               {"hidden_act", "silu"},
               {"rope_scaling", nullptr},
-              {"bos_token_id", 1},
-              {"eos_token_id", 2},
+              {"bos_token_id", ids.bos >= 0 ? json(ids.bos) : json(nullptr)},
+              {"eos_token_id", ids.eos >= 0 ? json(ids.eos) : json(nullptr)},
               {"torch_dtype", tdtype}};
   if (c.arch != LlamaArch::Qwen2) cfg["attention_bias"] = false;
   if (c.arch == LlamaArch::Llama) cfg["mlp_bias"] = false;
@@ -466,12 +466,12 @@ std::vector<SafetensorsTensorSpec> hf_llama_tensor_specs(const LlamaConfig& c) {
 }
 
 void write_hf_llama_streamed(const LlamaConfig& c, const std::string& folder, SafetensorsDtype dtype, int shards,
-                             const std::function<at::Tensor(size_t)>& produce) {
+                             const std::function<at::Tensor(size_t)>& produce, HfTokenIds ids) {
   CATQ_CHECK(shards >= 1, Usage, "write_hf_llama: shards must be >= 1");
   if (!is_dir(folder) && ::mkdir(folder.c_str(), 0755) != 0)
     fail(ErrorKind::Io, "{}: cannot create folder: {}", folder, std::strerror(errno));
   const std::vector<SafetensorsTensorSpec> ts = hf_llama_tensor_specs(c);
-  write_file_atomic(folder + "/config.json", hf_config_json(c, dtype, folder).dump(2) + "\n");
+  write_file_atomic(folder + "/config.json", hf_config_json(c, dtype, folder, ids).dump(2) + "\n");
 
   const std::map<std::string, std::string> meta = {{"format", "pt"}};
   if (shards == 1) {
@@ -495,7 +495,7 @@ void write_hf_llama_streamed(const LlamaConfig& c, const std::string& folder, Sa
   write_file_atomic(folder + "/model.safetensors.index.json", idx.dump(2) + "\n");
 }
 
-void write_hf_llama(const LlamaModel& m, const std::string& folder, SafetensorsDtype dtype, int shards) {
+void write_hf_llama(const LlamaModel& m, const std::string& folder, SafetensorsDtype dtype, int shards, HfTokenIds ids) {
   const LlamaConfig& c = m.cfg;
   CATQ_CHECK(shards >= 1, Usage, "write_hf_llama: shards must be >= 1");
   for (const OnlineTransform* o : {&m.blocks.at(0).attn_in, &m.blocks.at(0).ffn_in, &m.blocks.at(0).down_in})
@@ -517,7 +517,7 @@ void write_hf_llama(const LlamaModel& m, const std::string& folder, SafetensorsD
   write_hf_llama_streamed(c, folder, dtype, shards, [&](size_t i) {
     const Src& s = ts.at(i);
     return s.rope_heads == 0 ? *s.w : rope_permute_interleaved_to_hf(s.w->detach(), s.rope_heads);
-  });
+  }, ids);
 }
 
 }  // namespace catq

@@ -84,14 +84,19 @@ uint64_t write_safetensors_streamed(const std::string& path, const std::vector<S
 
 // Writes a Hugging Face folder: config.json and model.safetensors (shards == 1) or
 // model-0000k-of-0000n.safetensors + model.safetensors.index.json. Creates the folder if needed.
+// config.json's bos_token_id / eos_token_id: the tokenizer's (negative = none, written as null); the defaults are
+// Llama-2's, for models without a tokenizer of their own.
+struct HfTokenIds {
+  int32_t bos = 1, eos = 2;
+};
 void write_hf_llama(const LlamaModel& model, const std::string& folder, SafetensorsDtype dtype = SafetensorsDtype::F32,
-                    int shards = 1);
+                    int shards = 1, HfTokenIds ids = {});
 // The tensors of a Hugging Face checkpoint of config c, in the order write_hf_llama writes them (HF names, shapes).
 std::vector<SafetensorsTensorSpec> hf_llama_tensor_specs(const LlamaConfig& c);
 // write_hf_llama without a model in memory: produce(i) returns tensor i of hf_llama_tensor_specs(c) as Hugging Face
 // stores it (q/k rows in rotate-half order); each is written and dropped before the next is produced. Same files
 // (config.json, shards split by tensor count, index) as write_hf_llama.
 void write_hf_llama_streamed(const LlamaConfig& c, const std::string& folder, SafetensorsDtype dtype, int shards,
-                             const std::function<at::Tensor(size_t)>& produce);
+                             const std::function<at::Tensor(size_t)>& produce, HfTokenIds ids = {});
 
 }  // namespace catq

@@ -416,7 +416,7 @@ void LlamaModel::to(const at::Device& device) {
     for (const LlamaBlockTensor& t : llama_block_tensors())
       if ((b.*t.member).defined()) b.*t.member = (b.*t.member).to(device);
     for (OnlineTransform* o : {&b.attn_in, &b.ffn_in, &b.down_in})
-      if (o->defined()) o->matrix = o->matrix.to(device);
+      o->to(device);
   }
   norm = norm.to(device);
   output = cfg.tied_head ? tok_embeddings : output.to(device);

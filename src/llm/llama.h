@@ -25,6 +25,7 @@
 
 #include <ATen/ATen.h>
 
+#include "llm/online_transform.h"
 #include "quant/quant_context.h"
 
 namespace catq {
@@ -76,16 +77,6 @@ struct LlamaConfig {
 
 const char* to_string(LlamaArch a);
 
-// A linear map applied online to the activations entering some linear layers, x -> x·Mᵀ (row vectors), before
-// they are quantized; the consumers' weights hold W·M⁻¹ so the model's function is unchanged in FP
-// (methods.md §4: y = (W T⁻¹)(T x)). Undefined = identity. Stored dense ([d, d]; block-diagonal and Hadamard
-// factors multiplied out) — a simulation representation, not a fast one.
-struct OnlineTransform {
-  at::Tensor matrix;  // [d, d] float32
-  bool defined() const { return matrix.defined(); }
-  at::Tensor apply(const at::Tensor& x) const { return defined() ? at::matmul(x, matrix.t()) : x; }
-};
-
 // One transformer block. Shapes with D = dim, Q = n_heads*hd, K = n_kv_heads*hd, H = hidden_dim.
 struct LlamaBlock {
   at::Tensor attn_norm;   // [D]
@@ -99,7 +90,7 @@ struct LlamaBlock {
   at::Tensor w3;          // [H, D]  up
   at::Tensor bq, bk, bv;  // [Q], [K], [K]: Qwen2's projection biases; undefined for other architectures
   at::Tensor q_norm, k_norm;  // [hd]: Qwen3's per-head RMSNorm of queries / keys before RoPE; else undefined
-  // Online transforms (methods/llm_transforms.h): of the attention input after attn_norm (shared by q, k, v),
+  // Online transforms (llm/online_transform.h): of the attention input after attn_norm (shared by q, k, v),
   // of the FFN input after ffn_norm (shared by gate and up), and of the down projection's input.
   OnlineTransform attn_in, ffn_in, down_in;
 };

@@ -1,6 +1,8 @@
 #include "llm/pretokenize.h"
 
 #include <unicode/uchar.h>
+#include <unicode/unorm2.h>
+#include <unicode/ustring.h>
 
 namespace catq {
 
@@ -221,6 +223,30 @@ std::vector<std::string_view> pre_tokenize(std::string_view text, PreTokenizer p
     i = e;
   }
   return out;
+}
+
+std::string nfc_normalize(std::string_view text) {
+  bool ascii = true;
+  for (char c : text) ascii = ascii && static_cast<unsigned char>(c) < 0x80;
+  if (ascii || text.size() > static_cast<size_t>(INT32_MAX / 4)) return std::string(text);
+  UErrorCode st = U_ZERO_ERROR;
+  const UNormalizer2* nfc = unorm2_getNFCInstance(&st);
+  if (U_FAILURE(st)) return std::string(text);
+  std::vector<UChar> u16(text.size() + 1);
+  int32_t n16 = 0;
+  u_strFromUTF8(u16.data(), static_cast<int32_t>(u16.size()), &n16, text.data(), static_cast<int32_t>(text.size()), &st);
+  if (U_FAILURE(st)) return std::string(text);  // invalid UTF-8: left as bytes
+  if (unorm2_quickCheck(nfc, u16.data(), n16, &st) == UNORM_YES && U_SUCCESS(st)) return std::string(text);
+  st = U_ZERO_ERROR;
+  std::vector<UChar> out(static_cast<size_t>(n16) * 3 + 16);  // NFC grows by at most 3× (UAX #15)
+  const int32_t nout = unorm2_normalize(nfc, u16.data(), n16, out.data(), static_cast<int32_t>(out.size()), &st);
+  if (U_FAILURE(st)) return std::string(text);
+  std::string r(static_cast<size_t>(nout) * 3 + 4, '\0');
+  int32_t n8 = 0;
+  u_strToUTF8(r.data(), static_cast<int32_t>(r.size()), &n8, out.data(), nout, &st);
+  if (U_FAILURE(st)) return std::string(text);
+  r.resize(static_cast<size_t>(n8));
+  return r;
 }
 
 }  // namespace catq

@@ -34,6 +34,10 @@ std::optional<PreTokenizer> pre_tokenizer_from_regex(const std::string& pattern)
 // Splits text into consecutive non-empty pieces (views into text) whose concatenation is text.
 std::vector<std::string_view> pre_tokenize(std::string_view text, PreTokenizer p);
 
+// Unicode NFC (canonical composition, ICU's tables) of UTF-8 text, as Hugging Face's NFC normalizer. Text that is
+// not valid UTF-8 is returned unchanged (its bytes go to byte fallback as they are); ASCII takes a fast path.
+std::string nfc_normalize(std::string_view text);
+
 // One UTF-8 code point at s[i] (i < s.size()): its value and byte length; an invalid or truncated sequence is
 // one byte with value 0xFFFFFFFF.
 uint32_t utf8_next(std::string_view s, size_t i, size_t& len);

@@ -58,7 +58,8 @@ const char* to_string(TokenizerKind k) {
 
 Tokenizer::Tokenizer(BpeSpec sp)
     : kind_(sp.kind), pre_(sp.pre), ignore_merges_(sp.ignore_merges), byte_fallback_(sp.byte_fallback),
-      dummy_prefix_(sp.dummy_prefix), add_bos_(sp.add_bos), add_eos_(sp.add_eos), pieces_(std::move(sp.pieces)),
+      dummy_prefix_(sp.dummy_prefix), prefix_first_only_(sp.dummy_prefix && sp.prefix_first_only), nfc_(sp.nfc),
+      add_bos_(sp.add_bos), add_eos_(sp.add_eos), pieces_(std::move(sp.pieces)),
       types_(std::move(sp.types)), bos_(sp.bos), eos_(sp.eos), unk_(sp.unk) {
   CATQ_CHECK(kind_ != TokenizerKind::Llama2c, Internal, "tokenizer: BpeSpec of kind llama2c");
   const int64_t n = static_cast<int64_t>(pieces_.size());
@@ -137,6 +138,8 @@ BpeSpec Tokenizer::spec() const {
   s.ignore_merges = ignore_merges_;
   s.byte_fallback = byte_fallback_;
   s.dummy_prefix = dummy_prefix_;
+  s.prefix_first_only = prefix_first_only_;
+  s.nfc = nfc_;
   s.bos = bos_;
   s.eos = eos_;
   s.unk = unk_;
@@ -166,24 +169,31 @@ std::vector<int32_t> Tokenizer::encode_bpe(const std::string& text, bool bos, bo
       ++i;
       continue;
     }
-    if (i > seg) encode_segment(std::string_view(text).substr(seg, i - seg), ids, cache);
+    if (i > seg) encode_segment(std::string_view(text).substr(seg, i - seg), ids, cache, seg == 0);
     ids.push_back(hit);
     i += pieces_[hit].size();
     seg = i;
   }
-  if (seg < text.size()) encode_segment(std::string_view(text).substr(seg), ids, cache);
+  if (seg < text.size()) encode_segment(std::string_view(text).substr(seg), ids, cache, seg == 0);
   if (eos && eos_ >= 0) ids.push_back(eos_);
   return ids;
 }
 
 void Tokenizer::encode_segment(std::string_view seg, std::vector<int32_t>& ids,
-                               std::unordered_map<std::string, std::vector<int32_t>>& cache) const {
+                               std::unordered_map<std::string, std::vector<int32_t>>& cache, bool at_start) const {
+  if (!nfc_) return encode_segment_normalized(seg, ids, cache, at_start);
+  encode_segment_normalized(nfc_normalize(seg), ids, cache, at_start);  // per segment between added tokens, as in HF
+}
+
+void Tokenizer::encode_segment_normalized(std::string_view seg, std::vector<int32_t>& ids,
+                                          std::unordered_map<std::string, std::vector<int32_t>>& cache,
+                                          bool at_start) const {
   std::vector<int32_t> syms;
   if (kind_ == TokenizerKind::SpmBpe) {
     // One word: the dummy prefix, then one symbol per code point (unknown ones as byte tokens), merged by rank.
     std::string s;
     s.reserve(seg.size() + 1);
-    if (dummy_prefix_) s.push_back(' ');
+    if (dummy_prefix_ && (at_start || !prefix_first_only_)) s.push_back(' ');
     s.append(seg);
     for (size_t i = 0; i < s.size();) {
       size_t len;

@@ -51,6 +51,9 @@ struct BpeSpec {
   bool ignore_merges = false;  // ByteLevelBpe: a pre-token that is a whole piece is that token (Llama-3)
   bool byte_fallback = true;   // SpmBpe: unknown code points -> <0xXX> tokens (else unk)
   bool dummy_prefix = true;    // SpmBpe: a space before each text segment (Prepend("▁") / Metaspace prepend)
+  bool nfc = false;                // the NFC normalizer (Qwen2): each text segment composed before tokenizing
+  bool prefix_first_only = false;  // SpmBpe: ... only before the segment at the start of the text (Metaspace
+                                   // prepend_scheme "first": none after an added token)
   int32_t bos = -1, eos = -1, unk = -1;
   bool add_bos = false, add_eos = false;            // what the model's own configuration asks for
 };
@@ -74,6 +77,8 @@ class Tokenizer {
   bool ignore_merges() const { return ignore_merges_; }
   bool byte_fallback() const { return byte_fallback_; }
   bool dummy_prefix() const { return dummy_prefix_; }
+  bool prefix_first_only() const { return prefix_first_only_; }
+  bool nfc() const { return nfc_; }
   bool add_bos() const { return add_bos_; }
   bool add_eos() const { return add_eos_; }
   // Merges in rank order as (left id, right id).
@@ -115,11 +120,15 @@ class Tokenizer {
   void build_index();
   std::vector<int32_t> encode_bpe(const std::string& text, bool bos, bool eos, bool special) const;
   // One text segment without added tokens; `cache` memoizes pre-token -> ids within one encode() call.
+  // at_start: the segment begins the text (SpmBpe's prefix_first_only).
   void encode_segment(std::string_view seg, std::vector<int32_t>& ids,
-                      std::unordered_map<std::string, std::vector<int32_t>>& cache) const;
+                      std::unordered_map<std::string, std::vector<int32_t>>& cache, bool at_start) const;
+  void encode_segment_normalized(std::string_view seg, std::vector<int32_t>& ids,
+                                 std::unordered_map<std::string, std::vector<int32_t>>& cache, bool at_start) const;
   TokenizerKind kind_ = TokenizerKind::Llama2c;
   PreTokenizer pre_ = PreTokenizer::None;
-  bool ignore_merges_ = false, byte_fallback_ = true, dummy_prefix_ = true, add_bos_ = false, add_eos_ = false;
+  bool ignore_merges_ = false, byte_fallback_ = true, dummy_prefix_ = true, prefix_first_only_ = false,
+       nfc_ = false, add_bos_ = false, add_eos_ = false;
   std::vector<std::pair<int32_t, int32_t>> merges_;
   BpeMergeTable merge_table_;
   std::vector<std::vector<int32_t>> added_;  // by first byte: Control / Unknown / UserDefined ids, longest first

@@ -33,18 +33,26 @@ at::Tensor geometric_mean(const at::Tensor& a, const at::Tensor& b) {
 }
 
 at::Tensor block_alignment_transform(const at::Tensor& sigma_x, const at::Tensor& sigma_w, int64_t k, double damping) {
-  const int64_t d = sigma_x.size(0);
+  const at::Tensor blocks = block_alignment_blocks(sigma_x, sigma_w, k, damping);
+  const int64_t d = blocks.size(0) * k;
+  at::Tensor m = at::zeros({d, d}, at::kDouble);
+  for (int64_t i = 0; i < blocks.size(0); ++i) m.slice(0, i * k, i * k + k).slice(1, i * k, i * k + k).copy_(blocks[i]);
+  return m;
+}
+
+at::Tensor block_alignment_blocks(const at::Tensor& sigma_x, const at::Tensor& sigma_w, int64_t k, double damping) {
+  const int64_t d = sigma_diagonal(sigma_x).numel();
   CATQ_CHECK(k >= 1 && d % k == 0, Config, "block CAT: block size {} does not divide the dimension {}", k, d);
   CATQ_CHECK(damping >= 0 && std::isfinite(damping), Config, "block CAT: damping {} must be >= 0", damping);
   at::Tensor sx = sigma_x.to(at::kDouble), sw = sigma_w.to(at::kDouble);
-  at::Tensor m = at::zeros({d, d}, at::kDouble);
+  at::Tensor m = at::empty({d / k, k, k}, at::kDouble);
   for (int64_t i = 0; i < d; i += k) {
-    at::Tensor bx = damp(sx.slice(0, i, i + k).slice(1, i, i + k), damping);
-    at::Tensor bw = damp(sw.slice(0, i, i + k).slice(1, i, i + k), damping);
+    at::Tensor bx = damp(diagonal_block(sx, i, k), damping);
+    at::Tensor bw = damp(diagonal_block(sw, i, k), damping);
     bx = 0.5 * (bx + bx.t());
     bw = 0.5 * (bw + bw.t());
     at::Tensor g = geometric_mean(bw, at::linalg_inv(bx));
-    m.slice(0, i, i + k).slice(1, i, i + k).copy_(sym_pow(0.5 * (g + g.t()), 0.5));
+    m[i / k].copy_(sym_pow(0.5 * (g + g.t()), 0.5));
   }
   CATQ_CHECK(at::isfinite(m).all().item<bool>(), Data, "block CAT: the transform is not finite (singular statistics; "
              "raise the damping)");
@@ -76,10 +84,18 @@ void apply_block_cat_block(LlamaModel& m, int64_t l, const BlockStats& stats, in
   }
   for_each_site_in_block(c, l, [&](const TransformSite& t) {
     const PositionStats& s = stats_at(stats, t.pos, t.group);
-    at::Tensor sw = consumer_gram(m, t.layer, t.pos, t.group);
-    at::Tensor mt = block_alignment_transform(s.sigma, sw, block_at(c, t.pos, k), damping);  // M̂ = (Σ_w # Σ_x⁻¹)^{1/2}
-    if (hadamard_after) mt = at::matmul(hadamard_matrix(position_dim(c, t.pos), false, seed + 30), mt);  // H·M̂
-    apply_transform(m, t.layer, t.pos, mt, t.kv_head());
+    const int64_t kb = block_at(c, t.pos, k), d = position_dim(c, t.pos);
+    at::Tensor sw = consumer_gram(m, t.layer, t.pos, t.group, kb);  // its diagonal kb×kb blocks only
+    const at::Tensor blocks = block_alignment_blocks(s.sigma, sw, kb, damping);  // M̂ = (Σ_w # Σ_x⁻¹)^{1/2}
+    if (t.pos == TransformPosition::O) {  // offline through V/O: a dense hd×hd matrix
+      at::Tensor mt = block_alignment_transform(s.sigma, sw, kb, damping);
+      if (hadamard_after) mt = at::matmul(hadamard_matrix(d, false, seed + 30), mt);  // H·M̂
+      apply_transform(m, t.layer, t.pos, mt, t.kv_head());
+    } else {  // online, kept structured: M̂ block-diagonal, then H
+      std::vector<OnlineFactor> f = {OnlineFactor::block_diagonal(blocks)};
+      if (hadamard_after) f.push_back(hadamard_factor(d, false, seed + 30));
+      apply_transform(m, t.layer, t.pos, f);
+    }
   });
 }
 

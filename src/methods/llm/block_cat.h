@@ -16,8 +16,11 @@ namespace catq {
 // Matrix geometric mean A # B of symmetric positive definite matrices.
 at::Tensor geometric_mean(const at::Tensor& a, const at::Tensor& b);
 // Alignment-optimal M̂ = (Σ_w # Σ_x⁻¹)^{1/2} per diagonal block of size k (k must divide d), both damped by
-// damping·tr/d. Error(Config) when k does not divide d.
+// damping·tr/d. Σ_x and Σ_w may be full [d, d] or their diagonal blocks (calib_stats.h). Error(Config) when k
+// does not divide d.
 at::Tensor block_alignment_transform(const at::Tensor& sigma_x, const at::Tensor& sigma_w, int64_t k, double damping);
+// The same M̂ as its diagonal blocks [d/k, k, k] (what the online transform stores).
+at::Tensor block_alignment_blocks(const at::Tensor& sigma_x, const at::Tensor& sigma_w, int64_t k, double damping);
 // Applies block CAT with block size k (dividing dim and hidden_dim, and dividing or a multiple of the head size;
 // Error(Config) otherwise) and damping ε; hadamard_after = false uses T = M̂. The Hadamards use seed + 30.
 // `stats` are collected on the untransformed model.

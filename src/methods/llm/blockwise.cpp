@@ -25,7 +25,7 @@ bool static_input(const SimQuant::Layer& l) {
 }
 
 // The weight-quantized stream's context: layers quantized so far in the current block use their dequantized weight;
-// the inputs of `record` layers are summed into their Hessians.
+// the inputs of `record` layers are summed into their Hessians (H = Σ x xᵀ).
 class StreamContext : public QuantContext {
  public:
   std::map<int, at::Tensor> dequantized;  // layer index -> fp32 weight
@@ -38,8 +38,9 @@ class StreamContext : public QuantContext {
   }
   at::Tensor input(const LayerInfo& l, const at::Tensor& x) override {
     if (record.count(l.index)) {
-      const at::Tensor r = x.detach().reshape({-1, x.size(-1)}).to(at::kDouble);
-      at::Tensor g = at::matmul(r.t(), r);
+      // One batch's X^T X in fp32 (a GEMM at twice the double rate), summed over batches in double.
+      const at::Tensor r = x.detach().reshape({-1, x.size(-1)}).to(at::kFloat);
+      at::Tensor g = at::matmul(r.t(), r).to(at::kDouble);
       auto it = hessian.find(l.index);
       if (it == hessian.end()) hessian.emplace(l.index, std::move(g));
       else it->second += g;
@@ -119,11 +120,21 @@ json quantize_llama_blockwise(LlamaModel& m, SimQuant& sq, const at::Tensor& cal
     for (int idx : group)
       if (sq.layer(infos[idx].name).weight_spec.enabled) todo.push_back(idx);
     if (todo.empty()) return;
+    // The layers of a group read the same input: one Hessian (of the first) and one factor serve them all.
+    std::optional<GptqFactor> factor;
     if (gptq) {
-      ctx.record = std::set<int>(todo.begin(), todo.end());
+      ctx.record = {todo.front()};
       ctx.hessian.clear();
       pass();
       ctx.record.clear();
+      const auto t0 = std::chrono::steady_clock::now();
+      try {
+        factor = gptq_factor(ctx.hessian.at(todo.front()), o.gptq);
+      } catch (const Error& e) {
+        fail(e.kind(), "{}: layer '{}' input Hessian: {}", sq.config().source, infos[todo.front()].name, e.what());
+      }
+      ctx.hessian.clear();
+      seconds += std::chrono::duration<double>(std::chrono::steady_clock::now() - t0).count();
     }
     for (int idx : todo) {
       const LayerInfo& li = infos[idx];
@@ -135,7 +146,7 @@ json quantize_llama_blockwise(LlamaModel& m, SimQuant& sq, const at::Tensor& cal
         if (gptq) {
           GptqOptions go = o.gptq;
           go.keep_dequantized = false;
-          GptqResult g = gptq_quantize(w, ctx.hessian.at(idx), spec, go);
+          GptqResult g = gptq_quantize(w, *factor, spec, go);
           peak_layer_bytes = std::max<int64_t>(peak_layer_bytes, w.numel() * 4);
           // The later passes see what the written model computes (the runtime and SimQuant dequantize the stored
           // codes the same way); nothing runs after the head.
@@ -153,7 +164,6 @@ json quantize_llama_blockwise(LlamaModel& m, SimQuant& sq, const at::Tensor& cal
       } catch (const Error& e) {
         fail(e.kind(), "{}: layer '{}' weight: {}", sq.config().source, li.name, e.what());
       }
-      ctx.hessian.erase(idx);
       seconds += std::chrono::duration<double>(std::chrono::steady_clock::now() - t0).count();
       n_weights += w.numel();
     }
@@ -196,7 +206,7 @@ json quantize_llama_blockwise(LlamaModel& m, SimQuant& sq, const at::Tensor& cal
         release_mapped_pages(x);
         x = std::move(f);
       }
-      const BlockStats st = block_stats ? collect_block_stats(m, l, xfp) : BlockStats{};
+      const BlockStats st = block_stats ? collect_block_stats(m, l, xfp, llm_transform_stats_block(hooks.transform->options())) : BlockStats{};
       hooks.transform->block(l, block_stats ? &st : nullptr);
     }
     auto pass_q = [&] {

@@ -7,8 +7,15 @@
 //   ("static groups"), so per-group params are computed once from W before any update
 //   U = chol(H⁻¹)ᵀ (upper); for column j: q_j = Q(w_j), e_j = (w_j − q_j)/U_jj, w_k −= e_j·U_jk for k > j
 //   lazy batches of `block` columns: the update of the later columns is applied once per batch
+//
+// Precision and cost, as the reference implementation: W, U and the updates in fp32; H⁻¹'s factor without forming
+// H⁻¹ (reverse-order Cholesky H = R Rᵀ, R upper, then U = R⁻¹: the unique upper factor with UᵀU = H⁻¹). The
+// column loop is quant/gptq_kernel's fused row kernel; the batch updates are GEMMs. The factor depends on H only,
+// so layers that share an input (q/k/v, gate/up) factor it once (gptq_factor).
 #pragma once
 #include <ATen/ATen.h>
+
+#include <vector>
 
 #include "quant/quantizer.h"
 
@@ -19,7 +26,7 @@ struct GptqOptions {
   bool act_order = false;
   int64_t block = 128;  // lazy-batch width
   // Rows are quantized independently given H's factor, so a weight goes this many values (rows × in) at a time: the
-  // double working set of an 8 B model's LM head stays ~100 MB instead of 4 × 4 GB. Results do not depend on it.
+  // working set of an 8 B model's LM head stays ~100 MB instead of several × 2 GB. Results do not depend on it.
   int64_t row_slice = int64_t{1} << 23;
   bool keep_dequantized = true;  // false: GptqResult::dequantized stays undefined (saves a float copy)
 };
@@ -32,9 +39,25 @@ struct GptqResult {
   double proxy_gptq = 0;   // the same for GPTQ (the objective GPTQ lowers)
 };
 
-// w: [out, in] float; h: [in, in]; spec: uniform weight spec, per-channel (axis 0) or per-group (axis 1).
-// Error(Config) for other specs, Error(Data) for shape mismatches or a non-finite H; a Hessian that is not
-// positive definite even after damping is retried with 10× the damping (up to 3 times) before Error(Data).
+// H prepared for GPTQ: damped, dead inputs handled, permuted (act-order) and factored.
+struct GptqFactor {
+  int64_t in = 0;
+  at::Tensor dead;                 // bool [in]: inputs with H_ii = 0
+  bool any_dead = false;
+  std::vector<int64_t> order;      // position j of the quantization order -> original column
+  at::Tensor perm, inv;            // long [in]: order as a tensor, and its inverse
+  at::Tensor u;                    // float [in, in], upper, in the permuted order
+  at::Tensor h32;                  // float [in, in]: H (dead diagonal = 1) for the report proxies
+  double damp = 0;                 // damping used (o.damp, or more after a retry)
+};
+// Error(Data) for a non-square or non-finite H; a Hessian that is not positive definite even after damping is
+// retried with 10× the damping (up to 3 times) before Error(Data).
+GptqFactor gptq_factor(const at::Tensor& h, const GptqOptions& o);
+
+// w: [out, in] float (finite); f: from gptq_factor(H, o) with H [in, in]; spec: uniform weight spec, per-channel (axis 0) or per-group (axis 1).
+// Error(Config) for other specs, Error(Data) for shape mismatches or a non-finite weight.
+GptqResult gptq_quantize(const at::Tensor& w, const GptqFactor& f, const QuantSpec& spec, const GptqOptions& o);
+// gptq_quantize(w, gptq_factor(h, o), spec, o).
 GptqResult gptq_quantize(const at::Tensor& w, const at::Tensor& h, const QuantSpec& spec, const GptqOptions& o);
 
 }  // namespace catq

@@ -21,7 +21,8 @@ json quantize_llama(LlamaModel& m, SimQuant& sq, const at::Tensor& calib, const 
   rep["calibration_windows"] = calib.size(0);
   if (o.transform.method != "none") {
     std::vector<BlockStats> stats;
-    if (o.transform.method != "quarot" && o.transform.method != "rotation") stats = collect_llama_stats(m, calib, o.batch);
+    if (llm_transform_needs_stats(o.transform))
+      stats = collect_llama_stats(m, calib, o.batch, llm_transform_stats_block(o.transform));
     apply_llm_transform(m, stats, o.transform);
   }
   m.bind(&sq);  // (re)announce the layers: resolves every layer's specs and checks them against the shapes

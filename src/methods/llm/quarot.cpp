@@ -20,8 +20,9 @@ void apply_quarot_block(LlamaModel& m, int64_t l, const at::Tensor& q, RotationK
   const bool hadamard = kind == RotationKind::Hadamard;
   fold_rmsnorm_block(m, l);
   rotate_residual_block(m, l, q);
-  apply_transform(m, l, TransformPosition::Down,
-                  hadamard ? hadamard_matrix(c.hidden_dim, false, seed + 10) : random_orthogonal(c.hidden_dim, seed + 10 + l));
+  // The online Hadamard before down_proj stays structured (fast Walsh–Hadamard ⊗ a small odd factor).
+  if (hadamard) apply_transform(m, l, TransformPosition::Down, {hadamard_factor(c.hidden_dim, false, seed + 10)});
+  else apply_transform(m, l, TransformPosition::Down, random_orthogonal(c.hidden_dim, seed + 10 + l));
   apply_transform(m, l, TransformPosition::O,  // every KV head
                   hadamard ? hadamard_matrix(c.hd(), false, seed + 20) : random_orthogonal(c.hd(), seed + 20 + l));
 }

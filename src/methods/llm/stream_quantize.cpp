@@ -82,9 +82,7 @@ nlohmann::json quantize_llama_streamed(LlamaModel& m, SimQuant& sq, const at::Te
     const LlamaBlock& b = m.blocks[l];
     for (const LlamaBlockTensor& t : llama_block_tensors())
       if (t.linear < 0 && t.present(c)) w.add_tensor(t.catq_key(l), b.*t.member);
-    if (b.attn_in.defined()) w.add_tensor(fmt::format("blk.{}.attn_in", l), b.attn_in.matrix);
-    if (b.ffn_in.defined()) w.add_tensor(fmt::format("blk.{}.ffn_in", l), b.ffn_in.matrix);
-    if (b.down_in.defined()) w.add_tensor(fmt::format("blk.{}.down_in", l), b.down_in.matrix);
+    w.add_online_transforms(l, b);
   };
   nlohmann::json rep = quantize_llama_blockwise(m, sq, calib, o, [&](const BlockwiseLayer& l) {
     const at::Tensor& stored = m.layer_weight(l.info->index);

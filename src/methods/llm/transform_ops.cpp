@@ -37,17 +37,28 @@ void for_each_site(const LlamaConfig& c, const std::function<void(const Transfor
   for (int64_t l = 0; l < c.n_layers; ++l) for_each_site_in_block(c, l, f);
 }
 
-at::Tensor consumer_gram(const LlamaModel& m, int64_t l, TransformPosition p, int64_t g) {
+at::Tensor gram_blocks(const at::Tensor& x, int64_t k) {
+  const int64_t n = x.size(0), d = x.size(1);
+  if (k <= 0 || k >= d) return at::matmul(x.t(), x);
+  CATQ_CHECK(d % k == 0, Usage, "statistics: block {} does not divide the dimension {}", k, d);
+  const at::Tensor xb = x.reshape({n, d / k, k}).permute({1, 2, 0});  // [d/k, k, N]
+  return at::bmm(xb, xb.transpose(1, 2));
+}
+
+at::Tensor consumer_gram(const LlamaModel& m, int64_t l, TransformPosition p, int64_t g, int64_t block) {
   const LlamaBlock& b = m.blocks.at(l);
-  auto gram = [](const at::Tensor& w) { at::Tensor d = w.to(at::kDouble); return at::matmul(d.t(), d); };
+  auto gram = [block](const at::Tensor& w) { return gram_blocks(w.to(at::kDouble), block); };
   switch (p) {
     case TransformPosition::Attn: return gram(b.wq) + gram(b.wk) + gram(b.wv);
     case TransformPosition::Ffn: return gram(b.w1) + gram(b.w3);
     case TransformPosition::Down: return gram(b.w2);
     case TransformPosition::O: {
       const int64_t hd = m.cfg.hd(), rep = m.cfg.n_heads / m.cfg.n_kv_heads;
-      at::Tensor r = at::zeros({hd, hd}, at::kDouble);
-      for (int64_t h = g * rep; h < (g + 1) * rep; ++h) r = r + gram(b.wo.narrow(1, h * hd, hd));
+      at::Tensor r;
+      for (int64_t h = g * rep; h < (g + 1) * rep; ++h) {
+        const at::Tensor gh = gram(b.wo.narrow(1, h * hd, hd));
+        r = r.defined() ? r + gh : gh;
+      }
       return r;
     }
   }
@@ -80,10 +91,7 @@ void apply_transform(LlamaModel& m, int64_t l, TransformPosition p, const at::Te
   at::Tensor t = t_in.to(at::kDouble);
   at::Tensor tinv = at::linalg_inv(t);
   auto right = [&](at::Tensor& w) { w = at::matmul(w.to(at::kDouble), tinv).to(at::kFloat).contiguous(); };
-  auto compose = [&](OnlineTransform& o) {
-    at::Tensor prev = o.defined() ? o.matrix.to(at::kDouble) : at::eye(t.size(0), at::kDouble);
-    o.matrix = at::matmul(t, prev).to(at::kFloat).contiguous();
-  };
+  auto compose = [&](OnlineTransform& o) { o.then(OnlineFactor::dense(t.to(at::kFloat))); };
   switch (p) {
     case TransformPosition::Attn:
       right(b.wq), right(b.wk), right(b.wv), compose(b.attn_in);
@@ -114,6 +122,29 @@ void apply_transform(LlamaModel& m, int64_t l, TransformPosition p, const at::Te
   }
 }
 
+void apply_transform(LlamaModel& m, int64_t l, TransformPosition p, const std::vector<OnlineFactor>& factors) {
+  at::NoGradGuard ng;
+  CATQ_CHECK(p != TransformPosition::O, Usage, "structured transforms act online; the o transform is offline");
+  LlamaBlock& b = m.blocks.at(l);
+  const int64_t d = position_dim(m.cfg, p);
+  for (const OnlineFactor& f : factors) CATQ_CHECK(f.dim() == d, Config, "{} transform: a factor of size {}, expected {}",
+                                                   to_string(p), f.dim(), d);
+  auto right = [&](at::Tensor& w) {
+    at::Tensor wd = w.to(at::kDouble);
+    for (const OnlineFactor& f : factors) wd = f.right_inverse(wd);  // W T⁻¹ = W F₁⁻¹ ··· Fₙ⁻¹
+    w = wd.to(at::kFloat).contiguous();
+  };
+  auto compose = [&](OnlineTransform& o) {
+    for (const OnlineFactor& f : factors) o.then(f);
+  };
+  switch (p) {
+    case TransformPosition::Attn: right(b.wq), right(b.wk), right(b.wv), compose(b.attn_in); break;
+    case TransformPosition::Ffn: right(b.w1), right(b.w3), compose(b.ffn_in); break;
+    case TransformPosition::Down: right(b.w2), compose(b.down_in); break;
+    case TransformPosition::O: break;
+  }
+}
+
 void apply_diagonal(LlamaModel& m, int64_t l, TransformPosition p, const at::Tensor& d_in, int64_t kv_head) {
   at::NoGradGuard ng;
   LlamaBlock& b = m.blocks.at(l);
@@ -123,7 +154,7 @@ void apply_diagonal(LlamaModel& m, int64_t l, TransformPosition p, const at::Ten
   auto online = [&](const OnlineTransform& o) { return o.defined(); };
   if ((p == TransformPosition::Attn && online(b.attn_in)) || (p == TransformPosition::Ffn && online(b.ffn_in)) ||
       (p == TransformPosition::Down && online(b.down_in))) {
-    apply_transform(m, l, p, at::diag(d.to(at::kDouble)), kv_head);
+    apply_transform(m, l, p, {OnlineFactor::block_diagonal(d.to(at::kDouble).reshape({-1, 1, 1}))});  // k = 1
     return;
   }
   switch (p) {
@@ -215,19 +246,6 @@ void rotate_residual(LlamaModel& m, const at::Tensor& q) {
   for (int64_t l = 0; l < static_cast<int64_t>(m.blocks.size()); ++l) rotate_residual_block(m, l, q);
 }
 
-void fwht_(at::Tensor& x) {
-  const int64_t n = x.size(-1);
-  CATQ_CHECK(n > 0 && (n & (n - 1)) == 0, Config, "fast Walsh-Hadamard transform: size {} is not a power of two", n);
-  at::Tensor v = x.reshape({-1, n});
-  for (int64_t h = 1; h < n; h *= 2) {
-    at::Tensor y = v.reshape({-1, n / (2 * h), 2, h});
-    at::Tensor a = y.select(2, 0).clone(), b = y.select(2, 1).clone();
-    y.select(2, 0).copy_(a + b);
-    y.select(2, 1).copy_(a - b);
-  }
-  x.copy_(v.reshape(x.sizes()));
-}
-
 at::Tensor random_orthogonal(int64_t n, uint64_t seed) {
   CATQ_CHECK(n >= 1, Config, "random orthogonal matrix: order {} < 1", n);
   at::Generator gen = make_generator(seed);
@@ -236,21 +254,22 @@ at::Tensor random_orthogonal(int64_t n, uint64_t seed) {
   return (q * r.diagonal().sign().unsqueeze(0)).contiguous();  // Haar-distributed
 }
 
-at::Tensor hadamard_matrix(int64_t n, bool randomized, uint64_t seed) {
+OnlineFactor hadamard_factor(int64_t n, bool randomized, uint64_t seed) {
   CATQ_CHECK(n >= 1, Config, "Hadamard matrix: order {} < 1", n);
   int64_t p2 = 1;
   while (n % (p2 * 2) == 0) p2 *= 2;
   const int64_t odd = n / p2;
-  at::Tensor h = at::eye(p2, at::kDouble);
-  fwht_(h);
-  h = h / std::sqrt(static_cast<double>(p2));
-  if (odd > 1) h = at::kron(h, random_orthogonal(odd, seed + 1));
+  at::Tensor q = odd > 1 ? random_orthogonal(odd, seed + 1) : at::ones({1, 1}, at::kDouble);
+  at::Tensor signs = at::ones({n}, at::kDouble);
   if (randomized) {
     at::Generator gen = make_generator(seed + 2);
-    at::Tensor signs = at::randint(0, 2, {n}, gen, at::TensorOptions().dtype(at::kDouble)) * 2 - 1;
-    h = h * signs.unsqueeze(0);
+    signs = at::randint(0, 2, {n}, gen, at::TensorOptions().dtype(at::kDouble)) * 2 - 1;
   }
-  return h;
+  return OnlineFactor::hadamard(q, signs);
+}
+
+at::Tensor hadamard_matrix(int64_t n, bool randomized, uint64_t seed) {
+  return hadamard_factor(n, randomized, seed).matrix();
 }
 
 }  // namespace catq

@@ -10,7 +10,7 @@
 //          W_o,h ← W_o,h T_g⁻¹ for each query head h reading it), so it costs nothing at run time
 // Diagonal transforms (SmoothQuant, block CAT with k = 1) fold offline everywhere: attn/ffn into the RMSNorm
 // weights, down into the rows of ffn_up (silu(g)·(u·s) = (silu(g)·u)·s). Full transforms at attn / ffn / down are
-// online (LlamaBlock::attn_in / ffn_in / down_in).
+// online (LlamaBlock::attn_in / ffn_in / down_in), kept as structured factors (llm/online_transform.h).
 //
 // Hadamard of size n = 2^a·m (m odd): Sylvester H_{2^a} (fast Walsh–Hadamard) ⊗ Q_m with Q_m a seeded random
 // orthogonal matrix when m > 1 (true Hadamard matrices of such orders need stored tables), normalised to be
@@ -47,8 +47,12 @@ void for_each_site(const LlamaConfig& c, const std::function<void(const Transfor
 void for_each_site_in_block(const LlamaConfig& c, int64_t l, const std::function<void(const TransformSite&)>& f);
 
 // ---- The consumers' weights -------------------------------------------------------------------------------
-// The Gram matrix Σ_w = Σ over the consumers of WᵀW at a position of block l (for O: of KV head g).
-at::Tensor consumer_gram(const LlamaModel& m, int64_t l, TransformPosition p, int64_t kv_head = 0);
+// Diagonal blocks [d/k, k, k] of XᵀX for rows X [N, d], k dividing d (Error(Usage) otherwise); k = 0 or k ≥ d
+// gives the full [d, d].
+at::Tensor gram_blocks(const at::Tensor& x, int64_t k);
+// The Gram matrix Σ_w = Σ over the consumers of WᵀW at a position of block l (for O: of KV head g), double;
+// block > 0 (dividing the position's dimension) gives only its diagonal blocks [d/block, block, block].
+at::Tensor consumer_gram(const LlamaModel& m, int64_t l, TransformPosition p, int64_t kv_head = 0, int64_t block = 0);
 // Column j of the consumers' weights: max |W_ij| over the rows of every consumer (for O: of KV head g).
 at::Tensor consumer_absmax(const LlamaModel& m, int64_t l, TransformPosition p, int64_t kv_head = 0);
 
@@ -58,6 +62,9 @@ void apply_diagonal(LlamaModel& m, int64_t l, TransformPosition p, const at::Ten
 // Full transform x ← T x at attn / ffn / down (online, composed with any existing one) or o (per KV head,
 // offline through V/O; kv_head = -1 applies the same T to every KV head).
 void apply_transform(LlamaModel& m, int64_t l, TransformPosition p, const at::Tensor& t, int64_t kv_head = -1);
+// The same with T = factors.back() ··· factors.front() kept structured online (attn / ffn / down only): the
+// consumers get W·F₁⁻¹···Fₙ⁻¹ factor by factor, and the online transform gains the factors, not their product.
+void apply_transform(LlamaModel& m, int64_t l, TransformPosition p, const std::vector<OnlineFactor>& factors);
 // Folds every RMSNorm weight into the linear layers that read it (unties a tied head) and sets it to 1.
 // == fold_rmsnorm_block for every block + fold_rmsnorm_head (the final norm into the head), in any order.
 void fold_rmsnorm_weights(LlamaModel& m);
@@ -71,10 +78,11 @@ void rotate_residual_ends(LlamaModel& m, const at::Tensor& q);
 void rotate_residual_block(LlamaModel& m, int64_t l, const at::Tensor& q);
 
 // ---- Orthogonal matrices ----------------------------------------------------------------------------------
-// In-place fast Walsh–Hadamard transform along the last dim (size a power of two), unnormalised.
-void fwht_(at::Tensor& x);
 // Orthogonal Hadamard-type matrix of order n (see the header comment). Error(Config) for n < 1.
+// hadamard_matrix == hadamard_factor(...).matrix(); the factor is the structured form online transforms keep
+// (llm/online_transform.h; fwht_ is declared there).
 at::Tensor hadamard_matrix(int64_t n, bool randomized = false, uint64_t seed = 0);
+OnlineFactor hadamard_factor(int64_t n, bool randomized = false, uint64_t seed = 0);  // double
 // Haar-distributed random orthogonal matrix of order n (double), seeded. Error(Config) for n < 1.
 at::Tensor random_orthogonal(int64_t n, uint64_t seed);
 

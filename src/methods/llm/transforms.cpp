@@ -54,6 +54,11 @@ bool llm_transform_needs_stats(const LlmTransformOptions& o) {
   return o.method == "smoothquant" || o.method == "rms" || o.method == "blockcat";
 }
 
+int64_t llm_transform_stats_block(const LlmTransformOptions& o) {
+  if (o.method == "blockcat") return o.block;
+  return o.method == "smoothquant" || o.method == "rms" ? 1 : 0;
+}
+
 LlmBlockTransformer::LlmBlockTransformer(LlamaModel& m, const LlmTransformOptions& o) : m_(m), o_(o) {
   if (o.method == "blockcat") check_block_cat(m.cfg, o.block);
   if (o.method == "quarot" || o.method == "rotation") {

@@ -41,6 +41,9 @@ void apply_llm_transform(LlamaModel& m, const std::vector<BlockStats>& stats, co
 
 // True for the methods that need calibration statistics (smoothquant, rms, blockcat).
 bool llm_transform_needs_stats(const LlmTransformOptions& o);
+// The diagonal block size of Σ the method reads (the `block` of collect_llama_stats): k for blockcat, 1 for
+// smoothquant and rms (diagonal / max |x| only), 0 (full Σ) otherwise.
+int64_t llm_transform_stats_block(const LlmTransformOptions& o);
 
 // The transform block by block (layer-streamed pipelines): the constructor checks the options and transforms the
 // model's ends (QuaRot / rotation: the final RMSNorm folded into the head, which unties it, embeddings and head

@@ -33,7 +33,7 @@ void save_fp_checkpoint(const LlamaModel& m, const Tokenizer& tok, const std::st
     write_llama2c(m, out);
     return;
   }
-  write_hf_llama(m, out, SafetensorsDtype::F32);
+  write_hf_llama(m, out, SafetensorsDtype::F32, 1, {tok.bos_id(), tok.eos_id()});
   write_hf_tokenizer(tok, out + "/tokenizer.json");
 }
 
