@@ -259,6 +259,18 @@ TEST(LlmStream, BlockwiseGptqUsesTheQuantizedPrefixOfTheWholeModel) {
     EXPECT_LT((quantize(m.layer_weight(sl.info.index), r.params).to(at::kInt) == installed).to(at::kDouble)
                   .mean().item<double>(), 0.99);
   }
+  // Big weights go in slices of rows (the LM head of an 8 B model; here forced with a tiny slice): the same codes.
+  LlamaModel m2 = LlamaModel::random(tiny_config(tok.vocab_size(), /*tied=*/false), 11);
+  SimQuant sq2(QuantConfig::from_string("w3a16g16"));
+  LlmPtqOptions sliced = po;
+  sliced.gptq.row_slice = 3 * 16;  // GPTQ weight slices of 12 × 16 values: several per layer, a partial last one
+  quantize_llama(m2, sq2, calib, sliced);
+  for (const SimQuant::Layer& l : sq.layers()) {
+    if (!l.weight_spec.enabled) continue;
+    SCOPED_TRACE(l.info.name);
+    EXPECT_TRUE(at::equal(sq2.quantized_weight_codes(l.info.name), sq.quantized_weight_codes(l.info.name)));
+    EXPECT_TRUE(at::equal(sq2.weight_params(l.info.name)->scale, sq.weight_params(l.info.name)->scale));
+  }
 }
 
 // A GGUF of block-quantized linears: the streamed job reads (dequantizes) them block by block — never the whole model

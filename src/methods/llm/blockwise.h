@@ -6,7 +6,8 @@
 // For block l, with X_q the states after the quantized blocks 0..l-1 and X_fp those of the FP model:
 //   transform  (streamed pipelines, BlockwiseHooks) block l in fp32, transformed from statistics of X_fp
 //   GPTQ       for each group {q,k,v}, {o}, {gate,up}, {down} in turn: one pass of block l over X_q with the groups
-//              before it already quantized records H = Σ x xᵀ of the group's inputs; gptq_quantize each linear
+//              before it already quantized, stopped at the group's input, records H = Σ x xᵀ of that input (shared
+//              by the group: one Hessian, one factor); gptq_quantize each linear, big ones in slices of rows
 //              (the sequential order of GPTQ's reference and AutoGPTQ's true_sequential)
 //   RTN        the config's observer per weight (rtn_quantize_weight), no pass
 //   static     one pass of block l over X_fp observes every static input (activations calibrated against the FP
@@ -16,7 +17,7 @@
 // are dynamic: they need no calibration and are applied by whoever runs the result.
 //
 // Memory: the states ([N, T, D] fp32 each, one or two streams), one block's weights in fp32, and GPTQ's per-layer
-// working set (the weight and its [in, in] Hessian in double).
+// working set (a slice of the weight in fp32, the [in, in] Hessian in double and its fp32 factor).
 #pragma once
 #include <functional>
 #include <string>

@@ -3,6 +3,7 @@
 #include <ATen/Parallel.h>
 
 #include <cmath>
+#include <tuple>
 
 #include "core/error.h"
 #include "quant/gptq_kernel.h"
@@ -29,24 +30,32 @@ GptqFactor gptq_factor(const at::Tensor& h_in, const GptqOptions& o) {
   CATQ_CHECK(at::isfinite(h_in).all().item<bool>(), Data, "GPTQ: the Hessian has NaN or Inf entries");
   GptqFactor f;
   f.in = h_in.size(0);
-  at::Tensor h = h_in.to(at::kFloat).clone();
+  at::Tensor h = h_in.to(at::kFloat);  // no copy of an fp32 H (only read, unless inputs are dead)
   f.dead = h.diagonal() == 0;
   f.any_dead = f.dead.any().item<bool>();
-  if (f.any_dead) h.diagonal().masked_fill_(f.dead, 1.0f);
+  if (f.any_dead) {
+    h = h.clone();
+    h.diagonal().masked_fill_(f.dead, 1.0f);
+  }
   f.perm = o.act_order ? at::argsort(h.diagonal(), 0, /*descending=*/true) : at::arange(f.in, at::kLong);
   f.inv = at::argsort(f.perm);
   f.order.assign(f.perm.data_ptr<int64_t>(), f.perm.data_ptr<int64_t>() + f.in);
-  const at::Tensor hp = o.act_order ? h.index_select(0, f.perm).index_select(1, f.perm) : h;
-  const double mean_diag = hp.diagonal().mean().item<double>();
-  const at::Tensor eye = at::eye(f.in, hp.options());
+  const double mean_diag = h.diagonal().mean().item<double>();  // a permutation keeps the diagonal's mean
   double damp = o.damp;
+  // At most four [in, in] fp32 matrices live at once (h, R, the identity, U): 3.3 GB for a 14336-wide input.
   for (int attempt = 0;; ++attempt) {
     // Reverse-order Cholesky: J Hd J = L Lᵀ  =>  Hd = R Rᵀ with R = J L J upper, and U = R⁻¹ satisfies UᵀU = Hd⁻¹.
-    const at::Tensor hd = hp + static_cast<float>(damp * mean_diag) * eye;
-    auto [l, info] = at::linalg_cholesky_ex(hd.flip({0, 1}));
+    at::Tensor l, info;
+    {
+      at::Tensor hdj = o.act_order ? h.index_select(0, f.perm.flip({0})).index_select(1, f.perm.flip({0}))
+                                   : h.flip({0, 1});  // J Hp J, Hp = H in the quantization order
+      hdj.diagonal().add_(damp * mean_diag);
+      std::tie(l, info) = at::linalg_cholesky_ex(hdj);
+    }
     if (info.item<int>() == 0) {
       const at::Tensor r = l.flip({0, 1});
-      at::Tensor u = at::linalg_solve_triangular(r, eye, /*upper=*/true);
+      l = at::Tensor();
+      at::Tensor u = at::linalg_solve_triangular(r, at::eye(f.in, h.options()), /*upper=*/true);
       if (at::isfinite(u).all().item<bool>() && (u.diagonal() > 0).all().item<bool>()) {
         f.u = u.contiguous();
         break;

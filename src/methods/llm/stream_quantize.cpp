@@ -11,26 +11,18 @@
 
 namespace catq {
 
-namespace {
-// The smallest integer dtype holding codes in [qmin, qmax].
 at::ScalarType code_dtype(const QuantParams& p) {
   if (p.qmin >= 0 && p.qmax <= 255) return at::kByte;
   if (p.qmin >= -128 && p.qmax <= 127) return at::kChar;
   return at::kInt;
 }
 
-// Rows are quantized independently when each row owns its params (one scale per output row, or groups along the
-// input dimension) and the observer sees every value of a row (groups never exceed the observers' 4096-column sample
-// floor; per-channel rows only when they are that short): then a big weight can go in slices of rows, and the result
-// is exactly the whole-tensor one.
 bool rows_independent(const QuantSpec& spec, const at::Tensor& w) {
   if (spec.scheme != Scheme::Uniform || w.dim() != 2) return false;
   const int axis = spec.resolved_axis(2);
   if (spec.granularity == Granularity::PerGroup) return axis == 1;
   return spec.granularity == Granularity::PerChannel && axis == 0 && w.size(1) <= 4096;
 }
-
-}  // namespace
 
 std::pair<QuantParams, at::Tensor> rtn_quantize_weight(const QuantSpec& spec, const at::Tensor& stored,
                                                        int64_t* peak_bytes) {

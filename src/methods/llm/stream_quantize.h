@@ -29,6 +29,13 @@ namespace catq {
 // every value of a row seen by the observer) goes a slice of rows at a time — exactly the whole-tensor result — so the
 // resident extra is one fp32 slice plus the 1-byte codes. *peak_bytes: max of the fp32 bytes resident at once.
 std::pair<QuantParams, at::Tensor> rtn_quantize_weight(const QuantSpec& spec, const at::Tensor& w, int64_t* peak_bytes);
+// The smallest integer dtype holding codes in [qmin, qmax] (uint8, int8, else int32).
+at::ScalarType code_dtype(const QuantParams& p);
+// Rows are quantized independently when each row owns its params (one scale per output row, or groups along the
+// input dimension) and the observer sees every value of a row (groups never exceed the observers' 4096-column sample
+// floor; per-channel rows only when they are that short): then a big weight can go in slices of rows, and the result
+// is exactly the whole-tensor one.
+bool rows_independent(const QuantSpec& spec, const at::Tensor& w);
 
 // Quantizes `m` block by block into the .catq file `out`, transformed on the way (`transform`, method "none" for
 // none). `sq`: bound to m (its specs and observers); calib: token windows when blockwise_needs_calibration(sq, o,
