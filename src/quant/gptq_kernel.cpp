@@ -24,33 +24,41 @@ namespace catq {
 
 namespace {
 
-// The quantization of one element and its error, shared by both paths (scalar: the columns are sequential).
-struct ColumnStep {
-  float q, d, e;
+// One batch (the arguments of gptq_batch_rows). step() quantizes element (r, i), stores its code, value and error,
+// and returns the error; both paths share it (the columns are sequential), they differ only in the update.
+struct Batch {
+  int64_t cnt;
+  float* w;
+  int64_t ldw;
+  const float* u;
+  int64_t ldu;
+  const float *scale, *zero;
+  float qmin, qmax;
+  int32_t* codes;
+  float* deq;
+  int64_t ldc;
+  float* err;
+
+  CATQ_GK_NO_CONTRACT inline float step(int64_t r, int64_t i) const {
+    const float x = w[r * ldw + i], s = scale[r * cnt + i], z = zero[r * cnt + i];
+    float q = std::nearbyint(x / s) + z;
+    q = q > qmin ? q : qmin;  // as vmax / vmin in range_search: NaN stays NaN
+    q = q < qmax ? q : qmax;
+    const float d = (q - z) * s;
+    codes[r * ldc + i] = std::isnan(q) ? std::numeric_limits<int32_t>::min() : static_cast<int32_t>(q);
+    deq[r * ldc + i] = d;
+    return err[r * cnt + i] = (x - d) / u[i * ldu + i];
+  }
 };
-CATQ_GK_NO_CONTRACT inline ColumnStep column_step(float x, float s, float z, float qmin, float qmax, float uii) {
-  float q = std::nearbyint(x / s) + z;
-  q = q > qmin ? q : qmin;  // as vmax / vmin in range_search: NaN stays NaN
-  q = q < qmax ? q : qmax;
-  const float d = (q - z) * s;
-  return {q, d, (x - d) / uii};
-}
 
-inline int32_t code_of(float q) { return std::isnan(q) ? std::numeric_limits<int32_t>::min() : static_cast<int32_t>(q); }
-
-CATQ_GK_NO_CONTRACT void rows_ref(int64_t r0, int64_t r1, int64_t cnt, float* w, int64_t ldw, const float* u,
-                                  int64_t ldu, const float* scale, const float* zero, float qmin, float qmax,
-                                  int32_t* codes, float* deq, int64_t ldc, float* err) {
-  for (int64_t r = r0; r < r1; ++r) {
-    float* wr = w + r * ldw;
-    for (int64_t i = 0; i < cnt; ++i) {
-      const ColumnStep st = column_step(wr[i], scale[r * cnt + i], zero[r * cnt + i], qmin, qmax, u[i * ldu + i]);
-      codes[r * ldc + i] = code_of(st.q);
-      deq[r * ldc + i] = st.d;
-      err[r * cnt + i] = st.e;
-      const float* ui = u + i * ldu;
-      for (int64_t k = i + 1; k < cnt; ++k) {
-        const float p = st.e * ui[k];
+CATQ_GK_NO_CONTRACT void rows_ref(const Batch& b, int64_t rows) {
+  for (int64_t r = 0; r < rows; ++r) {
+    float* wr = b.w + r * b.ldw;
+    for (int64_t i = 0; i < b.cnt; ++i) {
+      const float e = b.step(r, i);
+      const float* ui = b.u + i * b.ldu;
+      for (int64_t k = i + 1; k < b.cnt; ++k) {
+        const float p = e * ui[k];
         wr[k] = wr[k] - p;
       }
     }
@@ -58,20 +66,13 @@ CATQ_GK_NO_CONTRACT void rows_ref(int64_t r0, int64_t r1, int64_t cnt, float* w,
 }
 
 #ifdef CATQ_GK_X86
-__attribute__((target("avx512f"))) CATQ_GK_NO_CONTRACT void rows_avx512(int64_t r0, int64_t r1, int64_t cnt, float* w,
-                                                                        int64_t ldw, const float* u, int64_t ldu,
-                                                                        const float* scale, const float* zero,
-                                                                        float qmin, float qmax, int32_t* codes,
-                                                                        float* deq, int64_t ldc, float* err) {
-  for (int64_t r = r0; r < r1; ++r) {
-    float* wr = w + r * ldw;
+__attribute__((target("avx512f"))) CATQ_GK_NO_CONTRACT void rows_avx512(const Batch& b, int64_t rows) {
+  const int64_t cnt = b.cnt;
+  for (int64_t r = 0; r < rows; ++r) {
+    float* wr = b.w + r * b.ldw;
     for (int64_t i = 0; i < cnt; ++i) {
-      const ColumnStep st = column_step(wr[i], scale[r * cnt + i], zero[r * cnt + i], qmin, qmax, u[i * ldu + i]);
-      codes[r * ldc + i] = code_of(st.q);
-      deq[r * ldc + i] = st.d;
-      err[r * cnt + i] = st.e;
-      const float* ui = u + i * ldu;
-      const __m512 e = _mm512_set1_ps(st.e);
+      const __m512 e = _mm512_set1_ps(b.step(r, i));
+      const float* ui = b.u + i * b.ldu;
       int64_t k = i + 1;
       for (; k + 16 <= cnt; k += 16)
         _mm512_storeu_ps(wr + k, _mm512_sub_ps(_mm512_loadu_ps(wr + k), _mm512_mul_ps(e, _mm512_loadu_ps(ui + k))));
@@ -91,11 +92,11 @@ void gptq_batch_rows(int64_t rows, int64_t cnt, float* w, int64_t ldw, const flo
                      const float* zero, float qmin, float qmax, int32_t* codes, float* deq, int64_t ldc, float* err,
                      RangeIsa isa) {
   CATQ_CHECK(range_isa_supported(isa), Usage, "GPTQ kernel: ISA {} is not supported by this CPU", to_string(isa));
+  const Batch b{cnt, w, ldw, u, ldu, scale, zero, qmin, qmax, codes, deq, ldc, err};
 #ifdef CATQ_GK_X86
-  if (isa == RangeIsa::Avx512)
-    return rows_avx512(0, rows, cnt, w, ldw, u, ldu, scale, zero, qmin, qmax, codes, deq, ldc, err);
+  if (isa == RangeIsa::Avx512) return rows_avx512(b, rows);
 #endif
-  rows_ref(0, rows, cnt, w, ldw, u, ldu, scale, zero, qmin, qmax, codes, deq, ldc, err);
+  rows_ref(b, rows);
 }
 
 }  // namespace catq
