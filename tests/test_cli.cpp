@@ -241,7 +241,7 @@ TEST(Cli, QatPlanJsonAndErrors) {
 TEST(BadInputCli, ExportErrors) {
   CliRun r = run_cli("export /nonexistent/model.bin --type q4_0 -o /tmp/x.gguf");
   EXPECT_EQ(r.code, 3) << r.out;
-  r = run_cli("export /nonexistent/model.bin --type q3_k -o /tmp/x.gguf");
+  r = run_cli("export /nonexistent/model.bin --type q4_k_m -o /tmp/x.gguf");
   EXPECT_EQ(r.code, 2) << r.out;
   EXPECT_NE(r.out.find("q4_0"), std::string::npos) << r.out;  // lists what is expected
   r = run_cli("export /nonexistent/model.bin --format tflite -o /tmp/x.gguf");

@@ -5,6 +5,7 @@
 #include <gtest/gtest.h>
 
 #include <cmath>
+#include <cstdio>
 #include <cstdlib>
 #include <cstring>
 #include <random>
@@ -15,6 +16,7 @@
 
 #include <nlohmann/json.hpp>
 
+#include "core/error.h"
 #include "core/file_util.h"
 #include "core/process.h"
 #include "io/gguf.h"
@@ -120,14 +122,66 @@ TEST(GgufBlocks, EncodersWriteLlamaCppBytes) {
   if (!ggml().ok()) GTEST_SKIP() << "needs node-llama-cpp's libggml-base.so in .cache/peers (scripts/setup.sh)";
   const int64_t n = 4096;
   const std::vector<float> x = test_rows(n, 11);
-  for (int type : {2, 3, 8}) {
+  for (int type : {2, 3, 6, 7, 8}) {  // the plain round-to-nearest formats: Q4_0, Q4_1, Q5_0, Q5_1, Q8_0
     const catq::GgmlTypeTraits* tt = catq::ggml_type_traits(type);
     ASSERT_NE(tt->quantize, nullptr) << tt->name;
     std::vector<uint8_t> ours(static_cast<size_t>(n / tt->block * tt->bytes)), theirs(ours.size());
-    for (int64_t b = 0; b < n / tt->block; ++b) tt->quantize(&x[b * tt->block], &ours[b * tt->bytes]);
+    for (int64_t b = 0; b < n / tt->block; ++b) tt->quantize(&x[b * tt->block], nullptr, &ours[b * tt->bytes]);
     ggml().init(type);
     ASSERT_EQ(ggml().quantize(type, x.data(), theirs.data(), 0, 1, n, nullptr), theirs.size()) << tt->name;
     EXPECT_EQ(ours, theirs) << tt->name;
+  }
+}
+
+// The searched formats (IQ4_NL, Q2_K … Q6_K) have no single reference byte stream: catq's encoder must write blocks
+// that llama.cpp decodes to exactly the values catq intended (its own decoder, bit for bit, which the test above ties
+// to ggml's), with a squared error no worse than ggml's own reference quantizer on the same rows (ggml weighs its
+// search by x², catq by plain squared error, so catq should be at least as good in plain error), and the importance
+// weights must steer the error towards the weighted values.
+TEST(GgufBlocks, SearchedEncodersRoundTripThroughLlamaCppAtLeastAsWell) {
+  if (!ggml().ok()) GTEST_SKIP() << "needs node-llama-cpp's libggml-base.so in .cache/peers (scripts/setup.sh)";
+  const int64_t rows = 8, per_row = 1024, n = rows * per_row;
+  const std::vector<float> x = test_rows(n, 23);
+  for (int type : {10, 11, 12, 13, 14, 20}) {
+    const catq::GgmlTypeTraits* tt = catq::ggml_type_traits(type);
+    ASSERT_NE(tt->quantize, nullptr) << tt->name;
+    ToFloat ref = ggml().to_float(type, tt->block, tt->bytes);
+    if (!ref) GTEST_SKIP() << "ggml_type_traits layout not recognised (type " << tt->name << ")";
+    std::vector<uint8_t> ours(static_cast<size_t>(n / tt->block * tt->bytes)), theirs(ours.size());
+    for (int64_t b = 0; b < n / tt->block; ++b) tt->quantize(&x[b * tt->block], nullptr, &ours[b * tt->bytes]);
+    ggml().init(type);
+    ASSERT_EQ(ggml().quantize(type, x.data(), theirs.data(), 0, rows, per_row, nullptr), theirs.size()) << tt->name;
+    std::vector<float> ours_dec(n), ours_by_ggml(n), theirs_dec(n);
+    for (int64_t b = 0; b < n / tt->block; ++b) tt->dequantize(&ours[b * tt->bytes], &ours_dec[b * tt->block]);
+    ref(ours.data(), ours_by_ggml.data(), n);
+    ref(theirs.data(), theirs_dec.data(), n);
+    EXPECT_EQ(std::memcmp(ours_dec.data(), ours_by_ggml.data(), n * sizeof(float)), 0) << tt->name;
+    double e_ours = 0, e_theirs = 0, energy = 0;
+    for (int64_t i = 0; i < n; ++i) {
+      e_ours += (ours_dec[i] - x[i]) * (ours_dec[i] - x[i]);
+      e_theirs += (theirs_dec[i] - x[i]) * (theirs_dec[i] - x[i]);
+      energy += x[i] * x[i];
+    }
+    std::printf("[ gguf ] %-6s relative squared error: catq %.5f, ggml reference %.5f\n", tt->name, e_ours / energy,
+                e_theirs / energy);
+    EXPECT_LE(e_ours, 1.01 * e_theirs) << tt->name;
+    EXPECT_LT(e_ours / energy, 0.2) << tt->name;
+
+    // Importance: the first half of every block weighted 100×; its error must drop, the total stays sane.
+    std::vector<float> imp(per_row);
+    for (int64_t i = 0; i < per_row; ++i) imp[i] = (i % tt->block) < tt->block / 2 ? 100.0f : 1.0f;
+    std::vector<uint8_t> weighted(ours.size());
+    std::vector<float> wdec(n);
+    for (int64_t b = 0; b < n / tt->block; ++b)
+      tt->quantize(&x[b * tt->block], &imp[(b * tt->block) % per_row], &weighted[b * tt->bytes]);
+    ref(weighted.data(), wdec.data(), n);
+    double first_plain = 0, first_weighted = 0;
+    for (int64_t i = 0; i < n; ++i)
+      if ((i % tt->block) < tt->block / 2) {
+        first_plain += (ours_dec[i] - x[i]) * (ours_dec[i] - x[i]);
+        first_weighted += (wdec[i] - x[i]) * (wdec[i] - x[i]);
+      }
+    EXPECT_LT(first_weighted, first_plain) << tt->name << ": importance weights do not steer the error";
   }
 }
 
@@ -189,9 +243,17 @@ TEST(PeerLlamaCpp, EveryGgufTypeReadsWithLlamaCppsPerplexity) {
                 blocks.size());
       b.add_tensor(name, ne, static_cast<uint32_t>(type), std::move(blocks));
     }
-    const std::string path = d / (std::string(tt->name) + ".gguf");
-    write_file_atomic(path, b.build());
-
+    const std::string ggml_path = d / (std::string(tt->name) + ".gguf");
+    write_file_atomic(ggml_path, b.build());
+    // The same type written by catq's own encoder (catq export), every 2-D weight in it (rows are multiples of 256).
+    const std::string catq_path = d / (std::string(tt->name) + "-catq.gguf");
+    GgufWriteOptions wo;
+    for (const auto& wi : gguf_weight_types())
+      if (wi.ggml == static_cast<uint32_t>(type)) wo.weights = wi.type;
+    ASSERT_EQ(gguf_weight_type_info(wo.weights).ggml, static_cast<uint32_t>(type));
+    write_gguf_llama(m, &tok, catq_path, wo);
+    EXPECT_EQ(read_gguf(catq_path).find_tensor("blk.0.ffn_down.weight")->type, static_cast<uint32_t>(type));
+   for (const std::string& path : {ggml_path, catq_path}) {
     GgufLlama g = read_gguf_llama(path);
     double nll = 0;
     {
@@ -206,9 +268,35 @@ TEST(PeerLlamaCpp, EveryGgufTypeReadsWithLlamaCppsPerplexity) {
     ASSERT_EQ(code, 0) << out;
     nlohmann::json r = nlohmann::json::parse(out.substr(out.find('{')));
     const double ppl_catq = std::exp(nll), ppl_llama = r.at("ppl").get<double>();
-    std::printf("[ peer ] %-7s llama.cpp perplexity %.4f, catq %.4f on the same file (ratio %.5f)\n", tt->name,
-                ppl_llama, ppl_catq, ppl_llama / ppl_catq);
+    std::printf("[ peer ] %-7s %s-written: llama.cpp perplexity %.4f, catq %.4f on the same file (ratio %.5f)\n",
+                tt->name, path == catq_path ? "catq" : "ggml", ppl_llama, ppl_catq, ppl_llama / ppl_catq);
     EXPECT_EQ(r.at("tokens_scored").get<int64_t>(), 8 * 32);
-    EXPECT_NEAR(ppl_llama / ppl_catq, 1.0, 0.005);
+    EXPECT_NEAR(ppl_llama / ppl_catq, 1.0, 0.005) << path;
+   }
+  }
+}
+
+// Rows the type's block does not divide fall back as llama.cpp's quantizer does; unknown names list the known ones.
+TEST(GgufBlocks, RowFallbackAndTypeNames) {
+  using catq::GgufWeightType;
+  EXPECT_EQ(catq::gguf_row_type(GgufWeightType::Q4_K, 512), GgufWeightType::Q4_K);
+  EXPECT_EQ(catq::gguf_row_type(GgufWeightType::Q4_K, 64), GgufWeightType::Q5_0);
+  EXPECT_EQ(catq::gguf_row_type(GgufWeightType::Q5_K, 96), GgufWeightType::Q5_1);
+  EXPECT_EQ(catq::gguf_row_type(GgufWeightType::Q6_K, 64), GgufWeightType::Q8_0);
+  EXPECT_EQ(catq::gguf_row_type(GgufWeightType::Q2_K, 64), GgufWeightType::IQ4_NL);
+  EXPECT_EQ(catq::gguf_row_type(GgufWeightType::Q3_K, 172), GgufWeightType::F16);
+  EXPECT_EQ(catq::gguf_row_type(GgufWeightType::Q4_0, 172), GgufWeightType::F16);
+  for (const auto& i : catq::gguf_weight_types()) {
+    EXPECT_EQ(catq::parse_gguf_weight_type(i.name), i.type);
+    const catq::GgmlTypeTraits* tt = catq::ggml_type_traits(i.ggml);
+    ASSERT_NE(tt, nullptr) << i.name;
+    if (tt->block > 1) EXPECT_NE(tt->quantize, nullptr) << i.name << ": a writable type without an encoder";
+  }
+  EXPECT_EQ(catq::parse_gguf_weight_type("Q4_K"), GgufWeightType::Q4_K);
+  try {
+    catq::parse_gguf_weight_type("q4_k_m");
+    ADD_FAILURE() << "q4_k_m accepted";
+  } catch (const catq::Error& e) {
+    EXPECT_NE(std::string(e.what()).find("q6_k"), std::string::npos) << e.what();
   }
 }

@@ -25,8 +25,11 @@ int run_export(const Common& common) {
     std::cout << fmt::format("{} -> {} (QDQ ONNX, opset {}, {} nodes, {} bytes){}\n", args.model, args.out,
                              j["opset"].get<int64_t>(), j["nodes"].get<size_t>(), j["bytes"].get<int64_t>(), head_note);
   } else {
-    std::cout << fmt::format("{} -> {} (GGUF, 2-D weights {}, norms f32; {} bytes)\n", args.model, args.out,
-                             j["type"].get<std::string>(), j["bytes"].get<int64_t>());
+    std::string types;
+    for (const auto& [t, n] : j["tensors_by_type"].items()) types += fmt::format("{}{} {}", types.empty() ? "" : ", ", n.get<int64_t>(), t);
+    std::cout << fmt::format("{} -> {} (GGUF --type {}: tensors {}; {:.2f} bits per weight, {} bytes)\n", args.model,
+                             args.out, j["type"].get<std::string>(), types, j["bits_per_weight"].get<double>(),
+                             j["bytes"].get<int64_t>());
   }
   return 0;
 }
@@ -34,10 +37,12 @@ int run_export(const Common& common) {
 }  // namespace
 
 void register_export(CLI::App& app, Common& common) {
-  auto* sub = app.add_subcommand("export", "Write a Llama model as GGUF for llama.cpp (f32/f16/bf16/q8_0/q4_0/q4_1), or "
+  auto* sub = app.add_subcommand("export", "Write a Llama model as GGUF for llama.cpp (f32/f16/bf16, q8_0 … q4_0, K-quants, iq4_nl), or "
                                            "a quantized CNN (.catq) as QDQ ONNX for ONNX Runtime");
   sub->footer(
-      "2-D weights use --type; rows whose length is not a multiple of 32 fall back to f16 (as llama.cpp's quantizer);\n"
+      "2-D weights use --type, round to nearest (K-quants and iq4_nl: a least-squares scale search per sub-block);\n"
+      "rows that the type's block does not divide fall back as in llama.cpp's quantizer (q4_k -> q5_0, q5_k -> q5_1,\n"
+      "q6_k -> q8_0, q2_k/q3_k -> iq4_nl; f16 when not a multiple of 32);\n"
       "RMSNorm weights stay f32. The tokenizer is embedded (tokenizer.ggml.*).\n\n"
       "A quantized CNN (.catq) becomes QDQ ONNX (opset 13): integer weight codes with per-channel DequantizeLinear,\n"
       "activations Clip -> QuantizeLinear -> DequantizeLinear (docs/catq_format.md); a CAT head is not exported.\n\n"
@@ -48,7 +53,7 @@ void register_export(CLI::App& app, Common& common) {
   sub->add_option("model", args.model, "Llama model (llama2.c .bin, .gguf, safetensors folder)")->required();
   sub->add_option("--tokenizer", args.tokenizer, "llama2.c tokenizer (GGUF files carry their own)");
   sub->add_option("--format", args.format, "auto (onnx for a quantized CNN, else gguf) | gguf | onnx")->capture_default_str();
-  sub->add_option("--type", args.type, "f32 | f16 | bf16 | q8_0 | q4_0 | q4_1")->capture_default_str();
+  sub->add_option("--type", args.type, "f32 | f16 | bf16 | q8_0 | q4_0 | q4_1 | q5_0 | q5_1 | iq4_nl | q2_k | q3_k | q4_k | q5_k | q6_k")->capture_default_str();
   sub->add_option("--name", args.name, "general.name")->capture_default_str();
   sub->add_option("-o,--output", args.out, "Output file");
   sub->callback([&common] { run_export(common); });

@@ -117,14 +117,25 @@ GgufLlama read_gguf_llama(const std::string& path, const LlmLoadOptions& opt = {
 std::optional<Tokenizer> read_gguf_tokenizer(const GgufFile& g, int64_t vocab, std::string& note);
 
 // Writing (fixtures for tests, export).
-enum class GgufWeightType { F32, F16, BF16, Q8_0, Q4_0, Q4_1 };
-// "f32", "f16", "bf16", "q8_0", "q4_0", "q4_1" (case-insensitive); Error(Usage) otherwise.
+enum class GgufWeightType { F32, F16, BF16, Q8_0, Q4_0, Q4_1, Q5_0, Q5_1, IQ4_NL, Q2_K, Q3_K, Q4_K, Q5_K, Q6_K };
+// The ggml type id of each weight type, its name ("q4_k") and llama.cpp's general.file_type for a file of it.
+struct GgufWeightTypeInfo {
+  GgufWeightType type;
+  const char* name;
+  uint32_t ggml;
+  uint32_t file_type;
+};
+const GgufWeightTypeInfo& gguf_weight_type_info(GgufWeightType t);
+const std::vector<GgufWeightTypeInfo>& gguf_weight_types();
+// A name of gguf_weight_types() (case-insensitive); Error(Usage) listing them otherwise.
 GgufWeightType parse_gguf_weight_type(const std::string& s);
 const char* to_string(GgufWeightType t);
+// The type a 2-D weight with rows of `row` values is written in: t itself when its block divides the row, else
+// llama.cpp's fallback (K-quants with rows not a multiple of 256: Q2_K / Q3_K → IQ4_NL, Q4_K → Q5_0, Q5_K → Q5_1,
+// Q6_K → Q8_0), and F16 when no 32-value block fits either.
+GgufWeightType gguf_row_type(GgufWeightType t, int64_t row);
 struct GgufWriteOptions {
-  GgufWeightType weights = GgufWeightType::F32;  // 2-D weights; norms are always F32. Block-quantized rows
-                                                 // whose length is not a multiple of 32 fall back to F16
-                                                 // (as llama.cpp's quantizer does).
+  GgufWeightType weights = GgufWeightType::F32;  // 2-D weights (gguf_row_type per tensor); norms are always F32
   uint32_t alignment = 32;                       // written as general.alignment when != 32
   std::string name = "catq";
 };
@@ -170,5 +181,9 @@ void add_gguf_tokenizer(GgufBuilder& b, const Tokenizer& tok);
 std::string quantize_q8_0(const at::Tensor& w);
 std::string quantize_q4_0(const at::Tensor& w);
 std::string quantize_q4_1(const at::Tensor& w);
+// Any ggml type with an encoder (gguf_blocks.h), row by row: w is [rows, row] with row a multiple of the type's
+// block. importance (optional, [row]): a weight per input column for every row's squared error (an importance
+// matrix's diagonal); ignored by the plain round-to-nearest formats (Q8_0, Q4_0, Q4_1, Q5_0, Q5_1).
+std::string quantize_gguf_blocks(const at::Tensor& w, uint32_t ggml_type, const at::Tensor& importance = {});
 
 }  // namespace catq

@@ -1,6 +1,6 @@
-// ggml's block formats: the type traits table (decoders of the read-only formats: gguf_kquants.cpp), the scalar
-// Q8_0 / Q4_0 / Q4_1 block codecs and the tensor encoders
-// quantize_q8_0 / quantize_q4_0 / quantize_q4_1 (layouts and math: gguf_blocks.h).
+// ggml's block formats: the type traits table (the other formats' decoders: gguf_kquants.cpp, encoders:
+// gguf_encode.cpp), the scalar Q8_0 / Q4_0 / Q4_1 block codecs and the tensor encoder quantize_gguf_blocks
+// (layouts and math: gguf_blocks.h).
 #include "io/gguf_blocks.h"
 
 #include <c10/util/Half.h>
@@ -23,7 +23,7 @@ void pack_nibbles(const uint8_t (&q)[kQK], uint8_t (&qs)[kQK / 2]) {
   for (int j = 0; j < kQK / 2; ++j) qs[j] = static_cast<uint8_t>(q[j] | (q[j + kQK / 2] << 4));
 }
 
-void quantize_block_q8_0(const float* x, uint8_t* out) {
+void quantize_block_q8_0(const float* x, const float* /*importance*/, uint8_t* out) {
   BlockQ8_0 b;
   float amax = 0;
   for (int j = 0; j < kQK; ++j) amax = std::max(amax, std::fabs(x[j]));
@@ -40,7 +40,7 @@ void dequantize_block_q8_0(const uint8_t* in, float* y) {
   for (int j = 0; j < kQK; ++j) y[j] = d * static_cast<float>(b.qs[j]);
 }
 
-void quantize_block_q4_0(const float* x, uint8_t* out) {
+void quantize_block_q4_0(const float* x, const float* /*importance*/, uint8_t* out) {
   BlockQ4_0 b;
   uint8_t q[kQK];
   float amax = 0, vmax = 0;
@@ -62,7 +62,7 @@ void dequantize_block_q4_0(const uint8_t* in, float* y) {
   }
 }
 
-void quantize_block_q4_1(const float* x, uint8_t* out) {
+void quantize_block_q4_1(const float* x, const float* /*importance*/, uint8_t* out) {
   BlockQ4_1 b;
   uint8_t q[kQK];
   float lo = x[0], hi = x[0];
@@ -91,18 +91,18 @@ constexpr GgmlTypeTraits kTraits[] = {
     {"Q4_0", kQK, sizeof(BlockQ4_0), quantize_block_q4_0, dequantize_block_q4_0},
     {"Q4_1", kQK, sizeof(BlockQ4_1), quantize_block_q4_1, dequantize_block_q4_1},
     {nullptr, 0, 0},      {nullptr, 0, 0},
-    {"Q5_0", kQK, sizeof(BlockQ5_0), nullptr, dequantize_block_q5_0},
-    {"Q5_1", kQK, sizeof(BlockQ5_1), nullptr, dequantize_block_q5_1},
+    {"Q5_0", kQK, sizeof(BlockQ5_0), quantize_block_q5_0, dequantize_block_q5_0},
+    {"Q5_1", kQK, sizeof(BlockQ5_1), quantize_block_q5_1, dequantize_block_q5_1},
     {"Q8_0", kQK, sizeof(BlockQ8_0), quantize_block_q8_0, dequantize_block_q8_0},
     {"Q8_1", 32, 36},
-    {"Q2_K", kQK_K, sizeof(BlockQ2_K), nullptr, dequantize_block_q2_k},
-    {"Q3_K", kQK_K, sizeof(BlockQ3_K), nullptr, dequantize_block_q3_k},
-    {"Q4_K", kQK_K, sizeof(BlockQ4_K), nullptr, dequantize_block_q4_k},
-    {"Q5_K", kQK_K, sizeof(BlockQ5_K), nullptr, dequantize_block_q5_k},
-    {"Q6_K", kQK_K, sizeof(BlockQ6_K), nullptr, dequantize_block_q6_k},
+    {"Q2_K", kQK_K, sizeof(BlockQ2_K), quantize_block_q2_k, dequantize_block_q2_k},
+    {"Q3_K", kQK_K, sizeof(BlockQ3_K), quantize_block_q3_k, dequantize_block_q3_k},
+    {"Q4_K", kQK_K, sizeof(BlockQ4_K), quantize_block_q4_k, dequantize_block_q4_k},
+    {"Q5_K", kQK_K, sizeof(BlockQ5_K), quantize_block_q5_k, dequantize_block_q5_k},
+    {"Q6_K", kQK_K, sizeof(BlockQ6_K), quantize_block_q6_k, dequantize_block_q6_k},
     {"Q8_K", 256, 292},   {"IQ2_XXS", 256, 66}, {"IQ2_XS", 256, 74}, {"IQ3_XXS", 256, 98},
     {"IQ1_S", 256, 50},
-    {"IQ4_NL", kQK, sizeof(BlockIq4Nl), nullptr, dequantize_block_iq4_nl},
+    {"IQ4_NL", kQK, sizeof(BlockIq4Nl), quantize_block_iq4_nl, dequantize_block_iq4_nl},
     {"IQ3_S", 256, 110},  {"IQ2_S", 256, 82},  {"IQ4_XS", 256, 136},
     {"I8", 1, 1},         {"I16", 1, 2},        {"I32", 1, 4},        {"I64", 1, 8},       {"F64", 1, 8},
     {"IQ1_M", 256, 56},   {"BF16", 1, 2},       {nullptr, 0, 0},      {nullptr, 0, 0},     {nullptr, 0, 0},
@@ -113,19 +113,6 @@ static_assert(sizeof(kTraits) / sizeof(kTraits[0]) == 40 && kTraits[GGML_Q8_0].b
               kTraits[7].bytes == 24 && kTraits[10].bytes == 84 && kTraits[11].bytes == 110 && kTraits[12].bytes == 144 &&
               kTraits[13].bytes == 176 && kTraits[14].bytes == 210 && kTraits[20].bytes == 18 &&
               kTraits[GGML_Q4_0].bytes == 18 && kTraits[GGML_Q4_1].bytes == 20 && kTraits[GGML_BF16].bytes == 2);
-
-// Encodes a whole tensor (element count a multiple of the block size) block by block.
-std::string quantize_blocks(const at::Tensor& w, uint32_t type, const char* fn) {
-  const GgmlTypeTraits& tt = *ggml_type_traits(type);
-  at::Tensor f = w.detach().to(at::kCPU, at::kFloat).contiguous();
-  const int64_t n = f.numel();
-  CATQ_CHECK(n % tt.block == 0, Internal, "{}: {} elements is not a multiple of {}", fn, n, tt.block);
-  const float* x = f.data_ptr<float>();
-  std::string out(static_cast<size_t>(n / tt.block * tt.bytes), '\0');
-  for (int64_t b = 0; b < n / tt.block; ++b)
-    tt.quantize(x + b * tt.block, reinterpret_cast<uint8_t*>(&out[b * tt.bytes]));
-  return out;
-}
 
 }  // namespace
 
@@ -139,8 +126,29 @@ std::string ggml_type_name(uint32_t type) {
   return ti ? ti->name : fmt::format("type{}", type);
 }
 
-std::string quantize_q8_0(const at::Tensor& w) { return quantize_blocks(w, GGML_Q8_0, "quantize_q8_0"); }
-std::string quantize_q4_0(const at::Tensor& w) { return quantize_blocks(w, GGML_Q4_0, "quantize_q4"); }
-std::string quantize_q4_1(const at::Tensor& w) { return quantize_blocks(w, GGML_Q4_1, "quantize_q4"); }
+std::string quantize_gguf_blocks(const at::Tensor& w, uint32_t type, const at::Tensor& importance) {
+  const GgmlTypeTraits* tt = ggml_type_traits(type);
+  CATQ_CHECK(tt && tt->quantize, Unsupported, "GGUF: catq has no encoder for ggml type {}", ggml_type_name(type));
+  at::Tensor f = w.detach().to(at::kCPU, at::kFloat).contiguous();
+  const int64_t n = f.numel(), row = f.dim() >= 2 ? f.size(-1) : n;
+  CATQ_CHECK(row % tt->block == 0, Internal, "GGUF {}: rows of {} values are not a multiple of the block ({})",
+             tt->name, row, tt->block);
+  at::Tensor imp;
+  if (importance.defined()) {
+    imp = importance.detach().to(at::kCPU, at::kFloat).contiguous();
+    CATQ_CHECK(imp.numel() == row, Internal, "GGUF {}: importance has {} values for rows of {}", tt->name, imp.numel(), row);
+  }
+  const float* x = f.data_ptr<float>();
+  const float* iw = imp.defined() ? imp.data_ptr<float>() : nullptr;
+  std::string out(static_cast<size_t>(n / tt->block * tt->bytes), '\0');
+  for (int64_t b = 0; b < n / tt->block; ++b)
+    tt->quantize(x + b * tt->block, iw ? iw + (b * tt->block) % row : nullptr,
+                 reinterpret_cast<uint8_t*>(&out[b * tt->bytes]));
+  return out;
+}
+
+std::string quantize_q8_0(const at::Tensor& w) { return quantize_gguf_blocks(w, GGML_Q8_0); }
+std::string quantize_q4_0(const at::Tensor& w) { return quantize_gguf_blocks(w, GGML_Q4_0); }
+std::string quantize_q4_1(const at::Tensor& w) { return quantize_gguf_blocks(w, GGML_Q4_1); }
 
 }  // namespace catq

@@ -43,7 +43,7 @@ struct BlockQ4_1 {
 };
 static_assert(sizeof(BlockQ4_1) == 2 * 2 + kQK / 2, "wrong q4_1 block size/padding");
 
-// ---- Read-only formats (dequantized when a GGUF is loaded; catq does not write them yet) ------------------------
+// ---- Formats with encoders in gguf_encode.cpp (decoders in gguf_kquants.cpp) -----------------------------------
 
 // Q5_0: x = d·(q − 16), q 5-bit: low nibble as Q4_0 (qs[j]: values j and j + 16), bit 4 of value i in bit i of qh
 // (little-endian uint32).
@@ -131,14 +131,26 @@ void dequantize_block_q4_k(const uint8_t* blk, float* y);
 void dequantize_block_q5_k(const uint8_t* blk, float* y);
 void dequantize_block_q6_k(const uint8_t* blk, float* y);
 
-// One ggml type. `block` values take `bytes` bytes. quantize encodes `block` floats into one block and dequantize
-// decodes one (both on unaligned bytes); null where catq has no block codec (F32/F16/BF16 are converted with
-// libtorch; the K-quants, IQ and other types are recognised by id and size only).
+// Scalar encoders of one block (gguf_encode.cpp): `importance` (nullptr = all 1) weighs each value's squared error
+// in the scale search. Q5_0 / Q5_1 are plain round-to-nearest (ggml's reference bytes) and ignore it.
+void quantize_block_q5_0(const float* x, const float* importance, uint8_t* blk);
+void quantize_block_q5_1(const float* x, const float* importance, uint8_t* blk);
+void quantize_block_iq4_nl(const float* x, const float* importance, uint8_t* blk);
+void quantize_block_q2_k(const float* x, const float* importance, uint8_t* blk);
+void quantize_block_q3_k(const float* x, const float* importance, uint8_t* blk);
+void quantize_block_q4_k(const float* x, const float* importance, uint8_t* blk);
+void quantize_block_q5_k(const float* x, const float* importance, uint8_t* blk);
+void quantize_block_q6_k(const float* x, const float* importance, uint8_t* blk);
+
+// One ggml type. `block` values take `bytes` bytes. quantize encodes `block` floats into one block (importance:
+// nullptr, or one weight per value) and dequantize decodes one (both on unaligned bytes); null where catq has no
+// block codec (F32/F16/BF16 are converted with libtorch; the IQ2/IQ3/IQ1, TQ and other types are recognised by id
+// and size only).
 struct GgmlTypeTraits {
   const char* name;
   int64_t block;
   int64_t bytes;
-  void (*quantize)(const float* x, uint8_t* blk) = nullptr;
+  void (*quantize)(const float* x, const float* importance, uint8_t* blk) = nullptr;
   void (*dequantize)(const uint8_t* blk, float* y) = nullptr;
 };
 // Traits of a ggml type id (ids as in ggml.h); nullptr for ids not in use.

@@ -9,6 +9,7 @@
 
 #include "core/error.h"
 #include "core/file_util.h"
+#include "io/gguf_blocks.h"
 #include "llm/llama_tensors.h"
 
 namespace catq {
@@ -145,25 +146,50 @@ GgufLlama read_gguf_llama(const std::string& path, const LlmLoadOptions& opt) {
 // ---------------------------------------------------------------------------------------------------
 // Writing
 
-GgufWeightType parse_gguf_weight_type(const std::string& s0) {
-  std::string s;
-  for (char c : s0) s += static_cast<char>(std::tolower(static_cast<unsigned char>(c)));
-  for (auto t : {GgufWeightType::F32, GgufWeightType::F16, GgufWeightType::BF16, GgufWeightType::Q8_0,
-                 GgufWeightType::Q4_0, GgufWeightType::Q4_1})
-    if (s == to_string(t)) return t;
-  fail(ErrorKind::Usage, "GGUF weight type '{}': expected f32, f16, bf16, q8_0, q4_0 or q4_1", s0);
+// llama_ftype values (llama.h): the pure K-quant files get the _S variant's number (the closest recipe).
+const std::vector<GgufWeightTypeInfo>& gguf_weight_types() {
+  static const std::vector<GgufWeightTypeInfo> kTypes = {
+      {GgufWeightType::F32, "f32", GGML_F32, 0},        {GgufWeightType::F16, "f16", GGML_F16, 1},
+      {GgufWeightType::BF16, "bf16", GGML_BF16, 32},    {GgufWeightType::Q8_0, "q8_0", GGML_Q8_0, 7},
+      {GgufWeightType::Q4_0, "q4_0", GGML_Q4_0, 2},     {GgufWeightType::Q4_1, "q4_1", GGML_Q4_1, 3},
+      {GgufWeightType::Q5_0, "q5_0", 6, 8},             {GgufWeightType::Q5_1, "q5_1", 7, 9},
+      {GgufWeightType::IQ4_NL, "iq4_nl", 20, 25},       {GgufWeightType::Q2_K, "q2_k", 10, 10},
+      {GgufWeightType::Q3_K, "q3_k", 11, 11},           {GgufWeightType::Q4_K, "q4_k", GGML_Q4_K, 14},
+      {GgufWeightType::Q5_K, "q5_k", 13, 16},           {GgufWeightType::Q6_K, "q6_k", 14, 18},
+  };
+  return kTypes;
 }
 
-const char* to_string(GgufWeightType t) {
-  switch (t) {
-    case GgufWeightType::F32: return "f32";
-    case GgufWeightType::F16: return "f16";
-    case GgufWeightType::BF16: return "bf16";
-    case GgufWeightType::Q8_0: return "q8_0";
-    case GgufWeightType::Q4_0: return "q4_0";
-    case GgufWeightType::Q4_1: return "q4_1";
+const GgufWeightTypeInfo& gguf_weight_type_info(GgufWeightType t) {
+  for (const auto& i : gguf_weight_types())
+    if (i.type == t) return i;
+  fail(ErrorKind::Internal, "GGUF weight type {} not in the table", static_cast<int>(t));
+}
+
+GgufWeightType parse_gguf_weight_type(const std::string& s0) {
+  std::string s, names;
+  for (char c : s0) s += static_cast<char>(std::tolower(static_cast<unsigned char>(c)));
+  for (const auto& i : gguf_weight_types()) {
+    if (s == i.name) return i.type;
+    names += (names.empty() ? "" : ", ") + std::string(i.name);
   }
-  return "?";
+  fail(ErrorKind::Usage, "GGUF weight type '{}': expected one of {}", s0, names);
+}
+
+const char* to_string(GgufWeightType t) { return gguf_weight_type_info(t).name; }
+
+GgufWeightType gguf_row_type(GgufWeightType t, int64_t row) {
+  const GgmlTypeTraits* tt = ggml_type_traits(gguf_weight_type_info(t).ggml);
+  if (row % tt->block == 0) return t;
+  GgufWeightType fb = GgufWeightType::F16;
+  switch (t) {
+    case GgufWeightType::Q2_K: case GgufWeightType::Q3_K: fb = GgufWeightType::IQ4_NL; break;
+    case GgufWeightType::Q4_K: fb = GgufWeightType::Q5_0; break;
+    case GgufWeightType::Q5_K: fb = GgufWeightType::Q5_1; break;
+    case GgufWeightType::Q6_K: fb = GgufWeightType::Q8_0; break;
+    default: break;
+  }
+  return fb != GgufWeightType::F16 && row % kQK == 0 ? fb : GgufWeightType::F16;
 }
 
 void write_gguf_llama(const LlamaModel& m, const Tokenizer* tok, const std::string& path, const GgufWriteOptions& opt) {
@@ -178,19 +204,9 @@ void write_gguf_llama(const LlamaModel& m, const Tokenizer* tok, const std::stri
   b.add_string("general.architecture", traits.gguf);
   b.add_string("general.name", opt.name);
   if (opt.alignment != 32) b.add_u32("general.alignment", opt.alignment);
-  const bool quant = opt.weights == GgufWeightType::Q8_0 || opt.weights == GgufWeightType::Q4_0 ||
-                     opt.weights == GgufWeightType::Q4_1;
-  // llama_ftype: ALL_F32 0, MOSTLY_F16 1, MOSTLY_Q4_0 2, MOSTLY_Q4_1 3, MOSTLY_Q8_0 7, MOSTLY_BF16 32.
-  uint32_t ftype = 0;
-  switch (opt.weights) {
-    case GgufWeightType::F32: ftype = 0; break;
-    case GgufWeightType::F16: ftype = 1; break;
-    case GgufWeightType::Q4_0: ftype = 2; break;
-    case GgufWeightType::Q4_1: ftype = 3; break;
-    case GgufWeightType::Q8_0: ftype = 7; break;
-    case GgufWeightType::BF16: ftype = 32; break;
-  }
-  b.add_u32("general.file_type", ftype);
+  const GgufWeightTypeInfo& wi = gguf_weight_type_info(opt.weights);
+  const bool quant = !gguf_type_is_plain(wi.ggml);
+  b.add_u32("general.file_type", wi.file_type);
   if (quant) b.add_u32("general.quantization_version", 2);
   // llama.cpp attends to the whole context for these architectures: a sliding-window model is exact only up to its
   // window, so that is the context length written.
@@ -235,9 +251,7 @@ void write_gguf_llama(const LlamaModel& m, const Tokenizer* tok, const std::stri
   for (const auto& [name, t0] : tensors) {
     at::Tensor t = t0.detach().to(at::kCPU, at::kFloat).contiguous();
     std::vector<int64_t> ne(t.sizes().rbegin(), t.sizes().rend());
-    GgufWeightType wt = t.dim() == 1 ? GgufWeightType::F32 : opt.weights;
-    const bool blocked = wt == GgufWeightType::Q8_0 || wt == GgufWeightType::Q4_0 || wt == GgufWeightType::Q4_1;
-    if (blocked && ne[0] % 32 != 0) wt = GgufWeightType::F16;
+    const GgufWeightType wt = t.dim() == 1 ? GgufWeightType::F32 : gguf_row_type(opt.weights, ne[0]);
     switch (wt) {
       case GgufWeightType::F32:
         b.add_tensor(name, ne, GGML_F32, std::string(static_cast<const char*>(t.data_ptr()), t.numel() * 4));
@@ -252,9 +266,10 @@ void write_gguf_llama(const LlamaModel& m, const Tokenizer* tok, const std::stri
         b.add_tensor(name, ne, GGML_BF16, std::string(static_cast<const char*>(h.data_ptr()), h.numel() * 2));
         break;
       }
-      case GgufWeightType::Q8_0: b.add_tensor(name, ne, GGML_Q8_0, quantize_q8_0(t)); break;
-      case GgufWeightType::Q4_0: b.add_tensor(name, ne, GGML_Q4_0, quantize_q4_0(t)); break;
-      case GgufWeightType::Q4_1: b.add_tensor(name, ne, GGML_Q4_1, quantize_q4_1(t)); break;
+      default: {
+        const uint32_t ggml = gguf_weight_type_info(wt).ggml;
+        b.add_tensor(name, ne, ggml, quantize_gguf_blocks(t, ggml));
+      }
     }
   }
   write_file_atomic(path, b.build(3, opt.alignment));

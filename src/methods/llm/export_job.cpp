@@ -53,8 +53,21 @@ nlohmann::json run_export_job(const ExportJob& job) {
              job.model, m.tokenizer_note);
   write_gguf_llama(m.model, &*m.tokenizer, job.out, o);
   const int64_t bytes = static_cast<int64_t>(file_size(job.out));
+  // What was written, per ggml type (rows a type's block does not divide fall back: gguf_row_type), and the bits per
+  // weight of the whole file's tensor data.
+  const GgufFile written = read_gguf(job.out);
+  std::map<std::string, int64_t> tensors_by_type;
+  double data_bytes = 0, elements = 0;
+  for (const GgufTensorInfo& t : written.tensors) {
+    ++tensors_by_type[ggml_type_name(t.type)];
+    data_bytes += static_cast<double>(t.nbytes);
+    int64_t n = 1;
+    for (int64_t e : t.ne) n *= e;
+    elements += static_cast<double>(n);
+  }
   return nlohmann::json{{"model", job.model}, {"output", job.out}, {"format", "gguf"},
-                        {"type", to_string(o.weights)}, {"bytes", bytes},
+                        {"type", to_string(o.weights)}, {"bytes", bytes}, {"tensors_by_type", tensors_by_type},
+                        {"bits_per_weight", elements > 0 ? 8 * data_bytes / elements : 0.0},
                         {"parameters", m.model.num_parameters()}};
 }
 

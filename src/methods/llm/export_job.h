@@ -13,7 +13,7 @@ struct ExportJob {
   std::string model;            // Llama model (llama2.c .bin, .gguf, safetensors folder) or a quantized-CNN .catq
   std::string tokenizer;        // llama2.c tokenizer (GGUF files carry their own)
   std::string format = "auto";  // auto (onnx for a quantized CNN, else gguf) | gguf | onnx
-  std::string type = "q8_0";    // GGUF 2-D weight type: f32 | f16 | bf16 | q8_0 | q4_0 | q4_1
+  std::string type = "q8_0";    // GGUF 2-D weight type (gguf_weight_types(): f32 … q6_k)
   std::string name = "catq";    // GGUF general.name
   std::string out;              // the file written
 };
