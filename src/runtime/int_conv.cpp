@@ -17,6 +17,15 @@
 
 namespace catq {
 
+bool onednn_int8_conv_exact() {
+#if defined(__x86_64__)
+  static const bool v = __builtin_cpu_supports("avx512vnni") || __builtin_cpu_supports("avxvnni");
+  return v;
+#else
+  return false;
+#endif
+}
+
 std::unique_ptr<IntConv> prepare_int_conv(const SimQuant::Layer& l, std::string* why) {
   auto no = [&](std::string reason) {
     if (why) *why = std::move(reason);
@@ -25,6 +34,8 @@ std::unique_ptr<IntConv> prepare_int_conv(const SimQuant::Layer& l, std::string*
   const QuantSpec& ws = l.weight_spec;
   const QuantSpec& as = l.input_spec;
   if (!ws.enabled) return no("floating-point weights");
+  if (!onednn_int8_conv_exact())
+    return no("this CPU has no VNNI: oneDNN's int8 convolution would halve the weights (int16 saturation guard)");
   if (ws.scheme != Scheme::Uniform) return no(fmt::format("{} weights (no kernel)", to_string(ws.scheme)));
   if (!l.weight_codes.defined() || !l.weight_params) return no("no integer codes installed");
   const QuantParams& p = *l.weight_params;

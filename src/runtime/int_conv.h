@@ -72,5 +72,10 @@ struct IntConv {
 // Prepares conv layer `l` (bound in a SimQuant, integer codes installed, input calibrated). Returns nullptr and sets
 // *why when the layer cannot run on oneDNN int8.
 std::unique_ptr<IntConv> prepare_int_conv(const SimQuant::Layer& l, std::string* why);
+// True when this CPU has VNNI (AVX-512 VNNI or AVX-VNNI). Without it oneDNN's u8×s8 convolution multiplies through
+// int16 pairs (vpmaddubsw) and, to avoid their saturation, scales the weights by 1/2 (oneDNN's "Nuances of int8
+// computations"): the result no longer equals the integer codes' arithmetic, so prepare_int_conv refuses and the
+// layer runs simulated (exact) instead.
+bool onednn_int8_conv_exact();
 
 }  // namespace catq
