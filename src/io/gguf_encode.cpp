@@ -26,8 +26,14 @@ float fp16_round(float v) { return half_value(fp16_bits(v)); }
 
 float importance(const float* w, int i) { return w ? w[i] : 1.0f; }
 
-int clampi(int v, int lo, int hi) { return std::min(hi, std::max(lo, v)); }
-int round_clamp(float v, int lo, int hi) { return clampi(static_cast<int>(std::nearbyint(v)), lo, hi); }
+// Rounded and clamped in float before the conversion, so that huge, infinite or NaN ratios (weights beyond fp16's
+// range give an infinite d) are defined: NaN maps to lo.
+int round_clamp(float v, int lo, int hi) {
+  const float r = std::nearbyint(v);
+  if (!(r >= static_cast<float>(lo))) return lo;
+  if (r > static_cast<float>(hi)) return hi;
+  return static_cast<int>(r);
+}
 
 // ---- First level: one (sub-)block's scale -------------------------------------------------------------------
 
