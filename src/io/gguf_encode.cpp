@@ -393,14 +393,24 @@ void quantize_block_q3_k(const float* x, const float* w, uint8_t* out) {
   std::memcpy(out, &b, sizeof b);
 }
 
+// Q4_K / Q5_K codes: per 64 values, 32 bytes of qs, the first 32 values in the low nibbles and the next 32 in the
+// high ones; Q5_K's fifth bits (qh non-null) in bit 2c (first 32) and 2c + 1 (next 32) of qh[l] for the c-th run.
+void pack_k_nibbles(const uint8_t* q, uint8_t* qs, uint8_t* qh) {
+  if (qh) std::memset(qh, 0, kQK_K / 8);
+  for (int c = 0; c < 4; ++c)
+    for (int l = 0; l < 32; ++l) {
+      const uint8_t lo = q[64 * c + l], hi = q[64 * c + 32 + l];
+      qs[32 * c + l] = static_cast<uint8_t>((lo & 0xF) | ((hi & 0xF) << 4));
+      if (qh) qh[l] |= static_cast<uint8_t>(((lo >> 4) << (2 * c)) | ((hi >> 4) << (2 * c + 1)));
+    }
+}
+
 void quantize_block_q4_k(const float* x, const float* w, uint8_t* out) {
   BlockQ4_K b;
   uint8_t q[kQK_K], sc[8], mc[8];
   affine_k_super_block(x, w, 32, 15, 63, q, sc, mc, b.d, b.dmin);
   pack_scale_min_k4(sc, mc, b.scales);
-  // Per 64 values, 32 bytes: the first 32 values in the low nibbles, the next 32 in the high ones.
-  for (int c = 0; c < 4; ++c)
-    for (int l = 0; l < 32; ++l) b.qs[32 * c + l] = static_cast<uint8_t>(q[64 * c + l] | (q[64 * c + 32 + l] << 4));
+  pack_k_nibbles(q, b.qs, nullptr);
   std::memcpy(out, &b, sizeof b);
 }
 
@@ -409,13 +419,7 @@ void quantize_block_q5_k(const float* x, const float* w, uint8_t* out) {
   uint8_t q[kQK_K], sc[8], mc[8];
   affine_k_super_block(x, w, 32, 31, 63, q, sc, mc, b.d, b.dmin);
   pack_scale_min_k4(sc, mc, b.scales);
-  std::memset(b.qh, 0, sizeof b.qh);
-  for (int c = 0; c < 4; ++c)
-    for (int l = 0; l < 32; ++l) {
-      const uint8_t lo = q[64 * c + l], hi = q[64 * c + 32 + l];
-      b.qs[32 * c + l] = static_cast<uint8_t>((lo & 0xF) | ((hi & 0xF) << 4));
-      b.qh[l] |= static_cast<uint8_t>(((lo >> 4) << (2 * c)) | ((hi >> 4) << (2 * c + 1)));
-    }
+  pack_k_nibbles(q, b.qs, b.qh);
   std::memcpy(out, &b, sizeof b);
 }
 
