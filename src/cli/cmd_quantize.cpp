@@ -55,6 +55,23 @@ int run_quantize_llm(const Common& common) {
   llm.config = cnn.config;
   llm.out = cnn.out;
   nlohmann::json meta = run_llm_quantize_job(llm);
+  if (!llm.gguf.empty() && !common.json) {
+    const auto& q = meta["quantization"];
+    std::string types;
+    for (const auto& [t, n] : meta["tensors_by_type"].items()) types += fmt::format(" {} {}", t, n.get<int64_t>());
+    std::cout << fmt::format("{}: GGUF {} by {}{}; {:.3f} bits per weight, {} bytes (tensors:{}); {:.1f} s\n", llm.model,
+                             meta.value("type", ""), q.value("weights", ""),
+                             meta.contains("calibration")
+                                 ? fmt::format(" calibrated on {} windows of {} tokens", meta["calibration"].value("windows", 0),
+                                               meta["calibration"].value("window", 0))
+                                 : std::string(),
+                             meta.value("bits_per_weight", 0.0), meta.value("bytes", 0), types, q.value("seconds", 0.0));
+    if (q.contains("proxy_total"))
+      std::cout << fmt::format("layer objective tr(ΔW H ΔWᵀ) summed: {:.4g} (plain encoder) -> {:.4g}\n",
+                               q.value("proxy_rtn_total", 0.0), q.value("proxy_total", 0.0));
+    std::cout << "wrote " << llm.out << "\n";
+    return 0;
+  }
   if (common.json) {
     meta["output"] = llm.out;
     std::cout << meta.dump(2) << "\n";
@@ -127,7 +144,8 @@ void register_quantize(CLI::App& app, Common& common) {
       "  catq quantize resnet20.onnx --method qdrop --budget-bops w3 --alloc knapsack --calib test.bin -o r20_mp.catq\n"
       "  catq quantize stories260K.bin --text valid.txt --skip-chars 12000 --config bench/configs/llm_w4a4.json \\\n"
       "       --transform blockcat:k=4 --weights gptq -o s260k_w4a4.catq\n"
-      "  catq eval s260k_w4a4.catq --text valid.txt --reference stories260K.bin\n");
+      "  catq eval s260k_w4a4.catq --text valid.txt --reference stories260K.bin\n"
+      "  catq quantize model.gguf --text calib.txt --gguf q4_k --weights gptq -o model-q4_k.gguf   (for llama.cpp)\n");
   sub->add_option("model", cnn.model, "FP model (.onnx CNN, or a Llama checkpoint: llama2.c .bin, .gguf, safetensors)")->required();
   sub->add_option("-o,--output", cnn.out, "Output .catq file");
   sub->add_option("--method", cnn.method, "rtn | adaround | brecq | qdrop | pdquant | wca, optionally +cat / +affine")
@@ -184,7 +202,12 @@ void register_quantize(CLI::App& app, Common& common) {
   sub->add_option("--window", llm.window, "Tokens per calibration window")->capture_default_str()->group(lg);
   sub->add_option("--transform", llm.transform, "none | smoothquant[:alpha=..] | rms | quarot | rotation | "
                   "blockcat[:k=..][:damp=..][:nohad]")->capture_default_str()->group(lg);
-  sub->add_option("--weights", llm.weights, "rtn | gptq")->capture_default_str()->group(lg);
+  sub->add_option("--weights", llm.weights, "rtn | gptq; with --gguf also imatrix (importance-weighted scale search)")
+      ->capture_default_str()->group(lg);
+  sub->add_option("--gguf", llm.gguf, "Write a GGUF file of this type for llama.cpp instead of a .catq (q4_0 q4_1 q5_0 "
+                  "q5_1 q8_0 q2_k q3_k q4_k q5_k q6_k iq4_nl f16 ...), every weight quantized in that format; no --config")
+      ->group(lg);
+  sub->add_option("--name", llm.name, "GGUF general.name (with --gguf)")->capture_default_str()->group(lg);
   sub->add_flag("--act-order", llm.act_order, "GPTQ act-order")->group(lg);
   sub->add_option("--stream", llm.stream, "auto | always: block by block from the memory-mapped checkpoint (the "
                   "calibration states flow through one block at a time; weight-only RTN needs no --text); never: the "

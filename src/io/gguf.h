@@ -36,7 +36,8 @@ const char* gguf_type_name(GgufType t);
 
 // ggml tensor types that catq can dequantize (ids as in ggml.h); others are recognised by id/name only.
 enum GgmlType : uint32_t {
-  GGML_F32 = 0, GGML_F16 = 1, GGML_Q4_0 = 2, GGML_Q4_1 = 3, GGML_Q8_0 = 8, GGML_Q4_K = 12, GGML_BF16 = 30
+  GGML_F32 = 0, GGML_F16 = 1, GGML_Q4_0 = 2, GGML_Q4_1 = 3, GGML_Q5_0 = 6, GGML_Q5_1 = 7, GGML_Q8_0 = 8,
+  GGML_Q2_K = 10, GGML_Q3_K = 11, GGML_Q4_K = 12, GGML_Q5_K = 13, GGML_Q6_K = 14, GGML_IQ4_NL = 20, GGML_BF16 = 30
 };
 // Name of a ggml type id ("Q4_K"), or "type<N>" for ids unknown to catq.
 std::string ggml_type_name(uint32_t type);
@@ -99,6 +100,10 @@ struct GgufFile {
 // Parses and validates the whole file structure (every size, count and offset). Error(Io/Format/Unsupported).
 GgufFile read_gguf(const std::string& path);
 
+// What a file holds: tensors per ggml type name, and the bits per weight of all tensor data.
+std::map<std::string, int64_t> gguf_tensors_by_type(const GgufFile& g);
+double gguf_bits_per_weight(const GgufFile& g);
+
 struct GgufLlama {
   LlamaModel model;
   std::optional<Tokenizer> tokenizer;  // absent when the file has no (supported) tokenizer
@@ -134,10 +139,18 @@ const char* to_string(GgufWeightType t);
 // llama.cpp's fallback (K-quants with rows not a multiple of 256: Q2_K / Q3_K → IQ4_NL, Q4_K → Q5_0, Q5_K → Q5_1,
 // Q6_K → Q8_0), and F16 when no 32-value block fits either.
 GgufWeightType gguf_row_type(GgufWeightType t, int64_t row);
+// A 2-D weight already encoded (quantize_gguf_blocks, gguf_set_codes), rows in catq's order.
+struct GgufEncodedTensor {
+  uint32_t ggml = 0;
+  std::string bytes;
+};
 struct GgufWriteOptions {
   GgufWeightType weights = GgufWeightType::F32;  // 2-D weights (gguf_row_type per tensor); norms are always F32
   uint32_t alignment = 32;                       // written as general.alignment when != 32
   std::string name = "catq";
+  // Weights encoded by the caller (optimized quantization), by GGUF tensor name ("blk.0.attn_q.weight"): written as
+  // they are instead of the round-to-nearest of `weights`; each must have gguf_row_type's type for its tensor.
+  const std::map<std::string, GgufEncodedTensor>* encoded = nullptr;
 };
 void write_gguf_llama(const LlamaModel& model, const Tokenizer* tok, const std::string& path,
                       const GgufWriteOptions& opt = {});
@@ -183,7 +196,22 @@ std::string quantize_q4_0(const at::Tensor& w);
 std::string quantize_q4_1(const at::Tensor& w);
 // Any ggml type with an encoder (gguf_blocks.h), row by row: w is [rows, row] with row a multiple of the type's
 // block. importance (optional, [row]): a weight per input column for every row's squared error (an importance
-// matrix's diagonal); ignored by the plain round-to-nearest formats (Q8_0, Q4_0, Q4_1, Q5_0, Q5_1).
+// matrix's diagonal); without it Q8_0, Q4_0, Q4_1, Q5_0 and Q5_1 are ggml's reference round-to-nearest bytes, with
+// it their blocks may take a weighted scale search's result instead (Q8_0 never does).
 std::string quantize_gguf_blocks(const at::Tensor& w, uint32_t ggml_type, const at::Tensor& importance = {});
+// The decoded fp32 [rows, row] of encoded bytes.
+at::Tensor dequantize_gguf_blocks(const std::string& bytes, uint32_t ggml_type, int64_t rows, int64_t row);
+
+// The scale grid an encoding fixed (what format-aware GPTQ rounds onto): value (r, i) can take
+// scale·level(c) + offset for the codes c ∈ [0, levels), level(c) = c or level_values[c] (GgmlTypeTraits' codes).
+// Found by decoding each block with all codes 0 and all codes 1, so it is the decoder's own arithmetic.
+struct GgufGrid {
+  at::Tensor scale, offset;         // float [rows, row]
+  int levels = 0;
+  std::vector<float> level_values;  // empty: level(c) = c
+};
+GgufGrid gguf_block_grid(const std::string& bytes, uint32_t ggml_type, int64_t rows, int64_t row);
+// `bytes` with every code replaced by `codes` (uint8 [rows, row]), the scales kept.
+std::string gguf_set_codes(const std::string& bytes, uint32_t ggml_type, const at::Tensor& codes);
 
 }  // namespace catq

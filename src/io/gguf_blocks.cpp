@@ -6,6 +6,7 @@
 #include <c10/util/Half.h>
 
 #include <algorithm>
+#include <cstddef>
 #include <cmath>
 #include <cstring>
 
@@ -19,9 +20,6 @@ namespace {
 // The fp16 value the decoder will see (ggml stores d rounded to fp16; codes are computed from the unrounded d,
 // as ggml's reference quantizer does).
 uint16_t half_bits(float v) { return c10::Half(v).x; }
-void pack_nibbles(const uint8_t (&q)[kQK], uint8_t (&qs)[kQK / 2]) {
-  for (int j = 0; j < kQK / 2; ++j) qs[j] = static_cast<uint8_t>(q[j] | (q[j + kQK / 2] << 4));
-}
 
 void quantize_block_q8_0(const float* x, const float* /*importance*/, uint8_t* out) {
   BlockQ8_0 b;
@@ -40,7 +38,7 @@ void dequantize_block_q8_0(const uint8_t* in, float* y) {
   for (int j = 0; j < kQK; ++j) y[j] = d * static_cast<float>(b.qs[j]);
 }
 
-void quantize_block_q4_0(const float* x, const float* /*importance*/, uint8_t* out) {
+void quantize_block_q4_0(const float* x, const float* importance, uint8_t* out) {
   BlockQ4_0 b;
   uint8_t q[kQK];
   float amax = 0, vmax = 0;
@@ -49,8 +47,9 @@ void quantize_block_q4_0(const float* x, const float* /*importance*/, uint8_t* o
   const float d = vmax / -8.0f, id = d != 0 ? 1.0f / d : 0.0f;
   b.d = half_bits(d);
   for (int j = 0; j < kQK; ++j) q[j] = static_cast<uint8_t>(std::min(15, static_cast<int>(x[j] * id + 8.5f)));
-  pack_nibbles(q, b.qs);
+  pack_nibbles32(q, b.qs);
   std::memcpy(out, &b, sizeof b);
+  improve_plain_block(GGML_Q4_0, x, importance, out);
 }
 
 void dequantize_block_q4_0(const uint8_t* in, float* y) {
@@ -62,7 +61,7 @@ void dequantize_block_q4_0(const uint8_t* in, float* y) {
   }
 }
 
-void quantize_block_q4_1(const float* x, const float* /*importance*/, uint8_t* out) {
+void quantize_block_q4_1(const float* x, const float* importance, uint8_t* out) {
   BlockQ4_1 b;
   uint8_t q[kQK];
   float lo = x[0], hi = x[0];
@@ -71,8 +70,9 @@ void quantize_block_q4_1(const float* x, const float* /*importance*/, uint8_t* o
   b.d = half_bits(d);
   b.m = half_bits(lo);
   for (int j = 0; j < kQK; ++j) q[j] = static_cast<uint8_t>(std::min(15, static_cast<int>((x[j] - lo) * id + 0.5f)));
-  pack_nibbles(q, b.qs);
+  pack_nibbles32(q, b.qs);
   std::memcpy(out, &b, sizeof b);
+  improve_plain_block(GGML_Q4_1, x, importance, out);
 }
 
 void dequantize_block_q4_1(const uint8_t* in, float* y) {
@@ -85,24 +85,36 @@ void dequantize_block_q4_1(const uint8_t* in, float* y) {
   }
 }
 
+void set_codes_q8_0(uint8_t* blk, const uint8_t* q) {
+  for (int j = 0; j < kQK; ++j) blk[offsetof(BlockQ8_0, qs) + j] = static_cast<uint8_t>(static_cast<int>(q[j]) - 128);
+}
+void set_codes_q4_0(uint8_t* blk, const uint8_t* q) { pack_nibbles32(q, blk + offsetof(BlockQ4_0, qs)); }
+void set_codes_q4_1(uint8_t* blk, const uint8_t* q) { pack_nibbles32(q, blk + offsetof(BlockQ4_1, qs)); }
+
+// IQ4_NL's codebook as the levels of its codes.
+constexpr float kIq4nlLevels[16] = {-127, -104, -83, -65, -49, -35, -22, -10, 1, 13, 25, 38, 53, 69, 89, 113};
+static_assert(kIq4nlLevels[0] == kIq4nlValues[0] && kIq4nlLevels[7] == kIq4nlValues[7] &&
+              kIq4nlLevels[15] == kIq4nlValues[15], "IQ4_NL levels differ from the codebook");
+
 // Indexed by ggml type id (ggml-common.h); {nullptr, 0, 0} = id not in use.
 constexpr GgmlTypeTraits kTraits[] = {
     {"F32", 1, 4},        {"F16", 1, 2},
-    {"Q4_0", kQK, sizeof(BlockQ4_0), quantize_block_q4_0, dequantize_block_q4_0},
-    {"Q4_1", kQK, sizeof(BlockQ4_1), quantize_block_q4_1, dequantize_block_q4_1},
+    {"Q4_0", kQK, sizeof(BlockQ4_0), quantize_block_q4_0, dequantize_block_q4_0, 16, nullptr, set_codes_q4_0},
+    {"Q4_1", kQK, sizeof(BlockQ4_1), quantize_block_q4_1, dequantize_block_q4_1, 16, nullptr, set_codes_q4_1},
     {nullptr, 0, 0},      {nullptr, 0, 0},
-    {"Q5_0", kQK, sizeof(BlockQ5_0), quantize_block_q5_0, dequantize_block_q5_0},
-    {"Q5_1", kQK, sizeof(BlockQ5_1), quantize_block_q5_1, dequantize_block_q5_1},
-    {"Q8_0", kQK, sizeof(BlockQ8_0), quantize_block_q8_0, dequantize_block_q8_0},
+    {"Q5_0", kQK, sizeof(BlockQ5_0), quantize_block_q5_0, dequantize_block_q5_0, 32, nullptr, set_codes_q5_0},
+    {"Q5_1", kQK, sizeof(BlockQ5_1), quantize_block_q5_1, dequantize_block_q5_1, 32, nullptr, set_codes_q5_1},
+    {"Q8_0", kQK, sizeof(BlockQ8_0), quantize_block_q8_0, dequantize_block_q8_0, 256, nullptr, set_codes_q8_0},
     {"Q8_1", 32, 36},
-    {"Q2_K", kQK_K, sizeof(BlockQ2_K), quantize_block_q2_k, dequantize_block_q2_k},
-    {"Q3_K", kQK_K, sizeof(BlockQ3_K), quantize_block_q3_k, dequantize_block_q3_k},
-    {"Q4_K", kQK_K, sizeof(BlockQ4_K), quantize_block_q4_k, dequantize_block_q4_k},
-    {"Q5_K", kQK_K, sizeof(BlockQ5_K), quantize_block_q5_k, dequantize_block_q5_k},
-    {"Q6_K", kQK_K, sizeof(BlockQ6_K), quantize_block_q6_k, dequantize_block_q6_k},
+    {"Q2_K", kQK_K, sizeof(BlockQ2_K), quantize_block_q2_k, dequantize_block_q2_k, 4, nullptr, set_codes_q2_k},
+    {"Q3_K", kQK_K, sizeof(BlockQ3_K), quantize_block_q3_k, dequantize_block_q3_k, 8, nullptr, set_codes_q3_k},
+    {"Q4_K", kQK_K, sizeof(BlockQ4_K), quantize_block_q4_k, dequantize_block_q4_k, 16, nullptr, set_codes_q4_k},
+    {"Q5_K", kQK_K, sizeof(BlockQ5_K), quantize_block_q5_k, dequantize_block_q5_k, 32, nullptr, set_codes_q5_k},
+    {"Q6_K", kQK_K, sizeof(BlockQ6_K), quantize_block_q6_k, dequantize_block_q6_k, 64, nullptr, set_codes_q6_k},
     {"Q8_K", 256, 292},   {"IQ2_XXS", 256, 66}, {"IQ2_XS", 256, 74}, {"IQ3_XXS", 256, 98},
     {"IQ1_S", 256, 50},
-    {"IQ4_NL", kQK, sizeof(BlockIq4Nl), quantize_block_iq4_nl, dequantize_block_iq4_nl},
+    {"IQ4_NL", kQK, sizeof(BlockIq4Nl), quantize_block_iq4_nl, dequantize_block_iq4_nl, 16, kIq4nlLevels,
+     set_codes_iq4_nl},
     {"IQ3_S", 256, 110},  {"IQ2_S", 256, 82},  {"IQ4_XS", 256, 136},
     {"I8", 1, 1},         {"I16", 1, 2},        {"I32", 1, 4},        {"I64", 1, 8},       {"F64", 1, 8},
     {"IQ1_M", 256, 56},   {"BF16", 1, 2},       {nullptr, 0, 0},      {nullptr, 0, 0},     {nullptr, 0, 0},
@@ -144,6 +156,68 @@ std::string quantize_gguf_blocks(const at::Tensor& w, uint32_t type, const at::T
   for (int64_t b = 0; b < n / tt->block; ++b)
     tt->quantize(x + b * tt->block, iw ? iw + (b * tt->block) % row : nullptr,
                  reinterpret_cast<uint8_t*>(&out[b * tt->bytes]));
+  return out;
+}
+
+namespace {
+
+const GgmlTypeTraits& codec_traits(uint32_t type, int64_t row, const std::string& bytes, int64_t rows) {
+  const GgmlTypeTraits* tt = ggml_type_traits(type);
+  CATQ_CHECK(tt && tt->dequantize && tt->set_codes, Unsupported, "GGUF: catq has no codes for ggml type {}",
+             ggml_type_name(type));
+  CATQ_CHECK(row % tt->block == 0 && static_cast<int64_t>(bytes.size()) == rows * (row / tt->block) * tt->bytes,
+             Internal, "GGUF {}: {} bytes are not [{}, {}] values", tt->name, bytes.size(), rows, row);
+  return *tt;
+}
+
+}  // namespace
+
+at::Tensor dequantize_gguf_blocks(const std::string& bytes, uint32_t type, int64_t rows, int64_t row) {
+  const GgmlTypeTraits& tt = codec_traits(type, row, bytes, rows);
+  at::Tensor y = at::empty({rows, row}, at::kFloat);
+  float* yp = y.data_ptr<float>();
+  const auto* p = reinterpret_cast<const uint8_t*>(bytes.data());
+  for (int64_t b = 0; b < rows * row / tt.block; ++b) tt.dequantize(p + b * tt.bytes, yp + b * tt.block);
+  return y;
+}
+
+GgufGrid gguf_block_grid(const std::string& bytes, uint32_t type, int64_t rows, int64_t row) {
+  const GgmlTypeTraits& tt = codec_traits(type, row, bytes, rows);
+  GgufGrid g;
+  g.levels = tt.levels;
+  if (tt.level_values) g.level_values.assign(tt.level_values, tt.level_values + tt.levels);
+  const float l0 = tt.level_values ? tt.level_values[0] : 0.0f, l1 = tt.level_values ? tt.level_values[1] : 1.0f;
+  g.scale = at::empty({rows, row}, at::kFloat);
+  g.offset = at::empty({rows, row}, at::kFloat);
+  float *sp = g.scale.data_ptr<float>(), *op = g.offset.data_ptr<float>();
+  // Every value is s·level(c) + m: the block decoded with all codes 0 and with all codes 1 gives s and m.
+  std::vector<uint8_t> blk(static_cast<size_t>(tt.bytes)), zeros(static_cast<size_t>(tt.block), 0),
+      ones(static_cast<size_t>(tt.block), 1);
+  std::vector<float> y0(static_cast<size_t>(tt.block)), y1(static_cast<size_t>(tt.block));
+  for (int64_t b = 0; b < rows * row / tt.block; ++b) {
+    std::memcpy(blk.data(), bytes.data() + b * tt.bytes, blk.size());
+    tt.set_codes(blk.data(), zeros.data());
+    tt.dequantize(blk.data(), y0.data());
+    tt.set_codes(blk.data(), ones.data());
+    tt.dequantize(blk.data(), y1.data());
+    for (int64_t i = 0; i < tt.block; ++i) {
+      const float s = (y1[i] - y0[i]) / (l1 - l0);
+      sp[b * tt.block + i] = s;
+      op[b * tt.block + i] = y0[i] - s * l0;
+    }
+  }
+  return g;
+}
+
+std::string gguf_set_codes(const std::string& bytes, uint32_t type, const at::Tensor& codes) {
+  CATQ_CHECK(codes.dim() == 2 && codes.scalar_type() == at::kByte, Internal, "GGUF codes: expected uint8 [rows, row]");
+  const int64_t rows = codes.size(0), row = codes.size(1);
+  const GgmlTypeTraits& tt = codec_traits(type, row, bytes, rows);
+  const at::Tensor c = codes.contiguous();
+  const uint8_t* cp = c.data_ptr<uint8_t>();
+  std::string out = bytes;
+  for (int64_t b = 0; b < rows * row / tt.block; ++b)
+    tt.set_codes(reinterpret_cast<uint8_t*>(&out[b * tt.bytes]), cp + b * tt.block);
   return out;
 }
 

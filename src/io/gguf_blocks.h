@@ -20,6 +20,11 @@ Block load_block(const uint8_t* p) {
 
 constexpr int kQK = 32;  // values per block of Q8_0, Q4_0 and Q4_1 (ggml's QK8_0, QK4_0, QK4_1)
 
+// 32 4-bit codes as 16 bytes, Q4_0's order (also Q4_1, IQ4_NL, and Q5_0 / Q5_1's low bits): qs[j] = q[j] | q[j+16] << 4.
+inline void pack_nibbles32(const uint8_t* q, uint8_t* qs) {
+  for (int j = 0; j < kQK / 2; ++j) qs[j] = static_cast<uint8_t>((q[j] & 0xF) | ((q[j + kQK / 2] & 0xF) << 4));
+}
+
 // Q8_0: x = d·q.  d = max|x| / 127, q = round(x / d).
 struct BlockQ8_0 {
   uint16_t d;       // fp16 scale
@@ -62,7 +67,8 @@ struct BlockQ5_1 {
 };
 static_assert(sizeof(BlockQ5_1) == 2 * 2 + 4 + kQK / 2, "wrong q5_1 block size/padding");
 
-// IQ4_NL: x = d·kIq4nl[q], q a 4-bit index into a fixed non-uniform grid; nibble order as Q4_0.
+// IQ4_NL: x = d·kIq4nlValues[q], q a 4-bit index into a fixed non-uniform grid; nibble order as Q4_0.
+inline constexpr int8_t kIq4nlValues[16] = {-127, -104, -83, -65, -49, -35, -22, -10, 1, 13, 25, 38, 53, 69, 89, 113};
 struct BlockIq4Nl {
   uint16_t d;
   uint8_t qs[kQK / 2];
@@ -132,7 +138,9 @@ void dequantize_block_q5_k(const uint8_t* blk, float* y);
 void dequantize_block_q6_k(const uint8_t* blk, float* y);
 
 // Scalar encoders of one block (gguf_encode.cpp): `importance` (nullptr = all 1) weighs each value's squared error
-// in the scale search. Q5_0 / Q5_1 are plain round-to-nearest (ggml's reference bytes) and ignore it.
+// in the scale search. Without importance Q4_0 / Q4_1 / Q5_0 / Q5_1 are plain round-to-nearest (ggml's reference
+// bytes); with it, improve_plain_block replaces that block by a weighted scale search's where its weighted error is
+// lower. (Q8_0 always stays the reference.)
 void quantize_block_q5_0(const float* x, const float* importance, uint8_t* blk);
 void quantize_block_q5_1(const float* x, const float* importance, uint8_t* blk);
 void quantize_block_iq4_nl(const float* x, const float* importance, uint8_t* blk);
@@ -142,16 +150,39 @@ void quantize_block_q4_k(const float* x, const float* importance, uint8_t* blk);
 void quantize_block_q5_k(const float* x, const float* importance, uint8_t* blk);
 void quantize_block_q6_k(const float* x, const float* importance, uint8_t* blk);
 
+// Q4_0 / Q4_1 / Q5_0 / Q5_1 (ggml id) block `blk`, encoded from x by round-to-nearest: replaced by the weighted
+// scale search's block when that has a lower importance-weighted error (no-op for importance nullptr).
+void improve_plain_block(uint32_t ggml, const float* x, const float* importance, uint8_t* blk);
+
+// Codes replaced in an encoded block, its scales kept (codes as in GgmlTypeTraits::set_codes).
+void set_codes_q5_0(uint8_t* blk, const uint8_t* codes);
+void set_codes_q5_1(uint8_t* blk, const uint8_t* codes);
+void set_codes_iq4_nl(uint8_t* blk, const uint8_t* codes);
+void set_codes_q2_k(uint8_t* blk, const uint8_t* codes);
+void set_codes_q3_k(uint8_t* blk, const uint8_t* codes);
+void set_codes_q4_k(uint8_t* blk, const uint8_t* codes);
+void set_codes_q5_k(uint8_t* blk, const uint8_t* codes);
+void set_codes_q6_k(uint8_t* blk, const uint8_t* codes);
+
 // One ggml type. `block` values take `bytes` bytes. quantize encodes `block` floats into one block (importance:
 // nullptr, or one weight per value) and dequantize decodes one (both on unaligned bytes); null where catq has no
 // block codec (F32/F16/BF16 are converted with libtorch; the IQ2/IQ3/IQ1, TQ and other types are recognised by id
 // and size only).
+//
+// Codes (the formats with an encoder): value i of a block is s_i·level(c_i) + m_i with the code c_i ∈ [0, levels)
+// and s_i, m_i fixed by the block's (sub-)block scales; level(c) = c, or level_values[c] for a codebook (IQ4_NL).
+// A signed format's code is its stored quant offset to start at 0: Q8_0 q + 128, Q4_0 / Q5_0 / Q6_K / Q3_K the
+// stored unsigned value. set_codes overwrites an encoded block's codes and keeps its scales: what format-aware
+// GPTQ writes after choosing every code on the scale grid the encoder fixed (gguf_block_grid in io/gguf.h).
 struct GgmlTypeTraits {
   const char* name;
   int64_t block;
   int64_t bytes;
   void (*quantize)(const float* x, const float* importance, uint8_t* blk) = nullptr;
   void (*dequantize)(const uint8_t* blk, float* y) = nullptr;
+  int levels = 0;
+  const float* level_values = nullptr;
+  void (*set_codes)(uint8_t* blk, const uint8_t* codes) = nullptr;
 };
 // Traits of a ggml type id (ids as in ggml.h); nullptr for ids not in use.
 const GgmlTypeTraits* ggml_type_traits(uint32_t type);

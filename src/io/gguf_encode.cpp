@@ -14,12 +14,11 @@
 #include <cstring>
 
 #include "io/gguf_blocks.h"
+#include "io/gguf.h"
 
 namespace catq {
 
 namespace {
-
-constexpr int8_t kIq4nlGrid[16] = {-127, -104, -83, -65, -49, -35, -22, -10, 1, 13, 25, 38, 53, 69, 89, 113};
 
 uint16_t fp16_bits(float v) { return c10::Half(v).x; }
 float fp16_round(float v) { return half_value(fp16_bits(v)); }
@@ -268,44 +267,45 @@ void pack_scale_min_k4(const uint8_t* sc, const uint8_t* mc, uint8_t* out) {
   }
 }
 
+// Q5_0 / Q5_1 codes: low nibbles as Q4_0 (qs[j]: values j and j + 16), bit 4 of value i in bit i of qh.
+void pack_q5_codes(const uint8_t* q, uint8_t* qs, uint8_t* qh_bytes) {
+  uint32_t qh = 0;
+  for (int j = 0; j < kQK / 2; ++j) {
+    qs[j] = static_cast<uint8_t>((q[j] & 0xF) | ((q[j + kQK / 2] & 0xF) << 4));
+    qh |= static_cast<uint32_t>(q[j] >> 4) << j;
+    qh |= static_cast<uint32_t>(q[j + kQK / 2] >> 4) << (j + kQK / 2);
+  }
+  std::memcpy(qh_bytes, &qh, 4);
+}
+
 }  // namespace
 
-void quantize_block_q5_0(const float* x, const float* /*importance*/, uint8_t* out) {
+void quantize_block_q5_0(const float* x, const float* importance, uint8_t* out) {
   BlockQ5_0 b;
   float amax = 0, vmax = 0;
   for (int j = 0; j < kQK; ++j)
     if (std::fabs(x[j]) > amax) amax = std::fabs(x[j]), vmax = x[j];
   const float d = vmax / -16.0f, id = d != 0 ? 1.0f / d : 0.0f;
   b.d = fp16_bits(d);
-  uint32_t qh = 0;
-  for (int j = 0; j < kQK / 2; ++j) {
-    const int q0 = std::min(31, static_cast<int>(x[j] * id + 16.5f));
-    const int q1 = std::min(31, static_cast<int>(x[j + kQK / 2] * id + 16.5f));
-    b.qs[j] = static_cast<uint8_t>((q0 & 0xF) | ((q1 & 0xF) << 4));
-    qh |= static_cast<uint32_t>((q0 & 0x10) >> 4) << j;
-    qh |= static_cast<uint32_t>((q1 & 0x10) >> 4) << (j + kQK / 2);
-  }
-  std::memcpy(b.qh, &qh, 4);
+  uint8_t q[kQK];
+  for (int j = 0; j < kQK; ++j) q[j] = static_cast<uint8_t>(std::min(31, static_cast<int>(x[j] * id + 16.5f)));
+  pack_q5_codes(q, b.qs, b.qh);
   std::memcpy(out, &b, sizeof b);
+  improve_plain_block(GGML_Q5_0, x, importance, out);
 }
 
-void quantize_block_q5_1(const float* x, const float* /*importance*/, uint8_t* out) {
+void quantize_block_q5_1(const float* x, const float* importance, uint8_t* out) {
   BlockQ5_1 b;
   float lo = x[0], hi = x[0];
   for (int j = 1; j < kQK; ++j) lo = std::min(lo, x[j]), hi = std::max(hi, x[j]);
   const float d = (hi - lo) / 31.0f, id = d != 0 ? 1.0f / d : 0.0f;
   b.d = fp16_bits(d);
   b.m = fp16_bits(lo);
-  uint32_t qh = 0;
-  for (int j = 0; j < kQK / 2; ++j) {
-    const int q0 = static_cast<int>((x[j] - lo) * id + 0.5f);
-    const int q1 = static_cast<int>((x[j + kQK / 2] - lo) * id + 0.5f);
-    b.qs[j] = static_cast<uint8_t>((q0 & 0xF) | ((q1 & 0xF) << 4));
-    qh |= static_cast<uint32_t>((q0 & 0x10) >> 4) << j;
-    qh |= static_cast<uint32_t>((q1 & 0x10) >> 4) << (j + kQK / 2);
-  }
-  std::memcpy(b.qh, &qh, 4);
+  uint8_t q[kQK];
+  for (int j = 0; j < kQK; ++j) q[j] = static_cast<uint8_t>(static_cast<int>((x[j] - lo) * id + 0.5f));
+  pack_q5_codes(q, b.qs, b.qh);
   std::memcpy(out, &b, sizeof b);
+  improve_plain_block(GGML_Q5_1, x, importance, out);
 }
 
 // IQ4_NL: d among candidates around the largest magnitude on either end of the grid, each refitted by weighted
@@ -313,14 +313,14 @@ void quantize_block_q5_1(const float* x, const float* /*importance*/, uint8_t* o
 void quantize_block_iq4_nl(const float* x, const float* w, uint8_t* out) {
   auto nearest = [](float v) {  // index of the grid value nearest v (grid ascending)
     int k = 0;
-    while (k < 15 && std::fabs(static_cast<float>(kIq4nlGrid[k + 1]) - v) <= std::fabs(static_cast<float>(kIq4nlGrid[k]) - v)) ++k;
+    while (k < 15 && std::fabs(static_cast<float>(kIq4nlValues[k + 1]) - v) <= std::fabs(static_cast<float>(kIq4nlValues[k]) - v)) ++k;
     return k;
   };
   auto error = [&](float d) {
     float e = 0;
     const float id = d != 0 ? 1.0f / d : 0.0f;
     for (int i = 0; i < kQK; ++i) {
-      const float r = d * static_cast<float>(kIq4nlGrid[nearest(x[i] * id)]) - x[i];
+      const float r = d * static_cast<float>(kIq4nlValues[nearest(x[i] * id)]) - x[i];
       e += importance(w, i) * r * r;
     }
     return e;
@@ -334,7 +334,7 @@ void quantize_block_iq4_nl(const float* x, const float* w, uint8_t* out) {
       const float id = 1.0f / d0;
       double sgx = 0, sgg = 0;
       for (int i = 0; i < kQK; ++i) {
-        const double g = kIq4nlGrid[nearest(x[i] * id)], wi = importance(w, i);
+        const double g = kIq4nlValues[nearest(x[i] * id)], wi = importance(w, i);
         sgx += wi * g * x[i], sgg += wi * g * g;
       }
       if (sgg <= 0) return;
@@ -355,17 +355,69 @@ void quantize_block_iq4_nl(const float* x, const float* w, uint8_t* out) {
   std::memcpy(out, &b, sizeof b);
 }
 
+// ---- Code packers (shared by the encoders and set_codes: a block's codes replaced, its scales kept) ---------
+
+namespace {
+
+// Q2_K / Q3_K low 2 bits: value 128·h + 32·s + l (l < 32) is bits 2s..2s+1 of qs[32·h + l].
+void pack_2bit_codes(const uint8_t* q, uint8_t* qs) {
+  std::memset(qs, 0, kQK_K / 4);
+  for (int i = 0; i < kQK_K; ++i) {
+    const int h = i / 128, s = (i % 128) / 32, l = i % 32;
+    qs[32 * h + l] |= static_cast<uint8_t>((q[i] & 3) << (2 * s));
+  }
+}
+
+// Q3_K code c ∈ 0..7: low 2 bits as Q2_K, bit 2 in hmask (bit 4·h + s of hmask[l]).
+void pack_q3_k_codes(const uint8_t* q, uint8_t* qs, uint8_t* hmask) {
+  pack_2bit_codes(q, qs);
+  std::memset(hmask, 0, kQK_K / 8);
+  for (int i = 0; i < kQK_K; ++i) {
+    const int h = i / 128, s = (i % 128) / 32, l = i % 32;
+    if (q[i] & 4) hmask[l] |= static_cast<uint8_t>(1 << (4 * h + s));
+  }
+}
+
+// Q4_K / Q5_K codes: per 64 values, 32 bytes of qs, the first 32 values in the low nibbles and the next 32 in the
+// high ones; Q5_K's fifth bits (qh non-null) in bit 2c (first 32) and 2c + 1 (next 32) of qh[l] for the c-th run.
+void pack_k_nibbles(const uint8_t* q, uint8_t* qs, uint8_t* qh) {
+  if (qh) std::memset(qh, 0, kQK_K / 8);
+  for (int c = 0; c < 4; ++c)
+    for (int l = 0; l < 32; ++l) {
+      const uint8_t lo = q[64 * c + l], hi = q[64 * c + 32 + l];
+      qs[32 * c + l] = static_cast<uint8_t>((lo & 0xF) | ((hi & 0xF) << 4));
+      if (qh) qh[l] |= static_cast<uint8_t>(((lo >> 4) << (2 * c)) | ((hi >> 4) << (2 * c + 1)));
+    }
+}
+
+// Q6_K: per 128 values (half h), value 128·h + 32·k + l is ql[64·h + l + 32·(k & 1)] nibble k / 2 (low 4 bits) and
+// qh[32·h + l] bits 2k..2k+1 (high 2 bits).
+void pack_q6_k_codes(const uint8_t* q, uint8_t* ql, uint8_t* qh) {
+  std::memset(ql, 0, kQK_K / 2);
+  std::memset(qh, 0, kQK_K / 4);
+  for (int i = 0; i < kQK_K; ++i) {
+    const int h = i / 128, k = (i % 128) / 32, l = i % 32;
+    ql[64 * h + l + 32 * (k & 1)] |= static_cast<uint8_t>((q[i] & 0xF) << (4 * (k >> 1)));
+    qh[32 * h + l] |= static_cast<uint8_t>((q[i] >> 4) << (2 * k));
+  }
+}
+
+// A block's codes replaced through its packer, everything else kept.
+template <typename Block, typename Pack>
+void replace_codes(uint8_t* blk, Pack pack) {
+  Block b = load_block<Block>(blk);
+  pack(b);
+  std::memcpy(blk, &b, sizeof b);
+}
+
+}  // namespace
+
 void quantize_block_q2_k(const float* x, const float* w, uint8_t* out) {
   BlockQ2_K b;
   uint8_t q[kQK_K], sc[16], mc[16];
   affine_k_super_block(x, w, 16, 3, 15, q, sc, mc, b.d, b.dmin);
   for (int j = 0; j < 16; ++j) b.scales[j] = static_cast<uint8_t>(sc[j] | (mc[j] << 4));
-  // Value 128·h + 32·s + l (l < 32) is bits 2s..2s+1 of qs[32·h + l].
-  std::memset(b.qs, 0, sizeof b.qs);
-  for (int i = 0; i < kQK_K; ++i) {
-    const int h = i / 128, s = (i % 128) / 32, l = i % 32;
-    b.qs[32 * h + l] |= static_cast<uint8_t>(q[i] << (2 * s));
-  }
+  pack_2bit_codes(q, b.qs);
   std::memcpy(out, &b, sizeof b);
 }
 
@@ -382,27 +434,8 @@ void quantize_block_q3_k(const float* x, const float* w, uint8_t* out) {
     b.scales[j % 8] |= static_cast<uint8_t>((v & 0xF) << (j < 8 ? 0 : 4));
     b.scales[8 + j % 4] |= static_cast<uint8_t>((v >> 4) << (2 * (j / 4)));
   }
-  // Code c = q + 4 ∈ 0..7: low 2 bits as Q2_K, bit 2 in hmask (bit 4·h + s of hmask[l]).
-  std::memset(b.qs, 0, sizeof b.qs);
-  std::memset(b.hmask, 0, sizeof b.hmask);
-  for (int i = 0; i < kQK_K; ++i) {
-    const int h = i / 128, s = (i % 128) / 32, l = i % 32;
-    b.qs[32 * h + l] |= static_cast<uint8_t>((q[i] & 3) << (2 * s));
-    if (q[i] & 4) b.hmask[l] |= static_cast<uint8_t>(1 << (4 * h + s));
-  }
+  pack_q3_k_codes(q, b.qs, b.hmask);
   std::memcpy(out, &b, sizeof b);
-}
-
-// Q4_K / Q5_K codes: per 64 values, 32 bytes of qs, the first 32 values in the low nibbles and the next 32 in the
-// high ones; Q5_K's fifth bits (qh non-null) in bit 2c (first 32) and 2c + 1 (next 32) of qh[l] for the c-th run.
-void pack_k_nibbles(const uint8_t* q, uint8_t* qs, uint8_t* qh) {
-  if (qh) std::memset(qh, 0, kQK_K / 8);
-  for (int c = 0; c < 4; ++c)
-    for (int l = 0; l < 32; ++l) {
-      const uint8_t lo = q[64 * c + l], hi = q[64 * c + 32 + l];
-      qs[32 * c + l] = static_cast<uint8_t>((lo & 0xF) | ((hi & 0xF) << 4));
-      if (qh) qh[l] |= static_cast<uint8_t>(((lo >> 4) << (2 * c)) | ((hi >> 4) << (2 * c + 1)));
-    }
 }
 
 void quantize_block_q4_k(const float* x, const float* w, uint8_t* out) {
@@ -427,16 +460,65 @@ void quantize_block_q6_k(const float* x, const float* w, uint8_t* out) {
   BlockQ6_K b;
   uint8_t q[kQK_K];
   symmetric_k_super_block(x, w, 32, 128, q, b.scales, b.d);
-  // Per 128 values (half h): value 128·h + 32·k + l is ql[64·h + l + 32·(k & 1)] nibble k / 2 (low 4 bits) and
-  // qh[32·h + l] bits 2k..2k+1 (high 2 bits).
-  std::memset(b.ql, 0, sizeof b.ql);
-  std::memset(b.qh, 0, sizeof b.qh);
-  for (int i = 0; i < kQK_K; ++i) {
-    const int h = i / 128, k = (i % 128) / 32, l = i % 32;
-    b.ql[64 * h + l + 32 * (k & 1)] |= static_cast<uint8_t>((q[i] & 0xF) << (4 * (k >> 1)));
-    b.qh[32 * h + l] |= static_cast<uint8_t>((q[i] >> 4) << (2 * k));
-  }
+  pack_q6_k_codes(q, b.ql, b.qh);
   std::memcpy(out, &b, sizeof b);
+}
+
+void set_codes_q5_0(uint8_t* blk, const uint8_t* q) {
+  replace_codes<BlockQ5_0>(blk, [&](BlockQ5_0& b) { pack_q5_codes(q, b.qs, b.qh); });
+}
+void set_codes_q5_1(uint8_t* blk, const uint8_t* q) {
+  replace_codes<BlockQ5_1>(blk, [&](BlockQ5_1& b) { pack_q5_codes(q, b.qs, b.qh); });
+}
+void set_codes_iq4_nl(uint8_t* blk, const uint8_t* q) {
+  replace_codes<BlockIq4Nl>(blk, [&](BlockIq4Nl& b) { pack_nibbles32(q, b.qs); });
+}
+void set_codes_q2_k(uint8_t* blk, const uint8_t* q) {
+  replace_codes<BlockQ2_K>(blk, [&](BlockQ2_K& b) { pack_2bit_codes(q, b.qs); });
+}
+void set_codes_q3_k(uint8_t* blk, const uint8_t* q) {
+  replace_codes<BlockQ3_K>(blk, [&](BlockQ3_K& b) { pack_q3_k_codes(q, b.qs, b.hmask); });
+}
+void set_codes_q4_k(uint8_t* blk, const uint8_t* q) {
+  replace_codes<BlockQ4_K>(blk, [&](BlockQ4_K& b) { pack_k_nibbles(q, b.qs, nullptr); });
+}
+void set_codes_q5_k(uint8_t* blk, const uint8_t* q) {
+  replace_codes<BlockQ5_K>(blk, [&](BlockQ5_K& b) { pack_k_nibbles(q, b.qs, b.qh); });
+}
+void set_codes_q6_k(uint8_t* blk, const uint8_t* q) {
+  replace_codes<BlockQ6_K>(blk, [&](BlockQ6_K& b) { pack_q6_k_codes(q, b.ql, b.qh); });
+}
+
+void improve_plain_block(uint32_t ggml, const float* x, const float* w, uint8_t* blk) {
+  if (!w) return;
+  const GgmlTypeTraits* tt = ggml_type_traits(ggml);
+  const bool affine = ggml == GGML_Q4_1 || ggml == GGML_Q5_1;
+  const int levels = tt->levels;
+  auto weighted_error = [&](const uint8_t* b) {
+    float y[kQK], e = 0;
+    tt->dequantize(b, y);
+    for (int i = 0; i < kQK; ++i) e += w[i] * (y[i] - x[i]) * (y[i] - x[i]);
+    return e;
+  };
+  uint8_t cand[64], q[kQK];
+  std::memcpy(cand, blk, static_cast<size_t>(tt->bytes));
+  if (affine) {  // x = d·q + m: d at byte 0, m at byte 2 (fp16 each)
+    const AffineFit f = fit_affine(x, w, kQK, levels - 1);
+    const uint16_t db = fp16_bits(f.scale), mb = fp16_bits(f.offset);
+    std::memcpy(cand, &db, 2);
+    std::memcpy(cand + 2, &mb, 2);
+    const float d = half_value(db), m = half_value(mb);
+    for (int i = 0; i < kQK; ++i) q[i] = static_cast<uint8_t>(d > 0 ? round_clamp((x[i] - m) / d, 0, levels - 1) : 0);
+  } else {  // x = d·(q − levels/2): d at byte 0
+    const int nmax = levels / 2;
+    const uint16_t db = fp16_bits(fit_symmetric(x, w, kQK, nmax));
+    std::memcpy(cand, &db, 2);
+    const float d = half_value(db);
+    for (int i = 0; i < kQK; ++i)
+      q[i] = static_cast<uint8_t>((d != 0 ? round_clamp(x[i] / d, -nmax, nmax - 1) : 0) + nmax);
+  }
+  tt->set_codes(cand, q);
+  if (weighted_error(cand) < weighted_error(blk)) std::memcpy(blk, cand, static_cast<size_t>(tt->bytes));
 }
 
 }  // namespace catq

@@ -267,4 +267,21 @@ at::Tensor GgufFile::tensor_f32(const GgufTensorInfo& t) const {
   return out;
 }
 
+std::map<std::string, int64_t> gguf_tensors_by_type(const GgufFile& g) {
+  std::map<std::string, int64_t> n;
+  for (const GgufTensorInfo& t : g.tensors) ++n[ggml_type_name(t.type)];
+  return n;
+}
+
+double gguf_bits_per_weight(const GgufFile& g) {
+  double bytes = 0, elements = 0;
+  for (const GgufTensorInfo& t : g.tensors) {
+    bytes += static_cast<double>(t.nbytes);
+    double n = 1;
+    for (int64_t e : t.ne) n *= static_cast<double>(e);
+    elements += n;
+  }
+  return elements > 0 ? 8 * bytes / elements : 0.0;
+}
+
 }  // namespace catq

@@ -10,9 +10,6 @@ namespace catq {
 
 namespace {
 
-// The non-uniform 4-bit grid of IQ4_NL (and IQ4_XS).
-constexpr int8_t kIq4nl[16] = {-127, -104, -83, -65, -49, -35, -22, -10, 1, 13, 25, 38, 53, 69, 89, 113};
-
 // Scale and min of sub-block j of a Q4_K / Q5_K super-block: 6 bits each, the first four in the low 6 bits of
 // bytes 0..3 (scales) and 4..7 (mins), the last four in the nibbles of bytes 8..11 with their top 2 bits in the
 // top 2 bits of bytes 0..7.
@@ -62,8 +59,8 @@ void dequantize_block_iq4_nl(const uint8_t* in, float* y) {
   const BlockIq4Nl b = load_block<BlockIq4Nl>(in);
   const float d = half_value(b.d);
   for (int j = 0; j < kQK / 2; ++j) {
-    y[j] = d * static_cast<float>(kIq4nl[b.qs[j] & 0xF]);
-    y[j + kQK / 2] = d * static_cast<float>(kIq4nl[b.qs[j] >> 4]);
+    y[j] = d * static_cast<float>(kIq4nlValues[b.qs[j] & 0xF]);
+    y[j + kQK / 2] = d * static_cast<float>(kIq4nlValues[b.qs[j] >> 4]);
   }
 }
 

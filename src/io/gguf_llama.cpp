@@ -6,6 +6,7 @@
 #include "io/gguf.h"
 
 #include <cctype>
+#include <cstring>
 
 #include "core/error.h"
 #include "core/file_util.h"
@@ -230,28 +231,54 @@ void write_gguf_llama(const LlamaModel& m, const Tokenizer* tok, const std::stri
                path, tok->vocab_size(), c.vocab_size);
     add_gguf_tokenizer(b, *tok);
   }
-  // Tensors in named_parameters() order, q/k rows back in HF order where the architecture stores them so.
-  std::vector<std::pair<std::string, at::Tensor>> tensors;
-  tensors.emplace_back(kLlamaTokenEmbd.gguf_name(), m.tok_embeddings);
+  // Tensors in named_parameters() order, q/k rows back in HF order where the architecture stores them so
+  // (rope_heads > 0: the permutation's heads).
+  struct Out {
+    std::string name;
+    at::Tensor t;
+    int64_t rope_heads = 0;
+  };
+  std::vector<Out> tensors;
+  tensors.push_back({kLlamaTokenEmbd.gguf_name(), m.tok_embeddings});
   for (int64_t l = 0; l < c.n_layers; ++l)
     for (const LlamaBlockTensor& t : llama_block_tensors()) {
       if (!t.present(c)) continue;
-      const at::Tensor& w = m.blocks[l].*t.member;
-      tensors.emplace_back(t.gguf_name(l), traits.gguf_rope_hf_order && t.rope != HfRope::None
-                                               ? rope_permute_interleaved_to_hf(w.detach(), t.hf_rope_heads(c)) : w);
+      const bool hf = traits.gguf_rope_hf_order && t.rope != HfRope::None;
+      tensors.push_back({t.gguf_name(l), m.blocks[l].*t.member, hf ? t.hf_rope_heads(c) : 0});
     }
-  tensors.emplace_back(kLlamaOutputNorm.gguf_name(), m.norm);
-  if (!c.tied_head) tensors.emplace_back(kLlamaOutput.gguf_name(), m.output);
+  tensors.push_back({kLlamaOutputNorm.gguf_name(), m.norm});
+  if (!c.tied_head) tensors.push_back({kLlamaOutput.gguf_name(), m.output});
   if (c.rope_scaling.type == "linear") {
     b.add_string(ap + "rope.scaling.type", "linear");
     b.add_f32(ap + "rope.scaling.factor", static_cast<float>(c.rope_scaling.factor));
   } else if (auto f = c.rope_freq_factors(); !f.empty()) {
-    tensors.emplace_back(kRopeFreqs, at::tensor(f, at::kDouble));
+    tensors.push_back({kRopeFreqs, at::tensor(f, at::kDouble)});
   }
-  for (const auto& [name, t0] : tensors) {
-    at::Tensor t = t0.detach().to(at::kCPU, at::kFloat).contiguous();
-    std::vector<int64_t> ne(t.sizes().rbegin(), t.sizes().rend());
-    const GgufWeightType wt = t.dim() == 1 ? GgufWeightType::F32 : gguf_row_type(opt.weights, ne[0]);
+  for (const auto& [name, t0, rope_heads] : tensors) {
+    std::vector<int64_t> ne(t0.sizes().rbegin(), t0.sizes().rend());
+    const GgufWeightType wt = t0.dim() == 1 ? GgufWeightType::F32 : gguf_row_type(opt.weights, ne[0]);
+    const GgufEncodedTensor* enc = nullptr;
+    if (opt.encoded)
+      if (auto it = opt.encoded->find(name); it != opt.encoded->end()) enc = &it->second;
+    if (enc) {
+      const GgufEncodedTensor& e = *enc;
+      CATQ_CHECK(t0.dim() == 2 && e.ggml == gguf_weight_type_info(wt).ggml, Internal,
+                 "{}: tensor {} was encoded as {}, the file's type for it is {}", path, name, ggml_type_name(e.ggml),
+                 to_string(wt));
+      std::string bytes = e.bytes;
+      if (rope_heads > 0) {  // whole rows move: a row's blocks stay together
+        const int64_t rows = t0.size(0), row_bytes = static_cast<int64_t>(bytes.size()) / rows;
+        const at::Tensor src =
+            rope_permute_interleaved_to_hf(at::arange(rows, at::kFloat).unsqueeze(1), rope_heads).to(at::kLong).contiguous();
+        const int64_t* sp = src.data_ptr<int64_t>();
+        for (int64_t r = 0; r < rows; ++r)
+          std::memcpy(&bytes[r * row_bytes], e.bytes.data() + sp[r] * row_bytes, static_cast<size_t>(row_bytes));
+      }
+      b.add_tensor(name, ne, e.ggml, std::move(bytes));
+      continue;
+    }
+    at::Tensor t = (rope_heads > 0 ? rope_permute_interleaved_to_hf(t0.detach(), rope_heads) : t0.detach())
+                       .to(at::kCPU, at::kFloat).contiguous();
     switch (wt) {
       case GgufWeightType::F32:
         b.add_tensor(name, ne, GGML_F32, std::string(static_cast<const char*>(t.data_ptr()), t.numel() * 4));

@@ -99,4 +99,41 @@ void gptq_batch_rows(int64_t rows, int64_t cnt, float* w, int64_t ldw, const flo
   rows_ref(b, rows);
 }
 
+namespace {
+
+// The code of the level nearest t: rounding for a uniform grid, a scan of the (short, ascending) codebook otherwise.
+inline int nearest_level(float t, int levels, const float* values) {
+  if (!values) {
+    const float r = std::nearbyint(t);
+    if (!(r >= 0.0f)) return 0;  // also NaN
+    return r > static_cast<float>(levels - 1) ? levels - 1 : static_cast<int>(r);
+  }
+  if (std::isnan(t)) return 0;
+  int c = 0;
+  while (c + 1 < levels && std::fabs(values[c + 1] - t) <= std::fabs(values[c] - t)) ++c;
+  return c;
+}
+
+}  // namespace
+
+CATQ_GK_NO_CONTRACT void gptq_batch_rows_grid(int64_t rows, int64_t cnt, float* w, int64_t ldw, const float* u,
+                                              int64_t ldu, const float* scale, const float* offset, int levels,
+                                              const float* level_values, uint8_t* codes, float* deq, int64_t ldc,
+                                              float* err) {
+  CATQ_CHECK(levels >= 2 && levels <= 256, Internal, "GPTQ grid: {} levels", levels);
+  for (int64_t r = 0; r < rows; ++r) {
+    float* wr = w + r * ldw;
+    for (int64_t i = 0; i < cnt; ++i) {
+      const float x = wr[i], s = scale[r * cnt + i], m = offset[r * cnt + i];
+      const int c = s != 0 ? nearest_level((x - m) / s, levels, level_values) : 0;
+      const float d = s * (level_values ? level_values[c] : static_cast<float>(c)) + m;
+      codes[r * ldc + i] = static_cast<uint8_t>(c);
+      deq[r * ldc + i] = d;
+      const float e = err[r * cnt + i] = (x - d) / u[i * ldu + i];
+      const float* ui = u + i * ldu;
+      for (int64_t k = i + 1; k < cnt; ++k) wr[k] -= e * ui[k];
+    }
+  }
+}
+
 }  // namespace catq

@@ -26,4 +26,12 @@ void gptq_batch_rows(int64_t rows, int64_t cnt, float* w, int64_t ldw, const flo
                      const float* zero, float qmin, float qmax, int32_t* codes, float* deq, int64_t ldc, float* err,
                      RangeIsa isa);
 
+// The same batch on a fixed grid of levels (format-aware GPTQ, e.g. GGUF blocks): element i may take
+// scale_i·level(c) + offset_i for the codes c ∈ [0, levels), level(c) = c or level_values[c] (ascending; nullptr =
+// uniform). q_i is the nearest level to (w_i − offset_i) / scale_i (code 0 for scale 0 or NaN), d_i its value, and
+// e_i, the update and the layouts as above (codes uint8). Scalar: the formats' level search has no SIMD path yet.
+void gptq_batch_rows_grid(int64_t rows, int64_t cnt, float* w, int64_t ldw, const float* u, int64_t ldu,
+                          const float* scale, const float* offset, int levels, const float* level_values,
+                          uint8_t* codes, float* deq, int64_t ldc, float* err);
+
 }  // namespace catq

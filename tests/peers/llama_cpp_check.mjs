@@ -1,6 +1,6 @@
 // Drives llama.cpp (npm node-llama-cpp, prebuilt CPU binary) on a GGUF written by `catq export`, for the test
 // PeerLlamaCpp.*: loads the model, scores token windows (mean next-token NLL from llama.cpp's raw logits) and
-// generates greedily from BOS. Usage: node llama_cpp_check.mjs MODEL.gguf WINDOWS.json GREEDY_STEPS
+// generates greedily from BOS (timed: decode tokens per second, 1 thread). Usage: node llama_cpp_check.mjs MODEL.gguf WINDOWS.json GREEDY_STEPS
 // WINDOWS.json: [[bos, t0, t1, ...], ...]  (every token after the first is scored). Prints one JSON object.
 // CATQ_PEERS: the folder whose node_modules holds node-llama-cpp (scripts/setup.sh installs it in .cache/peers).
 import { readFileSync } from "node:fs";
@@ -42,17 +42,21 @@ for (const w of windows) {
 }
 
 const greedy = [];
+let decodeSeconds = 0;
 if (steps > 0) {
   await seq.clearHistory();
   const bos = model.tokens.bos;
+  const t0 = process.hrtime.bigint();
   for await (const t of seq.evaluate([bos], { temperature: 0 })) {
     greedy.push(t);
     if (greedy.length >= steps) break;
   }
+  decodeSeconds = Number(process.hrtime.bigint() - t0) / 1e9;
 }
 console.log(JSON.stringify({
   mean_nll: count ? nll / count : null, tokens_scored: count, ppl: count ? Math.exp(nll / count) : null,
   greedy_tokens: greedy, greedy_text: model.detokenize(greedy), vocab_bos: model.tokens.bos,
+  decode_tokens_per_second: decodeSeconds > 0 ? greedy.length / decodeSeconds : null,
 }));
 await context.dispose();
 await model.dispose();

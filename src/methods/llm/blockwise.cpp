@@ -109,7 +109,7 @@ GptqResult gptq_weight(const at::Tensor& w, const GptqFactor& f, const QuantSpec
 }  // namespace
 
 bool blockwise_needs_calibration(const SimQuant& sq, const BlockwiseOptions& o, const LlmTransformOptions* t) {
-  if (o.weights == "gptq" || (t && llm_transform_needs_stats(*t))) return true;
+  if ((o.custom ? o.custom_needs_hessian : o.weights == "gptq") || (t && llm_transform_needs_stats(*t))) return true;
   if (!o.calibrate_inputs) return false;
   for (const SimQuant::Layer& l : sq.layers())
     if (static_input(l)) return true;
@@ -123,13 +123,14 @@ json quantize_llama_blockwise(LlamaModel& m, SimQuant& sq, const at::Tensor& cal
   at::NoGradGuard ng;
   const std::vector<LayerInfo> infos = m.layer_infos();
   const int64_t L = m.cfg.n_layers;
-  const bool gptq = o.weights == "gptq";
+  const bool gptq = !o.custom && o.weights == "gptq";
+  const bool hess = o.custom ? o.custom_needs_hessian : gptq;  // the X_q stream and per-group Hessians
   bool statics = false;
   if (o.calibrate_inputs)
     for (const LayerInfo& li : infos) statics = statics || static_input(sq.layer(li.name));
   const bool block_stats = hooks.transform && llm_transform_needs_stats(hooks.transform->options());
   const bool fp_stream = statics || block_stats;
-  if (gptq || fp_stream)
+  if (hess || fp_stream)
     CATQ_CHECK(calib.defined() && calib.dim() == 2 && calib.size(0) > 0, Data,
                "LLM quantization: no calibration windows (too little calibration text?)");
 
@@ -137,14 +138,14 @@ json quantize_llama_blockwise(LlamaModel& m, SimQuant& sq, const at::Tensor& cal
   // (the FP model's, for the static input ranges). Both start as the FP token embeddings.
   std::vector<at::Tensor> xq, xfp;
   int64_t state_bytes = 0;
-  if (gptq || fp_stream) {
+  if (hess || fp_stream) {
     for (int64_t i = 0; i < calib.size(0); i += o.batch) {
       at::Tensor e = m.embed(calib.slice(0, i, i + o.batch));
       state_bytes += e.numel() * e.element_size();
-      if (gptq) xq.push_back(e);
+      if (hess) xq.push_back(e);
       if (fp_stream) xfp.push_back(e);
     }
-    if (gptq && fp_stream) state_bytes *= 2;
+    if (hess && fp_stream) state_bytes *= 2;
   }
 
   json layers = json::object();
@@ -160,20 +161,22 @@ json quantize_llama_blockwise(LlamaModel& m, SimQuant& sq, const at::Tensor& cal
   auto quantize_group = [&](const std::vector<int>& group, const std::function<void()>& pass) {
     std::vector<int> todo;
     for (int idx : group)
-      if (sq.layer(infos[idx].name).weight_spec.enabled) todo.push_back(idx);
+      if (o.custom || sq.layer(infos[idx].name).weight_spec.enabled) todo.push_back(idx);
     if (todo.empty()) return;
     // The layers of a group read the same input: one Hessian (of the first) and one factor serve them all.
     std::optional<GptqFactor> factor;
-    if (gptq) {
+    at::Tensor h;  // kept for a custom quantizer
+    if (hess) {
       ctx.record = {todo.front()};
       ctx.hessian.clear();
       pass();
       ctx.record.clear();
       const auto t0 = std::chrono::steady_clock::now();
       try {
-        const at::Tensor h = ctx.hessian.at(todo.front()).to(at::kFloat);
+        h = ctx.hessian.at(todo.front()).to(at::kFloat);
         ctx.hessian.clear();  // the double H is dropped before the factor's fp32 work
-        factor = gptq_factor(h, o.gptq);
+        if (gptq || o.custom_needs_factor) factor = gptq_factor(h, o.gptq);
+        if (!o.custom) h = at::Tensor();
       } catch (const Error& e) {
         fail(e.kind(), "{}: layer '{}' input Hessian: {}", sq.config().source, infos[todo.front()].name, e.what());
       }
@@ -187,7 +190,10 @@ json quantize_llama_blockwise(LlamaModel& m, SimQuant& sq, const at::Tensor& cal
       const auto t0 = std::chrono::steady_clock::now();
       BlockwiseLayer& r = results[idx];
       try {
-        if (gptq) {
+        if (o.custom) {
+          at::Tensor d = o.custom(li, w, h, factor ? &*factor : nullptr);
+          if (idx != head) ctx.dequantized[idx] = std::move(d);
+        } else if (gptq) {
           GptqResult g = gptq_weight(w, *factor, spec, o.gptq, &peak_layer_bytes);
           // The later passes see what the written model computes (the runtime and SimQuant dequantize the stored
           // codes the same way); nothing runs after the head.
@@ -270,7 +276,7 @@ json quantize_llama_blockwise(LlamaModel& m, SimQuant& sq, const at::Tensor& cal
       for (at::Tensor& x : xfp) x = m.block_forward(l, x, statics ? &sq : nullptr);
       sq.set_mode(mode);
     }
-    if (gptq)
+    if (hess)
       for (at::Tensor& x : xq) x = m.block_forward(l, x, &ctx);
     emit(base, base + kPerBlock);
     if (hooks.block_done) hooks.block_done(l);

@@ -37,6 +37,13 @@ struct BlockwiseOptions {
   GptqOptions gptq;
   bool calibrate_inputs = true;  // observe static input activations (false: the caller calibrates them itself)
   int64_t batch = 8;             // calibration windows per pass
+  // Set: replaces the spec-driven RTN / GPTQ of every linear (weights and their specs are then ignored; the sink
+  // gets no params). Quantizes the weight w of `layer` given its input's H = Σ x xᵀ (fp32 [in, in]) and H's GPTQ
+  // factor — undefined / null unless custom_needs_hessian / custom_needs_factor — and returns the weight the later
+  // passes see (its dequantized value). Used by the GGUF-format quantizer (methods/llm/gguf_quantize.h).
+  std::function<at::Tensor(const LayerInfo& layer, const at::Tensor& w, const at::Tensor& h, const GptqFactor* f)>
+      custom;
+  bool custom_needs_hessian = false, custom_needs_factor = false;
 };
 
 // One quantizable layer's result, handed to the sink in layer_infos() order.

@@ -48,26 +48,16 @@ nlohmann::json run_export_job(const ExportJob& job) {
   LoadedLlama m = load_llama(job.model, job.tokenizer);
   // A .catq model's online transforms and per-channel codes have no GGUF equivalent: export its FP source instead.
   CATQ_CHECK(!m.quant, Unsupported, "{}: a quantized .catq model cannot be written as GGUF (its transforms and codes "
-             "have no GGUF equivalent); export the FP model with --type q4_0 / q4_1 / q8_0", job.model);
+             "have no GGUF equivalent yet); export the FP model with --type T, or quantize it for llama.cpp directly: catq "
+             "quantize FP_MODEL --text F --gguf T --weights gptq -o OUT.gguf", job.model);
   CATQ_CHECK(m.tokenizer.has_value(), Usage, "{}: no tokenizer ({}); llama.cpp needs one: pass --tokenizer",
              job.model, m.tokenizer_note);
   write_gguf_llama(m.model, &*m.tokenizer, job.out, o);
   const int64_t bytes = static_cast<int64_t>(file_size(job.out));
-  // What was written, per ggml type (rows a type's block does not divide fall back: gguf_row_type), and the bits per
-  // weight of the whole file's tensor data.
   const GgufFile written = read_gguf(job.out);
-  std::map<std::string, int64_t> tensors_by_type;
-  double data_bytes = 0, elements = 0;
-  for (const GgufTensorInfo& t : written.tensors) {
-    ++tensors_by_type[ggml_type_name(t.type)];
-    data_bytes += static_cast<double>(t.nbytes);
-    int64_t n = 1;
-    for (int64_t e : t.ne) n *= e;
-    elements += static_cast<double>(n);
-  }
   return nlohmann::json{{"model", job.model}, {"output", job.out}, {"format", "gguf"},
-                        {"type", to_string(o.weights)}, {"bytes", bytes}, {"tensors_by_type", tensors_by_type},
-                        {"bits_per_weight", elements > 0 ? 8 * data_bytes / elements : 0.0},
+                        {"type", to_string(o.weights)}, {"bytes", bytes}, {"tensors_by_type", gguf_tensors_by_type(written)},
+                        {"bits_per_weight", gguf_bits_per_weight(written)},
                         {"parameters", m.model.num_parameters()}};
 }
 

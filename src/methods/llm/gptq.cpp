@@ -21,6 +21,33 @@ double proxy(const at::Tensor& w, const at::Tensor& wq, const at::Tensor& h32) {
 // Rows per task of the row-parallel loops (each row of a batch costs ~cnt² / 2 multiply-adds).
 constexpr int64_t kRowGrain = 8;
 
+// GPTQ's column loop over the rows of wp ([n, in] fp32, columns in the quantization order, updated in place): lazy
+// batches of `block` columns; batch(a, b, i1, cnt, err) runs rows [a, b) of the columns [i1, i1 + cnt) through a
+// fused row kernel (quant/gptq_kernel.h), writing their errors into err [n, cnt]; then the later columns get the
+// batch's update at once (a GEMM).
+template <class Batch>
+void gptq_columns(at::Tensor& wp, const GptqFactor& f, int64_t block, const Batch& batch) {
+  const int64_t n = wp.size(0), in = wp.size(1);
+  for (int64_t i1 = 0; i1 < in; i1 += block) {
+    const int64_t i2 = std::min(i1 + block, in), cnt = i2 - i1;
+    at::Tensor err = at::empty({n, cnt}, at::kFloat);
+    float* ep = err.data_ptr<float>();
+    at::parallel_for(0, n, kRowGrain, [&](int64_t a, int64_t b) { batch(a, b, i1, cnt, ep); });
+    if (i2 < in) wp.narrow(1, i2, in - i2).addmm_(err, f.u.narrow(0, i1, cnt).narrow(1, i2, in - i2), 1.0, -1.0);
+  }
+}
+
+// The weight GPTQ quantizes: fp32, finite, dead inputs' columns zeroed (they are never seen).
+at::Tensor gptq_weight_f32(const at::Tensor& w_in, const GptqFactor& f) {
+  at::Tensor w32 = w_in.to(at::kFloat).contiguous();
+  CATQ_CHECK(at::isfinite(w32).all().item<bool>(), Data, "GPTQ: the weight has NaN or Inf entries");
+  if (f.any_dead) {
+    w32 = w32.clone();
+    w32.index_put_({at::indexing::Slice(), f.dead}, 0.0f);
+  }
+  return w32;
+}
+
 }  // namespace
 
 GptqFactor gptq_factor(const at::Tensor& h_in, const GptqOptions& o) {
@@ -89,13 +116,7 @@ GptqResult gptq_quantize(const at::Tensor& w_in, const GptqFactor& f, const Quan
   const int64_t group = spec.granularity == Granularity::PerGroup ? spec.group_size : 0;
   if (group) CATQ_CHECK(in % group == 0, Config, "GPTQ: group size {} does not divide {} columns", group, in);
 
-  // The weight whose params are computed: dead inputs' columns zeroed (they are never seen).
-  at::Tensor w32 = w_in.to(at::kFloat).contiguous();
-  CATQ_CHECK(at::isfinite(w32).all().item<bool>(), Data, "GPTQ: the weight has NaN or Inf entries");
-  if (f.any_dead) {
-    w32 = w32.clone();
-    w32.index_put_({at::indexing::Slice(), f.dead}, 0.0f);
-  }
+  const at::Tensor w32 = gptq_weight_f32(w_in, f);  // the weight whose params are computed
   GptqResult r;
   r.params = compute_params(spec, w32);
   const float qmin = static_cast<float>(r.params.qmin), qmax = static_cast<float>(r.params.qmax);
@@ -136,25 +157,69 @@ GptqResult gptq_quantize(const at::Tensor& w_in, const GptqFactor& f, const Quan
     float* wpp = wp.data_ptr<float>();
     int32_t* qp = q.data_ptr<int32_t>();
     float* dp = deq.data_ptr<float>();
-    for (int64_t i1 = 0; i1 < in; i1 += o.block) {
-      const int64_t i2 = std::min(i1 + o.block, in), cnt = i2 - i1;
-      at::Tensor err = at::empty({n, cnt}, at::kFloat), s = at::empty({n, cnt}, at::kFloat),
-                 z = at::empty({n, cnt}, at::kFloat);
-      float *ep = err.data_ptr<float>(), *sp = s.data_ptr<float>(), *zp = z.data_ptr<float>();
-      at::parallel_for(0, n, kRowGrain, [&](int64_t a, int64_t b) {
-        for (int64_t row = a; row < b; ++row)
-          for (int64_t i = 0; i < cnt; ++i) {
-            sp[row * cnt + i] = sc[row * ng + gidx[i1 + i]];
-            zp[row * cnt + i] = zc[row * ng + gidx[i1 + i]];
-          }
-        gptq_batch_rows(b - a, cnt, wpp + a * in + i1, in, ubase + i1 * in + i1, in, sp + a * cnt, zp + a * cnt, qmin,
-                        qmax, qp + a * in + i1, dp + a * in + i1, in, ep + a * cnt, isa);
-      });
-      if (i2 < in) wp.narrow(1, i2, in - i2).addmm_(err, f.u.narrow(0, i1, cnt).narrow(1, i2, in - i2), 1.0, -1.0);
-    }
+    std::vector<float> s(static_cast<size_t>(n * std::min(o.block, in))), z(s.size());  // a batch's params
+    gptq_columns(wp, f, o.block, [&](int64_t a, int64_t b, int64_t i1, int64_t cnt, float* ep) {
+      float *sp = s.data(), *zp = z.data();
+      for (int64_t row = a; row < b; ++row)
+        for (int64_t i = 0; i < cnt; ++i) {
+          sp[row * cnt + i] = sc[row * ng + gidx[i1 + i]];
+          zp[row * cnt + i] = zc[row * ng + gidx[i1 + i]];
+        }
+      gptq_batch_rows(b - a, cnt, wpp + a * in + i1, in, ubase + i1 * in + i1, in, sp + a * cnt, zp + a * cnt, qmin,
+                      qmax, qp + a * in + i1, dp + a * in + i1, in, ep + a * cnt, isa);
+    });
     const at::Tensor d = permuted ? deq.index_select(1, f.inv) : deq;
     if (permuted) r.codes.narrow(0, r0, n).copy_(q.index_select(1, f.inv));
     r.proxy_gptq += proxy(w, d, f.h32);
+    if (o.keep_dequantized) r.dequantized.narrow(0, r0, n).copy_(d);
+  }
+  return r;
+}
+
+GptqGridResult gptq_quantize_grid(const at::Tensor& w_in, const GptqFactor& f, const GptqGrid& g, const GptqOptions& o) {
+  const int64_t out = w_in.size(0), in = w_in.size(1);
+  CATQ_CHECK(w_in.dim() == 2 && in == f.in && g.scale.sizes() == w_in.sizes() && g.offset.sizes() == w_in.sizes(),
+             Data, "GPTQ: weight [{}], Hessian [{},{}] and grid [{}] do not fit", fmt::join(w_in.sizes(), ","), f.in,
+             f.in, fmt::join(g.scale.sizes(), ","));
+  CATQ_CHECK(g.levels >= 2 && g.levels <= 256 && (g.level_values.empty() || static_cast<int>(g.level_values.size()) == g.levels),
+             Internal, "GPTQ grid: {} levels, {} level values", g.levels, g.level_values.size());
+  CATQ_CHECK(o.block >= 1 && o.row_slice >= 1, Config, "GPTQ: the block and the row slice must be >= 1");
+  const at::Tensor w32 = gptq_weight_f32(w_in, f);
+  const bool permuted = !at::equal(f.perm, at::arange(in, at::kLong));
+  const float* ubase = f.u.data_ptr<float>();
+  const float* lv = g.level_values.empty() ? nullptr : g.level_values.data();
+  GptqGridResult r;
+  r.codes = at::empty({out, in}, at::kByte);
+  if (o.keep_dequantized) r.dequantized = at::empty({out, in}, at::kFloat);
+  const int64_t rows_per = std::max<int64_t>(1, o.row_slice / std::max<int64_t>(in, 1));
+  for (int64_t r0 = 0; r0 < out; r0 += rows_per) {
+    const int64_t n = std::min(rows_per, out - r0);
+    const at::Tensor w = w32.narrow(0, r0, n);
+    auto order = [&](const at::Tensor& t) {  // [n, in] in the quantization order, fp32, contiguous
+      const at::Tensor x = t.narrow(0, r0, n).to(at::kFloat);
+      return (permuted ? x.index_select(1, f.perm) : x.clone()).contiguous();
+    };
+    at::Tensor wp = permuted ? w.index_select(1, f.perm) : w.clone();
+    const at::Tensor scale = order(g.scale), offset = order(g.offset);
+    at::Tensor q = at::empty({n, in}, at::kByte), deq = at::empty({n, in}, at::kFloat);
+    float* wpp = wp.data_ptr<float>();
+    const float *scp = scale.data_ptr<float>(), *ofp = offset.data_ptr<float>();
+    uint8_t* qp = q.data_ptr<uint8_t>();
+    float* dp = deq.data_ptr<float>();
+    std::vector<float> s(static_cast<size_t>(n * std::min(o.block, in))), m(s.size());  // a batch's grid
+    gptq_columns(wp, f, o.block, [&](int64_t a, int64_t b, int64_t i1, int64_t cnt, float* ep) {
+      float *sp = s.data(), *mp = m.data();
+      for (int64_t row = a; row < b; ++row)
+        for (int64_t i = 0; i < cnt; ++i) {
+          sp[row * cnt + i] = scp[row * in + i1 + i];
+          mp[row * cnt + i] = ofp[row * in + i1 + i];
+        }
+      gptq_batch_rows_grid(b - a, cnt, wpp + a * in + i1, in, ubase + i1 * in + i1, in, sp + a * cnt, mp + a * cnt,
+                           g.levels, lv, qp + a * in + i1, dp + a * in + i1, in, ep + a * cnt);
+    });
+    const at::Tensor d = permuted ? deq.index_select(1, f.inv) : deq;
+    r.codes.narrow(0, r0, n).copy_(permuted ? q.index_select(1, f.inv) : q);
+    r.proxy += proxy(w, d, f.h32);
     if (o.keep_dequantized) r.dequantized.narrow(0, r0, n).copy_(d);
   }
   return r;

@@ -60,4 +60,19 @@ GptqResult gptq_quantize(const at::Tensor& w, const GptqFactor& f, const QuantSp
 // gptq_quantize(w, gptq_factor(h, o), spec, o).
 GptqResult gptq_quantize(const at::Tensor& w, const at::Tensor& h, const QuantSpec& spec, const GptqOptions& o);
 
+// GPTQ onto a grid fixed per weight value before any update (static groups: e.g. the scales a GGUF encoder chose,
+// io/gguf.h gguf_block_grid): value (r, i) may take scale·level(c) + offset, c ∈ [0, levels), level(c) = c or
+// level_values[c] (ascending). The column loop is gptq_batch_rows_grid's; batches, act-order and row slices as above.
+struct GptqGrid {
+  at::Tensor scale, offset;         // float [out, in]
+  int levels = 0;
+  std::vector<float> level_values;  // empty: uniform
+};
+struct GptqGridResult {
+  at::Tensor codes;        // uint8 [out, in]
+  at::Tensor dequantized;  // float32 [out, in] (when GptqOptions::keep_dequantized)
+  double proxy = 0;        // tr((W − Ŵ) H (W − Ŵ)ᵀ)
+};
+GptqGridResult gptq_quantize_grid(const at::Tensor& w, const GptqFactor& f, const GptqGrid& g, const GptqOptions& o);
+
 }  // namespace catq

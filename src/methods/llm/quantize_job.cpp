@@ -7,7 +7,9 @@
 #include "core/file_util.h"
 #include "eval/perplexity.h"
 #include "io/catq_file.h"
+#include "io/gguf.h"
 #include "io/llm_loader.h"
+#include "methods/llm/gguf_quantize.h"
 #include "methods/llm/pipeline.h"
 #include "methods/llm/stream_quantize.h"
 
@@ -56,9 +58,49 @@ std::pair<at::Tensor, nlohmann::json> calibration_windows(const LlmQuantizeJob& 
                      {"windows", w.n_windows()}, {"window", co.window}}};
 }
 
+// --gguf T: the file llama.cpp runs, quantized in its own formats (methods/llm/gguf_quantize.h), weights streamed from
+// the memory-mapped checkpoint block by block.
+nlohmann::json run_gguf_quantize_job(const LlmQuantizeJob& job) {
+  GgufQuantizeOptions go;
+  go.type = parse_gguf_weight_type(job.gguf);
+  go.weights = job.weights;
+  go.gptq.act_order = job.act_order;
+  go.gptq.damp = job.gptq_damp;
+  go.name = job.name;
+  CATQ_CHECK(gguf_weight_method_known(go.weights), Usage, "quantize --gguf: --weights '{}': expected rtn, imatrix or "
+             "gptq", go.weights);
+  CATQ_CHECK(job.config.empty(), Usage, "quantize --gguf {}: the file's type sets every weight's format; --config (a "
+             "catq simulation config) does not apply", job.gguf);
+  CATQ_CHECK(parse_llm_transform(job.transform).str() == "none", Unsupported, "quantize --gguf: --transform {} is not "
+             "written into GGUF yet (offline rotations that llama.cpp's graph runs exactly are planned); use --transform "
+             "none, or a .catq output", job.transform);
+  LlmLoadOptions lo;
+  lo.keep_stored_dtype = true;
+  LoadedLlama m = load_llama(job.model, job.tokenizer, lo);
+  CATQ_CHECK(!m.quant, Usage, "{}: already quantized", job.model);
+  const Tokenizer& tok = require_tokenizer(m);
+  nlohmann::json meta = {{"source_model", job.model}, {"output", job.out}, {"format", "gguf"}};
+  at::Tensor calib;
+  if (gguf_weight_method_needs_calibration(go.weights)) {
+    nlohmann::json cm;
+    std::tie(calib, cm) = calibration_windows(job, m);
+    meta["calibration"] = cm;
+  }
+  SmallModelThreadGuard threads(m.model);
+  meta["quantization"] = quantize_llama_gguf(m.model, tok, calib, go, job.out);
+  const GgufFile written = read_gguf(job.out);
+  meta["type"] = to_string(go.type);
+  meta["bytes"] = file_size(job.out);
+  meta["tensors_by_type"] = gguf_tensors_by_type(written);
+  meta["bits_per_weight"] = gguf_bits_per_weight(written);
+  meta["parameters"] = m.model.num_parameters();
+  return meta;
+}
+
 }  // namespace
 
 nlohmann::json run_llm_quantize_job(const LlmQuantizeJob& job) {
+  if (!job.gguf.empty()) return run_gguf_quantize_job(job);
   CATQ_CHECK(!job.config.empty(), Usage, "quantize: a language model needs --config (e.g. bench/configs/llm_w4a4.json "
              "or w4a8-tok-sym)");
   const QuantConfig qc = QuantConfig::load(job.config);

@@ -17,16 +17,19 @@ struct LlmQuantizeJob {
   int64_t calib_chars = 24000;
   int64_t window = 256;            // tokens per calibration window (capped at the model's seq_len)
   std::string transform = "none";  // parse_llm_transform syntax
-  std::string weights = "rtn";     // rtn | gptq
+  std::string weights = "rtn";     // rtn | gptq (| imatrix with gguf)
   bool act_order = false;
   double gptq_damp = 0.01;
   std::string stream = "auto";     // auto / always: layer-streamed (methods/llm/stream_quantize.h); never: the
                                    // in-memory pipeline (the whole model in fp32)
-  std::string out;                 // the .catq file written
+  std::string gguf;                // set: write a GGUF file of this type for llama.cpp (methods/llm/gguf_quantize.h)
+                                   // instead of a .catq; config and transform do not apply
+  std::string name = "catq";       // GGUF general.name
+  std::string out;                 // the .catq (or .gguf) file written
 };
 
 // Runs the job and writes job.out atomically; returns the file's metadata (quantization report, calibration,
-// weight and embedding bytes). Error(Usage) for a missing --text / --config or an already-quantized model,
+// weight and embedding bytes; for gguf: output, type, bytes, tensors_by_type, bits_per_weight, quantization). Error(Usage) for a missing --text / --config or an already-quantized model,
 // Error(Data) for too little calibration text.
 nlohmann::json run_llm_quantize_job(const LlmQuantizeJob& job);
 

@@ -1,0 +1,133 @@
+#include "methods/llm/gguf_quantize.h"
+
+#include <chrono>
+#include <map>
+
+#include "core/error.h"
+#include "core/progress.h"
+#include "io/gguf_blocks.h"
+#include "llm/llama_tensors.h"
+#include "methods/llm/blockwise.h"
+#include "sim/sim_quant.h"
+
+namespace catq {
+
+namespace {
+
+// tr((W − Ŵ) H (W − Ŵ)ᵀ), in double.
+double proxy(const at::Tensor& w, const at::Tensor& wq, const at::Tensor& h) {
+  const at::Tensor d = w - wq;
+  return (at::matmul(d, h) * d).sum(at::kDouble).item<double>();
+}
+
+}  // namespace
+
+bool gguf_weight_method_known(const std::string& m) { return m == "rtn" || m == "imatrix" || m == "gptq"; }
+bool gguf_weight_method_needs_calibration(const std::string& m) { return m == "imatrix" || m == "gptq"; }
+
+GgufWeightResult quantize_gguf_weight(const at::Tensor& w, GgufWeightType type, const std::string& method,
+                                      const at::Tensor& h, const GptqFactor* f, const GptqOptions& o,
+                                      const GgufEncoder& encoder) {
+  CATQ_CHECK(gguf_weight_method_known(method), Config, "--weights '{}': expected rtn, imatrix or gptq", method);
+  CATQ_CHECK(w.dim() == 2, Internal, "GGUF weight: expected 2-D, got [{}]", fmt::join(w.sizes(), ","));
+  const int64_t rows = w.size(0), in = w.size(1);
+  const bool calibrated = gguf_weight_method_needs_calibration(method);
+  CATQ_CHECK(!calibrated || (h.defined() && h.size(0) == in), Internal, "GGUF weight: {} needs the input Hessian", method);
+  CATQ_CHECK(method != "gptq" || f, Internal, "GGUF weight: gptq needs the Hessian's factor");
+  const at::Tensor w32 = w.detach().to(at::kCPU, at::kFloat).contiguous();
+  const GgufWeightType wt = gguf_row_type(type, in);
+  GgufWeightResult r;
+  r.ggml = gguf_weight_type_info(wt).ggml;
+  if (gguf_type_is_plain(r.ggml)) {  // rows no 32-value block divides: F16 (or the plain type asked for)
+    const at::ScalarType st = r.ggml == GGML_F32 ? at::kFloat : r.ggml == GGML_F16 ? at::kHalf : at::kBFloat16;
+    const at::Tensor c = w32.to(st).contiguous();
+    r.bytes.assign(static_cast<const char*>(c.data_ptr()), static_cast<size_t>(c.numel() * c.element_size()));
+    r.dequantized = c.to(at::kFloat);
+    if (h.defined()) r.proxy_rtn = r.proxy = proxy(w32, r.dequantized, h);
+    return r;
+  }
+  auto encode = [&](const at::Tensor& importance) {
+    return encoder ? encoder(w32, r.ggml, importance) : quantize_gguf_blocks(w32, r.ggml, importance);
+  };
+  const std::string plain = encode(at::Tensor());
+  if (!calibrated) {
+    r.bytes = plain;
+    r.dequantized = dequantize_gguf_blocks(r.bytes, r.ggml, rows, in);
+    if (h.defined()) r.proxy_rtn = r.proxy = proxy(w32, r.dequantized, h);
+    return r;
+  }
+  r.proxy_rtn = proxy(w32, dequantize_gguf_blocks(plain, r.ggml, rows, in), h);
+  // imatrix: each input column's squared error weighted by its mean square activation (H's diagonal).
+  const at::Tensor importance = h.diagonal().to(at::kFloat).clamp_min(0).contiguous();
+  r.bytes = encode(importance);
+  if (method == "gptq") {
+    GgufGrid grid = gguf_block_grid(r.bytes, r.ggml, rows, in);
+    GptqGrid g{std::move(grid.scale), std::move(grid.offset), grid.levels, std::move(grid.level_values)};
+    GptqOptions go = o;
+    go.keep_dequantized = false;
+    const GptqGridResult q = gptq_quantize_grid(w32, *f, g, go);
+    r.bytes = gguf_set_codes(r.bytes, r.ggml, q.codes);
+  }
+  r.dequantized = dequantize_gguf_blocks(r.bytes, r.ggml, rows, in);
+  r.proxy = proxy(w32, r.dequantized, h);
+  return r;
+}
+
+nlohmann::json quantize_llama_gguf(LlamaModel& m, const Tokenizer& tok, const at::Tensor& calib,
+                                   const GgufQuantizeOptions& o, const std::string& path) {
+  CATQ_CHECK(gguf_weight_method_known(o.weights), Config, "--weights '{}': expected rtn, imatrix or gptq", o.weights);
+  const auto t0 = std::chrono::steady_clock::now();
+  const bool calibrated = gguf_weight_method_needs_calibration(o.weights);
+  SimQuant sq(QuantConfig::fp());  // nothing simulated: the custom quantizer below does every linear
+  m.bind(&sq);
+  const int64_t head = static_cast<int64_t>(m.blocks.size()) * kLinearsPerBlock;
+  std::map<std::string, GgufEncodedTensor> encoded;
+  nlohmann::json layers = nlohmann::json::object();
+  double rtn_total = 0, total = 0;
+  BlockwiseOptions bo;
+  bo.calibrate_inputs = false;
+  bo.batch = o.batch;
+  bo.gptq = o.gptq;
+  bo.custom_needs_hessian = calibrated;
+  bo.custom_needs_factor = o.weights == "gptq";
+  bo.custom = [&](const LayerInfo& li, const at::Tensor& w, const at::Tensor& h, const GptqFactor* f) {
+    const bool is_head = li.index == head;
+    // A tied head is token_embd: its codes also serve the lookup, so no GPTQ on it (imatrix from the head's inputs).
+    std::string method = o.weights;
+    if (is_head && m.cfg.tied_head && method == "gptq") method = "imatrix";
+    GgufWeightResult r = quantize_gguf_weight(w, o.type, method, h, method == "gptq" ? f : nullptr, o.gptq, o.encoder);
+    const std::string name = is_head ? (m.cfg.tied_head ? kLlamaTokenEmbd.gguf_name() : kLlamaOutput.gguf_name())
+                                     : li.name + ".weight";
+    nlohmann::json jl = {{"type", ggml_type_name(r.ggml)}, {"method", method}};
+    if (r.proxy >= 0) {
+      jl["proxy_rtn"] = r.proxy_rtn;
+      jl["proxy"] = r.proxy;
+      rtn_total += r.proxy_rtn;
+      total += r.proxy;
+    }
+    layers[name] = jl;
+    encoded[name] = GgufEncodedTensor{r.ggml, std::move(r.bytes)};
+    return r.dequantized;
+  };
+  const nlohmann::json rep = quantize_llama_blockwise(m, sq, calib, bo, [](const BlockwiseLayer&) {});
+  if (!m.cfg.tied_head) {  // the lookup table: the encoder alone
+    GgufWeightResult r = quantize_gguf_weight(m.tok_embeddings, o.type, "rtn", at::Tensor(), nullptr, o.gptq, o.encoder);
+    layers[kLlamaTokenEmbd.gguf_name()] = {{"type", ggml_type_name(r.ggml)}, {"method", "rtn"}};
+    encoded[kLlamaTokenEmbd.gguf_name()] = GgufEncodedTensor{r.ggml, std::move(r.bytes)};
+  }
+  GgufWriteOptions wo;
+  wo.weights = o.type;
+  wo.name = o.name;
+  wo.encoded = &encoded;
+  write_gguf_llama(m, &tok, path, wo);
+  nlohmann::json out = {{"type", to_string(o.type)},
+                        {"weights", o.weights},
+                        {"layers", layers},
+                        {"weight_quantization", rep},
+                        {"seconds", std::chrono::duration<double>(std::chrono::steady_clock::now() - t0).count()}};
+  if (calibrated) out["proxy_rtn_total"] = rtn_total, out["proxy_total"] = total;
+  if (o.weights == "gptq") out["gptq"] = {{"damp", o.gptq.damp}, {"act_order", o.gptq.act_order}, {"block", o.gptq.block}};
+  return out;
+}
+
+}  // namespace catq

@@ -1,0 +1,68 @@
+// Format-aware post-training quantization of a Llama straight into a GGUF file for llama.cpp (issue 16,
+// deliverables 3 and 6): every linear is quantized in the file's own block format, on the scale grid llama.cpp
+// decodes, so what catq optimized is exactly what llama.cpp runs.
+//
+//   rtn      the format's encoder alone (io/gguf.h quantize_gguf_blocks; K-quants: catq's scale search)
+//   imatrix  the encoder's scale search weighted per input column by diag(H) = Σ x² of the layer's calibration
+//            inputs (what llama.cpp's importance matrix does)
+//   gptq     the imatrix encoding fixes every block's scales (static groups); GPTQ then chooses each code on that
+//            grid column by column, spreading the rounding error with H⁻¹'s factor (methods/llm/gptq.h
+//            gptq_quantize_grid), and the codes are written into the encoded blocks (gguf_set_codes)
+//
+// Calibration flows block by block (methods/llm/blockwise.h): the Hessians are those of the already-quantized
+// model's inputs, as for catq's own GPTQ. token_embd is looked up, not multiplied: it gets the encoder alone. A tied
+// head (token_embd is also the output projection) gets imatrix from the head's inputs, never GPTQ (its codes also
+// serve the lookup). Norms stay F32; rows a format's block does not divide use llama.cpp's fallback types
+// (gguf_row_type).
+#pragma once
+#include <functional>
+#include <string>
+
+#include <ATen/ATen.h>
+#include <nlohmann/json.hpp>
+
+#include "io/gguf.h"
+#include "llm/llama.h"
+#include "llm/tokenizer.h"
+#include "methods/llm/gptq.h"
+
+namespace catq {
+
+// Encodes a weight [rows, row] in a ggml type with optional per-column importance (quantize_gguf_blocks' contract).
+// Replaceable so that benchmarks can run llama.cpp's own quantizer through the same pipeline.
+using GgufEncoder = std::function<std::string(const at::Tensor& w, uint32_t ggml, const at::Tensor& importance)>;
+
+struct GgufQuantizeOptions {
+  GgufWeightType type = GgufWeightType::Q4_K;
+  std::string weights = "gptq";  // rtn | imatrix | gptq
+  GptqOptions gptq;
+  int64_t batch = 8;             // calibration windows per pass
+  std::string name = "catq";     // general.name
+  GgufEncoder encoder;           // empty: catq's encoders (quantize_gguf_blocks)
+};
+
+// True for rtn, imatrix and gptq; the methods that read calibration (imatrix, gptq).
+bool gguf_weight_method_known(const std::string& m);
+bool gguf_weight_method_needs_calibration(const std::string& m);
+
+// One weight [out, in] in the file's type for its rows (gguf_row_type(type, in)).
+struct GgufWeightResult {
+  uint32_t ggml = 0;
+  std::string bytes;       // rows in the weight's order
+  at::Tensor dequantized;  // fp32 [out, in], the decoder's values
+  double proxy_rtn = -1;   // tr((W − Ŵ) H (W − Ŵ)ᵀ) of the plain encoder (−1 without H)
+  double proxy = -1;       // the same for this method's result
+};
+// h: H = Σ x xᵀ of the weight's input (fp32 [in, in]; needed by imatrix and gptq), f: its GPTQ factor (gptq).
+// Error(Config) for an unknown method.
+GgufWeightResult quantize_gguf_weight(const at::Tensor& w, GgufWeightType type, const std::string& method,
+                                      const at::Tensor& h, const GptqFactor* f, const GptqOptions& o,
+                                      const GgufEncoder& encoder = {});
+
+// Quantizes m (weights in any float dtype; calib: token windows [N, T], required by imatrix / gptq) and writes the
+// GGUF file `path` atomically with tok embedded. Returns the report: type, weights, per-layer proxies and totals,
+// seconds.
+nlohmann::json quantize_llama_gguf(LlamaModel& m, const Tokenizer& tok, const at::Tensor& calib,
+                                   const GgufQuantizeOptions& o, const std::string& path);
+
+}  // namespace catq
