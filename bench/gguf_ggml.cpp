@@ -19,6 +19,7 @@
 #include "core/file_util.h"
 #include "eval/perplexity.h"
 #include "io/gguf.h"
+#include "io/gguf_blocks.h"
 #include "io/llm_loader.h"
 #include "methods/llm/gguf_quantize.h"
 

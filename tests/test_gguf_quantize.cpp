@@ -16,6 +16,7 @@
 #include "io/gguf.h"
 #include "io/gguf_blocks.h"
 #include "io/llm_loader.h"
+#include "methods/llm/export_job.h"
 #include "methods/llm/gguf_quantize.h"
 #include "methods/llm/quantize_job.h"
 #include "test_llm_util.h"
@@ -176,4 +177,64 @@ TEST(GgufQuantize, Stories260KGptqQ4KBeatsRoundToNearestInCatqAndLlamaCpp) {
     EXPECT_NEAR(llama[method] / ppl[method], 1.0, 0.005);
   }
   EXPECT_LT(llama["gptq"], llama["rtn"]);
+}
+
+// A quantized .catq whose codes map onto GGUF blocks (4-bit asymmetric groups of 32 -> Q4_1) is exported with those
+// codes: llama.cpp's file decodes to catq's values up to the fp16 scales, and scores the same perplexity in catq.
+// Layers that do not map are refused by name, and no file is left behind.
+TEST(GgufExport, QuantizedCatqCodesMapExactlyOrAreRefusedByLayer) {
+  const std::string text_path = asset("text/tinystories_valid_head.txt");
+  if (!have_stories() || !file_exists(text_path)) GTEST_SKIP() << "needs ../shared/assets (stories260K and text; absent)";
+  TempDir d;
+  auto quantize = [&](const std::string& config_json, const std::string& name) {
+    const std::string cfg = d / (name + ".json");
+    write_file_atomic(cfg, config_json);
+    LlmQuantizeJob job;
+    job.model = stories_bin();
+    job.tokenizer = stories_tok();
+    job.text = text_path;
+    job.skip_chars = 12000;
+    job.config = cfg;
+    job.out = d / (name + ".catq");
+    run_llm_quantize_job(job);
+    return job.out;
+  };
+  const std::string ok = quantize(R"({"defaults": {"weight": {"bits": 4, "group_size": 32, "symmetric": false}},
+      "overrides": [{"pattern": "blk.*.ffn_down", "weight": null}, {"pattern": "output", "weight": null}]})", "w4g32");
+  ExportJob ex;
+  ex.model = ok;
+  ex.out = d / "w4g32.gguf";
+  const nlohmann::json r = run_export_job(ex);
+  EXPECT_TRUE(r.at("from_quantized").get<bool>());
+  EXPECT_EQ(r.at("tensors_by_type").at("Q4_1").get<int64_t>(), 5 * 6);  // q k v o gate up of 5 blocks
+  EXPECT_LT(r.at("max_relative_deviation").get<double>(), 2e-3);        // fp16 scales
+  const EvalWindows w = make_eval_windows(*load_llama(stories_bin(), stories_tok()).tokenizer, read_file_text(text_path),
+                                          PerplexityOptions{});
+  LoadedLlama q = load_llama(ok);
+  const double ppl_catq = perplexity(model_logits_fn(q.model, q.quant.get()), w).ppl;
+  const double ppl_gguf = perplexity(model_logits_fn(read_gguf_llama(ex.out).model), w).ppl;
+  std::printf("[ gguf ] stories260K W4 g32 .catq PPL %.5f, exported Q4_1 GGUF %.5f\n", ppl_catq, ppl_gguf);
+  EXPECT_NEAR(ppl_gguf / ppl_catq, 1.0, 5e-4);
+
+  struct Bad { std::string config, name, layer, reason; };
+  for (const Bad& b : {Bad{R"({"defaults": {"weight": {"bits": 4, "group_size": 32}, "input": {"bits": 8, "granularity": "token"}}, "overrides": [{"pattern": "blk.*.ffn_down", "weight": null}, {"pattern": "output", "weight": null, "input": null}]})",
+                           "w4a8", "blk.0.attn_q", "input activations are quantized"},
+                       Bad{R"({"defaults": {"weight": {"bits": 4, "group_size": 32}}, "overrides": [{"pattern": "blk.*.ffn_down", "weight": {"group_size": 43}}, {"pattern": "output", "weight": null}]})",
+                           "g43", "blk.0.ffn_down", "groups of 43"},
+                       Bad{R"({"defaults": {"weight": {"bits": 3, "group_size": 32}}, "overrides": [{"pattern": "blk.*.ffn_down", "weight": null}, {"pattern": "output", "weight": null}]})",
+                           "w3", "blk.0.attn_q", "3-bit"}}) {
+    SCOPED_TRACE(b.name);
+    ExportJob e;
+    e.model = quantize(b.config, b.name);
+    e.out = d / (b.name + ".gguf");
+    try {
+      run_export_job(e);
+      ADD_FAILURE() << "exported";
+    } catch (const Error& err) {
+      const std::string m = err.what();
+      EXPECT_NE(m.find("'" + b.layer + "'"), std::string::npos) << m;
+      EXPECT_NE(m.find(b.reason), std::string::npos) << m;
+    }
+    EXPECT_FALSE(file_exists(e.out));
+  }
 }

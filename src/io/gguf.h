@@ -148,9 +148,10 @@ struct GgufWriteOptions {
   GgufWeightType weights = GgufWeightType::F32;  // 2-D weights (gguf_row_type per tensor); norms are always F32
   uint32_t alignment = 32;                       // written as general.alignment when != 32
   std::string name = "catq";
-  // Weights encoded by the caller (optimized quantization), by GGUF tensor name ("blk.0.attn_q.weight"): written as
-  // they are instead of the round-to-nearest of `weights`; each must have gguf_row_type's type for its tensor.
+  // Weights encoded by the caller (optimized quantization, a quantized .catq's codes), by GGUF tensor name
+  // ("blk.0.attn_q.weight"): written as they are, in their own type, instead of the round-to-nearest of `weights`.
   const std::map<std::string, GgufEncodedTensor>* encoded = nullptr;
+  bool fp_unencoded = false;  // 2-D weights not in `encoded` are written F32 (`weights` then only names the file type)
 };
 void write_gguf_llama(const LlamaModel& model, const Tokenizer* tok, const std::string& path,
                       const GgufWriteOptions& opt = {});
@@ -195,8 +196,8 @@ std::string quantize_q8_0(const at::Tensor& w);
 std::string quantize_q4_0(const at::Tensor& w);
 std::string quantize_q4_1(const at::Tensor& w);
 // Any ggml type with an encoder (gguf_blocks.h), row by row: w is [rows, row] with row a multiple of the type's
-// block. importance (optional, [row]): a weight per input column for every row's squared error (an importance
-// matrix's diagonal); without it Q8_0, Q4_0, Q4_1, Q5_0 and Q5_1 are ggml's reference round-to-nearest bytes, with
+// block. importance (optional): [row], a weight per input column for every row's squared error (an importance
+// matrix's diagonal), or one weight per value (w's shape); without it Q8_0, Q4_0, Q4_1, Q5_0 and Q5_1 are ggml's reference round-to-nearest bytes, with
 // it their blocks may take a weighted scale search's result instead (Q8_0 never does).
 std::string quantize_gguf_blocks(const at::Tensor& w, uint32_t ggml_type, const at::Tensor& importance = {});
 // The decoded fp32 [rows, row] of encoded bytes.
@@ -213,5 +214,9 @@ struct GgufGrid {
 GgufGrid gguf_block_grid(const std::string& bytes, uint32_t ggml_type, int64_t rows, int64_t row);
 // `bytes` with every code replaced by `codes` (uint8 [rows, row]), the scales kept.
 std::string gguf_set_codes(const std::string& bytes, uint32_t ggml_type, const at::Tensor& codes);
+// Blocks of a 32-value format that holds its own fp16 d (and m) — Q8_0, Q4_0, Q5_0 (x = d·(c − levels/2)) and Q4_1,
+// Q5_1 (x = d·c + m) — from codes (uint8 [rows, row], GgmlTypeTraits' convention) and each block's d and m (float
+// [rows, row / 32], rounded to fp16 here; m ignored by the symmetric formats). Error(Internal) for other types.
+std::string gguf_blocks_from_codes(uint32_t ggml_type, const at::Tensor& codes, const at::Tensor& d, const at::Tensor& m);
 
 }  // namespace catq

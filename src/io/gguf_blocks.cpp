@@ -148,13 +148,14 @@ std::string quantize_gguf_blocks(const at::Tensor& w, uint32_t type, const at::T
   at::Tensor imp;
   if (importance.defined()) {
     imp = importance.detach().to(at::kCPU, at::kFloat).contiguous();
-    CATQ_CHECK(imp.numel() == row, Internal, "GGUF {}: importance has {} values for rows of {}", tt->name, imp.numel(), row);
+    CATQ_CHECK(imp.numel() == row || imp.numel() == n, Internal, "GGUF {}: importance has {} values for rows of {} "
+               "({} values in all)", tt->name, imp.numel(), row, n);
   }
   const float* x = f.data_ptr<float>();
   const float* iw = imp.defined() ? imp.data_ptr<float>() : nullptr;
   std::string out(static_cast<size_t>(n / tt->block * tt->bytes), '\0');
   for (int64_t b = 0; b < n / tt->block; ++b)
-    tt->quantize(x + b * tt->block, iw ? iw + (b * tt->block) % row : nullptr,
+    tt->quantize(x + b * tt->block, iw ? iw + (imp.numel() == n ? b * tt->block : (b * tt->block) % row) : nullptr,
                  reinterpret_cast<uint8_t*>(&out[b * tt->bytes]));
   return out;
 }
@@ -218,6 +219,34 @@ std::string gguf_set_codes(const std::string& bytes, uint32_t type, const at::Te
   std::string out = bytes;
   for (int64_t b = 0; b < rows * row / tt.block; ++b)
     tt.set_codes(reinterpret_cast<uint8_t*>(&out[b * tt.bytes]), cp + b * tt.block);
+  return out;
+}
+
+static_assert(offsetof(BlockQ8_0, d) == 0 && offsetof(BlockQ4_0, d) == 0 && offsetof(BlockQ5_0, d) == 0 &&
+                  offsetof(BlockQ4_1, m) == 2 && offsetof(BlockQ5_1, m) == 2,
+              "gguf_blocks_from_codes writes d at byte 0 and m at byte 2");
+
+std::string gguf_blocks_from_codes(uint32_t type, const at::Tensor& codes, const at::Tensor& d, const at::Tensor& m) {
+  const bool affine = type == GGML_Q4_1 || type == GGML_Q5_1;
+  CATQ_CHECK(type == GGML_Q8_0 || type == GGML_Q4_0 || type == GGML_Q5_0 || affine, Internal,
+             "GGUF: {} blocks do not hold a plain d / m", ggml_type_name(type));
+  CATQ_CHECK(codes.dim() == 2 && codes.scalar_type() == at::kByte && codes.size(1) % kQK == 0, Internal,
+             "GGUF codes: expected uint8 [rows, 32·k]");
+  const GgmlTypeTraits& tt = *ggml_type_traits(type);
+  const int64_t rows = codes.size(0), nb = codes.size(1) / kQK;
+  const at::Tensor c = codes.contiguous(), dd = d.to(at::kFloat).reshape({rows, nb}).contiguous();
+  const at::Tensor mm = affine ? m.to(at::kFloat).reshape({rows, nb}).contiguous() : at::Tensor();
+  std::string out(static_cast<size_t>(rows * nb * tt.bytes), '\0');
+  for (int64_t b = 0; b < rows * nb; ++b) {
+    auto* blk = reinterpret_cast<uint8_t*>(&out[b * tt.bytes]);
+    const uint16_t db = half_bits(dd.data_ptr<float>()[b]);
+    std::memcpy(blk, &db, 2);  // every one of these formats starts with fp16 d; the _1 formats follow with fp16 m
+    if (affine) {
+      const uint16_t mb = half_bits(mm.data_ptr<float>()[b]);
+      std::memcpy(blk + 2, &mb, 2);
+    }
+    tt.set_codes(blk, c.data_ptr<uint8_t>() + b * kQK);
+  }
   return out;
 }
 

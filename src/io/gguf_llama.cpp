@@ -256,15 +256,18 @@ void write_gguf_llama(const LlamaModel& m, const Tokenizer* tok, const std::stri
   }
   for (const auto& [name, t0, rope_heads] : tensors) {
     std::vector<int64_t> ne(t0.sizes().rbegin(), t0.sizes().rend());
-    const GgufWeightType wt = t0.dim() == 1 ? GgufWeightType::F32 : gguf_row_type(opt.weights, ne[0]);
+    const GgufWeightType wt =
+        t0.dim() == 1 || opt.fp_unencoded ? GgufWeightType::F32 : gguf_row_type(opt.weights, ne[0]);
     const GgufEncodedTensor* enc = nullptr;
     if (opt.encoded)
       if (auto it = opt.encoded->find(name); it != opt.encoded->end()) enc = &it->second;
     if (enc) {
       const GgufEncodedTensor& e = *enc;
-      CATQ_CHECK(t0.dim() == 2 && e.ggml == gguf_weight_type_info(wt).ggml, Internal,
-                 "{}: tensor {} was encoded as {}, the file's type for it is {}", path, name, ggml_type_name(e.ggml),
-                 to_string(wt));
+      const GgmlTypeTraits* et = ggml_type_traits(e.ggml);
+      CATQ_CHECK(t0.dim() == 2 && et && t0.size(1) % et->block == 0 &&
+                     static_cast<int64_t>(e.bytes.size()) == t0.size(0) * (t0.size(1) / et->block) * et->bytes,
+                 Internal, "{}: tensor {} [{}] encoded as {} has {} bytes", path, name, fmt::join(t0.sizes(), ","),
+                 ggml_type_name(e.ggml), e.bytes.size());
       std::string bytes = e.bytes;
       if (rope_heads > 0) {  // whole rows move: a row's blocks stay together
         const int64_t rows = t0.size(0), row_bytes = static_cast<int64_t>(bytes.size()) / rows;

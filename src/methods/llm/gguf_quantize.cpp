@@ -46,8 +46,13 @@ GgufWeightResult quantize_gguf_weight(const at::Tensor& w, GgufWeightType type, 
     if (h.defined()) r.proxy_rtn = r.proxy = proxy(w32, r.dequantized, h);
     return r;
   }
-  auto encode = [&](const at::Tensor& importance) {
-    return encoder ? encoder(w32, r.ggml, importance) : quantize_gguf_blocks(w32, r.ggml, importance);
+  // importance: per input column; x_weighted: catq's encoder gets it per value times sqrt(σ² + w²) (below), a
+  // replacement encoder (llama.cpp's) gets the column importance and applies its own weighting.
+  auto encode = [&](const at::Tensor& importance, bool x_weighted = false) {
+    if (encoder) return encoder(w32, r.ggml, importance);
+    if (!x_weighted || !importance.defined()) return quantize_gguf_blocks(w32, r.ggml, importance);
+    const at::Tensor sigma2 = (w32 * w32).mean(1, /*keepdim=*/true);
+    return quantize_gguf_blocks(w32, r.ggml, (importance.unsqueeze(0) * at::sqrt(sigma2 + w32 * w32)).contiguous());
   };
   const std::string plain = encode(at::Tensor());
   if (!calibrated) {
@@ -57,17 +62,25 @@ GgufWeightResult quantize_gguf_weight(const at::Tensor& w, GgufWeightType type, 
     return r;
   }
   r.proxy_rtn = proxy(w32, dequantize_gguf_blocks(plain, r.ggml, rows, in), h);
-  // imatrix: each input column's squared error weighted by its mean square activation (H's diagonal).
-  const at::Tensor importance = h.diagonal().to(at::kFloat).clamp_min(0).contiguous();
-  r.bytes = encode(importance);
-  if (method == "gptq") {
-    GgufGrid grid = gguf_block_grid(r.bytes, r.ggml, rows, in);
-    GptqGrid g{std::move(grid.scale), std::move(grid.offset), grid.levels, std::move(grid.level_values)};
-    GptqOptions go = o;
-    go.keep_dequantized = false;
-    const GptqGridResult q = gptq_quantize_grid(w32, *f, g, go);
-    r.bytes = gguf_set_codes(r.bytes, r.ggml, q.codes);
+  // imatrix: each value's squared error weighted by its input column's mean square activation (H's diagonal), times
+  // sqrt(σ² + x²) with σ² the row's mean square weight — llama.cpp's weighting, which also favours large weights.
+  const at::Tensor diag = h.diagonal().to(at::kFloat).clamp_min(0).contiguous();
+  if (method == "imatrix") {
+    r.bytes = encode(diag, /*x_weighted=*/true);
+    r.dequantized = dequantize_gguf_blocks(r.bytes, r.ggml, rows, in);
+    r.proxy = proxy(w32, r.dequantized, h);
+    return r;
   }
+  // gptq: the grid of an encoding weighted by diag(H) alone (GPTQ's own objective on the diagonal; starting from the
+  // imatrix encoding instead lowered the summed objective but raised the perplexity on stories260K); the codes go
+  // into that encoding's blocks.
+  GptqOptions go = o;
+  go.keep_dequantized = false;
+  const std::string start = encode(diag);
+  GgufGrid grid = gguf_block_grid(start, r.ggml, rows, in);
+  GptqGrid g{std::move(grid.scale), std::move(grid.offset), grid.levels, std::move(grid.level_values)};
+  const GptqGridResult q = gptq_quantize_grid(w32, *f, g, go);
+  r.bytes = gguf_set_codes(start, r.ggml, q.codes);
   r.dequantized = dequantize_gguf_blocks(r.bytes, r.ggml, rows, in);
   r.proxy = proxy(w32, r.dequantized, h);
   return r;

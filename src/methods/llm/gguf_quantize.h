@@ -3,11 +3,13 @@
 // decodes, so what catq optimized is exactly what llama.cpp runs.
 //
 //   rtn      the format's encoder alone (io/gguf.h quantize_gguf_blocks; K-quants: catq's scale search)
-//   imatrix  the encoder's scale search weighted per input column by diag(H) = Σ x² of the layer's calibration
-//            inputs (what llama.cpp's importance matrix does)
-//   gptq     the imatrix encoding fixes every block's scales (static groups); GPTQ then chooses each code on that
-//            grid column by column, spreading the rounding error with H⁻¹'s factor (methods/llm/gptq.h
-//            gptq_quantize_grid), and the codes are written into the encoded blocks (gguf_set_codes)
+//   imatrix  the encoder's scale search with each value's error weighted by diag(H) = Σ x² of its input column over
+//            the layer's calibration inputs, times sqrt(σ² + w²) (σ² the row's mean square weight): what llama.cpp's
+//            importance matrix does
+//   gptq     an encoding weighted by diag(H) alone (GPTQ's objective on the diagonal) fixes every block's scales
+//            (static groups); GPTQ then chooses each code on that grid column by column, spreading the rounding
+//            error with H⁻¹'s factor (methods/llm/gptq.h gptq_quantize_grid), and the codes are written into the
+//            encoded blocks (gguf_set_codes)
 //
 // Calibration flows block by block (methods/llm/blockwise.h): the Hessians are those of the already-quantized
 // model's inputs, as for catq's own GPTQ. token_embd is looked up, not multiplied: it gets the encoder alone. A tied
@@ -28,8 +30,9 @@
 
 namespace catq {
 
-// Encodes a weight [rows, row] in a ggml type with optional per-column importance (quantize_gguf_blocks' contract).
-// Replaceable so that benchmarks can run llama.cpp's own quantizer through the same pipeline.
+// Encodes a weight [rows, row] in a ggml type with optional per-column importance (diag H; llama.cpp's imatrix
+// contract: the encoder applies its own per-value weighting). Replaceable so that benchmarks can run llama.cpp's own
+// quantizer through the same pipeline.
 using GgufEncoder = std::function<std::string(const at::Tensor& w, uint32_t ggml, const at::Tensor& importance)>;
 
 struct GgufQuantizeOptions {
