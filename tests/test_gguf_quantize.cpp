@@ -238,3 +238,32 @@ TEST(GgufExport, QuantizedCatqCodesMapExactlyOrAreRefusedByLayer) {
     EXPECT_FALSE(file_exists(e.out));
   }
 }
+
+// --target-bpw: per-tensor types from the knapsack stay within the target, and a budget below the cheapest file is
+// refused naming it. (stories260K's rows take the K-quants' fallback types; their sizes are what the knapsack sees.)
+TEST(GgufQuantize, TargetBpwStaysWithinBudgetAndRefusesTheImpossible) {
+  const std::string text_path = asset("text/tinystories_valid_head.txt");
+  if (!have_stories() || !file_exists(text_path)) GTEST_SKIP() << "needs ../shared/assets (stories260K and text; absent)";
+  TempDir d;
+  LlmQuantizeJob job;
+  job.model = stories_bin();
+  job.tokenizer = stories_tok();
+  job.text = text_path;
+  job.skip_chars = 12000;
+  job.weights = "imatrix";
+  job.target_bpw = 8;
+  job.out = d / "t8.gguf";
+  const nlohmann::json meta = run_llm_quantize_job(job);
+  EXPECT_LE(meta.at("bits_per_weight").get<double>(), 8.0);
+  EXPECT_GT(meta.at("bits_per_weight").get<double>(), 7.5);  // it spends the budget
+  EXPECT_GE(meta.at("tensors_by_type").size(), 4u);           // mixed: F32 norms, F16 rows and several block types
+  job.target_bpw = 5;
+  job.out = d / "t5.gguf";
+  try {
+    run_llm_quantize_job(job);
+    ADD_FAILURE() << "accepted --target-bpw 5 on stories260K";
+  } catch (const Error& e) {
+    EXPECT_NE(std::string(e.what()).find("cheapest"), std::string::npos) << e.what();
+  }
+  EXPECT_FALSE(file_exists(job.out));
+}

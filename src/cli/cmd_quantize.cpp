@@ -55,7 +55,7 @@ int run_quantize_llm(const Common& common) {
   llm.config = cnn.config;
   llm.out = cnn.out;
   nlohmann::json meta = run_llm_quantize_job(llm);
-  if (!llm.gguf.empty() && !common.json) {
+  if ((!llm.gguf.empty() || llm.target_bpw != 0) && !common.json) {
     const auto& q = meta["quantization"];
     std::string types;
     for (const auto& [t, n] : meta["tensors_by_type"].items()) types += fmt::format(" {} {}", t, n.get<int64_t>());
@@ -66,6 +66,12 @@ int run_quantize_llm(const Common& common) {
                                                meta["calibration"].value("window", 0))
                                  : std::string(),
                              meta.value("bits_per_weight", 0.0), meta.value("bytes", 0), types, q.value("seconds", 0.0));
+    if (q.contains("allocation")) {
+      std::string by;
+      for (const auto& [t, n] : q["allocation"]["linears_by_type"].items()) by += fmt::format(" {} {}", t, n.get<int64_t>());
+      std::cout << fmt::format("target {} bits per weight: linears by type{} (knapsack over each layer's imatrix "
+                               "objective)\n", q["allocation"].value("target_bpw", 0.0), by);
+    }
     if (q.contains("proxy_total"))
       std::cout << fmt::format("layer objective tr(ΔW H ΔWᵀ) summed: {:.4g} (plain encoder) -> {:.4g}\n",
                                q.value("proxy_rtn_total", 0.0), q.value("proxy_total", 0.0));
@@ -145,7 +151,8 @@ void register_quantize(CLI::App& app, Common& common) {
       "  catq quantize stories260K.bin --text valid.txt --skip-chars 12000 --config bench/configs/llm_w4a4.json \\\n"
       "       --transform blockcat:k=4 --weights gptq -o s260k_w4a4.catq\n"
       "  catq eval s260k_w4a4.catq --text valid.txt --reference stories260K.bin\n"
-      "  catq quantize model.gguf --text calib.txt --gguf q4_k --weights gptq -o model-q4_k.gguf   (for llama.cpp)\n");
+      "  catq quantize model.gguf --text calib.txt --gguf q4_k --weights gptq -o model-q4_k.gguf   (for llama.cpp)\n"
+      "  catq quantize model.gguf --text calib.txt --target-bpw 4.5 --weights gptq -o model-4.5bpw.gguf\n");
   sub->add_option("model", cnn.model, "FP model (.onnx CNN, or a Llama checkpoint: llama2.c .bin, .gguf, safetensors)")->required();
   sub->add_option("-o,--output", cnn.out, "Output .catq file");
   sub->add_option("--method", cnn.method, "rtn | adaround | brecq | qdrop | pdquant | wca, optionally +cat / +affine")
@@ -206,6 +213,9 @@ void register_quantize(CLI::App& app, Common& common) {
       ->capture_default_str()->group(lg);
   sub->add_option("--gguf", llm.gguf, "Write a GGUF file of this type for llama.cpp instead of a .catq (q4_0 q4_1 q5_0 "
                   "q5_1 q8_0 q2_k q3_k q4_k q5_k q6_k iq4_nl f16 ...), every weight quantized in that format; no --config")
+      ->group(lg);
+  sub->add_option("--target-bpw", llm.target_bpw, "Write a GGUF file whose tensors get per-tensor types (q2_k ... "
+                  "q8_0) to this many bits per weight, from each layer's measured sensitivity (knapsack); needs --text")
       ->group(lg);
   sub->add_option("--name", llm.name, "GGUF general.name (with --gguf)")->capture_default_str()->group(lg);
   sub->add_flag("--act-order", llm.act_order, "GPTQ act-order")->group(lg);

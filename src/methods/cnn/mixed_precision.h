@@ -24,6 +24,7 @@
 
 #include <nlohmann/json.hpp>
 
+#include "methods/knapsack.h"
 #include "sim/executor.h"
 #include "sim/quant_config.h"
 
@@ -50,10 +51,6 @@ double uniform_cost(const std::vector<MpLayer>& layers, int bits, BudgetKind k);
 // (e.g. --budget-bops w3 is what uniform W3A3 would cost). Error(Usage) naming `what` otherwise.
 double parse_budget(const std::string& s, const std::vector<MpLayer>& layers, BudgetKind k, const std::string& what);
 
-// Exact multiple-choice knapsack (see the header comment). cost[l][c] and loss[l][c] per layer and candidate;
-// returns the chosen candidate index per layer. Error(Config) when even the cheapest choices exceed the budget.
-std::vector<int> knapsack_choose(const std::vector<std::vector<double>>& cost, const std::vector<std::vector<double>>& loss,
-                                 double budget, int resolution = 4000);
 
 struct MixedPrecisionOptions {
   std::string allocator = "knapsack";       // knapsack | gumbel

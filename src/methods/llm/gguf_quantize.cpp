@@ -1,12 +1,14 @@
 #include "methods/llm/gguf_quantize.h"
 
 #include <chrono>
+#include <cmath>
 #include <map>
 
 #include "core/error.h"
 #include "core/progress.h"
 #include "io/gguf_blocks.h"
 #include "llm/llama_tensors.h"
+#include "methods/knapsack.h"
 #include "methods/llm/blockwise.h"
 #include "sim/sim_quant.h"
 
@@ -86,31 +88,117 @@ GgufWeightResult quantize_gguf_weight(const at::Tensor& w, GgufWeightType type, 
   return r;
 }
 
+namespace {
+
+// Bits per value of a ggml type's blocks.
+double type_bpw(uint32_t ggml) {
+  const GgmlTypeTraits* tt = ggml_type_traits(ggml);
+  return 8.0 * static_cast<double>(tt->bytes) / static_cast<double>(tt->block);
+}
+
+// The GGUF tensor a linear is written as.
+std::string gguf_tensor_name(const LlamaModel& m, const LayerInfo& li, int64_t head) {
+  if (li.index != head) return li.name + ".weight";
+  return m.cfg.tied_head ? kLlamaTokenEmbd.gguf_name() : kLlamaOutput.gguf_name();
+}
+
+}  // namespace
+
+const std::vector<GgufWeightType>& gguf_target_bpw_candidates() {
+  static const std::vector<GgufWeightType> c = {GgufWeightType::Q2_K, GgufWeightType::Q3_K, GgufWeightType::Q4_K,
+                                                GgufWeightType::Q5_K, GgufWeightType::Q6_K, GgufWeightType::Q8_0};
+  return c;
+}
+
 nlohmann::json quantize_llama_gguf(LlamaModel& m, const Tokenizer& tok, const at::Tensor& calib,
                                    const GgufQuantizeOptions& o, const std::string& path) {
   CATQ_CHECK(gguf_weight_method_known(o.weights), Config, "--weights '{}': expected rtn, imatrix or gptq", o.weights);
   const auto t0 = std::chrono::steady_clock::now();
-  const bool calibrated = gguf_weight_method_needs_calibration(o.weights);
+  const bool targeted = o.target_bpw > 0;
+  const bool calibrated = gguf_weight_method_needs_calibration(o.weights) || targeted;
+  CATQ_CHECK(!targeted || (calib.defined() && calib.size(0) > 0), Usage, "--target-bpw measures each layer's "
+             "sensitivity on calibration text: pass --text");
   SimQuant sq(QuantConfig::fp());  // nothing simulated: the custom quantizer below does every linear
   m.bind(&sq);
+  const std::vector<LayerInfo> infos = m.layer_infos();
   const int64_t head = static_cast<int64_t>(m.blocks.size()) * kLinearsPerBlock;
-  std::map<std::string, GgufEncodedTensor> encoded;
-  nlohmann::json layers = nlohmann::json::object();
-  double rtn_total = 0, total = 0;
+  // A tied head is token_embd: its codes also serve the lookup, so no GPTQ on it (imatrix from the head's inputs).
+  auto method_of = [&](int64_t idx) {
+    return idx == head && m.cfg.tied_head && o.weights == "gptq" ? std::string("imatrix") : o.weights;
+  };
+  std::map<int64_t, GgufWeightType> type_of;  // per linear; o.type unless --target-bpw chose
+  GgufWeightType base = o.type;
+  nlohmann::json allocation;
   BlockwiseOptions bo;
   bo.calibrate_inputs = false;
   bo.batch = o.batch;
   bo.gptq = o.gptq;
   bo.custom_needs_hessian = calibrated;
+
+  if (targeted) {
+    // Per-tensor types to a bits-per-weight target: each linear's sensitivity to each candidate type is the layer
+    // objective tr(ΔW H ΔWᵀ) of its imatrix encoding (one calibration pass, the stream carrying the candidate nearest
+    // the target); the multiple-choice knapsack (methods/knapsack.h) then minimizes the summed objective with the
+    // file's tensor bytes within target · values / 8. Everything else (norms F32, token_embd at the candidate nearest
+    // the target) is fixed cost.
+    const std::vector<GgufWeightType>& cand = gguf_target_bpw_candidates();
+    size_t near = 0;
+    for (size_t c = 0; c < cand.size(); ++c)
+      if (std::fabs(type_bpw(gguf_weight_type_info(cand[c]).ggml) - o.target_bpw) <
+          std::fabs(type_bpw(gguf_weight_type_info(cand[near]).ggml) - o.target_bpw))
+        near = c;
+    base = cand[near];
+    std::vector<std::vector<double>> cost(infos.size(), std::vector<double>(cand.size())), loss = cost;
+    bo.custom_needs_factor = false;
+    bo.custom = [&](const LayerInfo& li, const at::Tensor& w, const at::Tensor& h, const GptqFactor*) {
+      at::Tensor carried;
+      for (size_t c = 0; c < cand.size(); ++c) {
+        GgufWeightResult r = quantize_gguf_weight(w, cand[c], "imatrix", h, nullptr, o.gptq, o.encoder);
+        cost[li.index][c] = static_cast<double>(r.bytes.size());
+        loss[li.index][c] = r.proxy;
+        if (c == near) carried = r.dequantized;
+      }
+      return carried;
+    };
+    quantize_llama_blockwise(m, sq, calib, bo, [](const BlockwiseLayer&) {});
+    double values = 0, fixed = 0;
+    for (const auto& [name, t] : m.named_parameters()) {
+      values += static_cast<double>(t.numel());
+      if (t.dim() == 1) fixed += 4.0 * static_cast<double>(t.numel());
+    }
+    if (!m.cfg.tied_head)
+      fixed += static_cast<double>(m.tok_embeddings.numel()) *
+               type_bpw(gguf_weight_type_info(gguf_row_type(base, m.cfg.dim)).ggml) / 8;
+    const double budget = o.target_bpw * values / 8 - fixed;
+    std::vector<int> pick;
+    try {
+      pick = knapsack_choose(cost, loss, budget);
+    } catch (const Error& e) {
+      fail(ErrorKind::Usage, "--target-bpw {}: {} (the smallest file these types allow is larger)", o.target_bpw,
+           e.what());
+    }
+    std::map<std::string, int64_t> chosen;
+    for (size_t i = 0; i < infos.size(); ++i) {
+      type_of[static_cast<int64_t>(i)] = cand[static_cast<size_t>(pick[i])];
+      // As written: rows a type's block does not divide take its fallback (gguf_row_type).
+      ++chosen[ggml_type_name(gguf_weight_type_info(gguf_row_type(cand[static_cast<size_t>(pick[i])],
+                                                                  m.layer_weight(static_cast<int64_t>(i)).size(1))).ggml)];
+    }
+    allocation = {{"target_bpw", o.target_bpw}, {"candidates", nlohmann::json::array()}, {"linears_by_type", chosen},
+                  {"budget_bytes", budget}, {"fixed_bytes", fixed}, {"sensitivity", "imatrix layer objective"}};
+    for (GgufWeightType t : cand) allocation["candidates"].push_back(to_string(t));
+  }
+
+  std::map<std::string, GgufEncodedTensor> encoded;
+  nlohmann::json layers = nlohmann::json::object();
+  double rtn_total = 0, total = 0;
+  bo.custom_needs_hessian = gguf_weight_method_needs_calibration(o.weights);
   bo.custom_needs_factor = o.weights == "gptq";
   bo.custom = [&](const LayerInfo& li, const at::Tensor& w, const at::Tensor& h, const GptqFactor* f) {
-    const bool is_head = li.index == head;
-    // A tied head is token_embd: its codes also serve the lookup, so no GPTQ on it (imatrix from the head's inputs).
-    std::string method = o.weights;
-    if (is_head && m.cfg.tied_head && method == "gptq") method = "imatrix";
-    GgufWeightResult r = quantize_gguf_weight(w, o.type, method, h, method == "gptq" ? f : nullptr, o.gptq, o.encoder);
-    const std::string name = is_head ? (m.cfg.tied_head ? kLlamaTokenEmbd.gguf_name() : kLlamaOutput.gguf_name())
-                                     : li.name + ".weight";
+    const std::string method = method_of(li.index);
+    const GgufWeightType t = targeted ? type_of.at(li.index) : o.type;
+    GgufWeightResult r = quantize_gguf_weight(w, t, method, h, method == "gptq" ? f : nullptr, o.gptq, o.encoder);
+    const std::string name = gguf_tensor_name(m, li, head);
     nlohmann::json jl = {{"type", ggml_type_name(r.ggml)}, {"method", method}};
     if (r.proxy >= 0) {
       jl["proxy_rtn"] = r.proxy_rtn;
@@ -124,21 +212,22 @@ nlohmann::json quantize_llama_gguf(LlamaModel& m, const Tokenizer& tok, const at
   };
   const nlohmann::json rep = quantize_llama_blockwise(m, sq, calib, bo, [](const BlockwiseLayer&) {});
   if (!m.cfg.tied_head) {  // the lookup table: the encoder alone
-    GgufWeightResult r = quantize_gguf_weight(m.tok_embeddings, o.type, "rtn", at::Tensor(), nullptr, o.gptq, o.encoder);
+    GgufWeightResult r = quantize_gguf_weight(m.tok_embeddings, base, "rtn", at::Tensor(), nullptr, o.gptq, o.encoder);
     layers[kLlamaTokenEmbd.gguf_name()] = {{"type", ggml_type_name(r.ggml)}, {"method", "rtn"}};
     encoded[kLlamaTokenEmbd.gguf_name()] = GgufEncodedTensor{r.ggml, std::move(r.bytes)};
   }
   GgufWriteOptions wo;
-  wo.weights = o.type;
+  wo.weights = base;
   wo.name = o.name;
   wo.encoded = &encoded;
   write_gguf_llama(m, &tok, path, wo);
-  nlohmann::json out = {{"type", to_string(o.type)},
+  nlohmann::json out = {{"type", targeted ? fmt::format("target-bpw {}", o.target_bpw) : std::string(to_string(o.type))},
                         {"weights", o.weights},
                         {"layers", layers},
                         {"weight_quantization", rep},
                         {"seconds", std::chrono::duration<double>(std::chrono::steady_clock::now() - t0).count()}};
-  if (calibrated) out["proxy_rtn_total"] = rtn_total, out["proxy_total"] = total;
+  if (targeted) out["allocation"] = allocation;
+  if (gguf_weight_method_needs_calibration(o.weights)) out["proxy_rtn_total"] = rtn_total, out["proxy_total"] = total;
   if (o.weights == "gptq") out["gptq"] = {{"damp", o.gptq.damp}, {"act_order", o.gptq.act_order}, {"block", o.gptq.block}};
   return out;
 }

@@ -19,6 +19,7 @@
 #pragma once
 #include <functional>
 #include <string>
+#include <vector>
 
 #include <ATen/ATen.h>
 #include <nlohmann/json.hpp>
@@ -42,7 +43,13 @@ struct GgufQuantizeOptions {
   int64_t batch = 8;             // calibration windows per pass
   std::string name = "catq";     // general.name
   GgufEncoder encoder;           // empty: catq's encoders (quantize_gguf_blocks)
+  // > 0: per-tensor types to this many bits per weight of the whole file (tensor data; --target-bpw): each linear's
+  // type from gguf_target_bpw_candidates() by the knapsack over its measured sensitivity; `type` is then unused.
+  double target_bpw = 0;
 };
+
+// The types --target-bpw chooses from: Q2_K, Q3_K, Q4_K, Q5_K, Q6_K, Q8_0.
+const std::vector<GgufWeightType>& gguf_target_bpw_candidates();
 
 // True for rtn, imatrix and gptq; the methods that read calibration (imatrix, gptq).
 bool gguf_weight_method_known(const std::string& m);
@@ -62,9 +69,9 @@ GgufWeightResult quantize_gguf_weight(const at::Tensor& w, GgufWeightType type, 
                                       const at::Tensor& h, const GptqFactor* f, const GptqOptions& o,
                                       const GgufEncoder& encoder = {});
 
-// Quantizes m (weights in any float dtype; calib: token windows [N, T], required by imatrix / gptq) and writes the
-// GGUF file `path` atomically with tok embedded. Returns the report: type, weights, per-layer proxies and totals,
-// seconds.
+// Quantizes m (weights in any float dtype; calib: token windows [N, T], required by imatrix / gptq / target_bpw) and
+// writes the GGUF file `path` atomically with tok embedded. Returns the report: type, weights, per-layer types and
+// proxies and their totals, seconds, and with target_bpw the allocation.
 nlohmann::json quantize_llama_gguf(LlamaModel& m, const Tokenizer& tok, const at::Tensor& calib,
                                    const GgufQuantizeOptions& o, const std::string& path);
 

@@ -62,15 +62,22 @@ std::pair<at::Tensor, nlohmann::json> calibration_windows(const LlmQuantizeJob& 
 // the memory-mapped checkpoint block by block.
 nlohmann::json run_gguf_quantize_job(const LlmQuantizeJob& job) {
   GgufQuantizeOptions go;
-  go.type = parse_gguf_weight_type(job.gguf);
+  if (job.target_bpw > 0) {
+    CATQ_CHECK(job.gguf.empty(), Usage, "quantize: --gguf {} and --target-bpw {}: give one (--target-bpw chooses each "
+               "tensor's type)", job.gguf, job.target_bpw);
+    go.target_bpw = job.target_bpw;
+  } else {
+    CATQ_CHECK(job.target_bpw == 0, Usage, "quantize: --target-bpw {} must be positive", job.target_bpw);
+    go.type = parse_gguf_weight_type(job.gguf);
+  }
   go.weights = job.weights;
   go.gptq.act_order = job.act_order;
   go.gptq.damp = job.gptq_damp;
   go.name = job.name;
   CATQ_CHECK(gguf_weight_method_known(go.weights), Usage, "quantize --gguf: --weights '{}': expected rtn, imatrix or "
              "gptq", go.weights);
-  CATQ_CHECK(job.config.empty(), Usage, "quantize --gguf {}: the file's type sets every weight's format; --config (a "
-             "catq simulation config) does not apply", job.gguf);
+  CATQ_CHECK(job.config.empty(), Usage, "quantize --gguf / --target-bpw: the file's types set every weight's format; "
+             "--config (a catq simulation config) does not apply");
   CATQ_CHECK(parse_llm_transform(job.transform).str() == "none", Unsupported, "quantize --gguf: --transform {} is not "
              "written into GGUF yet (offline rotations that llama.cpp's graph runs exactly are planned); use --transform "
              "none, or a .catq output", job.transform);
@@ -81,7 +88,7 @@ nlohmann::json run_gguf_quantize_job(const LlmQuantizeJob& job) {
   const Tokenizer& tok = require_tokenizer(m);
   nlohmann::json meta = {{"source_model", job.model}, {"output", job.out}, {"format", "gguf"}};
   at::Tensor calib;
-  if (gguf_weight_method_needs_calibration(go.weights)) {
+  if (gguf_weight_method_needs_calibration(go.weights) || go.target_bpw > 0) {
     nlohmann::json cm;
     std::tie(calib, cm) = calibration_windows(job, m);
     meta["calibration"] = cm;
@@ -89,7 +96,7 @@ nlohmann::json run_gguf_quantize_job(const LlmQuantizeJob& job) {
   SmallModelThreadGuard threads(m.model);
   meta["quantization"] = quantize_llama_gguf(m.model, tok, calib, go, job.out);
   const GgufFile written = read_gguf(job.out);
-  meta["type"] = to_string(go.type);
+  meta["type"] = go.target_bpw > 0 ? fmt::format("target-bpw {}", go.target_bpw) : std::string(to_string(go.type));
   meta["bytes"] = file_size(job.out);
   meta["tensors_by_type"] = gguf_tensors_by_type(written);
   meta["bits_per_weight"] = gguf_bits_per_weight(written);
@@ -100,7 +107,7 @@ nlohmann::json run_gguf_quantize_job(const LlmQuantizeJob& job) {
 }  // namespace
 
 nlohmann::json run_llm_quantize_job(const LlmQuantizeJob& job) {
-  if (!job.gguf.empty()) return run_gguf_quantize_job(job);
+  if (!job.gguf.empty() || job.target_bpw != 0) return run_gguf_quantize_job(job);
   CATQ_CHECK(!job.config.empty(), Usage, "quantize: a language model needs --config (e.g. bench/configs/llm_w4a4.json "
              "or w4a8-tok-sym)");
   const QuantConfig qc = QuantConfig::load(job.config);

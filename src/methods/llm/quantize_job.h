@@ -24,6 +24,7 @@ struct LlmQuantizeJob {
                                    // in-memory pipeline (the whole model in fp32)
   std::string gguf;                // set: write a GGUF file of this type for llama.cpp (methods/llm/gguf_quantize.h)
                                    // instead of a .catq; config and transform do not apply
+  double target_bpw = 0;           // > 0: a GGUF file with per-tensor types to this many bits per weight (no gguf)
   std::string name = "catq";       // GGUF general.name
   std::string out;                 // the .catq (or .gguf) file written
 };
