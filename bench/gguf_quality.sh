@@ -14,6 +14,8 @@
 # Usage (environment; defaults in brackets):
 #   MODELS ["stories260K:../shared/assets/llama2c/stories260K.bin:../shared/assets/llama2c/tok512.bin"]  name:model[:tokenizer]
 #   TYPES ["q4_0 q4_k q3_k q2_k"]   METHODS [all six]   TEXT [../shared/assets/text/tinystories_valid_head.txt]
+#   TARGETS [""]  bits-per-weight targets (e.g. "3.5 4.5"): catq-imatrix and catq-gptq with --target-bpw B, per
+#                 tensor types q2_k..q8_0 by the knapsack (rows "bpw3.5")
 #   OUT [bench/results/gguf]   CATQ_THREADS [1]
 # Writes $OUT/results.jsonl and prints a markdown table (docs/results/gguf.md).
 set -euo pipefail
@@ -23,6 +25,7 @@ MODELS=${MODELS:-"stories260K:$S/llama2c/stories260K.bin:$S/llama2c/tok512.bin"}
 TYPES=${TYPES:-"q4_0 q4_k q3_k q2_k"}
 METHODS=${METHODS:-"ggml-rtn ggml-imatrix catq-rtn catq-imatrix catq-gptq ggml+gptq"}
 TEXT=${TEXT:-$S/text/tinystories_valid_head.txt}
+TARGETS=${TARGETS:-}
 OUT=${OUT:-bench/results/gguf}
 export CATQ_THREADS=${CATQ_THREADS:-1}
 CATQ=build/catq
@@ -46,14 +49,17 @@ for spec in $MODELS; do
   "$CATQ" export "$model" "${tokarg[@]}" --type f32 -o "$d/f32.gguf" > /dev/null
   r=$(llama_run "$d/f32.gguf" "$d/windows.json")
   echo "{\"model\":\"$name\",\"type\":\"f32\",\"method\":\"fp\",\"bytes\":$(stat -c %s "$d/f32.gguf"),\"ppl_catq\":$fp_catq,\"ppl_llama\":$(jq .ppl <<< "$r"),\"llama_tps\":$(jq .tps <<< "$r")}" >> "$OUT/results.jsonl"
-  for type in $TYPES; do
-    for method in $METHODS; do
+  for type in $TYPES $(for b in $TARGETS; do echo "bpw$b"; done); do
+    methods=$METHODS
+    case $type in bpw*) methods="catq-imatrix catq-gptq" ;; esac
+    for method in $methods; do
       f=$d/$type-$method.gguf
       start=$(date +%s.%N)
       case $method in
         ggml-*) "$GGML" "$model" "${tokarg[@]}" --text "$TEXT" --type "$type" --weights "${method#ggml-}" -o "$f" > "$f.json" ;;
         ggml+gptq) "$GGML" "$model" "${tokarg[@]}" --text "$TEXT" --type "$type" --weights gptq -o "$f" > "$f.json" ;;
-        catq-*) "$CATQ" --json quantize "$model" "${tokarg[@]}" --text "$TEXT" --skip-chars 12000 --gguf "$type" \
+        catq-*) case $type in bpw*) typearg=(--target-bpw "${type#bpw}") ;; *) typearg=(--gguf "$type") ;; esac
+                "$CATQ" --json quantize "$model" "${tokarg[@]}" --text "$TEXT" --skip-chars 12000 "${typearg[@]}" \
                   --weights "${method#catq-}" -o "$f" > "$f.json" ;;
       esac
       secs=$(echo "$(date +%s.%N) - $start" | bc)
@@ -74,5 +80,5 @@ jq -rs '
     (.[] | select(.method == "fp") | "| \(.model) | f32 | FP | \(.bytes) | 32 | \(.ppl_catq * 10000 | round / 10000) | \(.ppl_llama * 10000 | round / 10000) | \((.ppl_llama / .ppl_catq) * 10000 | round / 10000) | | \(.llama_tps | round) |"),
     (.[] | select(.method != "fp")
      | . as $r | ($base[.model + "/" + .type]) as $b | ($fp[.model].ppl_llama) as $f
-     | "| \(.model) | \(.type) | \(.method) | \(.bytes) | \(.bpw * 1000 | round / 1000) | \(.ppl_catq * 10000 | round / 10000) | \(.ppl_llama * 10000 | round / 10000) | \((.ppl_llama / .ppl_catq) * 10000 | round / 10000) | \(if $b - $f > 0 then ((($b - .ppl_llama) / ($b - $f)) * 1000 | round / 10 | tostring) + " %" else "" end) | \(.llama_tps | round) |")
+     | "| \(.model) | \(.type) | \(.method) | \(.bytes) | \(.bpw * 1000 | round / 1000) | \(.ppl_catq * 10000 | round / 10000) | \(.ppl_llama * 10000 | round / 10000) | \((.ppl_llama / .ppl_catq) * 10000 | round / 10000) | \(if $b != null and $b - $f > 0 then ((($b - .ppl_llama) / ($b - $f)) * 1000 | round / 10 | tostring) + " %" else "" end) | \(.llama_tps | round) |")
 ' "$OUT/results.jsonl"
