@@ -1,4 +1,5 @@
 #include "core/file_util.h"
+#include "core/atomic_file.h"
 
 #include <sys/stat.h>
 #include <unistd.h>
@@ -55,6 +56,33 @@ void write_file_atomic(const std::string& path, const void* data, size_t size) {
     std::remove(tmp.c_str());
     fail(ErrorKind::Io, "{}: cannot rename temp file into place: {}", path, std::strerror(e));
   }
+}
+
+AtomicFile::AtomicFile(std::string path) : path_(std::move(path)) {
+  std::random_device rd;
+  tmp_ = fmt::format("{}.tmp{:08x}", path_, rd());
+  f_ = std::fopen(tmp_.c_str(), "wb");
+  if (!f_) fail(ErrorKind::Io, "{}: cannot create: {}", tmp_, std::strerror(errno));
+}
+
+AtomicFile::~AtomicFile() {
+  if (f_) std::fclose(f_);
+  if (!committed_) std::remove(tmp_.c_str());
+}
+
+void AtomicFile::write(const void* p, size_t n) {
+  if (n && std::fwrite(p, 1, n, f_) != n) fail(ErrorKind::Io, "{}: write failed (disk full?)", path_);
+  written_ += n;
+}
+
+void AtomicFile::commit() {
+  bool ok = std::fflush(f_) == 0;
+  ok = std::fclose(f_) == 0 && ok;
+  f_ = nullptr;
+  if (!ok) fail(ErrorKind::Io, "{}: write failed (disk full?)", path_);
+  if (std::rename(tmp_.c_str(), path_.c_str()) != 0)
+    fail(ErrorKind::Io, "{}: cannot rename temp file into place: {}", path_, std::strerror(errno));
+  committed_ = true;
 }
 
 uint64_t checked_numel(const std::vector<int64_t>& shape, const std::string& file, const std::string& what,

@@ -171,8 +171,12 @@ class GgufBuilder {
   // ne in ggml order; data must be exactly the type's byte size for ne.
   void add_tensor(const std::string& name, const std::vector<int64_t>& ne, uint32_t type, std::string data);
   std::string build(uint32_t version = 3, uint32_t alignment = 32) const;
+  // The same bytes written to `path` piece by piece (temp file + rename): no second copy of the data in memory.
+  void write(const std::string& path, uint32_t version = 3, uint32_t alignment = 32) const;
 
  private:
+  std::string header(uint32_t version, uint32_t alignment) const;  // up to the aligned start of the data
+  static size_t padding(size_t bytes, uint32_t alignment, bool last);  // zeros after a tensor's data
   void key(const std::string& k, GgufType t);
   std::string kv_;
   uint64_t n_kv_ = 0;

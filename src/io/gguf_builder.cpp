@@ -2,6 +2,9 @@
 // unusual files. Reader: gguf_file.cpp.
 #include "io/gguf.h"
 
+#include "core/file_util.h"
+#include "core/atomic_file.h"
+
 namespace catq {
 
 void GgufBuilder::key(const std::string& k, GgufType t) {
@@ -51,6 +54,30 @@ void GgufBuilder::add_tensor(const std::string& name, const std::vector<int64_t>
 }
 
 std::string GgufBuilder::build(uint32_t version, uint32_t alignment) const {
+  std::string s = header(version, alignment);
+  for (size_t i = 0; i < tensors_.size(); ++i) {
+    s += tensors_[i].data;
+    s.resize(s.size() + padding(tensors_[i].data.size(), alignment, i + 1 == tensors_.size()), '\0');
+  }
+  return s;
+}
+
+void GgufBuilder::write(const std::string& path, uint32_t version, uint32_t alignment) const {
+  AtomicFile f(path);
+  f.write(header(version, alignment));
+  const std::string zeros(alignment, '\0');
+  for (size_t i = 0; i < tensors_.size(); ++i) {
+    f.write(tensors_[i].data);
+    f.write(zeros.data(), padding(tensors_[i].data.size(), alignment, i + 1 == tensors_.size()));
+  }
+  f.commit();
+}
+
+size_t GgufBuilder::padding(size_t bytes, uint32_t alignment, bool last) {
+  return last ? 0 : (alignment - bytes % alignment) % alignment;
+}
+
+std::string GgufBuilder::header(uint32_t version, uint32_t alignment) const {
   std::string s = "GGUF";
   put<uint32_t>(s, version);
   put<uint64_t>(s, tensors_.size());
@@ -69,12 +96,7 @@ std::string GgufBuilder::build(uint32_t version, uint32_t alignment) const {
     put<uint64_t>(s, off);
     off += t.data.size();
   }
-  s.resize(align(s.size()), '\0');
-  const size_t base = s.size();
-  for (size_t i = 0; i < tensors_.size(); ++i) {
-    s.resize(base + offs[i], '\0');
-    s += tensors_[i].data;
-  }
+  s.resize(align(s.size()), '\0');  // the data section starts aligned; each tensor's data is padded to the next
   return s;
 }
 

@@ -302,7 +302,7 @@ void write_gguf_llama(const LlamaModel& m, const Tokenizer* tok, const std::stri
       }
     }
   }
-  write_file_atomic(path, b.build(3, opt.alignment));
+  b.write(path, 3, opt.alignment);
 }
 
 }  // namespace catq

@@ -8,6 +8,7 @@
 #include <set>
 
 #include "core/error.h"
+#include "core/atomic_file.h"
 #include "core/file_util.h"
 #include "llm/llama_tensors.h"
 
@@ -327,40 +328,6 @@ at::ScalarType dtype_scalar(SafetensorsDtype d) {
 }
 int64_t dtype_bytes(SafetensorsDtype d) { return d == SafetensorsDtype::F32 ? 4 : 2; }
 
-// A temporary file next to the target, removed unless committed (renamed into place).
-class AtomicFile {
- public:
-  explicit AtomicFile(std::string path) : path_(std::move(path)) {
-    std::random_device rd;
-    tmp_ = fmt::format("{}.tmp{:08x}", path_, rd());
-    f_ = std::fopen(tmp_.c_str(), "wb");
-    if (!f_) fail(ErrorKind::Io, "{}: cannot create: {}", tmp_, std::strerror(errno));
-  }
-  ~AtomicFile() {
-    if (f_) std::fclose(f_);
-    if (!committed_) std::remove(tmp_.c_str());
-  }
-  void write(const void* p, size_t n) {
-    if (n && std::fwrite(p, 1, n, f_) != n) fail(ErrorKind::Io, "{}: write failed (disk full?)", path_);
-    written_ += n;
-  }
-  uint64_t written() const { return written_; }
-  void commit() {
-    bool ok = std::fflush(f_) == 0;
-    ok = std::fclose(f_) == 0 && ok;
-    f_ = nullptr;
-    if (!ok) fail(ErrorKind::Io, "{}: write failed (disk full?)", path_);
-    if (std::rename(tmp_.c_str(), path_.c_str()) != 0)
-      fail(ErrorKind::Io, "{}: cannot rename temp file into place: {}", path_, std::strerror(errno));
-    committed_ = true;
-  }
-
- private:
-  std::string path_, tmp_;
-  std::FILE* f_ = nullptr;
-  bool committed_ = false;
-  uint64_t written_ = 0;
-};
 
 }  // namespace
 

@@ -1,0 +1,29 @@
+#pragma once
+#include <cstdint>
+#include <cstdio>
+#include <string>
+#include <string_view>
+
+namespace catq {
+
+// A file written piece by piece into a temporary file next to the target, renamed into place by commit(); removed
+// when destroyed uncommitted (an error on the way leaves no partial output). Error(Io) on failures.
+class AtomicFile {
+ public:
+  explicit AtomicFile(std::string path);
+  ~AtomicFile();
+  AtomicFile(const AtomicFile&) = delete;
+  AtomicFile& operator=(const AtomicFile&) = delete;
+  void write(const void* p, size_t n);
+  void write(std::string_view s) { write(s.data(), s.size()); }
+  uint64_t written() const { return written_; }
+  void commit();
+
+ private:
+  std::string path_, tmp_;
+  std::FILE* f_ = nullptr;
+  bool committed_ = false;
+  uint64_t written_ = 0;
+};
+
+}  // namespace catq
