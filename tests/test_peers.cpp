@@ -24,6 +24,7 @@
 #include "io/llm_loader.h"
 #include "io/safetensors.h"
 #include "llm/llama_tensors.h"
+#include "methods/llm/quarot.h"
 #include "test_llm_util.h"
 
 using namespace catq;
@@ -224,5 +225,62 @@ TEST(PeerLlamaCpp, EveryArchitectureLogitsMatch) {
     std::printf("[ peer ] llama.cpp %-30s (%s): worst per-position relative logit error %.2e\n", a.name.c_str(),
                 llama_arch_traits(a.cfg.arch).gguf, worst);
     EXPECT_LE(worst, 1e-3);
+  }
+}
+
+// The offline rotation (`quantize --gguf --transform quarot / rotation`): the rotated FP model, written as F32 GGUF,
+// gives llama.cpp's unchanged graph the original model's logits (every architecture; QuaRot's Hadamards where the
+// dimensions allow them). Without llama.cpp, catq's own forward is checked the same way.
+TEST(PeerLlamaCpp, OfflineRotationIsExactInLlamaCppsGraph) {
+  const Tokenizer tok = tiny_tokenizer();
+  const at::Tensor t = sample_tokens(tok.vocab_size(), 1, 24, 7);
+  std::vector<int64_t> ids(t.data_ptr<int64_t>(), t.data_ptr<int64_t>() + t.numel());
+  ids[0] = tok.bos_id();
+  const at::Tensor tokens = at::tensor(ids, at::kLong).unsqueeze(0);
+  const bool peer = have_llama_cpp();
+  if (!peer) std::printf("[ peer ] node-llama-cpp not installed: only catq's forward of the rotated model is checked\n");
+  for (const ArchCase& a : arch_cases(tok.vocab_size())) {
+    for (RotationKind kind : {RotationKind::Hadamard, RotationKind::RandomOrthogonal}) {
+      SCOPED_TRACE(a.name + (kind == RotationKind::Hadamard ? " quarot" : " rotation"));
+      TempDir d;
+      write_hf_llama(LlamaModel::random(a.cfg, 23), d / "hf");
+      LoadedLlama m = load_llama(d / "hf");
+      at::Tensor ref;
+      {
+        at::NoGradGuard ng;
+        ref = m.model.forward(tokens).squeeze(0);
+      }
+      try {
+        apply_quarot_offline(m.model, kind, 5);
+      } catch (const Error& e) {  // QuaRot's Hadamard needs dimensions it can factor; the random rotation any
+        ASSERT_EQ(kind, RotationKind::Hadamard) << e.what();
+        continue;
+      }
+      at::Tensor ours;
+      {
+        at::NoGradGuard ng;
+        ours = m.model.forward(tokens).squeeze(0);
+      }
+      at::Tensor per = (ours - ref).norm(2, 1) / ref.norm(2, 1);
+      if (a.cfg.sliding_window > 0) per = per.narrow(0, 0, a.cfg.sliding_window);
+      EXPECT_LE(per.max().item<double>(), 1e-5) << "catq's forward of the rotated model";
+      if (!peer) continue;
+      write_gguf_llama(m.model, &tok, d / "m.gguf");
+      std::ofstream(d / "tokens.json") << nlohmann::json(ids).dump();
+      int code = -1;
+      const std::string out = run_capture("CATQ_PEERS='" + peers_dir() + "' node '" + CATQ_SOURCE_DIR +
+                                          "/tests/peers/llama_cpp_logits.mjs' '" + (d / "m.gguf") + "' '" +
+                                          (d / "tokens.json") + "' 2>&1", &code);
+      ASSERT_EQ(code, 0) << out;
+      const auto rows = nlohmann::json::parse(out.substr(out.find('{'))).at("logits").get<std::vector<std::vector<float>>>();
+      ASSERT_EQ(rows.size(), ids.size());
+      at::Tensor theirs = at::empty({static_cast<int64_t>(rows.size()), tok.vocab_size()});
+      for (size_t i = 0; i < rows.size(); ++i) theirs[i] = at::tensor(rows[i]);
+      at::Tensor pl = (theirs - ref).norm(2, 1) / ref.norm(2, 1);
+      if (a.cfg.sliding_window > 0) pl = pl.narrow(0, 0, a.cfg.sliding_window);
+      std::printf("[ peer ] llama.cpp %-30s %-8s rotated offline: worst relative logit error vs the unrotated model %.2e\n",
+                  a.name.c_str(), kind == RotationKind::Hadamard ? "quarot" : "rotation", pl.max().item<double>());
+      EXPECT_LE(pl.max().item<double>(), 1e-4);
+    }
   }
 }

@@ -11,6 +11,7 @@
 #include "io/llm_loader.h"
 #include "methods/llm/gguf_quantize.h"
 #include "methods/llm/pipeline.h"
+#include "methods/llm/quarot.h"
 #include "methods/llm/stream_quantize.h"
 
 namespace catq {
@@ -78,13 +79,19 @@ nlohmann::json run_gguf_quantize_job(const LlmQuantizeJob& job) {
              "gptq", go.weights);
   CATQ_CHECK(job.config.empty(), Usage, "quantize --gguf / --target-bpw: the file's types set every weight's format; "
              "--config (a catq simulation config) does not apply");
-  CATQ_CHECK(parse_llm_transform(job.transform).str() == "none", Unsupported, "quantize --gguf: --transform {} is not "
-             "written into GGUF yet (offline rotations that llama.cpp's graph runs exactly are planned); use --transform "
-             "none, or a .catq output", job.transform);
+  // Transforms: only what llama.cpp's unchanged graph computes exactly (quarot_offline in methods/llm/quarot.h).
+  const LlmTransformOptions tr = parse_llm_transform(job.transform);
+  CATQ_CHECK(tr.method == "none" || tr.method == "quarot" || tr.method == "rotation", Unsupported,
+             "quantize --gguf: --transform {} needs online work or activation scales that a GGUF file cannot hold; "
+             "supported: none, quarot, rotation (their offline part: RMSNorm folded, residual and per-head V/O "
+             "rotations; the online Hadamard before ffn_down is left out)", tr.str());
   LlmLoadOptions lo;
-  lo.keep_stored_dtype = true;
+  lo.keep_stored_dtype = tr.method == "none";  // a rotation rewrites every weight: fp32 in memory
   LoadedLlama m = load_llama(job.model, job.tokenizer, lo);
   CATQ_CHECK(!m.quant, Usage, "{}: already quantized", job.model);
+  if (tr.method != "none")
+    apply_quarot_offline(m.model, tr.method == "quarot" ? RotationKind::Hadamard : RotationKind::RandomOrthogonal,
+                         tr.seed);
   const Tokenizer& tok = require_tokenizer(m);
   nlohmann::json meta = {{"source_model", job.model}, {"output", job.out}, {"format", "gguf"}};
   at::Tensor calib;
@@ -95,6 +102,7 @@ nlohmann::json run_gguf_quantize_job(const LlmQuantizeJob& job) {
   }
   SmallModelThreadGuard threads(m.model);
   meta["quantization"] = quantize_llama_gguf(m.model, tok, calib, go, job.out);
+  meta["quantization"]["transform"] = tr.method == "none" ? std::string("none") : tr.str() + " (offline part)";
   const GgufFile written = read_gguf(job.out);
   meta["type"] = go.target_bpw > 0 ? fmt::format("target-bpw {}", go.target_bpw) : std::string(to_string(go.type));
   meta["bytes"] = file_size(job.out);

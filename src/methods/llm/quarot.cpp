@@ -27,6 +27,18 @@ void apply_quarot_block(LlamaModel& m, int64_t l, const at::Tensor& q, RotationK
                   hadamard ? hadamard_matrix(c.hd(), false, seed + 20) : random_orthogonal(c.hd(), seed + 20 + l));
 }
 
+void apply_quarot_offline(LlamaModel& m, RotationKind kind, uint64_t seed) {
+  const at::Tensor q = quarot_residual_rotation(m.cfg, kind, seed);
+  apply_quarot_ends(m, q);
+  for (int64_t l = 0; l < m.cfg.n_layers; ++l) {
+    fold_rmsnorm_block(m, l);
+    rotate_residual_block(m, l, q);
+    apply_transform(m, l, TransformPosition::O,  // every KV head, as apply_quarot_block
+                    kind == RotationKind::Hadamard ? hadamard_matrix(m.cfg.hd(), false, seed + 20)
+                                                   : random_orthogonal(m.cfg.hd(), seed + 20 + l));
+  }
+}
+
 void apply_quarot(LlamaModel& m, RotationKind kind, uint64_t seed) {
   const at::Tensor q = quarot_residual_rotation(m.cfg, kind, seed);
   apply_quarot_ends(m, q);

@@ -22,4 +22,11 @@ at::Tensor quarot_residual_rotation(const LlamaConfig& c, RotationKind kind, uin
 void apply_quarot_ends(LlamaModel& m, const at::Tensor& q);
 void apply_quarot_block(LlamaModel& m, int64_t l, const at::Tensor& q, RotationKind kind, uint64_t seed);
 
+// The part of QuaRot / the random rotation that is exact in an unchanged Llama graph (llama.cpp's): the RMSNorm
+// weights folded into their consumers, the residual rotation Q (embeddings, head, every block's input and output
+// linears; the final RMSNorm folded into the head, which unties it) and the per-head rotation through V/O. The online
+// rotation before ffn_down is left out: llama.cpp's graph has no place to run it. The model computes the same
+// function (up to float rounding) with differently distributed weights.
+void apply_quarot_offline(LlamaModel& m, RotationKind kind, uint64_t seed);
+
 }  // namespace catq
