@@ -6,6 +6,7 @@
 #   catq-imatrix  catq's encoders with the importance matrix
 #   catq-gptq     catq's GPTQ on the grid of catq's imatrix encoding
 #   ggml+gptq     catq's GPTQ on the grid of llama.cpp's imatrix encoding
+#   catq-gptq+quarot (opt-in via METHODS) the offline QuaRot rotation first (--transform quarot; unties the head)
 # and, for each file: bytes, bits per weight, perplexity in catq (`catq eval FILE.gguf`, the decoded weights in
 # fp32) and in llama.cpp (node-llama-cpp, tests/peers/llama_cpp_check.mjs, the same token windows), and the share of
 # the FP-to-ggml-rtn perplexity gap that the file closes (llama.cpp's numbers), and llama.cpp's decode speed on it
@@ -59,8 +60,10 @@ for spec in $MODELS; do
         ggml-*) "$GGML" "$model" "${tokarg[@]}" --text "$TEXT" --type "$type" --weights "${method#ggml-}" -o "$f" > "$f.json" ;;
         ggml+gptq) "$GGML" "$model" "${tokarg[@]}" --text "$TEXT" --type "$type" --weights gptq -o "$f" > "$f.json" ;;
         catq-*) case $type in bpw*) typearg=(--target-bpw "${type#bpw}") ;; *) typearg=(--gguf "$type") ;; esac
+                m=${method#catq-}; tr=none
+                case $m in *+quarot) m=${m%+quarot}; tr=quarot ;; esac
                 "$CATQ" --json quantize "$model" "${tokarg[@]}" --text "$TEXT" --skip-chars 12000 "${typearg[@]}" \
-                  --weights "${method#catq-}" -o "$f" > "$f.json" ;;
+                  --weights "$m" --transform "$tr" -o "$f" > "$f.json" ;;
       esac
       secs=$(echo "$(date +%s.%N) - $start" | bc)
       bpw=$(jq '.bits_per_weight' "$f.json")
