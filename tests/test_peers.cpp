@@ -48,6 +48,25 @@ bool have_llama_cpp() {
          std::system("node --version > /dev/null 2>&1") == 0;
 }
 
+// llama.cpp's raw next-token logits [ids, vocab] for the GGUF `model` (tests/peers/llama_cpp_logits.mjs).
+at::Tensor llama_cpp_logits(const std::string& model, const std::vector<int64_t>& ids, int64_t vocab, const TempDir& d) {
+  std::ofstream(d / "tokens.json") << nlohmann::json(ids).dump();
+  int code = -1;
+  const std::string out = run_capture("CATQ_PEERS='" + peers_dir() + "' node '" + CATQ_SOURCE_DIR +
+                                      "/tests/peers/llama_cpp_logits.mjs' '" + model + "' '" + (d / "tokens.json") +
+                                      "' 2>&1", &code);
+  EXPECT_EQ(code, 0) << out;
+  if (code != 0) return at::Tensor();
+  const auto rows = nlohmann::json::parse(out.substr(out.find('{'))).at("logits").get<std::vector<std::vector<float>>>();
+  EXPECT_EQ(rows.size(), ids.size());
+  at::Tensor t = at::empty({static_cast<int64_t>(rows.size()), vocab});
+  for (size_t i = 0; i < rows.size(); ++i) {
+    EXPECT_EQ(static_cast<int64_t>(rows[i].size()), vocab);
+    if (static_cast<int64_t>(rows[i].size()) == vocab) t[static_cast<int64_t>(i)] = at::tensor(rows[i]);
+  }
+  return t;
+}
+
 }  // namespace
 
 TEST(PeerLlamaCpp, ExportedGgufLoadsGeneratesAndMatchesPerplexity) {
@@ -196,22 +215,8 @@ TEST(PeerLlamaCpp, EveryArchitectureLogitsMatch) {
     write_hf_llama(LlamaModel::random(a.cfg, 17), d / "hf");
     LoadedLlama m = load_llama(d / "hf");  // what a user's HF checkpoint becomes
     write_gguf_llama(m.model, &tok, d / "m.gguf");
-    {
-      std::ofstream(d / "tokens.json") << nlohmann::json(ids).dump();
-    }
-    int code = -1;
-    const std::string out = run_capture("CATQ_PEERS='" + peers_dir() + "' node '" + CATQ_SOURCE_DIR +
-                                        "/tests/peers/llama_cpp_logits.mjs' '" + (d / "m.gguf") + "' '" +
-                                        (d / "tokens.json") + "' 2>&1", &code);
-    ASSERT_EQ(code, 0) << out;
-    nlohmann::json r = nlohmann::json::parse(out.substr(out.find('{')));
-    const auto rows = r.at("logits").get<std::vector<std::vector<float>>>();
-    ASSERT_EQ(rows.size(), ids.size());
-    at::Tensor theirs = at::empty({static_cast<int64_t>(rows.size()), tok.vocab_size()});
-    for (size_t i = 0; i < rows.size(); ++i) {
-      ASSERT_EQ(static_cast<int64_t>(rows[i].size()), tok.vocab_size());
-      theirs[i] = at::tensor(rows[i]);
-    }
+    const at::Tensor theirs = llama_cpp_logits(d / "m.gguf", ids, tok.vocab_size(), d);
+    ASSERT_TRUE(theirs.defined() && theirs.size(0) == static_cast<int64_t>(ids.size()));
     at::Tensor ours;
     {
       at::NoGradGuard ng;
@@ -266,16 +271,8 @@ TEST(PeerLlamaCpp, OfflineRotationIsExactInLlamaCppsGraph) {
       EXPECT_LE(per.max().item<double>(), 1e-5) << "catq's forward of the rotated model";
       if (!peer) continue;
       write_gguf_llama(m.model, &tok, d / "m.gguf");
-      std::ofstream(d / "tokens.json") << nlohmann::json(ids).dump();
-      int code = -1;
-      const std::string out = run_capture("CATQ_PEERS='" + peers_dir() + "' node '" + CATQ_SOURCE_DIR +
-                                          "/tests/peers/llama_cpp_logits.mjs' '" + (d / "m.gguf") + "' '" +
-                                          (d / "tokens.json") + "' 2>&1", &code);
-      ASSERT_EQ(code, 0) << out;
-      const auto rows = nlohmann::json::parse(out.substr(out.find('{'))).at("logits").get<std::vector<std::vector<float>>>();
-      ASSERT_EQ(rows.size(), ids.size());
-      at::Tensor theirs = at::empty({static_cast<int64_t>(rows.size()), tok.vocab_size()});
-      for (size_t i = 0; i < rows.size(); ++i) theirs[i] = at::tensor(rows[i]);
+      const at::Tensor theirs = llama_cpp_logits(d / "m.gguf", ids, tok.vocab_size(), d);
+      ASSERT_TRUE(theirs.defined() && theirs.size(0) == static_cast<int64_t>(ids.size()));
       at::Tensor pl = (theirs - ref).norm(2, 1) / ref.norm(2, 1);
       if (a.cfg.sliding_window > 0) pl = pl.narrow(0, 0, a.cfg.sliding_window);
       std::printf("[ peer ] llama.cpp %-30s %-8s rotated offline: worst relative logit error vs the unrotated model %.2e\n",
