@@ -22,5 +22,6 @@ void register_qat_plan(CLI::App& app, Common& common);
 void register_qat(CLI::App& app, Common& common);
 void register_plot(CLI::App& app, Common& common);
 void register_export(CLI::App& app, Common& common);
+void register_bench(CLI::App& app, Common& common);
 
 }  // namespace catq::cli

@@ -34,6 +34,7 @@ int main(int argc, char** argv) {
   cli::register_plot(app, common);
   cli::register_qat_plan(app, common);
   cli::register_export(app, common);
+  cli::register_bench(app, common);
   cli::register_demo(app, common);
   init_threads();
   try {

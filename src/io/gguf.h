@@ -104,6 +104,10 @@ GgufFile read_gguf(const std::string& path);
 std::map<std::string, int64_t> gguf_tensors_by_type(const GgufFile& g);
 double gguf_bits_per_weight(const GgufFile& g);
 
+// The LlamaConfig a GGUF's metadata describes (general.architecture among llama_arch_table(), sizes, RoPE base and
+// scaling incl. rope_freqs.weight, tied head), validated; Error(Format/Unsupported) naming g.path and the key.
+LlamaConfig gguf_llama_config(const GgufFile& g);
+
 struct GgufLlama {
   LlamaModel model;
   std::optional<Tokenizer> tokenizer;  // absent when the file has no (supported) tokenizer

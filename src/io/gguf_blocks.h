@@ -127,6 +127,19 @@ struct BlockQ6_K {
 };
 static_assert(sizeof(BlockQ6_K) == 2 + kQK_K / 16 + 3 * kQK_K / 4, "wrong q6_k block size/padding");
 
+// Scale and min of sub-block j (of 8) of a Q4_K / Q5_K super-block: 6 bits each, the first four in the low 6 bits of
+// bytes 0..3 (scales) and 4..7 (mins), the last four in the nibbles of bytes 8..11 with their top 2 bits in the
+// top 2 bits of bytes 0..7.
+inline void scale_min_k4(int j, const uint8_t* q, uint8_t& sc, uint8_t& m) {
+  if (j < 4) {
+    sc = q[j] & 63;
+    m = q[j + 4] & 63;
+  } else {
+    sc = static_cast<uint8_t>((q[j + 4] & 0xF) | ((q[j - 4] >> 6) << 4));
+    m = static_cast<uint8_t>((q[j + 4] >> 4) | ((q[j] >> 6) << 4));
+  }
+}
+
 // Scalar decoders of one block of each read-only format (gguf_kquants.cpp), in the traits table.
 void dequantize_block_q5_0(const uint8_t* blk, float* y);
 void dequantize_block_q5_1(const uint8_t* blk, float* y);

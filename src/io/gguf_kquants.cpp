@@ -10,19 +10,6 @@ namespace catq {
 
 namespace {
 
-// Scale and min of sub-block j of a Q4_K / Q5_K super-block: 6 bits each, the first four in the low 6 bits of
-// bytes 0..3 (scales) and 4..7 (mins), the last four in the nibbles of bytes 8..11 with their top 2 bits in the
-// top 2 bits of bytes 0..7.
-void scale_min_k4(int j, const uint8_t* q, uint8_t& sc, uint8_t& m) {
-  if (j < 4) {
-    sc = q[j] & 63;
-    m = q[j + 4] & 63;
-  } else {
-    sc = static_cast<uint8_t>((q[j + 4] & 0xF) | ((q[j - 4] >> 6) << 4));
-    m = static_cast<uint8_t>((q[j + 4] >> 4) | ((q[j] >> 6) << 4));
-  }
-}
-
 uint32_t load_u32(const uint8_t* p) {
   uint32_t v;
   std::memcpy(&v, p, 4);

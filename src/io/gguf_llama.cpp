@@ -19,8 +19,8 @@ namespace {
 const char* const kRopeFreqs = "rope_freqs.weight";
 }  // namespace
 
-GgufLlama read_gguf_llama(const std::string& path, const LlmLoadOptions& opt) {
-  GgufFile g = read_gguf(path);
+LlamaConfig gguf_llama_config(const GgufFile& g) {
+  const std::string& path = g.path;
   const GgufValue* arch = g.find("general.architecture");
   if (!arch || arch->type != GgufType::String)
     fail(ErrorKind::Format, "{}: metadata general.architecture is missing (required by GGUF)", path);
@@ -89,7 +89,14 @@ GgufLlama read_gguf_llama(const std::string& path, const LlmLoadOptions& opt) {
   if (int64_t rd = get_int(ap + "rope.dimension_count", c.hd()); rd != c.hd())
     fail(ErrorKind::Unsupported, "{}: partial rotary embedding (rope.dimension_count {} != head size {})", path, rd,
          c.hd());
+  return c;
+}
 
+GgufLlama read_gguf_llama(const std::string& path, const LlmLoadOptions& opt) {
+  GgufFile g = read_gguf(path);
+  const LlamaConfig c = gguf_llama_config(g);
+  const LlamaArchTraits* traits = &llama_arch_traits(c.arch);
+  const std::string emb_name = kLlamaTokenEmbd.gguf_name();
   auto find = [&](const std::string& name, const std::vector<int64_t>& shape) {
     const GgufTensorInfo* t = g.find_tensor(name);
     if (!t) fail(ErrorKind::Format, "{}: tensor {} is missing", path, name);

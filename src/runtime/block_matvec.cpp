@@ -1,0 +1,385 @@
+#include "runtime/block_matvec.h"
+
+#include <algorithm>
+#include <cmath>
+#include <cstring>
+
+#if defined(__x86_64__) || defined(__i386__)
+// GCC 12's AVX-512 headers start some intrinsics from _mm512_undefined_*(): a false -Wmaybe-uninitialized.
+#pragma GCC diagnostic ignored "-Wmaybe-uninitialized"
+#pragma GCC diagnostic ignored "-Wuninitialized"
+#include <immintrin.h>
+#define CATQ_X86 1
+#endif
+
+#include "core/error.h"
+#include "io/gguf.h"
+#include "io/gguf_blocks.h"
+
+namespace catq {
+
+namespace {
+
+uint16_t half_bits(float v) { return c10::Half(v).x; }
+constexpr int64_t G = BlockMatrix::kGroup;
+
+float offset_of(const BlockMatrix& w, float dw, size_t i) {
+  switch (w.kernel) {
+    case BlockKernel::Q4_0: return -8.0f * dw;
+    case BlockKernel::Q8_0: return -128.0f * dw;
+    case BlockKernel::Q4_1: return half_value(w.m[i]);
+    case BlockKernel::F32: break;
+  }
+  return 0.0f;
+}
+
+// Byte of the codes array holding row r's value j, and (4-bit) whether it is the high nibble.
+inline size_t code_byte(const BlockMatrix& w, int64_t r, int64_t j, bool* high) {
+  const int64_t g = r / G, i = r % G, b = j / 32, v = j % 32, c = v / 4, k = v % 4;
+  const size_t gb = static_cast<size_t>((g * w.blocks() + b) * w.group_block_bytes());
+  if (w.kernel == BlockKernel::Q8_0) return gb + static_cast<size_t>(64 * c + 4 * i + k);
+  *high = c >= 4;
+  return gb + static_cast<size_t>(64 * (c % 4) + 4 * i + k);
+}
+
+// ---- scalar reference ----------------------------------------------------------------------------------------
+
+void matmul_scalar(const BlockMatrix& w, const float* x, const ActQ8& xq, int64_t T, float* y, int64_t ldy, int64_t g0,
+                   int64_t g1) {
+  const int64_t nb = w.blocks();
+  for (int64_t r = g0 * G; r < std::min(g1 * G, w.rows); ++r) {
+    if (!w.quantized()) {
+      const float* wr = w.f32.data() + r * w.cols;
+      for (int64_t t = 0; t < T; ++t) {
+        const float* xt = x + t * w.cols;
+        float s = 0.0f;
+        for (int64_t j = 0; j < w.cols; ++j) s += wr[j] * xt[j];
+        y[t * ldy + r] = s;
+      }
+      continue;
+    }
+    for (int64_t t = 0; t < T; ++t) {
+      const int8_t* a = xq.q.data() + t * w.cols;
+      const float* ad = xq.d.data() + t * nb;
+      const float* as = xq.dsum.data() + t * nb;
+      float s = 0.0f;
+      for (int64_t b = 0; b < nb; ++b) {
+        int32_t dot = 0;
+        for (int64_t j = 32 * b; j < 32 * b + 32; ++j) dot += w.code(r, j) * a[j];
+        const size_t i = static_cast<size_t>(((r / G) * nb + b) * G + r % G);
+        const float dw = half_value(w.d[i]);
+        s += dw * ad[b] * static_cast<float>(dot) + offset_of(w, dw, i) * as[b];
+      }
+      y[t * ldy + r] = s;
+    }
+  }
+}
+
+#ifdef CATQ_X86
+
+__attribute__((target("avx512f"))) inline float hsum512(__m512 v) { return _mm512_reduce_add_ps(v); }
+
+__attribute__((target("avx512f,fma"))) void matmul_f32_avx512(const BlockMatrix& w, const float* x, int64_t T,
+                                                                float* y, int64_t ldy, int64_t r0, int64_t r1) {
+  const int64_t n = w.cols, n16 = n / 16 * 16;
+  for (int64_t r = r0; r < r1; ++r) {
+    const float* wr = w.f32.data() + r * n;
+    for (int64_t t = 0; t < T; ++t) {
+      const float* xt = x + t * n;
+      __m512 acc0 = _mm512_setzero_ps(), acc1 = _mm512_setzero_ps();
+      int64_t j = 0;
+      for (; j + 32 <= n16; j += 32) {
+        acc0 = _mm512_fmadd_ps(_mm512_loadu_ps(wr + j), _mm512_loadu_ps(xt + j), acc0);
+        acc1 = _mm512_fmadd_ps(_mm512_loadu_ps(wr + j + 16), _mm512_loadu_ps(xt + j + 16), acc1);
+      }
+      for (; j < n16; j += 16) acc0 = _mm512_fmadd_ps(_mm512_loadu_ps(wr + j), _mm512_loadu_ps(xt + j), acc0);
+      float s = hsum512(_mm512_add_ps(acc0, acc1));
+      for (; j < n; ++j) s += wr[j] * xt[j];
+      y[t * ldy + r] = s;
+    }
+  }
+}
+
+inline int32_t load_i32(const int8_t* p) {
+  int32_t v;
+  std::memcpy(&v, p, 4);
+  return v;
+}
+
+// One row group × NT tokens: per block, 8 vpdpbusd per token (4 codes of 16 rows × 4 broadcast activation codes)
+// leave the 16 rows' block sums in the 16 lanes, then one multiply-add applies the 16 scales.
+template <BlockKernel K, int NT>
+__attribute__((target("avx512f,avx512bw,avx512vnni,fma,f16c"))) void group_tokens_avx512(
+    const BlockMatrix& w, int64_t g, const ActQ8& xq, int64_t t0, float* y, int64_t ldy) {
+  const int64_t nb = w.blocks(), gbb = w.group_block_bytes();
+  const uint8_t* codes = w.codes.data() + g * nb * gbb;
+  const uint16_t* dg = w.d.data() + g * nb * G;
+  const uint16_t* mg = K == BlockKernel::Q4_1 ? w.m.data() + g * nb * G : nullptr;
+  const int8_t* a[NT];
+  const float *ad[NT], *as[NT];
+  for (int t = 0; t < NT; ++t) {
+    a[t] = xq.q.data() + (t0 + t) * w.cols;
+    ad[t] = xq.d.data() + (t0 + t) * nb;
+    as[t] = xq.dsum.data() + (t0 + t) * nb;
+  }
+  __m512 acc[NT];
+  for (int t = 0; t < NT; ++t) acc[t] = _mm512_setzero_ps();
+  const __m512i m4 = _mm512_set1_epi8(0x0F);
+  for (int64_t b = 0; b < nb; ++b) {
+    const uint8_t* cb = codes + b * gbb;
+    _mm_prefetch(reinterpret_cast<const char*>(cb + 4 * gbb), _MM_HINT_T0);
+    _mm_prefetch(reinterpret_cast<const char*>(cb + 4 * gbb + 128), _MM_HINT_T0);
+    __m512i dot[NT];
+    for (int t = 0; t < NT; ++t) dot[t] = _mm512_setzero_si512();
+    if constexpr (K == BlockKernel::Q8_0) {
+      for (int c = 0; c < 8; ++c) {
+        const __m512i v = _mm512_loadu_si512(cb + 64 * c);
+        for (int t = 0; t < NT; ++t)
+          dot[t] = _mm512_dpbusd_epi32(dot[t], v, _mm512_set1_epi32(load_i32(a[t] + 32 * b + 4 * c)));
+      }
+    } else {
+      for (int c = 0; c < 4; ++c) {
+        const __m512i v = _mm512_loadu_si512(cb + 64 * c);
+        const __m512i lo = _mm512_and_si512(v, m4), hi = _mm512_and_si512(_mm512_srli_epi16(v, 4), m4);
+        for (int t = 0; t < NT; ++t) {
+          dot[t] = _mm512_dpbusd_epi32(dot[t], lo, _mm512_set1_epi32(load_i32(a[t] + 32 * b + 4 * c)));
+          dot[t] = _mm512_dpbusd_epi32(dot[t], hi, _mm512_set1_epi32(load_i32(a[t] + 32 * b + 16 + 4 * c)));
+        }
+      }
+    }
+    const __m512 dw = _mm512_cvtph_ps(_mm256_loadu_si256(reinterpret_cast<const __m256i*>(dg + b * G)));
+    __m512 off;
+    if constexpr (K == BlockKernel::Q4_1) off = _mm512_cvtph_ps(_mm256_loadu_si256(reinterpret_cast<const __m256i*>(mg + b * G)));
+    else off = _mm512_mul_ps(dw, _mm512_set1_ps(K == BlockKernel::Q8_0 ? -128.0f : -8.0f));
+    for (int t = 0; t < NT; ++t) {
+      acc[t] = _mm512_fmadd_ps(_mm512_cvtepi32_ps(dot[t]), _mm512_mul_ps(dw, _mm512_set1_ps(ad[t][b])), acc[t]);
+      acc[t] = _mm512_fmadd_ps(off, _mm512_set1_ps(as[t][b]), acc[t]);
+    }
+  }
+  const int64_t r0 = g * G, n = std::min<int64_t>(G, w.rows - r0);
+  const __mmask16 keep = static_cast<__mmask16>((1u << n) - 1);
+  for (int t = 0; t < NT; ++t) _mm512_mask_storeu_ps(y + (t0 + t) * ldy + r0, keep, acc[t]);
+}
+
+template <BlockKernel K>
+void matmul_q_avx512(const BlockMatrix& w, const ActQ8& xq, int64_t T, float* y, int64_t ldy, int64_t g0, int64_t g1) {
+  for (int64_t g = g0; g < g1; ++g) {
+    int64_t t = 0;
+    for (; t + 8 <= T; t += 8) group_tokens_avx512<K, 8>(w, g, xq, t, y, ldy);
+    if (t + 4 <= T) group_tokens_avx512<K, 4>(w, g, xq, t, y, ldy), t += 4;
+    if (t + 2 <= T) group_tokens_avx512<K, 2>(w, g, xq, t, y, ldy), t += 2;
+    if (t < T) group_tokens_avx512<K, 1>(w, g, xq, t, y, ldy);
+  }
+}
+
+bool vnni_f16c() {
+  static const bool ok = __builtin_cpu_supports("avx512f") && __builtin_cpu_supports("avx512bw") &&
+                         __builtin_cpu_supports("avx512vnni") && __builtin_cpu_supports("f16c") &&
+                         __builtin_cpu_supports("fma");
+  return ok;
+}
+#endif  // CATQ_X86
+
+}  // namespace
+
+int BlockMatrix::code(int64_t r, int64_t j) const {
+  bool high = false;
+  const uint8_t byte = codes[code_byte(*this, r, j, &high)];
+  return kernel == BlockKernel::Q8_0 ? byte : high ? byte >> 4 : byte & 0xF;
+}
+
+const char* to_string(BlockKernel k) {
+  switch (k) {
+    case BlockKernel::F32: return "f32";
+    case BlockKernel::Q4_0: return "q4_0";
+    case BlockKernel::Q4_1: return "q4_1";
+    case BlockKernel::Q8_0: return "q8_0";
+  }
+  return "?";
+}
+
+namespace {
+
+void quantize_act_q8_scalar(const float* xt, int64_t nb, int8_t* q, float* d_out, float* dsum_out) {
+  for (int64_t b = 0; b < nb; ++b) {
+    float amax = 0.0f;
+    for (int j = 0; j < 32; ++j) amax = std::max(amax, std::fabs(xt[32 * b + j]));
+    const float d = amax / 127.0f, id = d > 0.0f ? 1.0f / d : 0.0f;  // llama.cpp's quantize_row_q8_0
+    int32_t sum = 0;
+    for (int j = 0; j < 32; ++j) {
+      const int v = static_cast<int>(std::nearbyint(xt[32 * b + j] * id));
+      q[32 * b + j] = static_cast<int8_t>(v);
+      sum += v;
+    }
+    const float dh = half_value(half_bits(d));
+    d_out[b] = dh;
+    dsum_out[b] = dh * static_cast<float>(sum);
+  }
+}
+
+#ifdef CATQ_X86
+__attribute__((target("avx512f,avx512bw,f16c"))) void quantize_act_q8_avx512(const float* xt, int64_t nb, int8_t* q,
+                                                                             float* d_out, float* dsum_out) {
+  for (int64_t b = 0; b < nb; ++b) {
+    const __m512 x0 = _mm512_loadu_ps(xt + 32 * b), x1 = _mm512_loadu_ps(xt + 32 * b + 16);
+    const float amax = _mm512_reduce_max_ps(_mm512_max_ps(_mm512_abs_ps(x0), _mm512_abs_ps(x1)));
+    const float d = amax / 127.0f, id = d > 0.0f ? 1.0f / d : 0.0f;
+    const __m512 iv = _mm512_set1_ps(id);
+    const __m512i q0 = _mm512_cvtps_epi32(_mm512_mul_ps(x0, iv)), q1 = _mm512_cvtps_epi32(_mm512_mul_ps(x1, iv));
+    _mm_storeu_si128(reinterpret_cast<__m128i*>(q + 32 * b), _mm512_cvtsepi32_epi8(q0));
+    _mm_storeu_si128(reinterpret_cast<__m128i*>(q + 32 * b + 16), _mm512_cvtsepi32_epi8(q1));
+    const int32_t sum = _mm512_reduce_add_epi32(_mm512_add_epi32(q0, q1));
+    const float dh = _cvtsh_ss(_cvtss_sh(d, _MM_FROUND_TO_NEAREST_INT));
+    d_out[b] = dh;
+    dsum_out[b] = dh * static_cast<float>(sum);
+  }
+}
+#endif
+
+}  // namespace
+
+void quantize_act_q8(const float* x, int64_t tokens, int64_t cols, ActQ8& out, KernelIsa isa, ThreadPool* pool) {
+  CATQ_CHECK(cols % 32 == 0, Internal, "quantize_act_q8: {} columns is not a multiple of 32", cols);
+  const int64_t nb = cols / 32;
+  out.tokens = tokens;
+  out.cols = cols;
+  out.q.resize(static_cast<size_t>(tokens * cols));
+  out.d.resize(static_cast<size_t>(tokens * nb));
+  out.dsum.resize(static_cast<size_t>(tokens * nb));
+#ifdef CATQ_X86
+  const bool simd = isa == KernelIsa::Avx512 && __builtin_cpu_supports("avx512bw") && __builtin_cpu_supports("f16c");
+#else
+  const bool simd = false;
+  (void)isa;
+#endif
+  auto run = [&](int64_t t0, int64_t t1) {
+    for (int64_t t = t0; t < t1; ++t) {
+      int8_t* q = out.q.data() + t * cols;
+      float* d = out.d.data() + t * nb;
+      float* ds = out.dsum.data() + t * nb;
+#ifdef CATQ_X86
+      if (simd) {
+        quantize_act_q8_avx512(x + t * cols, nb, q, d, ds);
+        continue;
+      }
+#endif
+      quantize_act_q8_scalar(x + t * cols, nb, q, d, ds);
+    }
+  };
+  if (pool && tokens > 1) pool->parallel_for(tokens, run);
+  else run(0, tokens);
+}
+
+BlockMatrix block_matrix(uint32_t type, int64_t rows, int64_t cols, const uint8_t* data, uint64_t nbytes,
+                         const std::string& name) {
+  const GgmlTypeTraits* tr = ggml_type_traits(type);
+  if (!tr) fail(ErrorKind::Unsupported, "{}: ggml type {} is not known", name, type);
+  if (cols % tr->block != 0)
+    fail(ErrorKind::Format, "{}: {} columns is not a multiple of {}'s block of {}", name, cols, tr->name, tr->block);
+  const uint64_t want = static_cast<uint64_t>(rows) * static_cast<uint64_t>(cols / tr->block) *
+                        static_cast<uint64_t>(tr->bytes);
+  if (nbytes != want)
+    fail(ErrorKind::Format, "{}: {} bytes of {} data for {}x{}, expected {}", name, nbytes, tr->name, rows, cols, want);
+  BlockMatrix w;
+  w.source_type = type;
+  w.rows = rows;
+  w.cols = cols;
+  const int64_t nb = cols / 32;
+  if (type == GGML_Q4_0 || type == GGML_Q4_1 || type == GGML_Q8_0) {
+    w.kernel = type == GGML_Q4_0 ? BlockKernel::Q4_0 : type == GGML_Q4_1 ? BlockKernel::Q4_1 : BlockKernel::Q8_0;
+    const int64_t groups = w.row_groups();
+    w.codes.assign(static_cast<size_t>(groups * nb * w.group_block_bytes()), 0);
+    w.d.assign(static_cast<size_t>(groups * nb * G), 0);  // padded rows: scale 0
+    if (type == GGML_Q4_1) w.m.assign(static_cast<size_t>(groups * nb * G), 0);
+    uint8_t c[32];
+    for (int64_t r = 0; r < rows; ++r) {
+      for (int64_t b = 0; b < nb; ++b) {
+        const uint8_t* blk = data + (r * nb + b) * tr->bytes;
+        const size_t i = static_cast<size_t>(((r / G) * nb + b) * G + r % G);
+        if (type == GGML_Q8_0) {
+          const BlockQ8_0 q = load_block<BlockQ8_0>(blk);
+          w.d[i] = q.d;
+          for (int j = 0; j < 32; ++j) c[j] = static_cast<uint8_t>(q.qs[j] + 128);
+        } else {
+          uint8_t qs[16];
+          if (type == GGML_Q4_0) {
+            const BlockQ4_0 q = load_block<BlockQ4_0>(blk);
+            w.d[i] = q.d;
+            std::memcpy(qs, q.qs, 16);
+          } else {
+            const BlockQ4_1 q = load_block<BlockQ4_1>(blk);
+            w.d[i] = q.d;
+            w.m[i] = q.m;
+            std::memcpy(qs, q.qs, 16);
+          }
+          for (int j = 0; j < 16; ++j) {
+            c[j] = qs[j] & 0xF;
+            c[j + 16] = qs[j] >> 4;
+          }
+        }
+        for (int j = 0; j < 32; ++j) {
+          bool high = false;
+          const size_t at = code_byte(w, r, 32 * b + j, &high);
+          w.codes[at] = static_cast<uint8_t>(w.kernel == BlockKernel::Q8_0 ? c[j] : (w.codes[at] | (high ? c[j] << 4 : c[j])));
+        }
+      }
+    }
+    return w;
+  }
+  w.kernel = BlockKernel::F32;
+  w.f32.resize(static_cast<size_t>(rows * cols));
+  float* out = w.f32.data();
+  const int64_t n = rows * cols;
+  if (type == GGML_F32) {
+    std::memcpy(out, data, static_cast<size_t>(n) * 4);
+  } else if (type == GGML_F16) {
+    for (int64_t i = 0; i < n; ++i) {
+      uint16_t h;
+      std::memcpy(&h, data + 2 * i, 2);
+      out[i] = half_value(h);
+    }
+  } else if (type == GGML_BF16) {
+    for (int64_t i = 0; i < n; ++i) {
+      uint16_t h;
+      std::memcpy(&h, data + 2 * i, 2);
+      const uint32_t u = static_cast<uint32_t>(h) << 16;
+      std::memcpy(out + i, &u, 4);
+    }
+  } else if (tr->dequantize) {
+    const int64_t blocks = n / tr->block;
+    for (int64_t b = 0; b < blocks; ++b) tr->dequantize(data + b * tr->bytes, out + b * tr->block);
+  } else {
+    fail(ErrorKind::Unsupported, "{}: ggml type {} cannot be decoded by catq", name, tr->name);
+  }
+  for (int64_t i = 0; i < n; ++i)
+    if (!std::isfinite(out[i])) fail(ErrorKind::Format, "{}: non-finite weight at element {}", name, i);
+  return w;
+}
+
+KernelIsa block_matmul_isa(KernelIsa want) {
+#ifdef CATQ_X86
+  if (want == KernelIsa::Avx512 && vnni_f16c()) return KernelIsa::Avx512;
+#endif
+  (void)want;
+  return KernelIsa::Scalar;
+}
+
+void block_matmul(const BlockMatrix& w, const float* x, const ActQ8& xq, int64_t T, float* y, int64_t ldy, int64_t g0,
+                  int64_t g1, KernelIsa isa) {
+  g1 = std::min(g1, w.row_groups());
+  if (g0 >= g1 || T <= 0) return;
+#ifdef CATQ_X86
+  if (block_matmul_isa(isa) == KernelIsa::Avx512) {
+    switch (w.kernel) {
+      case BlockKernel::F32: return matmul_f32_avx512(w, x, T, y, ldy, g0 * G, std::min(g1 * G, w.rows));
+      case BlockKernel::Q4_0: return matmul_q_avx512<BlockKernel::Q4_0>(w, xq, T, y, ldy, g0, g1);
+      case BlockKernel::Q4_1: return matmul_q_avx512<BlockKernel::Q4_1>(w, xq, T, y, ldy, g0, g1);
+      case BlockKernel::Q8_0: return matmul_q_avx512<BlockKernel::Q8_0>(w, xq, T, y, ldy, g0, g1);
+    }
+  }
+#endif
+  (void)isa;
+  matmul_scalar(w, x, xq, T, y, ldy, g0, g1);
+}
+
+}  // namespace catq
