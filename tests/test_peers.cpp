@@ -20,6 +20,7 @@
 #include "methods/cnn/pipeline.h"
 #include "io/gguf.h"
 #include "runtime/int_conv.h"
+#include "runtime/lean_llama.h"
 #include "llm/generate.h"
 #include "io/llm_loader.h"
 #include "io/safetensors.h"
@@ -279,5 +280,53 @@ TEST(PeerLlamaCpp, OfflineRotationIsExactInLlamaCppsGraph) {
                   a.name.c_str(), kind == RotationKind::Hadamard ? "quarot" : "rotation", pl.max().item<double>());
       EXPECT_LE(pl.max().item<double>(), 1e-4);
     }
+  }
+}
+
+// catq's lean runtime on a Q4_0 / Q8_0 GGUF computes what llama.cpp computes on the same file: both quantize the
+// activations to Q8_0 and sum each block in integers, so their logits agree far more closely than either agrees
+// with the file's dequantized weights in fp32. On Q4_K (llama.cpp: Q8_K activations) catq is the closer of the two.
+TEST(PeerLlamaCpp, LeanRuntimeMatchesLlamaCppOnTheSameGguf) {
+  if (!have_llama_cpp())
+    GTEST_SKIP() << "needs node and node-llama-cpp + @node-llama-cpp/linux-x64 in " << peers_dir()
+                 << "/node_modules (scripts/setup.sh installs them)";
+  const Tokenizer tok = tiny_tokenizer();
+  LlamaConfig c = tiny_config(tok.vocab_size(), /*tied=*/false);
+  c.dim = 256, c.hidden_dim = 512, c.n_heads = 8, c.n_kv_heads = 2;
+  const LlamaModel model = LlamaModel::random(c, 31);
+  const at::Tensor t = sample_tokens(tok.vocab_size(), 1, 24, 17);
+  std::vector<int64_t> ids(t.data_ptr<int64_t>(), t.data_ptr<int64_t>() + t.numel());
+  ids[0] = tok.bos_id();
+  const std::vector<int32_t> ids32(ids.begin(), ids.end());
+  for (GgufWeightType type : {GgufWeightType::Q4_0, GgufWeightType::Q8_0, GgufWeightType::Q4_K}) {
+    SCOPED_TRACE(to_string(type));
+    TempDir d;
+    GgufWriteOptions o;
+    o.weights = type;
+    write_gguf_llama(model, &tok, d / "m.gguf", o);
+    const at::Tensor theirs = llama_cpp_logits(d / "m.gguf", ids, tok.vocab_size(), d);
+    ASSERT_TRUE(theirs.defined() && theirs.size(0) == static_cast<int64_t>(ids.size()));
+    LeanLlamaOptions lo;
+    lo.threads = 2;
+    LeanLlama lean(d / "m.gguf", lo);
+    std::vector<float> logits;
+    lean.eval(ids32.data(), static_cast<int64_t>(ids32.size()), &logits, /*all_logits=*/true);
+    const at::Tensor ours = at::from_blob(logits.data(), theirs.sizes(), at::kFloat).clone();
+    at::Tensor fp;
+    {
+      at::NoGradGuard ng;
+      fp = load_llama(d / "m.gguf").model.forward(at::tensor(ids, at::kLong).unsqueeze(0)).squeeze(0);
+    }
+    const double vs_llama = rel_error(ours, theirs), fp_vs_llama = rel_error(fp, theirs), ours_vs_fp = rel_error(ours, fp);
+    std::printf("[ peer ] llama.cpp vs catq lean runtime on %s: relative logit error %.2e (the dequantized fp32 model: "
+                "%.2e; catq lean vs that model %.2e)\n", to_string(type), vs_llama, fp_vs_llama, ours_vs_fp);
+    if (type == GgufWeightType::Q4_K) {
+      // llama.cpp quantizes K-quant activations to Q8_K (one scale per 256 values), catq to Q8_0 (per 32): not the
+      // same arithmetic, and catq's is the closer one to the file's exact function.
+      EXPECT_LT(ours_vs_fp, fp_vs_llama);
+      continue;
+    }
+    EXPECT_LT(vs_llama, 1e-3);
+    EXPECT_LT(vs_llama, 0.2 * fp_vs_llama);
   }
 }

@@ -28,7 +28,7 @@ float offset_of(const BlockMatrix& w, float dw, size_t i) {
     case BlockKernel::Q4_0: return -8.0f * dw;
     case BlockKernel::Q8_0: return -128.0f * dw;
     case BlockKernel::Q4_1: return half_value(w.m[i]);
-    case BlockKernel::F32: break;
+    case BlockKernel::Q4_K: case BlockKernel::Q6_K: case BlockKernel::F32: break;
   }
   return 0.0f;
 }
@@ -37,7 +37,7 @@ float offset_of(const BlockMatrix& w, float dw, size_t i) {
 inline size_t code_byte(const BlockMatrix& w, int64_t r, int64_t j, bool* high) {
   const int64_t g = r / G, i = r % G, b = j / 32, v = j % 32, c = v / 4, k = v % 4;
   const size_t gb = static_cast<size_t>((g * w.blocks() + b) * w.group_block_bytes());
-  if (w.kernel == BlockKernel::Q8_0) return gb + static_cast<size_t>(64 * c + 4 * i + k);
+  if (w.kernel == BlockKernel::Q8_0 || w.kernel == BlockKernel::Q6_K) return gb + static_cast<size_t>(64 * c + 4 * i + k);
   *high = c >= 4;
   return gb + static_cast<size_t>(64 * (c % 4) + 4 * i + k);
 }
@@ -64,9 +64,26 @@ void matmul_scalar(const BlockMatrix& w, const float* x, const ActQ8& xq, int64_
       const float* as = xq.dsum.data() + t * nb;
       float s = 0.0f;
       for (int64_t b = 0; b < nb; ++b) {
+        if (w.kernel == BlockKernel::Q6_K) {
+          const float d = half_value(w.d[static_cast<size_t>(((r / G) * (nb / 8) + b / 8) * G + r % G)]);
+          for (int h = 0; h < 2; ++h) {
+            int32_t dot = 0;
+            for (int64_t j = 32 * b + 16 * h; j < 32 * b + 16 * h + 16; ++j) dot += w.code(r, j) * a[j];
+            const float dw = d * static_cast<float>(static_cast<int8_t>(w.sc[static_cast<size_t>(((r / G) * nb + b) * 2 * G + h * G + r % G)]));
+            s += dw * ad[b] * static_cast<float>(dot) - 32.0f * dw * xq.dsum16[static_cast<size_t>((t * nb + b) * 2 + h)];
+          }
+          continue;
+        }
         int32_t dot = 0;
         for (int64_t j = 32 * b; j < 32 * b + 32; ++j) dot += w.code(r, j) * a[j];
         const size_t i = static_cast<size_t>(((r / G) * nb + b) * G + r % G);
+        if (w.kernel == BlockKernel::Q4_K) {
+          const size_t si = static_cast<size_t>(((r / G) * (nb / 8) + b / 8) * G + r % G);
+          const float dw = half_value(w.d[si]) * static_cast<float>(w.sc[i]);
+          const float off = -half_value(w.m[si]) * static_cast<float>(w.mn[i]);
+          s += dw * ad[b] * static_cast<float>(dot) + off * as[b];
+          continue;
+        }
         const float dw = half_value(w.d[i]);
         s += dw * ad[b] * static_cast<float>(dot) + offset_of(w, dw, i) * as[b];
       }
@@ -100,6 +117,8 @@ __attribute__((target("avx512f,fma"))) void matmul_f32_avx512(const BlockMatrix&
   }
 }
 
+constexpr int64_t kPrefetchBytes = 1024;  // 4 Q4_0 group-blocks: measured flat between 512 B and 8 KB here
+
 inline int32_t load_i32(const int8_t* p) {
   int32_t v;
   std::memcpy(&v, p, 4);
@@ -113,29 +132,40 @@ __attribute__((target("avx512f,avx512bw,avx512vnni,fma,f16c"))) void group_token
     const BlockMatrix& w, int64_t g, const ActQ8& xq, int64_t t0, float* y, int64_t ldy) {
   const int64_t nb = w.blocks(), gbb = w.group_block_bytes();
   const uint8_t* codes = w.codes.data() + g * nb * gbb;
-  const uint16_t* dg = w.d.data() + g * nb * G;
-  const uint16_t* mg = K == BlockKernel::Q4_1 ? w.m.data() + g * nb * G : nullptr;
+  // Q4_K: d / m per group-super-block (nb / 8 per group), sc / mn per group-block.
+  const bool super = K == BlockKernel::Q4_K || K == BlockKernel::Q6_K;
+  const int64_t per_group = super ? nb / 8 * G : nb * G;
+  const uint16_t* dg = w.d.data() + g * per_group;
+  const uint16_t* mg = K == BlockKernel::Q4_1 || K == BlockKernel::Q4_K ? w.m.data() + g * per_group : nullptr;
+  const uint8_t* scg = K == BlockKernel::Q4_K ? w.sc.data() + g * nb * G
+                       : K == BlockKernel::Q6_K ? w.sc.data() + g * nb * 2 * G : nullptr;
+  const uint8_t* mng = K == BlockKernel::Q4_K ? w.mn.data() + g * nb * G : nullptr;
   const int8_t* a[NT];
-  const float *ad[NT], *as[NT];
+  const float *ad[NT], *as[NT], *as16[NT];
   for (int t = 0; t < NT; ++t) {
     a[t] = xq.q.data() + (t0 + t) * w.cols;
     ad[t] = xq.d.data() + (t0 + t) * nb;
     as[t] = xq.dsum.data() + (t0 + t) * nb;
+    as16[t] = xq.dsum16.data() + (t0 + t) * nb * 2;
   }
   __m512 acc[NT];
   for (int t = 0; t < NT; ++t) acc[t] = _mm512_setzero_ps();
   const __m512i m4 = _mm512_set1_epi8(0x0F);
   for (int64_t b = 0; b < nb; ++b) {
     const uint8_t* cb = codes + b * gbb;
-    _mm_prefetch(reinterpret_cast<const char*>(cb + 4 * gbb), _MM_HINT_T0);
-    _mm_prefetch(reinterpret_cast<const char*>(cb + 4 * gbb + 128), _MM_HINT_T0);
-    __m512i dot[NT];
-    for (int t = 0; t < NT; ++t) dot[t] = _mm512_setzero_si512();
-    if constexpr (K == BlockKernel::Q8_0) {
-      for (int c = 0; c < 8; ++c) {
-        const __m512i v = _mm512_loadu_si512(cb + 64 * c);
-        for (int t = 0; t < NT; ++t)
-          dot[t] = _mm512_dpbusd_epi32(dot[t], v, _mm512_set1_epi32(load_i32(a[t] + 32 * b + 4 * c)));
+    // Every cache line of the group-block kPrefetchBytes ahead (the weights stream from DRAM once per token).
+    for (int64_t o = 0; o < gbb; o += 64) _mm_prefetch(reinterpret_cast<const char*>(cb + kPrefetchBytes + o), _MM_HINT_T0);
+    // Two independent accumulation chains per token (even / odd chunks, or low / high nibbles): with few tokens the
+    // vpdpbusd latency chain, not its throughput, would otherwise bound a block.
+    __m512i dot[NT], dot2[NT];
+    for (int t = 0; t < NT; ++t) dot[t] = dot2[t] = _mm512_setzero_si512();
+    if constexpr (K == BlockKernel::Q8_0 || K == BlockKernel::Q6_K) {
+      for (int c = 0; c < 4; ++c) {  // chunks c (values 0..15) into dot, c + 4 (values 16..31) into dot2
+        const __m512i v0 = _mm512_loadu_si512(cb + 64 * c), v1 = _mm512_loadu_si512(cb + 64 * c + 256);
+        for (int t = 0; t < NT; ++t) {
+          dot[t] = _mm512_dpbusd_epi32(dot[t], v0, _mm512_set1_epi32(load_i32(a[t] + 32 * b + 4 * c)));
+          dot2[t] = _mm512_dpbusd_epi32(dot2[t], v1, _mm512_set1_epi32(load_i32(a[t] + 32 * b + 16 + 4 * c)));
+        }
       }
     } else {
       for (int c = 0; c < 4; ++c) {
@@ -143,14 +173,42 @@ __attribute__((target("avx512f,avx512bw,avx512vnni,fma,f16c"))) void group_token
         const __m512i lo = _mm512_and_si512(v, m4), hi = _mm512_and_si512(_mm512_srli_epi16(v, 4), m4);
         for (int t = 0; t < NT; ++t) {
           dot[t] = _mm512_dpbusd_epi32(dot[t], lo, _mm512_set1_epi32(load_i32(a[t] + 32 * b + 4 * c)));
-          dot[t] = _mm512_dpbusd_epi32(dot[t], hi, _mm512_set1_epi32(load_i32(a[t] + 32 * b + 16 + 4 * c)));
+          dot2[t] = _mm512_dpbusd_epi32(dot2[t], hi, _mm512_set1_epi32(load_i32(a[t] + 32 * b + 16 + 4 * c)));
         }
       }
     }
-    const __m512 dw = _mm512_cvtph_ps(_mm256_loadu_si256(reinterpret_cast<const __m256i*>(dg + b * G)));
-    __m512 off;
-    if constexpr (K == BlockKernel::Q4_1) off = _mm512_cvtph_ps(_mm256_loadu_si256(reinterpret_cast<const __m256i*>(mg + b * G)));
-    else off = _mm512_mul_ps(dw, _mm512_set1_ps(K == BlockKernel::Q8_0 ? -128.0f : -8.0f));
+    if constexpr (K == BlockKernel::Q6_K) {
+      // Two sub-blocks of 16 per block: d·sc of each, and the −32 offset against each half's activation sum.
+      const __m512 d = _mm512_cvtph_ps(_mm256_loadu_si256(reinterpret_cast<const __m256i*>(dg + (b / 8) * G)));
+      const int8_t* sb = reinterpret_cast<const int8_t*>(scg) + b * 2 * G;
+      const __m512 d0 = _mm512_mul_ps(d, _mm512_cvtepi32_ps(_mm512_cvtepi8_epi32(_mm_loadu_si128(reinterpret_cast<const __m128i*>(sb)))));
+      const __m512 d1 = _mm512_mul_ps(d, _mm512_cvtepi32_ps(_mm512_cvtepi8_epi32(_mm_loadu_si128(reinterpret_cast<const __m128i*>(sb + G)))));
+      const __m512 m32 = _mm512_set1_ps(-32.0f);
+      for (int t = 0; t < NT; ++t) {
+        const __m512 da = _mm512_set1_ps(ad[t][b]);
+        acc[t] = _mm512_fmadd_ps(_mm512_cvtepi32_ps(dot[t]), _mm512_mul_ps(d0, da), acc[t]);
+        acc[t] = _mm512_fmadd_ps(_mm512_cvtepi32_ps(dot2[t]), _mm512_mul_ps(d1, da), acc[t]);
+        acc[t] = _mm512_fmadd_ps(_mm512_mul_ps(d0, m32), _mm512_set1_ps(as16[t][2 * b]), acc[t]);
+        acc[t] = _mm512_fmadd_ps(_mm512_mul_ps(d1, m32), _mm512_set1_ps(as16[t][2 * b + 1]), acc[t]);
+      }
+      continue;
+    }
+    for (int t = 0; t < NT; ++t) dot[t] = _mm512_add_epi32(dot[t], dot2[t]);
+    __m512 dw, off;
+    if constexpr (K == BlockKernel::Q4_K) {
+      // d·sc and −dmin·m of the 16 rows: the super-block's fp16 d / dmin times the block's 6-bit scale / min.
+      const int64_t si = (b / 8) * G;
+      const __m512 d = _mm512_cvtph_ps(_mm256_loadu_si256(reinterpret_cast<const __m256i*>(dg + si)));
+      const __m512 dmin = _mm512_cvtph_ps(_mm256_loadu_si256(reinterpret_cast<const __m256i*>(mg + si)));
+      const __m512 sc = _mm512_cvtepi32_ps(_mm512_cvtepu8_epi32(_mm_loadu_si128(reinterpret_cast<const __m128i*>(scg + b * G))));
+      const __m512 mn = _mm512_cvtepi32_ps(_mm512_cvtepu8_epi32(_mm_loadu_si128(reinterpret_cast<const __m128i*>(mng + b * G))));
+      dw = _mm512_mul_ps(d, sc);
+      off = _mm512_sub_ps(_mm512_setzero_ps(), _mm512_mul_ps(dmin, mn));
+    } else {
+      dw = _mm512_cvtph_ps(_mm256_loadu_si256(reinterpret_cast<const __m256i*>(dg + b * G)));
+      if constexpr (K == BlockKernel::Q4_1) off = _mm512_cvtph_ps(_mm256_loadu_si256(reinterpret_cast<const __m256i*>(mg + b * G)));
+      else off = _mm512_mul_ps(dw, _mm512_set1_ps(K == BlockKernel::Q8_0 ? -128.0f : -8.0f));
+    }
     for (int t = 0; t < NT; ++t) {
       acc[t] = _mm512_fmadd_ps(_mm512_cvtepi32_ps(dot[t]), _mm512_mul_ps(dw, _mm512_set1_ps(ad[t][b])), acc[t]);
       acc[t] = _mm512_fmadd_ps(off, _mm512_set1_ps(as[t][b]), acc[t]);
@@ -185,7 +243,7 @@ bool vnni_f16c() {
 int BlockMatrix::code(int64_t r, int64_t j) const {
   bool high = false;
   const uint8_t byte = codes[code_byte(*this, r, j, &high)];
-  return kernel == BlockKernel::Q8_0 ? byte : high ? byte >> 4 : byte & 0xF;
+  return kernel == BlockKernel::Q8_0 || kernel == BlockKernel::Q6_K ? byte : high ? byte >> 4 : byte & 0xF;
 }
 
 const char* to_string(BlockKernel k) {
@@ -194,32 +252,36 @@ const char* to_string(BlockKernel k) {
     case BlockKernel::Q4_0: return "q4_0";
     case BlockKernel::Q4_1: return "q4_1";
     case BlockKernel::Q8_0: return "q8_0";
+    case BlockKernel::Q4_K: return "q4_k";
+    case BlockKernel::Q6_K: return "q6_k";
   }
   return "?";
 }
 
 namespace {
 
-void quantize_act_q8_scalar(const float* xt, int64_t nb, int8_t* q, float* d_out, float* dsum_out) {
+void quantize_act_q8_scalar(const float* xt, int64_t nb, int8_t* q, float* d_out, float* dsum_out, float* dsum16) {
   for (int64_t b = 0; b < nb; ++b) {
     float amax = 0.0f;
     for (int j = 0; j < 32; ++j) amax = std::max(amax, std::fabs(xt[32 * b + j]));
     const float d = amax / 127.0f, id = d > 0.0f ? 1.0f / d : 0.0f;  // llama.cpp's quantize_row_q8_0
-    int32_t sum = 0;
+    int32_t sum[2] = {0, 0};
     for (int j = 0; j < 32; ++j) {
       const int v = static_cast<int>(std::nearbyint(xt[32 * b + j] * id));
       q[32 * b + j] = static_cast<int8_t>(v);
-      sum += v;
+      sum[j / 16] += v;
     }
     const float dh = half_value(half_bits(d));
     d_out[b] = dh;
-    dsum_out[b] = dh * static_cast<float>(sum);
+    dsum_out[b] = dh * static_cast<float>(sum[0] + sum[1]);
+    dsum16[2 * b] = dh * static_cast<float>(sum[0]);
+    dsum16[2 * b + 1] = dh * static_cast<float>(sum[1]);
   }
 }
 
 #ifdef CATQ_X86
 __attribute__((target("avx512f,avx512bw,f16c"))) void quantize_act_q8_avx512(const float* xt, int64_t nb, int8_t* q,
-                                                                             float* d_out, float* dsum_out) {
+                                                                             float* d_out, float* dsum_out, float* dsum16) {
   for (int64_t b = 0; b < nb; ++b) {
     const __m512 x0 = _mm512_loadu_ps(xt + 32 * b), x1 = _mm512_loadu_ps(xt + 32 * b + 16);
     const float amax = _mm512_reduce_max_ps(_mm512_max_ps(_mm512_abs_ps(x0), _mm512_abs_ps(x1)));
@@ -228,10 +290,12 @@ __attribute__((target("avx512f,avx512bw,f16c"))) void quantize_act_q8_avx512(con
     const __m512i q0 = _mm512_cvtps_epi32(_mm512_mul_ps(x0, iv)), q1 = _mm512_cvtps_epi32(_mm512_mul_ps(x1, iv));
     _mm_storeu_si128(reinterpret_cast<__m128i*>(q + 32 * b), _mm512_cvtsepi32_epi8(q0));
     _mm_storeu_si128(reinterpret_cast<__m128i*>(q + 32 * b + 16), _mm512_cvtsepi32_epi8(q1));
-    const int32_t sum = _mm512_reduce_add_epi32(_mm512_add_epi32(q0, q1));
+    const int32_t s0 = _mm512_reduce_add_epi32(q0), s1 = _mm512_reduce_add_epi32(q1);
     const float dh = _cvtsh_ss(_cvtss_sh(d, _MM_FROUND_TO_NEAREST_INT));
     d_out[b] = dh;
-    dsum_out[b] = dh * static_cast<float>(sum);
+    dsum_out[b] = dh * static_cast<float>(s0 + s1);
+    dsum16[2 * b] = dh * static_cast<float>(s0);
+    dsum16[2 * b + 1] = dh * static_cast<float>(s1);
   }
 }
 #endif
@@ -246,6 +310,7 @@ void quantize_act_q8(const float* x, int64_t tokens, int64_t cols, ActQ8& out, K
   out.q.resize(static_cast<size_t>(tokens * cols));
   out.d.resize(static_cast<size_t>(tokens * nb));
   out.dsum.resize(static_cast<size_t>(tokens * nb));
+  out.dsum16.resize(static_cast<size_t>(tokens * nb * 2));
 #ifdef CATQ_X86
   const bool simd = isa == KernelIsa::Avx512 && __builtin_cpu_supports("avx512bw") && __builtin_cpu_supports("f16c");
 #else
@@ -257,13 +322,14 @@ void quantize_act_q8(const float* x, int64_t tokens, int64_t cols, ActQ8& out, K
       int8_t* q = out.q.data() + t * cols;
       float* d = out.d.data() + t * nb;
       float* ds = out.dsum.data() + t * nb;
+      float* ds16 = out.dsum16.data() + t * nb * 2;
 #ifdef CATQ_X86
       if (simd) {
-        quantize_act_q8_avx512(x + t * cols, nb, q, d, ds);
+        quantize_act_q8_avx512(x + t * cols, nb, q, d, ds, ds16);
         continue;
       }
 #endif
-      quantize_act_q8_scalar(x + t * cols, nb, q, d, ds);
+      quantize_act_q8_scalar(x + t * cols, nb, q, d, ds, ds16);
     }
   };
   if (pool && tokens > 1) pool->parallel_for(tokens, run);
@@ -285,42 +351,90 @@ BlockMatrix block_matrix(uint32_t type, int64_t rows, int64_t cols, const uint8_
   w.rows = rows;
   w.cols = cols;
   const int64_t nb = cols / 32;
+  if (type == GGML_Q4_K) {
+    w.kernel = BlockKernel::Q4_K;
+    const int64_t groups = w.row_groups(), ns = cols / 256;
+    w.codes.assign(static_cast<size_t>(groups * nb * w.group_block_bytes()), 0);
+    w.d.assign(static_cast<size_t>(groups * ns * G), 0);  // padded rows: scale 0
+    w.m.assign(static_cast<size_t>(groups * ns * G), 0);
+    w.sc.assign(static_cast<size_t>(groups * nb * G), 0);
+    w.mn.assign(static_cast<size_t>(groups * nb * G), 0);
+    for (int64_t r = 0; r < rows; ++r) {
+      const int64_t g = r / G, lane = r % G;
+      for (int64_t s = 0; s < ns; ++s) {
+        const BlockQ4_K q = load_block<BlockQ4_K>(data + (r * ns + s) * tr->bytes);
+        w.d[static_cast<size_t>((g * ns + s) * G + lane)] = q.d;
+        w.m[static_cast<size_t>((g * ns + s) * G + lane)] = q.dmin;
+        for (int j = 0; j < 8; ++j) {  // block b = 8s + j: values 32j.. of the super-block
+          const int64_t b = 8 * s + j;
+          scale_min_k4(j, q.scales, w.sc[static_cast<size_t>((g * nb + b) * G + lane)],
+                       w.mn[static_cast<size_t>((g * nb + b) * G + lane)]);
+          // Q4_K codes: per 64 values 32 bytes, low nibbles values 0..31 of the pair, high nibbles 32..63.
+          const uint8_t* qs = q.qs + 32 * (j / 2);
+          uint8_t c[32];
+          for (int l = 0; l < 32; ++l) c[l] = j % 2 == 0 ? (qs[l] & 0xF) : (qs[l] >> 4);
+          uint8_t* gb = w.codes.data() + (g * nb + b) * w.group_block_bytes() + 4 * lane;
+          for (int cc = 0; cc < 4; ++cc)
+            for (int k = 0; k < 4; ++k) gb[64 * cc + k] = static_cast<uint8_t>(c[4 * cc + k] | (c[16 + 4 * cc + k] << 4));
+        }
+      }
+    }
+    return w;
+  }
+  if (type == GGML_Q6_K) {
+    w.kernel = BlockKernel::Q6_K;
+    const int64_t groups = w.row_groups(), ns = cols / 256;
+    w.codes.assign(static_cast<size_t>(groups * nb * w.group_block_bytes()), 0);
+    w.d.assign(static_cast<size_t>(groups * ns * G), 0);  // padded rows: scale 0
+    w.sc.assign(static_cast<size_t>(groups * nb * 2 * G), 0);
+    for (int64_t r = 0; r < rows; ++r) {
+      const int64_t g = r / G, lane = r % G;
+      for (int64_t s = 0; s < ns; ++s) {
+        const BlockQ6_K q = load_block<BlockQ6_K>(data + (r * ns + s) * tr->bytes);
+        w.d[static_cast<size_t>((g * ns + s) * G + lane)] = q.d;
+        for (int v = 0; v < 256; ++v) {
+          // Value v: half n = v / 128, quarter v / 32 % 4 selects the low / high nibble of ql and 2 bits of qh.
+          const int n = v / 128, qt = v % 128 / 32, l = v % 32;
+          const uint8_t lo = q.ql[64 * n + l + (qt % 2) * 32];
+          const int code = (qt < 2 ? lo & 0xF : lo >> 4) | (((q.qh[32 * n + l] >> (2 * qt)) & 3) << 4);
+          const int64_t b = 8 * s + v / 32, j = v % 32;
+          w.codes[static_cast<size_t>((g * nb + b) * 512 + 64 * (j / 4) + 4 * lane + j % 4)] = static_cast<uint8_t>(code);
+          if (j % 16 == 0)
+            w.sc[static_cast<size_t>((g * nb + b) * 2 * G + (j / 16) * G + lane)] = static_cast<uint8_t>(q.scales[v / 16]);
+        }
+      }
+    }
+    return w;
+  }
   if (type == GGML_Q4_0 || type == GGML_Q4_1 || type == GGML_Q8_0) {
     w.kernel = type == GGML_Q4_0 ? BlockKernel::Q4_0 : type == GGML_Q4_1 ? BlockKernel::Q4_1 : BlockKernel::Q8_0;
     const int64_t groups = w.row_groups();
     w.codes.assign(static_cast<size_t>(groups * nb * w.group_block_bytes()), 0);
     w.d.assign(static_cast<size_t>(groups * nb * G), 0);  // padded rows: scale 0
     if (type == GGML_Q4_1) w.m.assign(static_cast<size_t>(groups * nb * G), 0);
-    uint8_t c[32];
+    // Row r of group g is lane i = r mod 16: chunk c's 4 bytes of that lane sit at 64c + 4i of the group-block.
+    // 4-bit: chunk c (values 4c..4c+3, low nibbles) and chunk c+4 (values 16+4c.., high nibbles) share a byte,
+    // which is exactly Q4_0 / Q4_1's qs[4c+k] (low nibble value j, high nibble value j+16): copied as is.
     for (int64_t r = 0; r < rows; ++r) {
+      const int64_t g = r / G, lane = r % G;
       for (int64_t b = 0; b < nb; ++b) {
         const uint8_t* blk = data + (r * nb + b) * tr->bytes;
-        const size_t i = static_cast<size_t>(((r / G) * nb + b) * G + r % G);
+        const size_t i = static_cast<size_t>((g * nb + b) * G + lane);
+        uint8_t* gb = w.codes.data() + (g * nb + b) * w.group_block_bytes() + 4 * lane;
         if (type == GGML_Q8_0) {
           const BlockQ8_0 q = load_block<BlockQ8_0>(blk);
           w.d[i] = q.d;
-          for (int j = 0; j < 32; ++j) c[j] = static_cast<uint8_t>(q.qs[j] + 128);
+          for (int c = 0; c < 8; ++c)
+            for (int k = 0; k < 4; ++k) gb[64 * c + k] = static_cast<uint8_t>(q.qs[4 * c + k] + 128);
+        } else if (type == GGML_Q4_0) {
+          const BlockQ4_0 q = load_block<BlockQ4_0>(blk);
+          w.d[i] = q.d;
+          for (int c = 0; c < 4; ++c) std::memcpy(gb + 64 * c, q.qs + 4 * c, 4);
         } else {
-          uint8_t qs[16];
-          if (type == GGML_Q4_0) {
-            const BlockQ4_0 q = load_block<BlockQ4_0>(blk);
-            w.d[i] = q.d;
-            std::memcpy(qs, q.qs, 16);
-          } else {
-            const BlockQ4_1 q = load_block<BlockQ4_1>(blk);
-            w.d[i] = q.d;
-            w.m[i] = q.m;
-            std::memcpy(qs, q.qs, 16);
-          }
-          for (int j = 0; j < 16; ++j) {
-            c[j] = qs[j] & 0xF;
-            c[j + 16] = qs[j] >> 4;
-          }
-        }
-        for (int j = 0; j < 32; ++j) {
-          bool high = false;
-          const size_t at = code_byte(w, r, 32 * b + j, &high);
-          w.codes[at] = static_cast<uint8_t>(w.kernel == BlockKernel::Q8_0 ? c[j] : (w.codes[at] | (high ? c[j] << 4 : c[j])));
+          const BlockQ4_1 q = load_block<BlockQ4_1>(blk);
+          w.d[i] = q.d;
+          w.m[i] = q.m;
+          for (int c = 0; c < 4; ++c) std::memcpy(gb + 64 * c, q.qs + 4 * c, 4);
         }
       }
     }
@@ -375,6 +489,8 @@ void block_matmul(const BlockMatrix& w, const float* x, const ActQ8& xq, int64_t
       case BlockKernel::Q4_0: return matmul_q_avx512<BlockKernel::Q4_0>(w, xq, T, y, ldy, g0, g1);
       case BlockKernel::Q4_1: return matmul_q_avx512<BlockKernel::Q4_1>(w, xq, T, y, ldy, g0, g1);
       case BlockKernel::Q8_0: return matmul_q_avx512<BlockKernel::Q8_0>(w, xq, T, y, ldy, g0, g1);
+      case BlockKernel::Q4_K: return matmul_q_avx512<BlockKernel::Q4_K>(w, xq, T, y, ldy, g0, g1);
+      case BlockKernel::Q6_K: return matmul_q_avx512<BlockKernel::Q6_K>(w, xq, T, y, ldy, g0, g1);
     }
   }
 #endif
