@@ -87,6 +87,18 @@ void print_catq_eval(const nlohmann::json& j) {
 void print_llm_eval(const nlohmann::json& j) {
   const std::string model = j["model"], format = j["format"], summary = j["model_summary"];
   std::printf("%s (%s): %s\n", model.c_str(), format.c_str(), summary.c_str());
+  if (j.contains("lean_runtime")) {
+    const auto &fp = j["fp32_dequantized"], &ln = j["lean_runtime"];
+    const std::string weights = j["lean_weights"];
+    std::printf("lean runtime (%lld threads): %s\n", static_cast<long long>(j["lean_threads"].get<int64_t>()), weights.c_str());
+    std::printf("fp32 forward of the file's weights  PPL %.4f  mean NLL %.5f nats  (%.1f s)\n", fp["ppl"].get<double>(),
+                fp["mean_nll"].get<double>(), fp["seconds"].get<double>());
+    std::printf("lean runtime                        PPL %.4f  mean NLL %.5f nats  (%.1f s, %.0f tokens/s)  PPL %+.3f %%  KL "
+                "%.2e  top-1 agreement %.2f %%\n", ln["ppl"].get<double>(), ln["mean_nll"].get<double>(),
+                ln["seconds"].get<double>(), j["lean_prefill_tokens_per_s"].get<double>(), 100 * j["ppl_rel_diff"].get<double>(),
+                j["kl_mean"].get<double>(), 100 * j["top1_agreement"].get<double>());
+    return;
+  }
   if (j.contains("integer_runtime")) {
     const auto &sim = j["simulation"], &in = j["integer_runtime"], &dec = j["decode"];
     const std::string first = j["layers"].front()["runtime"];
@@ -150,7 +162,8 @@ void register_eval(CLI::App& app, Common& common) {
       "  catq eval stories260K.bin --tokenizer tok512.bin --text t.txt --quant w4a16g32\n"
       "  catq eval stories260K.bin --text t.txt --quant w4a4-tok-sym --transform blockcat:k=4 --weights gptq\n"
       "  catq eval model_w4a8.catq --text t.txt --runtime int   (integer kernels vs the simulation)\n"
-      "  catq eval r56_w8a8.catq --data test.bin --split eval --runtime int\n");
+      "  catq eval r56_w8a8.catq --data test.bin --split eval --runtime int\n"
+      "  catq eval model-q4_0.gguf --text t.txt --runtime lean   (the file on catq's lean runtime, as llama.cpp runs it)\n");
   sub->add_option("model", cnn.model, "Model file (.onnx, llama2.c .bin, .gguf, safetensors folder)")->required();
   sub->add_option("--data", cnn.data, "CNN evaluation data: CIFAR-10 binary file");
   sub->add_option("--split", cnn.split, "all | calib | eval (project split of test.bin)")->capture_default_str();
@@ -162,7 +175,8 @@ void register_eval(CLI::App& app, Common& common) {
   sub->add_option("--image-batch", cnn.batch, "CNN batch size (images per forward)")->capture_default_str();
   sub->add_option("--limit", cnn.limit, "Evaluate only the first N images (0 = all)")->capture_default_str();
   sub->add_option("--runtime", cnn.runtime, "sim (fake-quant simulation) | int (integer kernels: oneDNN int8 "
-                  "convolutions, integer GEMM; compared with the simulation)")->check(CLI::IsMember({"sim", "int"}))->capture_default_str();
+                  "convolutions, integer GEMM; compared with the simulation) | lean (a GGUF LLM on catq's lean runtime, "
+                  "compared with the file's fp32 forward)")->check(CLI::IsMember({"sim", "int", "lean"}))->capture_default_str();
   sub->add_option("--reference", cnn.reference, "FP model to compare a quantized .catq model with (.onnx for a CNN: KL, "
                                                  "top-1 agreement; the original checkpoint for an LLM)");
   sub->add_flag("--no-fold-bn", cnn.no_fold_bn, "Keep BatchNormalization separate (default: fold into conv)");

@@ -219,14 +219,23 @@ __attribute__((target("avx512f,avx512bw,avx512vnni,fma,f16c"))) void group_token
   for (int t = 0; t < NT; ++t) _mm512_mask_storeu_ps(y + (t0 + t) * ldy + r0, keep, acc[t]);
 }
 
+// Row groups in chunks whose codes stay in L2 (~256 KB), each chunk swept by every token tile: the activations are
+// read once per chunk rather than once per row group. Every (group, token tile) product is the same call whatever
+// the chunking, so results do not depend on it (nor on how groups are split across threads).
 template <BlockKernel K>
 void matmul_q_avx512(const BlockMatrix& w, const ActQ8& xq, int64_t T, float* y, int64_t ldy, int64_t g0, int64_t g1) {
-  for (int64_t g = g0; g < g1; ++g) {
+  const int64_t chunk = std::max<int64_t>(1, (256 << 10) / std::max<int64_t>(1, w.blocks() * w.group_block_bytes()));
+  for (int64_t c0 = g0; c0 < g1; c0 += chunk) {
+    const int64_t c1 = std::min(g1, c0 + chunk);
     int64_t t = 0;
-    for (; t + 8 <= T; t += 8) group_tokens_avx512<K, 8>(w, g, xq, t, y, ldy);
-    if (t + 4 <= T) group_tokens_avx512<K, 4>(w, g, xq, t, y, ldy), t += 4;
-    if (t + 2 <= T) group_tokens_avx512<K, 2>(w, g, xq, t, y, ldy), t += 2;
-    if (t < T) group_tokens_avx512<K, 1>(w, g, xq, t, y, ldy);
+    for (; t + 8 <= T; t += 8)
+      for (int64_t g = c0; g < c1; ++g) group_tokens_avx512<K, 8>(w, g, xq, t, y, ldy);
+    for (int64_t g = c0; g < c1; ++g) {
+      int64_t u = t;
+      if (u + 4 <= T) group_tokens_avx512<K, 4>(w, g, xq, u, y, ldy), u += 4;
+      if (u + 2 <= T) group_tokens_avx512<K, 2>(w, g, xq, u, y, ldy), u += 2;
+      if (u < T) group_tokens_avx512<K, 1>(w, g, xq, u, y, ldy);
+    }
   }
 }
 

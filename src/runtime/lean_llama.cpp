@@ -174,10 +174,11 @@ void LeanLlama::attention(int64_t l, int64_t T) {
   const float* vc = v_cache_.data() + l * max_ctx_ * Kd;
   const int64_t n = Hn * T;
   scores_.resize(static_cast<size_t>(pool_.size() * max_ctx_));
-  // (head, token) pairs split across the pool; each pair's output is computed by one thread.
+  // (head, token) pairs dealt round-robin across the pool (later tokens attend to more keys, so contiguous ranges would
+  // be unbalanced); each pair's output is computed by one thread.
   pool_.run([&](int th, int nth) {
     float* sc = scores_.data() + th * max_ctx_;
-    for (int64_t i = n * th / nth; i < n * (th + 1) / nth; ++i) {
+    for (int64_t i = th; i < n; i += nth) {
       const int64_t h = i % Hn, t = i / Hn, p = pos_ + t, kvh = h / rep;
       const int64_t first = cfg_.sliding_window > 0 ? std::max<int64_t>(0, p - cfg_.sliding_window + 1) : 0;
       const float* q = q_.data() + t * Qd + h * hd;

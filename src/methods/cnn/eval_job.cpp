@@ -47,6 +47,7 @@ json top_json(const ClassifyResult& r) { return {{"top1", r.top1 * 100}, {"top5"
 }  // namespace
 
 CnnEvalReport run_onnx_eval_job(const CnnEvalJob& job) {
+  CATQ_CHECK(job.runtime != "lean", Usage, "{}: --runtime lean runs a GGUF language model, not a CNN", job.model);
   CATQ_CHECK(job.runtime == "sim", Unsupported, "{}: --runtime int runs a quantized .catq model (quantize the ONNX model "
              "first)", job.model);
   CATQ_CHECK(!job.data.empty(), Usage, "eval: --data FILE is required for an ONNX model (a CIFAR-10 .bin file)");
@@ -141,6 +142,7 @@ json run_catq_eval_job(const CnnEvalJob& job) {
                       {"extra_params", m.head->extra_params()}};
   }
   // runtime "int": the same images through the integer runtime, compared with the simulation just measured.
+  CATQ_CHECK(job.runtime != "lean", Usage, "{}: --runtime lean runs a GGUF language model, not a CNN", job.model);
   if (job.runtime == "int") {
     IntegerCnn net(*m.ex, *m.sq);
     const IntegerRuntime& rt = net.runtime();

@@ -1,5 +1,8 @@
 #include "methods/llm/eval_job.h"
 
+#include <chrono>
+#include <cstring>
+
 #include <filesystem>
 #include <limits>
 #include <optional>
@@ -9,6 +12,7 @@
 #include "io/llm_loader.h"
 #include "methods/llm/pipeline.h"
 #include "runtime/int_runtime.h"
+#include "runtime/lean_llama.h"
 
 namespace catq {
 
@@ -70,6 +74,48 @@ std::string quant_label(const LlmEvalJob& job) {
   if (job.transform == "none" && job.weights == "rtn") return job.quant;
   return fmt::format("{}{}{}", job.quant, job.transform != "none" ? "+" + parse_llm_transform(job.transform).str() : "",
                      job.weights != "rtn" ? "+" + job.weights : "");
+}
+
+// runtime "lean": a GGUF file on the lean runtime (its own blocks on catq's kernels, Q8_0 activations as llama.cpp)
+// against the libtorch forward of the same file's dequantized weights, on the same windows.
+json eval_lean_runtime(const LlmEvalJob& job, LoadedLlama& m, const EvalWindows& w) {
+  CATQ_CHECK(m.format == "gguf", Usage, "{}: --runtime lean runs a GGUF file (got {})", job.model, m.format);
+  CATQ_CHECK(job.reference.empty(), Usage, "--runtime lean compares with the file's own fp32 forward; --reference does "
+             "not apply");
+  LeanLlamaOptions o;
+  o.max_context = w.inputs.size(1);
+  LeanLlama lean(job.model, o);
+  int64_t tokens = 0;
+  double seconds = 0;
+  const LogitsFn lean_fn = [&](const at::Tensor& batch) {
+    const at::Tensor ids = batch.to(at::kInt).contiguous();
+    const int64_t B = ids.size(0), T = ids.size(1), V = lean.config().vocab_size;
+    at::Tensor out = at::empty({B, T, V});
+    std::vector<float> logits;
+    for (int64_t b = 0; b < B; ++b) {
+      const auto t0 = std::chrono::steady_clock::now();
+      lean.reset();
+      lean.eval(ids[b].data_ptr<int32_t>(), T, &logits, /*all_logits=*/true);
+      seconds += std::chrono::duration<double>(std::chrono::steady_clock::now() - t0).count();
+      tokens += T;
+      std::memcpy(out[b].data_ptr<float>(), logits.data(), logits.size() * sizeof(float));
+    }
+    return out;
+  };
+  const DistributionComparison cmp = compare_next_token(model_logits_fn(m.model, nullptr), lean_fn, w, job.ppl.batch);
+  return {{"model", job.model},
+          {"format", m.format},
+          {"model_summary", m.model.cfg.summary()},
+          {"protocol", {{"text", job.text}, {"chars", w.n_chars}, {"window", job.ppl.window}}},
+          {"fp32_dequantized", ppl_json(cmp.ref)},
+          {"lean_runtime", ppl_json(cmp.test)},
+          {"ppl_rel_diff", cmp.test.ppl / cmp.ref.ppl - 1.0},
+          {"kl_mean", cmp.mean_kl},
+          {"kl_max", cmp.max_kl},
+          {"top1_agreement", cmp.top1_agreement},
+          {"lean_weights", lean.describe()},
+          {"lean_threads", lean.threads()},
+          {"lean_prefill_tokens_per_s", seconds > 0 ? static_cast<double>(tokens) / seconds : 0.0}};
 }
 
 // runtime "int": the integer runtime against the simulation it must reproduce, on the same windows.
@@ -153,12 +199,16 @@ json run_llm_eval_job(const LlmEvalJob& job) {
   }
   const LlamaModel& ref_model = ref ? ref->model : m.model;
   EvalWindows w = make_eval_windows(tok, text, job.ppl);
+  if (job.runtime == "lean") {
+    CATQ_CHECK(!sq, Usage, "--runtime lean runs a GGUF file as it is; --quant does not apply");
+    return eval_lean_runtime(job, m, w);
+  }
   if (job.runtime == "int") {
     json j = eval_integer_runtime(job, m, m.quant ? m.quant.get() : (sq ? &*sq : nullptr), w);
     if (!report.is_null()) j["quantization"] = report;
     return j;
   }
-  CATQ_CHECK(job.runtime == "sim", Usage, "--runtime '{}': expected sim or int", job.runtime);
+  CATQ_CHECK(job.runtime == "sim", Usage, "--runtime '{}': expected sim, int or lean", job.runtime);
   json proto = {{"text", job.text}, {"chars", w.n_chars}, {"text_tokens", w.n_text_tokens}, {"window", job.ppl.window},
                 {"stride", job.ppl.stride > 0 ? job.ppl.stride : job.ppl.window}, {"prepend_bos", job.ppl.prepend_bos},
                 {"max_chars", job.ppl.max_chars}};
