@@ -7,9 +7,15 @@
 #include <cstring>
 #include <fstream>
 #include <random>
+#include <sys/wait.h>
+
+#include <nlohmann/json.hpp>
 
 #include "core/error.h"
+#include "core/file_util.h"
+#include "core/process.h"
 #include "core/thread_pool.h"
+#include "eval/perplexity.h"
 #include "io/gguf.h"
 #include "io/gguf_blocks.h"
 #include "io/llm_loader.h"
@@ -272,4 +278,99 @@ TEST(LeanLlama, BadInputGetsClearErrors) {
   expect_error([&] { m.eval(ids.data(), 5, nullptr); }, ErrorKind::Usage, "context");
   ids[1] = static_cast<int32_t>(tok.vocab_size());
   expect_error([&] { m.eval(ids.data(), 3, nullptr); }, ErrorKind::Usage, "vocabulary");
+}
+
+// The real model: stories260K exported to Q8_0 and Q4_0 GGUF runs on the lean runtime at the perplexity of the file's
+// fp32 forward (Q8 activations cost at most a fraction of a percent), on held-out TinyStories text.
+TEST(LeanLlama, Stories260KPerplexityMatchesTheFileForward) {
+  const std::string text_path = asset("text/tinystories_valid_head.txt");
+  if (!have_stories() || !file_exists(text_path)) GTEST_SKIP() << "needs ../shared/assets (stories260K and text; absent)";
+  LoadedLlama src = load_llama(stories_bin(), stories_tok());
+  PerplexityOptions po;
+  po.max_chars = 6000;
+  const EvalWindows w = make_eval_windows(*src.tokenizer, read_file_text(text_path), po);
+  ASSERT_GT(w.n_windows(), 0);
+  for (GgufWeightType t : {GgufWeightType::Q8_0, GgufWeightType::Q4_0}) {
+    SCOPED_TRACE(to_string(t));
+    TempDir d;
+    GgufWriteOptions o;
+    o.weights = t;
+    write_gguf_llama(src.model, &*src.tokenizer, d / "s.gguf", o);
+    LoadedLlama g = load_llama(d / "s.gguf");
+    LeanLlamaOptions lo;
+    lo.max_context = w.inputs.size(1);
+    LeanLlama lean(d / "s.gguf", lo);
+    const LogitsFn lean_fn = [&](const at::Tensor& batch) {
+      const at::Tensor ids = batch.to(at::kInt).contiguous();
+      at::Tensor out = at::empty({ids.size(0), ids.size(1), lean.config().vocab_size});
+      std::vector<float> logits;
+      for (int64_t b = 0; b < ids.size(0); ++b) {
+        lean.reset();
+        lean.eval(ids[b].data_ptr<int32_t>(), ids.size(1), &logits, true);
+        std::memcpy(out[b].data_ptr<float>(), logits.data(), logits.size() * sizeof(float));
+      }
+      return out;
+    };
+    const DistributionComparison c = compare_next_token(model_logits_fn(g.model, nullptr), lean_fn, w);
+    std::printf("[ lean ] stories260K %s: PPL %.4f on the lean runtime vs %.4f (fp32 forward of the file), top-1 "
+                "agreement %.2f %%\n", to_string(t), c.test.ppl, c.ref.ppl, 100 * c.top1_agreement);
+    EXPECT_LT(std::fabs(c.test.ppl / c.ref.ppl - 1.0), 0.005);
+    EXPECT_GT(c.top1_agreement, 0.95);
+  }
+}
+
+namespace {
+struct CliOut {
+  int code = -1;
+  std::string out;
+};
+CliOut catq_cli(const std::string& args) {
+  int code = -1;
+  const std::string out = run_capture(std::string(CATQ_CLI_PATH) + " -q " + args + " 2>&1", &code);
+  return {code >= 0 && WIFEXITED(code) ? WEXITSTATUS(code) : -1, out};
+}
+}  // namespace
+
+// `catq bench` (llama-bench style) and `catq eval --runtime lean` from the command line: JSON fields, and bad input
+// answered with the usual exit codes and messages naming the file.
+TEST(CliBench, GgufJsonEvalAndBadInput) {
+  const Tokenizer tok = tiny_tokenizer();
+  TempDir d;
+  GgufWriteOptions o;
+  o.weights = GgufWeightType::Q8_0;
+  write_gguf_llama(LlamaModel::random(tiny_config(tok.vocab_size()), 5), &tok, d / "m.gguf", o);
+  CliOut r = catq_cli("--json bench " + d / "m.gguf" + " -p 8 -n 4 -t 1,2 -r 2");
+  ASSERT_EQ(r.code, 0) << r.out;
+  const nlohmann::json j = nlohmann::json::parse(r.out.substr(r.out.find('{')));
+  EXPECT_EQ(j.at("runtime"), "lean");
+  ASSERT_EQ(j.at("results").size(), 4u);
+  for (const auto& row : j.at("results")) {
+    EXPECT_GT(row.at("tokens_per_s").get<double>(), 0.0);
+    EXPECT_EQ(row.at("samples").size(), 2u);
+  }
+  EXPECT_EQ(j["results"][0]["test"], "pp8");
+  EXPECT_EQ(j["results"][1]["test"], "tg4");
+  EXPECT_EQ(j["results"][2]["threads"], 2);
+
+  std::ofstream(d / "text.txt") << "Once upon a time there was a little cat. It liked to play in the sun all day long.";
+  r = catq_cli("eval " + d / "m.gguf" + " --text " + d / "text.txt" + " --window 16 --runtime lean");
+  EXPECT_EQ(r.code, 0) << r.out;
+  EXPECT_NE(r.out.find("lean runtime"), std::string::npos) << r.out;
+
+  r = catq_cli("bench " + d / "missing.gguf");
+  EXPECT_EQ(r.code, static_cast<int>(ErrorKind::Io)) << r.out;
+  EXPECT_NE(r.out.find("missing.gguf"), std::string::npos) << r.out;
+  {
+    const std::vector<uint8_t> bytes = read_file_bytes(d / "m.gguf");
+    std::ofstream(d / "cut.gguf", std::ios::binary).write(reinterpret_cast<const char*>(bytes.data()),
+                                                          static_cast<std::streamsize>(bytes.size() / 2));
+  }
+  r = catq_cli("bench " + d / "cut.gguf");
+  EXPECT_EQ(r.code, static_cast<int>(ErrorKind::Format)) << r.out;
+  EXPECT_NE(r.out.find("cut.gguf"), std::string::npos) << r.out;
+  r = catq_cli("bench " + d / "m.gguf" + " -p 0 -n 0");
+  EXPECT_EQ(r.code, static_cast<int>(ErrorKind::Usage)) << r.out;
+  r = catq_cli("bench " + d / "text.txt");
+  EXPECT_NE(r.code, 0) << r.out;
+  EXPECT_NE(r.out.find("text.txt"), std::string::npos) << r.out;
 }
