@@ -357,6 +357,10 @@ TEST(CliBench, GgufJsonEvalAndBadInput) {
   EXPECT_EQ(r.code, 0) << r.out;
   EXPECT_NE(r.out.find("lean runtime"), std::string::npos) << r.out;
 
+  r = catq_cli("--json generate " + d / "m.gguf" + " --runtime lean --steps 5 --temperature 0");
+  EXPECT_EQ(r.code, 0) << r.out;
+  EXPECT_NE(r.out.find("\"runtime\": \"lean\""), std::string::npos) << r.out;
+
   r = catq_cli("bench " + d / "missing.gguf");
   EXPECT_EQ(r.code, static_cast<int>(ErrorKind::Io)) << r.out;
   EXPECT_NE(r.out.find("missing.gguf"), std::string::npos) << r.out;

@@ -5,6 +5,8 @@
 #include "eval/perplexity.h"
 #include "llm/generate.h"
 #include "io/llm_loader.h"
+#include "io/gguf.h"
+#include "runtime/lean_llama.h"
 #include "test_llm_util.h"
 
 using namespace catq;
@@ -90,6 +92,33 @@ TEST(LlmStories, Greedy200IsByteExact) {
   // The text: BOS-stripped leading space, byte tokens as raw bytes, no trailing newline.
   EXPECT_EQ(g.text, ref.text);
   EXPECT_EQ(m.tokenizer->decode(ref.tokens), ref.text);
+}
+
+// The same greedy 200 tokens from the model exported to an F32 GGUF and decoded token by token on the lean runtime
+// (catq's own kernels and thread pool, no libtorch): the generation loop is the one `catq generate --runtime lean`
+// runs.
+TEST(LlmStories, Greedy200OnTheLeanRuntimeIsTokenExact) {
+  const std::string ref_path = asset("llama2c/reference_greedy200.txt");
+  if (!have_stories() || !file_exists(ref_path)) GTEST_SKIP() << "needs ../shared/assets/llama2c (absent)";
+  GreedyReference ref = read_greedy_reference(ref_path);
+  LoadedLlama m = load_llama(stories_bin(), stories_tok());
+  TempDir d;
+  write_gguf_llama(m.model, &*m.tokenizer, d / "s.gguf");
+  LeanLlamaOptions o;
+  o.threads = 2;
+  o.max_context = 256;
+  LeanLlama lean(d / "s.gguf", o);
+  std::vector<float> logits;
+  const NextLogitsFn step = [&](const int32_t* tokens, int64_t n) {
+    lean.eval(tokens, n, &logits);
+    return at::from_blob(logits.data(), {static_cast<int64_t>(logits.size())}, at::kFloat);
+  };
+  GenerateOptions opt;
+  opt.steps = 200;
+  opt.sampler.temperature = 0;
+  const GenerateResult g = generate_with(step, 256, m.model.cfg.vocab_size, *m.tokenizer, "", opt);
+  EXPECT_EQ(g.tokens, std::vector<int32_t>(ref.tokens.begin() + 1, ref.tokens.end()));
+  EXPECT_EQ(g.text, ref.text);
 }
 
 TEST(LlmStories, PerplexityMatchesReference) {

@@ -18,7 +18,8 @@ void register_generate(CLI::App& app, Common& common) {
               "  catq generate stories260K.bin --tokenizer tok512.bin --steps 200 --temperature 0   (greedy from BOS)\n"
               "  catq generate model.gguf --prompt \"Once upon a time\" --temperature 0.8 --seed 1\n"
               "  catq --json generate stories260K.bin --tokenizer tok512.bin --steps 64\n"
-              "  catq generate model_w4a8.catq --runtime int --steps 128   (integer kernels; tokens/s on stderr)");
+              "  catq generate model_w4a8.catq --runtime int --steps 128   (integer kernels; tokens/s on stderr)\n"
+              "  catq generate model-q4_0.gguf --runtime lean --prompt \"Once\"   (the GGUF on catq's lean runtime)");
   sub->add_option("model", a->model, "Model file or folder")->required();
   sub->add_option("--tokenizer", a->tokenizer,
                   "llama2.c tokenizer file (default: the GGUF's own, or tok{vocab}.bin / tokenizer.bin next to the model)");
@@ -27,8 +28,9 @@ void register_generate(CLI::App& app, Common& common) {
   sub->add_option("--temperature", a->temperature, "Sampling temperature (0 = greedy)")->capture_default_str();
   sub->add_option("--top-p", a->top_p, "Nucleus sampling mass (>= 1 disables)")->capture_default_str();
   sub->add_option("--seed", a->seed, "Random seed")->capture_default_str();
-  sub->add_option("--runtime", a->runtime, "Quantized .catq model: sim (fake-quant simulation) | int (integer kernels)")
-      ->check(CLI::IsMember({"sim", "int"}))->capture_default_str();
+  sub->add_option("--runtime", a->runtime, "Quantized .catq model: sim (fake-quant simulation) | int (integer kernels); "
+                  "GGUF: lean (its own blocks on catq's lean runtime)")
+      ->check(CLI::IsMember({"sim", "int", "lean"}))->capture_default_str();
   sub->callback([a, &common] {
     if (common.json || common.quiet) Progress::set_enabled(false);
     if (!common.json)

@@ -25,6 +25,13 @@ struct GenerateResult {
   double tokens_per_s = 0;             // generated tokens / seconds
 };
 
+// The model as a step function: evaluates tokens[0..n) continuing its own cache and returns the logits of the last
+// one (vocab floats). generate() below wraps a LlamaModel; other runtimes (the lean GGUF runtime) supply their own.
+using NextLogitsFn = std::function<at::Tensor(const int32_t* tokens, int64_t n)>;
+GenerateResult generate_with(const NextLogitsFn& step, int64_t seq_len, int64_t vocab, const Tokenizer& tok,
+                             const std::string& prompt, const GenerateOptions& opt,
+                             const std::function<void(const std::string&)>& on_piece = {});
+
 // on_piece (optional) receives each generated piece as soon as it is decoded (for streaming).
 GenerateResult generate(const LlamaModel& model, const Tokenizer& tok, const std::string& prompt,
                         const GenerateOptions& opt, QuantContext* ctx = nullptr,

@@ -19,7 +19,8 @@ struct GenerateJob {
   double temperature = 1.0;      // 0 = greedy (>= 0)
   double top_p = 0.9;            // nucleus mass (>= 1 disables)
   uint64_t seed = 42;
-  std::string runtime = "sim";   // quantized model: sim (fake-quant simulation) | int (integer kernels)
+  std::string runtime = "sim";   // quantized model: sim (fake-quant simulation) | int (integer kernels); a GGUF: lean
+                                 // (the file's blocks on catq's lean runtime) or sim (libtorch fp32 forward)
   // Streaming (optional): receives the prompt once the model is loaded, then each generated piece as it is decoded.
   std::function<void(const std::string&)> stream;
 };
