@@ -17,6 +17,8 @@
 #include <tuple>
 #include <vector>
 
+#include "io/gguf.h"
+#include "runtime/block_matvec.h"
 #include "runtime/int_gemm.h"
 #include "runtime/kernels.h"
 #include "runtime/packed.h"
@@ -157,6 +159,34 @@ int main(int argc, char** argv) {
         std::printf("| catq W%dA16 g%lld, %s activations | %d | %.0f | %.2f | %.2f | %.0f |\n", bits,
                     static_cast<long long>(p.group), i16 ? "int16" : "f32", layers, layers * layer_bytes / 1e6, t * 1e3,
                     gbs, 100 * gbs / read_gbs);
+      }
+    }
+    // The lean runtime's GGUF-block kernels (runtime/block_matvec.h, Q8_0 activations), row groups split over 1 and
+    // 2 threads of the pool as LeanLlama does.
+    for (auto [type, name] : std::vector<std::pair<uint32_t, const char*>>{
+             {GGML_Q4_0, "q4_0"}, {GGML_Q8_0, "q8_0"}, {GGML_Q4_K, "q4_k"}, {GGML_Q6_K, "q6_k"}}) {
+      const at::Tensor wt = at::from_blob(w.data(), {N, K}, at::kFloat);
+      const std::string bytes = quantize_gguf_blocks(wt, type);
+      const BlockMatrix m = block_matrix(type, N, K, reinterpret_cast<const uint8_t*>(bytes.data()), bytes.size(), name);
+      const double layer_bytes = static_cast<double>(m.bytes());
+      const int layers = static_cast<int>(std::ceil(n * sizeof(float) / layer_bytes));
+      std::vector<BlockMatrix> all(static_cast<size_t>(layers), m);
+      std::vector<float> x(static_cast<size_t>(K)), y(static_cast<size_t>(N));
+      for (auto& v : x) v = N01(rng);
+      ActQ8 xq;
+      quantize_act_q8(x.data(), 1, K, xq, best_isa());
+      for (int threads : {1, 2}) {
+        ThreadPool pool(threads);
+        const double t = best_seconds(reps, [&] {
+          for (const auto& l : all)
+            pool.parallel_for(l.row_groups(), [&](int64_t g0, int64_t g1) {
+              block_matmul(l, x.data(), xq, 1, y.data(), N, g0, g1, best_isa());
+            });
+        });
+        const double gbs = layers * layer_bytes / t / 1e9;
+        std::printf("| catq lean %s (file %.2f bits/weight, repacked %.2f), Q8_0 activations, %d thread%s | %d | %.0f | %.2f | %.2f | %.0f |\n",
+                    name, 8.0 * bytes.size() / (N * K), 8.0 * layer_bytes / (N * K), threads, threads > 1 ? "s" : "", layers,
+                    layers * layer_bytes / 1e6, t * 1e3, gbs, 100 * gbs / read_gbs);
       }
     }
     for (int bits : {3, 2}) {

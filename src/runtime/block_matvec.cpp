@@ -127,19 +127,28 @@ inline int32_t load_i32(const int8_t* p) {
 
 // One row group × NT tokens: per block, 8 vpdpbusd per token (4 codes of 16 rows × 4 broadcast activation codes)
 // leave the 16 rows' block sums in the 16 lanes, then one multiply-add applies the 16 scales.
-template <BlockKernel K, int NT>
+// RG row groups (1 or 2) × NT tokens: per block, 8 vpdpbusd per (group, token) — 4 codes of 16 rows × 4 broadcast
+// activation codes — leave the 16 rows' block sums in the 16 lanes, then one multiply-add applies the 16 scales. Two
+// row groups at once share every activation broadcast (decode: one token). The arithmetic of each group is the same
+// whatever RG, so results do not depend on how groups are paired.
+template <BlockKernel K, int NT, int RG>
 __attribute__((target("avx512f,avx512bw,avx512vnni,fma,f16c"))) void group_tokens_avx512(
-    const BlockMatrix& w, int64_t g, const ActQ8& xq, int64_t t0, float* y, int64_t ldy) {
+    const BlockMatrix& w, int64_t g0, const ActQ8& xq, int64_t t0, float* y, int64_t ldy) {
   const int64_t nb = w.blocks(), gbb = w.group_block_bytes();
-  const uint8_t* codes = w.codes.data() + g * nb * gbb;
-  // Q4_K: d / m per group-super-block (nb / 8 per group), sc / mn per group-block.
+  // Q4_K / Q6_K: d (and m) per group-super-block (nb / 8 per group); sc / mn per group-block.
   const bool super = K == BlockKernel::Q4_K || K == BlockKernel::Q6_K;
   const int64_t per_group = super ? nb / 8 * G : nb * G;
-  const uint16_t* dg = w.d.data() + g * per_group;
-  const uint16_t* mg = K == BlockKernel::Q4_1 || K == BlockKernel::Q4_K ? w.m.data() + g * per_group : nullptr;
-  const uint8_t* scg = K == BlockKernel::Q4_K ? w.sc.data() + g * nb * G
-                       : K == BlockKernel::Q6_K ? w.sc.data() + g * nb * 2 * G : nullptr;
-  const uint8_t* mng = K == BlockKernel::Q4_K ? w.mn.data() + g * nb * G : nullptr;
+  const uint8_t* codes[RG];
+  const uint16_t *dg[RG], *mg[RG];
+  const uint8_t *scg[RG], *mng[RG];
+  for (int q = 0; q < RG; ++q) {
+    const int64_t g = g0 + q;
+    codes[q] = w.codes.data() + g * nb * gbb;
+    dg[q] = w.d.data() + g * per_group;
+    mg[q] = K == BlockKernel::Q4_1 || K == BlockKernel::Q4_K ? w.m.data() + g * per_group : nullptr;
+    scg[q] = K == BlockKernel::Q4_K ? w.sc.data() + g * nb * G : K == BlockKernel::Q6_K ? w.sc.data() + g * nb * 2 * G : nullptr;
+    mng[q] = K == BlockKernel::Q4_K ? w.mn.data() + g * nb * G : nullptr;
+  }
   const int8_t* a[NT];
   const float *ad[NT], *as[NT], *as16[NT];
   for (int t = 0; t < NT; ++t) {
@@ -148,80 +157,91 @@ __attribute__((target("avx512f,avx512bw,avx512vnni,fma,f16c"))) void group_token
     as[t] = xq.dsum.data() + (t0 + t) * nb;
     as16[t] = xq.dsum16.data() + (t0 + t) * nb * 2;
   }
-  __m512 acc[NT];
-  for (int t = 0; t < NT; ++t) acc[t] = _mm512_setzero_ps();
+  __m512 acc[RG][NT];
+  for (int q = 0; q < RG; ++q)
+    for (int t = 0; t < NT; ++t) acc[q][t] = _mm512_setzero_ps();
   const __m512i m4 = _mm512_set1_epi8(0x0F);
   for (int64_t b = 0; b < nb; ++b) {
-    const uint8_t* cb = codes + b * gbb;
-    // Every cache line of the group-block kPrefetchBytes ahead (the weights stream from DRAM once per token).
-    for (int64_t o = 0; o < gbb; o += 64) _mm_prefetch(reinterpret_cast<const char*>(cb + kPrefetchBytes + o), _MM_HINT_T0);
-    // Two independent accumulation chains per token (even / odd chunks, or low / high nibbles): with few tokens the
-    // vpdpbusd latency chain, not its throughput, would otherwise bound a block.
-    __m512i dot[NT], dot2[NT];
-    for (int t = 0; t < NT; ++t) dot[t] = dot2[t] = _mm512_setzero_si512();
-    if constexpr (K == BlockKernel::Q8_0 || K == BlockKernel::Q6_K) {
-      for (int c = 0; c < 4; ++c) {  // chunks c (values 0..15) into dot, c + 4 (values 16..31) into dot2
-        const __m512i v0 = _mm512_loadu_si512(cb + 64 * c), v1 = _mm512_loadu_si512(cb + 64 * c + 256);
-        for (int t = 0; t < NT; ++t) {
-          dot[t] = _mm512_dpbusd_epi32(dot[t], v0, _mm512_set1_epi32(load_i32(a[t] + 32 * b + 4 * c)));
-          dot2[t] = _mm512_dpbusd_epi32(dot2[t], v1, _mm512_set1_epi32(load_i32(a[t] + 32 * b + 16 + 4 * c)));
-        }
-      }
-    } else {
-      for (int c = 0; c < 4; ++c) {
-        const __m512i v = _mm512_loadu_si512(cb + 64 * c);
-        const __m512i lo = _mm512_and_si512(v, m4), hi = _mm512_and_si512(_mm512_srli_epi16(v, 4), m4);
-        for (int t = 0; t < NT; ++t) {
-          dot[t] = _mm512_dpbusd_epi32(dot[t], lo, _mm512_set1_epi32(load_i32(a[t] + 32 * b + 4 * c)));
-          dot2[t] = _mm512_dpbusd_epi32(dot2[t], hi, _mm512_set1_epi32(load_i32(a[t] + 32 * b + 16 + 4 * c)));
-        }
-      }
+    // Two independent accumulation chains per (group, token) (values 0..15 / 16..31): with few tokens the vpdpbusd
+    // latency chain, not its throughput, would otherwise bound a block.
+    __m512i dot[RG][NT], dot2[RG][NT];
+    for (int q = 0; q < RG; ++q) {
+      // Every cache line of the group-block kPrefetchBytes ahead (the weights stream from DRAM once per token).
+      const uint8_t* cb = codes[q] + b * gbb;
+      for (int64_t o = 0; o < gbb; o += 64) _mm_prefetch(reinterpret_cast<const char*>(cb + kPrefetchBytes + o), _MM_HINT_T0);
+      for (int t = 0; t < NT; ++t) dot[q][t] = dot2[q][t] = _mm512_setzero_si512();
     }
-    if constexpr (K == BlockKernel::Q6_K) {
-      // Two sub-blocks of 16 per block: d·sc of each, and the −32 offset against each half's activation sum.
-      const __m512 d = _mm512_cvtph_ps(_mm256_loadu_si256(reinterpret_cast<const __m256i*>(dg + (b / 8) * G)));
-      const int8_t* sb = reinterpret_cast<const int8_t*>(scg) + b * 2 * G;
-      const __m512 d0 = _mm512_mul_ps(d, _mm512_cvtepi32_ps(_mm512_cvtepi8_epi32(_mm_loadu_si128(reinterpret_cast<const __m128i*>(sb)))));
-      const __m512 d1 = _mm512_mul_ps(d, _mm512_cvtepi32_ps(_mm512_cvtepi8_epi32(_mm_loadu_si128(reinterpret_cast<const __m128i*>(sb + G)))));
-      const __m512 m32 = _mm512_set1_ps(-32.0f);
+    for (int c = 0; c < 4; ++c) {
+      __m512i lo[RG], hi[RG];  // chunk c (values 4c..4c+3) and chunk c + 4 (values 16+4c..) of each group
+      for (int q = 0; q < RG; ++q) {
+        const uint8_t* cb = codes[q] + b * gbb;
+        if constexpr (K == BlockKernel::Q8_0 || K == BlockKernel::Q6_K) {
+          lo[q] = _mm512_loadu_si512(cb + 64 * c);
+          hi[q] = _mm512_loadu_si512(cb + 64 * c + 256);
+        } else {
+          const __m512i v = _mm512_loadu_si512(cb + 64 * c);
+          lo[q] = _mm512_and_si512(v, m4);
+          hi[q] = _mm512_and_si512(_mm512_srli_epi16(v, 4), m4);
+        }
+      }
       for (int t = 0; t < NT; ++t) {
-        const __m512 da = _mm512_set1_ps(ad[t][b]);
-        acc[t] = _mm512_fmadd_ps(_mm512_cvtepi32_ps(dot[t]), _mm512_mul_ps(d0, da), acc[t]);
-        acc[t] = _mm512_fmadd_ps(_mm512_cvtepi32_ps(dot2[t]), _mm512_mul_ps(d1, da), acc[t]);
-        acc[t] = _mm512_fmadd_ps(_mm512_mul_ps(d0, m32), _mm512_set1_ps(as16[t][2 * b]), acc[t]);
-        acc[t] = _mm512_fmadd_ps(_mm512_mul_ps(d1, m32), _mm512_set1_ps(as16[t][2 * b + 1]), acc[t]);
+        const __m512i a0 = _mm512_set1_epi32(load_i32(a[t] + 32 * b + 4 * c));
+        const __m512i a1 = _mm512_set1_epi32(load_i32(a[t] + 32 * b + 16 + 4 * c));
+        for (int q = 0; q < RG; ++q) {
+          dot[q][t] = _mm512_dpbusd_epi32(dot[q][t], lo[q], a0);
+          dot2[q][t] = _mm512_dpbusd_epi32(dot2[q][t], hi[q], a1);
+        }
       }
-      continue;
     }
-    for (int t = 0; t < NT; ++t) dot[t] = _mm512_add_epi32(dot[t], dot2[t]);
-    __m512 dw, off;
-    if constexpr (K == BlockKernel::Q4_K) {
-      // d·sc and −dmin·m of the 16 rows: the super-block's fp16 d / dmin times the block's 6-bit scale / min.
-      const int64_t si = (b / 8) * G;
-      const __m512 d = _mm512_cvtph_ps(_mm256_loadu_si256(reinterpret_cast<const __m256i*>(dg + si)));
-      const __m512 dmin = _mm512_cvtph_ps(_mm256_loadu_si256(reinterpret_cast<const __m256i*>(mg + si)));
-      const __m512 sc = _mm512_cvtepi32_ps(_mm512_cvtepu8_epi32(_mm_loadu_si128(reinterpret_cast<const __m128i*>(scg + b * G))));
-      const __m512 mn = _mm512_cvtepi32_ps(_mm512_cvtepu8_epi32(_mm_loadu_si128(reinterpret_cast<const __m128i*>(mng + b * G))));
-      dw = _mm512_mul_ps(d, sc);
-      off = _mm512_sub_ps(_mm512_setzero_ps(), _mm512_mul_ps(dmin, mn));
-    } else {
-      dw = _mm512_cvtph_ps(_mm256_loadu_si256(reinterpret_cast<const __m256i*>(dg + b * G)));
-      if constexpr (K == BlockKernel::Q4_1) off = _mm512_cvtph_ps(_mm256_loadu_si256(reinterpret_cast<const __m256i*>(mg + b * G)));
-      else off = _mm512_mul_ps(dw, _mm512_set1_ps(K == BlockKernel::Q8_0 ? -128.0f : -8.0f));
-    }
-    for (int t = 0; t < NT; ++t) {
-      acc[t] = _mm512_fmadd_ps(_mm512_cvtepi32_ps(dot[t]), _mm512_mul_ps(dw, _mm512_set1_ps(ad[t][b])), acc[t]);
-      acc[t] = _mm512_fmadd_ps(off, _mm512_set1_ps(as[t][b]), acc[t]);
+    for (int q = 0; q < RG; ++q) {
+      if constexpr (K == BlockKernel::Q6_K) {
+        // Two sub-blocks of 16 per block: d·sc of each, and the −32 offset against each half's activation sum.
+        const __m512 d = _mm512_cvtph_ps(_mm256_loadu_si256(reinterpret_cast<const __m256i*>(dg[q] + (b / 8) * G)));
+        const int8_t* sb = reinterpret_cast<const int8_t*>(scg[q]) + b * 2 * G;
+        const __m512 d0 = _mm512_mul_ps(d, _mm512_cvtepi32_ps(_mm512_cvtepi8_epi32(_mm_loadu_si128(reinterpret_cast<const __m128i*>(sb)))));
+        const __m512 d1 = _mm512_mul_ps(d, _mm512_cvtepi32_ps(_mm512_cvtepi8_epi32(_mm_loadu_si128(reinterpret_cast<const __m128i*>(sb + G)))));
+        const __m512 m32 = _mm512_set1_ps(-32.0f);
+        for (int t = 0; t < NT; ++t) {
+          const __m512 da = _mm512_set1_ps(ad[t][b]);
+          acc[q][t] = _mm512_fmadd_ps(_mm512_cvtepi32_ps(dot[q][t]), _mm512_mul_ps(d0, da), acc[q][t]);
+          acc[q][t] = _mm512_fmadd_ps(_mm512_cvtepi32_ps(dot2[q][t]), _mm512_mul_ps(d1, da), acc[q][t]);
+          acc[q][t] = _mm512_fmadd_ps(_mm512_mul_ps(d0, m32), _mm512_set1_ps(as16[t][2 * b]), acc[q][t]);
+          acc[q][t] = _mm512_fmadd_ps(_mm512_mul_ps(d1, m32), _mm512_set1_ps(as16[t][2 * b + 1]), acc[q][t]);
+        }
+        continue;
+      }
+      __m512 dw, off;
+      if constexpr (K == BlockKernel::Q4_K) {
+        // d·sc and −dmin·m of the 16 rows: the super-block's fp16 d / dmin times the block's 6-bit scale / min.
+        const int64_t si = (b / 8) * G;
+        const __m512 d = _mm512_cvtph_ps(_mm256_loadu_si256(reinterpret_cast<const __m256i*>(dg[q] + si)));
+        const __m512 dmin = _mm512_cvtph_ps(_mm256_loadu_si256(reinterpret_cast<const __m256i*>(mg[q] + si)));
+        const __m512 sc = _mm512_cvtepi32_ps(_mm512_cvtepu8_epi32(_mm_loadu_si128(reinterpret_cast<const __m128i*>(scg[q] + b * G))));
+        const __m512 mn = _mm512_cvtepi32_ps(_mm512_cvtepu8_epi32(_mm_loadu_si128(reinterpret_cast<const __m128i*>(mng[q] + b * G))));
+        dw = _mm512_mul_ps(d, sc);
+        off = _mm512_sub_ps(_mm512_setzero_ps(), _mm512_mul_ps(dmin, mn));
+      } else {
+        dw = _mm512_cvtph_ps(_mm256_loadu_si256(reinterpret_cast<const __m256i*>(dg[q] + b * G)));
+        if constexpr (K == BlockKernel::Q4_1) off = _mm512_cvtph_ps(_mm256_loadu_si256(reinterpret_cast<const __m256i*>(mg[q] + b * G)));
+        else off = _mm512_mul_ps(dw, _mm512_set1_ps(K == BlockKernel::Q8_0 ? -128.0f : -8.0f));
+      }
+      for (int t = 0; t < NT; ++t) {
+        const __m512i sum = _mm512_add_epi32(dot[q][t], dot2[q][t]);
+        acc[q][t] = _mm512_fmadd_ps(_mm512_cvtepi32_ps(sum), _mm512_mul_ps(dw, _mm512_set1_ps(ad[t][b])), acc[q][t]);
+        acc[q][t] = _mm512_fmadd_ps(off, _mm512_set1_ps(as[t][b]), acc[q][t]);
+      }
     }
   }
-  const int64_t r0 = g * G, n = std::min<int64_t>(G, w.rows - r0);
-  const __mmask16 keep = static_cast<__mmask16>((1u << n) - 1);
-  for (int t = 0; t < NT; ++t) _mm512_mask_storeu_ps(y + (t0 + t) * ldy + r0, keep, acc[t]);
+  for (int q = 0; q < RG; ++q) {
+    const int64_t r0 = (g0 + q) * G, n = std::min<int64_t>(G, w.rows - r0);
+    const __mmask16 keep = static_cast<__mmask16>((1u << n) - 1);
+    for (int t = 0; t < NT; ++t) _mm512_mask_storeu_ps(y + (t0 + t) * ldy + r0, keep, acc[q][t]);
+  }
 }
 
 // Row groups in chunks whose codes stay in L2 (~256 KB), each chunk swept by every token tile: the activations are
-// read once per chunk rather than once per row group. Every (group, token tile) product is the same call whatever
-// the chunking, so results do not depend on it (nor on how groups are split across threads).
+// read once per chunk rather than once per row group. Every (group, token tile) product is the same arithmetic
+// whatever the chunking and pairing, so results do not depend on them (nor on how groups are split across threads).
 template <BlockKernel K>
 void matmul_q_avx512(const BlockMatrix& w, const ActQ8& xq, int64_t T, float* y, int64_t ldy, int64_t g0, int64_t g1) {
   const int64_t chunk = std::max<int64_t>(1, (256 << 10) / std::max<int64_t>(1, w.blocks() * w.group_block_bytes()));
@@ -229,12 +249,19 @@ void matmul_q_avx512(const BlockMatrix& w, const ActQ8& xq, int64_t T, float* y,
     const int64_t c1 = std::min(g1, c0 + chunk);
     int64_t t = 0;
     for (; t + 8 <= T; t += 8)
-      for (int64_t g = c0; g < c1; ++g) group_tokens_avx512<K, 8>(w, g, xq, t, y, ldy);
+      for (int64_t g = c0; g < c1; ++g) group_tokens_avx512<K, 8, 1>(w, g, xq, t, y, ldy);
     for (int64_t g = c0; g < c1; ++g) {
       int64_t u = t;
-      if (u + 4 <= T) group_tokens_avx512<K, 4>(w, g, xq, u, y, ldy), u += 4;
-      if (u + 2 <= T) group_tokens_avx512<K, 2>(w, g, xq, u, y, ldy), u += 2;
-      if (u < T) group_tokens_avx512<K, 1>(w, g, xq, u, y, ldy);
+      if (u + 4 <= T) group_tokens_avx512<K, 4, 1>(w, g, xq, u, y, ldy), u += 4;
+      if (u + 2 <= T) group_tokens_avx512<K, 2, 1>(w, g, xq, u, y, ldy), u += 2;
+      if (u < T) {
+        if (g + 1 < c1 && t == u) {  // only single tokens left for this and the next group: pair them
+          group_tokens_avx512<K, 1, 2>(w, g, xq, u, y, ldy);
+          ++g;
+        } else {
+          group_tokens_avx512<K, 1, 1>(w, g, xq, u, y, ldy);
+        }
+      }
     }
   }
 }
