@@ -200,6 +200,13 @@ at::Tensor lean_logits(const std::string& path, const std::vector<int32_t>& ids,
   return out;
 }
 
+// LlamaModel's libtorch forward of a GGUF's (dequantized) weights: logits [T, vocab] of tokens [1, T].
+at::Tensor file_forward_logits(const std::string& gguf, const at::Tensor& tokens) {
+  LoadedLlama ref = load_llama(gguf);
+  at::NoGradGuard ng;
+  return ref.model.forward(tokens).squeeze(0);
+}
+
 std::vector<int32_t> ids_of(const at::Tensor& t) {
   const at::Tensor i = t.to(at::kInt).contiguous();
   return std::vector<int32_t>(i.data_ptr<int32_t>(), i.data_ptr<int32_t>() + i.numel());
@@ -216,12 +223,7 @@ TEST(LeanLlama, EveryArchitectureMatchesTheLibtorchForward) {
     SCOPED_TRACE(a.name);
     TempDir d;
     write_gguf_llama(LlamaModel::random(a.cfg, 19), &tok, d / "m.gguf");
-    LoadedLlama ref = load_llama(d / "m.gguf");
-    at::Tensor want;
-    {
-      at::NoGradGuard ng;
-      want = ref.model.forward(tokens).squeeze(0);
-    }
+    const at::Tensor want = file_forward_logits(d / "m.gguf", tokens);
     const at::Tensor prefill = lean_logits(d / "m.gguf", ids_of(tokens), 1, false);
     const at::Tensor decode = lean_logits(d / "m.gguf", ids_of(tokens), 2, true);
     EXPECT_LT(rel_error(prefill, want), 1e-5);
@@ -246,12 +248,7 @@ TEST(LeanLlama, QuantizedFilesMatchAndAreThreadCountInvariant) {
     GgufWriteOptions o;
     o.weights = t;
     write_gguf_llama(model, &tok, d / "m.gguf", o);
-    LoadedLlama ref = load_llama(d / "m.gguf");
-    at::Tensor want;
-    {
-      at::NoGradGuard ng;
-      want = ref.model.forward(tokens).squeeze(0);
-    }
+    const at::Tensor want = file_forward_logits(d / "m.gguf", tokens);
     const at::Tensor one = lean_logits(d / "m.gguf", ids_of(tokens), 1, false);
     const at::Tensor two = lean_logits(d / "m.gguf", ids_of(tokens), 2, false);
     const at::Tensor three = lean_logits(d / "m.gguf", ids_of(tokens), 3, false);

@@ -4,13 +4,7 @@
 #include <cmath>
 #include <limits>
 
-#if defined(__x86_64__) || defined(__i386__)
-// GCC 12's AVX-512 headers start some intrinsics from _mm512_undefined_*(): a false -Wmaybe-uninitialized.
-#pragma GCC diagnostic ignored "-Wmaybe-uninitialized"
-#pragma GCC diagnostic ignored "-Wuninitialized"
-#include <immintrin.h>
-#define CATQ_X86 1
-#endif
+#include "runtime/simd.h"
 
 namespace catq {
 
