@@ -50,7 +50,12 @@ void ThreadPool::run(const std::function<void(int, int)>& fn) {
   }
   cv_.notify_all();
   fn(0, T);
-  while (pending_.load(std::memory_order_acquire) != 0) cpu_relax();
+  // Spin while the workers finish; past the spin budget yield, so that more threads than cores (oversubscription)
+  // do not starve the workers of the core the caller spins on.
+  for (int spins = 0; pending_.load(std::memory_order_acquire) != 0; ++spins) {
+    if (spins < kSpinIterations) cpu_relax();
+    else std::this_thread::yield();
+  }
 }
 
 void ThreadPool::worker(int index) {
