@@ -366,6 +366,30 @@ void quantize_act_q8(const float* x, int64_t tokens, int64_t cols, ActQ8& out, K
   else run(0, tokens);
 }
 
+bool decode_ggml_values(uint32_t type, const uint8_t* data, int64_t n, float* out) {
+  if (type == GGML_F32) {
+    std::memcpy(out, data, static_cast<size_t>(n) * 4);
+  } else if (type == GGML_F16) {
+    for (int64_t i = 0; i < n; ++i) {
+      uint16_t h;
+      std::memcpy(&h, data + 2 * i, 2);
+      out[i] = half_value(h);
+    }
+  } else if (type == GGML_BF16) {
+    for (int64_t i = 0; i < n; ++i) {
+      uint16_t h;
+      std::memcpy(&h, data + 2 * i, 2);
+      const uint32_t u = static_cast<uint32_t>(h) << 16;
+      std::memcpy(out + i, &u, 4);
+    }
+  } else {
+    const GgmlTypeTraits* tr = ggml_type_traits(type);
+    if (!tr || !tr->dequantize || n % tr->block != 0) return false;
+    for (int64_t b = 0; b < n / tr->block; ++b) tr->dequantize(data + b * tr->bytes, out + b * tr->block);
+  }
+  return true;
+}
+
 BlockMatrix block_matrix(uint32_t type, int64_t rows, int64_t cols, const uint8_t* data, uint64_t nbytes,
                          const std::string& name) {
   const GgmlTypeTraits* tr = ggml_type_traits(type);
@@ -474,27 +498,8 @@ BlockMatrix block_matrix(uint32_t type, int64_t rows, int64_t cols, const uint8_
   w.f32.resize(static_cast<size_t>(rows * cols));
   float* out = w.f32.data();
   const int64_t n = rows * cols;
-  if (type == GGML_F32) {
-    std::memcpy(out, data, static_cast<size_t>(n) * 4);
-  } else if (type == GGML_F16) {
-    for (int64_t i = 0; i < n; ++i) {
-      uint16_t h;
-      std::memcpy(&h, data + 2 * i, 2);
-      out[i] = half_value(h);
-    }
-  } else if (type == GGML_BF16) {
-    for (int64_t i = 0; i < n; ++i) {
-      uint16_t h;
-      std::memcpy(&h, data + 2 * i, 2);
-      const uint32_t u = static_cast<uint32_t>(h) << 16;
-      std::memcpy(out + i, &u, 4);
-    }
-  } else if (tr->dequantize) {
-    const int64_t blocks = n / tr->block;
-    for (int64_t b = 0; b < blocks; ++b) tr->dequantize(data + b * tr->bytes, out + b * tr->block);
-  } else {
+  if (!decode_ggml_values(type, data, n, out))
     fail(ErrorKind::Unsupported, "{}: ggml type {} cannot be decoded by catq", name, tr->name);
-  }
   for (int64_t i = 0; i < n; ++i)
     if (!std::isfinite(out[i])) fail(ErrorKind::Format, "{}: non-finite weight at element {}", name, i);
   return w;

@@ -81,6 +81,11 @@ struct BlockMatrix {
 BlockMatrix block_matrix(uint32_t ggml_type, int64_t rows, int64_t cols, const uint8_t* data, uint64_t nbytes,
                          const std::string& name);
 
+// The first n values of GGUF data of `type` (F32, F16, BF16, or any block type with a decoder; n a multiple of its
+// block) into out; false for a type catq cannot decode. What block_matrix's fp32 fallback and the lean runtime's
+// embedding rows use.
+bool decode_ggml_values(uint32_t type, const uint8_t* data, int64_t n, float* out);
+
 // y[t·ldy + r] = Σ_j W[r][j]·x_t[j] for the rows of row groups [g0, g1) (rows < w.rows) and tokens t < T.
 // Quantized kernels read xq (quantize_act_q8 of the same x), the F32 kernel reads x (T × cols).
 void block_matmul(const BlockMatrix& w, const float* x, const ActQ8& xq, int64_t T, float* y, int64_t ldy, int64_t g0,

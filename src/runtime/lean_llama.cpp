@@ -20,7 +20,6 @@ struct LeanLlama::Source {
   GgufFile file;
   const uint8_t* embd = nullptr;  // token_embd data
   uint32_t embd_type = 0;
-  const GgmlTypeTraits* embd_traits = nullptr;
   int64_t embd_row_bytes = 0;
 };
 
@@ -55,14 +54,6 @@ void add_into(float* x, const float* y, int64_t n) {
   for (int64_t i = 0; i < n; ++i) x[i] += y[i];
 }
 
-// One head's RMSNorm (Qwen3's q/k norms) in place.
-void head_norm(float* x, const float* g, int64_t n, double eps) {
-  double ss = 0.0;
-  for (int64_t i = 0; i < n; ++i) ss += static_cast<double>(x[i]) * x[i];
-  const float r = static_cast<float>(1.0 / std::sqrt(ss / static_cast<double>(n) + eps));
-  for (int64_t i = 0; i < n; ++i) x[i] = x[i] * r * g[i];
-}
-
 }  // namespace
 
 LeanLlama::LeanLlama(const std::string& path, const LeanLlamaOptions& opt)
@@ -81,13 +72,13 @@ LeanLlama::LeanLlama(const std::string& path, const LeanLlamaOptions& opt)
   const GgufTensorInfo& e = tensor_of(g, kLlamaTokenEmbd.gguf_name(), {V, D});
   src_->embd = g.tensor_data(e);
   src_->embd_type = e.type;
-  src_->embd_traits = ggml_type_traits(e.type);
-  if (!src_->embd_traits || D % src_->embd_traits->block != 0)
+  const GgmlTypeTraits* embd_tr = ggml_type_traits(e.type);
+  if (!embd_tr || D % embd_tr->block != 0)
     fail(ErrorKind::Unsupported, "{}: token_embd.weight of ggml type {} cannot be decoded by row", path, e.type);
-  src_->embd_row_bytes = D / src_->embd_traits->block * src_->embd_traits->bytes;
-  if (e.type != GGML_F32 && e.type != GGML_F16 && e.type != GGML_BF16 && !src_->embd_traits->dequantize)
+  src_->embd_row_bytes = D / embd_tr->block * embd_tr->bytes;
+  if (e.type != GGML_F32 && e.type != GGML_F16 && e.type != GGML_BF16 && !embd_tr->dequantize)
     fail(ErrorKind::Unsupported, "{}: token_embd.weight: ggml type {} cannot be decoded by catq", path,
-         src_->embd_traits->name);
+         embd_tr->name);
 
   for (int64_t l = 0; l < cfg_.n_layers; ++l) {
     auto L = std::make_unique<Layer>();
@@ -129,30 +120,7 @@ LeanLlama::LeanLlama(const std::string& path, const LeanLlamaOptions& opt)
 LeanLlama::~LeanLlama() = default;
 
 void LeanLlama::embed_row(int32_t token, float* out) const {
-  const int64_t D = cfg_.dim;
-  const uint8_t* p = src_->embd + static_cast<int64_t>(token) * src_->embd_row_bytes;
-  switch (src_->embd_type) {
-    case GGML_F32: std::memcpy(out, p, static_cast<size_t>(D) * 4); return;
-    case GGML_F16:
-      for (int64_t i = 0; i < D; ++i) {
-        uint16_t h;
-        std::memcpy(&h, p + 2 * i, 2);
-        out[i] = half_value(h);
-      }
-      return;
-    case GGML_BF16:
-      for (int64_t i = 0; i < D; ++i) {
-        uint16_t h;
-        std::memcpy(&h, p + 2 * i, 2);
-        const uint32_t u = static_cast<uint32_t>(h) << 16;
-        std::memcpy(out + i, &u, 4);
-      }
-      return;
-    default: {
-      const GgmlTypeTraits* tr = src_->embd_traits;
-      for (int64_t b = 0; b < D / tr->block; ++b) tr->dequantize(p + b * tr->bytes, out + b * tr->block);
-    }
-  }
+  decode_ggml_values(src_->embd_type, src_->embd + static_cast<int64_t>(token) * src_->embd_row_bytes, cfg_.dim, out);
 }
 
 void LeanLlama::linear(const BlockMatrix& w, const float* x, const ActQ8& xq, int64_t T, float* y) {
@@ -247,11 +215,11 @@ void LeanLlama::eval(const int32_t* tokens, int64_t T, std::vector<float>* logit
       float* k = k_.data() + t * Kd;
       if (!L.bq.empty()) add_into(q, L.bq.data(), Qd), add_into(k, L.bk.data(), Kd), add_into(v_.data() + t * Kd, L.bv.data(), Kd);
       for (int64_t h = 0; h < cfg_.n_heads; ++h) {
-        if (!L.q_norm.empty()) head_norm(q + h * hd, L.q_norm.data(), hd, cfg_.norm_eps);
+        if (!L.q_norm.empty()) vec_rms_norm(q + h * hd, L.q_norm.data(), hd, cfg_.norm_eps, q + h * hd, vec_isa_);
         rope(q + h * hd, t);
       }
       for (int64_t h = 0; h < cfg_.n_kv_heads; ++h) {
-        if (!L.k_norm.empty()) head_norm(k + h * hd, L.k_norm.data(), hd, cfg_.norm_eps);
+        if (!L.k_norm.empty()) vec_rms_norm(k + h * hd, L.k_norm.data(), hd, cfg_.norm_eps, k + h * hd, vec_isa_);
         rope(k + h * hd, t);
       }
       const int64_t at = (l * max_ctx_ + pos_ + t) * Kd;

@@ -95,8 +95,9 @@ BenchResult run_bench_job(const BenchJob& job) {
       res.weights = m.describe();
       res.weight_bytes = m.weight_bytes();
       const LlamaConfig& c = m.config();
-      res.parameters = c.vocab_size * c.dim * (c.tied_head ? 1 : 2) +
-                       c.n_layers * (c.dim * (2 * c.q_dim() + 2 * c.kv_dim()) + 3 * c.dim * c.hidden_dim);
+      LlamaModel shape;  // num_parameters() counts from the config's shapes alone
+      shape.cfg = c;
+      res.parameters = shape.num_parameters();
       const std::vector<int32_t> toks = random_tokens(std::max(job.prompt, job.gen), c.vocab_size, job.seed);
       std::vector<float> logits;
       if (job.prompt > 0)
