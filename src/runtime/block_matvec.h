@@ -22,8 +22,11 @@
 //   d, m   fp16 bits, 16 per group-block in row order: the block scale, and (Q4_1) the offset m;
 //          Q4_K: 16 per group-super-block (g, 256-value super-block s): the super-block's d and dmin, with
 //   sc, mn uint8, 16 per group-block (Q4_K only): each block's 6-bit scale and min.
-//   Q6_K: codes as Q8_0's (the stored 6-bit value, 0..63, one byte each: 8 bits per weight instead of 6.56), d as
-//          Q4_K's, and sc 32 int8 per group-block: the 16 rows' scales of values 0..15, then of values 16..31.
+//   Q6_K: the stored 6-bit code (0..63) split, 6 bits per weight as in the file (6.56 with the scales): its low 4
+//          bits as the 4-bit layout above (bytes 0..255), its top 2 bits in two 64-byte planes after them: byte
+//          256 + 64h + 4i + j holds chunk 4h + k's 2 bits at bits 2k..2k+1 (row 16g+i, value 4(4h+k)+j) — 384 bytes
+//          per group-block; d as Q4_K's, and sc 32 int8 per group-block: the 16 rows' scales of values 0..15, then
+//          of values 16..31.
 //
 // Kernels: a scalar reference (every ISA) and AVX-512 VNNI, chosen at run time (best_isa(), CATQ_ISA caps it). Both
 // compute the same integer block sums; only the float summation order of the scaled sums differs. Every output row
@@ -68,7 +71,7 @@ struct BlockMatrix {
   static constexpr int64_t kGroup = 16;  // rows per row group
   int64_t blocks() const { return cols / 32; }
   int64_t row_groups() const { return (rows + kGroup - 1) / kGroup; }
-  int64_t group_block_bytes() const { return kernel == BlockKernel::Q8_0 || kernel == BlockKernel::Q6_K ? 512 : 256; }
+  int64_t group_block_bytes() const { return kernel == BlockKernel::Q8_0 ? 512 : kernel == BlockKernel::Q6_K ? 384 : 256; }
   // The unsigned code of row r, value j (no bounds check; quantized kernels).
   int code(int64_t r, int64_t j) const;
   bool quantized() const { return kernel != BlockKernel::F32; }
@@ -80,6 +83,12 @@ struct BlockMatrix {
 // Error(Unsupported) naming `name` for a type catq cannot decode; Error(Format) for a bad size.
 BlockMatrix block_matrix(uint32_t ggml_type, int64_t rows, int64_t cols, const uint8_t* data, uint64_t nbytes,
                          const std::string& name);
+
+// The rows of several matrices of one kernel and column count stacked into one, in order (a fused q/k/v or gate/up
+// projection: one pass over the weights and one split across threads instead of several). Each row keeps its
+// arithmetic, so results are unchanged. False (out untouched) when the parts differ in kernel, source type or
+// columns, or a part before the last has rows that are not a multiple of 16 (its padding rows would sit inside).
+bool stack_rows(const std::vector<const BlockMatrix*>& parts, BlockMatrix& out);
 
 // The first n values of GGUF data of `type` (F32, F16, BF16, or any block type with a decoder; n a multiple of its
 // block) into out; false for a type catq cannot decode. What block_matrix's fp32 fallback and the lean runtime's

@@ -26,6 +26,17 @@ struct LeanLlama::Source {
 struct LeanLlama::Layer {
   std::vector<float> attn_norm, ffn_norm, bq, bk, bv, q_norm, k_norm;
   BlockMatrix wq, wk, wv, wo, w1, w2, w3;
+  // q/k/v and gate/up stacked into one matrix each where their kernels agree (runtime/block_matvec.h stack_rows):
+  // one pass and one thread split per input instead of three or two. The parts are then empty.
+  BlockMatrix wqkv, w13;
+  bool qkv_fused() const { return wqkv.rows > 0; }
+  bool ffn_fused() const { return w13.rows > 0; }
+  std::vector<const BlockMatrix*> matrices() const {
+    std::vector<const BlockMatrix*> v;
+    for (const BlockMatrix* w : {&wq, &wk, &wv, &wqkv, &wo, &w1, &w3, &w13, &w2})
+      if (w->rows > 0) v.push_back(w);
+    return v;
+  }
 };
 
 namespace {
@@ -101,6 +112,8 @@ LeanLlama::LeanLlama(const std::string& path, const LeanLlamaOptions& opt)
       L->q_norm = vector_of(g, nm("attn_q_norm"), hd);
       L->k_norm = vector_of(g, nm("attn_k_norm"), hd);
     }
+    if (stack_rows({&L->wq, &L->wk, &L->wv}, L->wqkv)) L->wq = L->wk = L->wv = BlockMatrix{};
+    if (stack_rows({&L->w1, &L->w3}, L->w13)) L->w1 = L->w3 = BlockMatrix{};
     layers_.push_back(std::move(L));
   }
   norm_ = vector_of(g, kLlamaOutputNorm.gguf_name(), D);
@@ -173,6 +186,7 @@ void LeanLlama::eval(const int32_t* tokens, int64_t T, std::vector<float>* logit
   };
   grow(x_, T * D), grow(h_, T * std::max(D, Hd)), grow(q_, T * Qd), grow(k_, T * Kd), grow(v_, T * Kd);
   grow(o_, T * Qd), grow(att_, T * D), grow(g_, T * Hd), grow(u_, T * Hd), grow(cos_, T * half), grow(sin_, T * half);
+  grow(fused_, T * std::max(Qd + 2 * Kd, 2 * Hd));
 
   for (int64_t t = 0; t < T; ++t) {
     embed_row(tokens[t], x_.data() + t * D);
@@ -204,12 +218,24 @@ void LeanLlama::eval(const int32_t* tokens, int64_t T, std::vector<float>* logit
     const Layer& L = *layers_[static_cast<size_t>(l)];
     rms_norm(x_.data(), L.attn_norm, T, D, h_.data());
     quantized_input = nullptr;  // h_ was rewritten
-    quantize(L.wq, h_.data(), D);
-    linear(L.wq, h_.data(), xq_, T, q_.data());
-    quantize(L.wk, h_.data(), D);
-    linear(L.wk, h_.data(), xq_, T, k_.data());
-    quantize(L.wv, h_.data(), D);
-    linear(L.wv, h_.data(), xq_, T, v_.data());
+    if (L.qkv_fused()) {
+      const int64_t n = Qd + 2 * Kd;
+      quantize(L.wqkv, h_.data(), D);
+      linear(L.wqkv, h_.data(), xq_, T, fused_.data());
+      for (int64_t t = 0; t < T; ++t) {
+        const float* r = fused_.data() + t * n;
+        std::memcpy(q_.data() + t * Qd, r, static_cast<size_t>(Qd) * 4);
+        std::memcpy(k_.data() + t * Kd, r + Qd, static_cast<size_t>(Kd) * 4);
+        std::memcpy(v_.data() + t * Kd, r + Qd + Kd, static_cast<size_t>(Kd) * 4);
+      }
+    } else {
+      quantize(L.wq, h_.data(), D);
+      linear(L.wq, h_.data(), xq_, T, q_.data());
+      quantize(L.wk, h_.data(), D);
+      linear(L.wk, h_.data(), xq_, T, k_.data());
+      quantize(L.wv, h_.data(), D);
+      linear(L.wv, h_.data(), xq_, T, v_.data());
+    }
     for (int64_t t = 0; t < T; ++t) {
       float* q = q_.data() + t * Qd;
       float* k = k_.data() + t * Kd;
@@ -233,13 +259,26 @@ void LeanLlama::eval(const int32_t* tokens, int64_t T, std::vector<float>* logit
 
     rms_norm(x_.data(), L.ffn_norm, T, D, h_.data());
     quantized_input = nullptr;
-    quantize(L.w1, h_.data(), D);
-    linear(L.w1, h_.data(), xq_, T, g_.data());
-    quantize(L.w3, h_.data(), D);
-    linear(L.w3, h_.data(), xq_, T, u_.data());
-    pool_.parallel_for(T, [&](int64_t t0, int64_t t1) {
-      vec_silu_mul(g_.data() + t0 * Hd, u_.data() + t0 * Hd, (t1 - t0) * Hd, vec_isa_);
-    });
+    if (L.ffn_fused()) {
+      // Token t's gate and up rows side by side: silu(gate)·up in place, then the gate half gathered for down.
+      quantize(L.w13, h_.data(), D);
+      linear(L.w13, h_.data(), xq_, T, fused_.data());
+      pool_.parallel_for(T, [&](int64_t t0, int64_t t1) {
+        for (int64_t t = t0; t < t1; ++t) {
+          float* r = fused_.data() + t * 2 * Hd;
+          vec_silu_mul(r, r + Hd, Hd, vec_isa_);
+          std::memcpy(g_.data() + t * Hd, r, static_cast<size_t>(Hd) * 4);
+        }
+      });
+    } else {
+      quantize(L.w1, h_.data(), D);
+      linear(L.w1, h_.data(), xq_, T, g_.data());
+      quantize(L.w3, h_.data(), D);
+      linear(L.w3, h_.data(), xq_, T, u_.data());
+      pool_.parallel_for(T, [&](int64_t t0, int64_t t1) {
+        vec_silu_mul(g_.data() + t0 * Hd, u_.data() + t0 * Hd, (t1 - t0) * Hd, vec_isa_);
+      });
+    }
     quantize(L.w2, g_.data(), Hd);
     linear(L.w2, g_.data(), xq_, T, att_.data());
     add_into(x_.data(), att_.data(), T * D);
@@ -256,14 +295,14 @@ void LeanLlama::eval(const int32_t* tokens, int64_t T, std::vector<float>* logit
 
 std::string LeanLlama::describe() const {
   std::map<std::string, int> n;
-  auto add = [&](const BlockMatrix& w) {
+  auto add = [&](const BlockMatrix& w, int linears) {
     const GgmlTypeTraits* tr = ggml_type_traits(w.source_type);
     const std::string src = tr ? tr->name : "?";
-    n[w.quantized() ? std::string(to_string(w.kernel)) : src + "->f32"] += 1;
+    n[w.quantized() ? std::string(to_string(w.kernel)) : src + "->f32"] += linears;
   };
   for (const auto& L : layers_)
-    for (const BlockMatrix* w : {&L->wq, &L->wk, &L->wv, &L->wo, &L->w1, &L->w3, &L->w2}) add(*w);
-  add(output_);
+    for (const BlockMatrix* w : L->matrices()) add(*w, w == &L->wqkv ? 3 : w == &L->w13 ? 2 : 1);
+  add(output_, 1);
   std::string s;
   for (const auto& [k, v] : n) s += fmt::format("{}{} x {}", s.empty() ? "" : ", ", k, v);
   return s;
@@ -272,7 +311,7 @@ std::string LeanLlama::describe() const {
 uint64_t LeanLlama::weight_bytes() const {
   uint64_t b = output_.bytes();
   for (const auto& L : layers_)
-    for (const BlockMatrix* w : {&L->wq, &L->wk, &L->wv, &L->wo, &L->w1, &L->w3, &L->w2}) b += w->bytes();
+    for (const BlockMatrix* w : L->matrices()) b += w->bytes();
   return b;
 }
 

@@ -5,8 +5,9 @@
 //   m.eval(prompt.data(), prompt.size(), nullptr);    // prefill: every linear a GEMM over the prompt's tokens
 //   m.eval(&next, 1, &logits);                         // decode: one token through the KV cache
 //
-// Linear layers run on runtime/block_matvec.h (Q4_0 / Q4_1 / Q8_0 natively on their own blocks with Q8 activations
-// as llama.cpp does; other types converted to fp32 at load), split over output rows across the pool. RMSNorm,
+// Linear layers run on runtime/block_matvec.h (Q4_0 / Q4_1 / Q8_0 / Q4_K / Q6_K natively on their own blocks with Q8
+// activations as llama.cpp does; other types converted to fp32 at load), split over output rows across the pool;
+// q/k/v and gate/up are stacked into one matrix each when their types agree. RMSNorm,
 // RoPE (interleaved pairs, or NEOX halves for the architectures whose GGUF keeps Hugging Face's order), attention
 // over an fp32 KV cache (split over heads × tokens), SwiGLU and the residual adds run in preallocated buffers.
 // Architectures: everything gguf_llama_config() accepts (Llama 2/3/3.1 RoPE scaling, Mistral's sliding window,
@@ -72,7 +73,7 @@ class LeanLlama {
   int64_t max_ctx_ = 0, pos_ = 0;
   std::vector<float> k_cache_, v_cache_;  // [layer][position][kv_dim]
   // Scratch for up to the largest T seen.
-  std::vector<float> x_, h_, q_, k_, v_, att_, o_, g_, u_, logits_tmp_, cos_, sin_, scores_;
+  std::vector<float> x_, h_, q_, k_, v_, att_, o_, g_, u_, fused_, cos_, sin_, scores_;
   ActQ8 xq_;
 };
 
