@@ -100,21 +100,69 @@ double codebook_bytes(const PackedCodebook& p) {
   return static_cast<double>(p.lo.size() + p.hi.size()) + 4.0 * p.codebook.size();
 }
 
+__attribute__((target("avx512f,avx512vnni"))) double vpdpbusd_rate() {
+  __m512i a0 = _mm512_set1_epi32(1), a1 = a0, a2 = a0, a3 = a0, a4 = a0, a5 = a0, a6 = a0, a7 = a0;
+  const __m512i b = _mm512_set1_epi32(0x01010101), c = _mm512_set1_epi32(0x02020202);
+  const long n = 20000000;
+  const auto t0 = std::chrono::steady_clock::now();
+  for (long k = 0; k < n; ++k) {
+    a0 = _mm512_dpbusd_epi32(a0, b, c), a1 = _mm512_dpbusd_epi32(a1, b, c), a2 = _mm512_dpbusd_epi32(a2, b, c);
+    a3 = _mm512_dpbusd_epi32(a3, b, c), a4 = _mm512_dpbusd_epi32(a4, b, c), a5 = _mm512_dpbusd_epi32(a5, b, c);
+    a6 = _mm512_dpbusd_epi32(a6, b, c), a7 = _mm512_dpbusd_epi32(a7, b, c);
+  }
+  const double s = std::chrono::duration<double>(std::chrono::steady_clock::now() - t0).count();
+  const __m512i sum = _mm512_add_epi32(_mm512_add_epi32(_mm512_add_epi32(a0, a1), _mm512_add_epi32(a2, a3)),
+                                       _mm512_add_epi32(_mm512_add_epi32(a4, a5), _mm512_add_epi32(a6, a7)));
+  g_sink = static_cast<float>(_mm512_reduce_add_epi32(sum));
+  return 8.0 * n * 64 / s / 1e9;  // G multiply-adds / s
+}
+
+// The lean runtime's prefill GEMM (runtime/block_matvec.h) on an FFN shape at T = 256 tokens, one thread, against the
+// core's vpdpbusd peak (8 independent chains).
+void lean_gemm(int reps) {
+  const int64_t N = 5632, K = 2048, T = 256;
+  std::mt19937 rng(3);
+  std::normal_distribution<float> N01(0, 1);
+  std::vector<float> w(static_cast<size_t>(N * K)), x(static_cast<size_t>(T * K)), y(static_cast<size_t>(T * N));
+  for (auto& v : w) v = N01(rng) * 0.02f;
+  for (auto& v : x) v = N01(rng);
+  const bool vnni = block_matmul_isa(best_isa()) == KernelIsa::Avx512;
+  const double peak = vnni ? vpdpbusd_rate() : 0.0;
+  std::printf("| lean prefill GEMM (%lldx%lld, %lld tokens, 1 thread) | ms | G MAC/s | %% of vpdpbusd peak (%.0f G MAC/s) |\n|---|---:|---:|---:|\n",
+              static_cast<long long>(N), static_cast<long long>(K), static_cast<long long>(T), peak);
+  ActQ8 xq;
+  quantize_act_q8(x.data(), T, K, xq, best_isa());
+  const at::Tensor wt = at::from_blob(w.data(), {N, K}, at::kFloat);
+  for (auto [type, name] : std::vector<std::pair<uint32_t, const char*>>{
+           {GGML_Q4_0, "q4_0"}, {GGML_Q8_0, "q8_0"}, {GGML_Q4_K, "q4_k"}, {GGML_Q6_K, "q6_k"}}) {
+    const std::string bytes = quantize_gguf_blocks(wt, type);
+    const BlockMatrix m = block_matrix(type, N, K, reinterpret_cast<const uint8_t*>(bytes.data()), bytes.size(), name);
+    const double t = best_seconds(reps, [&] { block_matmul(m, x.data(), xq, T, y.data(), N, 0, m.row_groups(), best_isa()); });
+    const double macs = static_cast<double>(N) * K * T / t / 1e9;
+    std::printf("| catq lean %s, %s | %.2f | %.1f | %.0f |\n", name, vnni ? "AVX-512 VNNI" : "scalar", t * 1e3, macs,
+                peak > 0 ? 100 * macs / peak : 0.0);
+  }
+  std::printf("\n");
+}
+
 }  // namespace
 
 int main(int argc, char** argv) {
   int reps = 5;
-  bool quick = false, gemv_only = false;
+  bool quick = false, gemv_only = false, lean_gemm_only = false;
   for (int i = 1; i < argc; ++i) {
     if (!std::strcmp(argv[i], "--reps") && i + 1 < argc) reps = std::max(1, std::atoi(argv[++i]));
     else if (!std::strcmp(argv[i], "--quick")) quick = true;
     else if (!std::strcmp(argv[i], "--gemv-only")) gemv_only = true;
+    else if (!std::strcmp(argv[i], "--lean-gemm-only")) lean_gemm_only = true;
     else {
-      std::fprintf(stderr, "usage: %s [--reps N] [--quick] [--gemv-only]\n", argv[0]);
+      std::fprintf(stderr, "usage: %s [--reps N] [--quick] [--gemv-only] [--lean-gemm-only]\n", argv[0]);
       return 2;
     }
   }
   std::printf("ISA: %s (best on this CPU; CATQ_ISA caps it). Times: best of %d runs.\n\n", to_string(best_isa()), reps);
+  lean_gemm(reps);
+  if (lean_gemm_only) return 0;
 
   // ---- memory bandwidth (arrays far beyond the last-level cache) ----
   const size_t n = (quick ? 32ull : 128ull) << 20;  // floats per array (512 MiB at full size)

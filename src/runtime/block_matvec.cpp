@@ -156,6 +156,9 @@ __attribute__((target("avx512f,avx512bw,avx512vnni,fma,f16c"))) void group_token
   for (int q = 0; q < RG; ++q)
     for (int t = 0; t < NT; ++t) acc[q][t] = _mm512_setzero_ps();
   const __m512i m4 = _mm512_set1_epi8(0x0F), m30 = _mm512_set1_epi8(0x30);
+  // Few tokens: two chains per (group, token) so that the vpdpbusd latency does not bound a block; 4 or more tokens
+  // are enough independent chains, and one chain saves the add (the integer sum is the same).
+  constexpr bool kTwoChains = NT * RG < 4 || K == BlockKernel::Q6_K;
   for (int64_t b = 0; b < nb; ++b) {
     // Two independent accumulation chains per (group, token) (values 0..15 / 16..31): with few tokens the vpdpbusd
     // latency chain, not its throughput, would otherwise bound a block.
@@ -193,7 +196,8 @@ __attribute__((target("avx512f,avx512bw,avx512vnni,fma,f16c"))) void group_token
         const __m512i a1 = _mm512_set1_epi32(load_i32(a[t] + 32 * b + 16 + 4 * c));
         for (int q = 0; q < RG; ++q) {
           dot[q][t] = _mm512_dpbusd_epi32(dot[q][t], lo[q], a0);
-          dot2[q][t] = _mm512_dpbusd_epi32(dot2[q][t], hi[q], a1);
+          if constexpr (kTwoChains) dot2[q][t] = _mm512_dpbusd_epi32(dot2[q][t], hi[q], a1);
+          else dot[q][t] = _mm512_dpbusd_epi32(dot[q][t], hi[q], a1);
         }
       }
     }
@@ -230,7 +234,7 @@ __attribute__((target("avx512f,avx512bw,avx512vnni,fma,f16c"))) void group_token
         else off = _mm512_mul_ps(dw, _mm512_set1_ps(K == BlockKernel::Q8_0 ? -128.0f : -8.0f));
       }
       for (int t = 0; t < NT; ++t) {
-        const __m512i sum = _mm512_add_epi32(dot[q][t], dot2[q][t]);
+        const __m512i sum = kTwoChains ? _mm512_add_epi32(dot[q][t], dot2[q][t]) : dot[q][t];
         acc[q][t] = _mm512_fmadd_ps(_mm512_cvtepi32_ps(sum), _mm512_mul_ps(dw, _mm512_set1_ps(ad[t][b])), acc[q][t]);
         acc[q][t] = _mm512_fmadd_ps(off, _mm512_set1_ps(as[t][b]), acc[q][t]);
       }
