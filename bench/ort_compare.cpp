@@ -1,9 +1,10 @@
 // catq's integer CNN executor against ONNX Runtime on the same quantized model (issue 5): each .catq file is
-// exported as QDQ ONNX (what `catq export` writes), run by ONNX Runtime (bench/peers/ort_speed.mjs, one thread,
-// all graph optimisations: ORT fuses the QDQ pairs into its own int8 kernels) and by IntegerCnn (one thread), on
+// exported as QDQ ONNX (what `catq export` writes), run by ONNX Runtime (bench/peers/ort_speed.mjs, --threads
+// intra-op threads, all graph optimisations: ORT fuses the QDQ pairs into its own int8 kernels) and by IntegerCnn
+// (the same number of threads), on
 // the CIFAR-10 evaluation split. Prints a markdown row per model: top-1 of the simulation, catq's integer runtime
 // and ORT, decisions equal between catq and ORT, and images/s of both. Built on demand (bench/cnn_ort.sh).
-//   catq_bench_ort --data test.bin [--limit N] [--batch B] MODEL.catq...
+//   catq_bench_ort --data test.bin [--limit N] [--batch B] [--threads T] MODEL.catq...
 #include <ATen/Parallel.h>
 #include <fmt/format.h>
 
@@ -35,23 +36,26 @@ double top1(const at::Tensor& logits, const at::Tensor& labels) {
 int main(int argc, char** argv) {
   std::string data;
   int64_t limit = 0, batch = 200;
+  int threads = 1;
   std::vector<std::string> models;
   for (int i = 1; i < argc; ++i) {
     const std::string a = argv[i];
     if (a == "--data" && i + 1 < argc) data = argv[++i];
     else if (a == "--limit" && i + 1 < argc) limit = std::atoll(argv[++i]);
     else if (a == "--batch" && i + 1 < argc) batch = std::atoll(argv[++i]);
+    else if (a == "--threads" && i + 1 < argc) threads = std::max(1, std::atoi(argv[++i]));
     else if (!a.empty() && a[0] != '-') models.push_back(a);
     else {
-      std::fprintf(stderr, "usage: %s --data test.bin [--limit N] [--batch B] MODEL.catq...\n", argv[0]);
+      std::fprintf(stderr, "usage: %s --data test.bin [--limit N] [--batch B] [--threads T] MODEL.catq...\n", argv[0]);
       return 2;
     }
   }
   if (data.empty() || models.empty()) {
-    std::fprintf(stderr, "usage: %s --data test.bin [--limit N] [--batch B] MODEL.catq...\n", argv[0]);
+    std::fprintf(stderr, "usage: %s --data test.bin [--limit N] [--batch B] [--threads T] MODEL.catq...\n", argv[0]);
     return 2;
   }
-  at::set_num_threads(1);
+  // catq's executor (oneDNN and the elementwise passes) and ORT's intra-op pool get the same thread count.
+  at::set_num_threads(threads);
   const char* pe = std::getenv("CATQ_PEERS");
   const std::string peers = pe && *pe ? pe : std::string(CATQ_SOURCE_DIR) + "/.cache/peers";
   if (!file_exists(peers + "/node_modules/onnxruntime-node/dist/index.js")) {
@@ -86,9 +90,9 @@ int main(int argc, char** argv) {
     const double catq_s = std::chrono::duration<double>(std::chrono::steady_clock::now() - t0).count();
     const at::Tensor catq_logits = at::cat(parts);
     int code = -1;
-    const std::string cmd = fmt::format("CATQ_PEERS='{}' node '{}/bench/peers/ort_speed.mjs' '{}' '{}' {} 3 32 32 {} '{}' 2>&1",
+    const std::string cmd = fmt::format("CATQ_PEERS='{}' node '{}/bench/peers/ort_speed.mjs' '{}' '{}' {} 3 32 32 {} '{}' {} 2>&1",
                                         peers, CATQ_SOURCE_DIR, onnx, (dir / "images.f32").string(), eval.size(),
-                                        batch, out);
+                                        batch, out, threads);
     const std::string res = run_capture(cmd, &code);
     if (code != 0) {
       std::fprintf(stderr, "ort_compare: ONNX Runtime failed on %s:\n%s\n", path.c_str(), res.c_str());
