@@ -43,9 +43,16 @@ volatile float g_sink;
 // (a plain float sum is not vectorised without -ffast-math).
 #if defined(__x86_64__)
 #include <immintrin.h>
+// Prefetch: every line also prefetched 1 KB ahead (what the GEMV kernels do): on CPUs whose hardware prefetcher
+// keeps few lines in flight, one core's read rate is bound by its misses in flight, not by DRAM.
+template <bool Prefetch>
 __attribute__((target("avx2"))) float read_sum_avx2(const float* a, size_t n) {
   __m256 s0 = _mm256_setzero_ps(), s1 = s0, s2 = s0, s3 = s0;
   for (size_t i = 0; i + 32 <= n; i += 32) {
+    if constexpr (Prefetch) {
+      _mm_prefetch(reinterpret_cast<const char*>(a + i + 256), _MM_HINT_T0);
+      _mm_prefetch(reinterpret_cast<const char*>(a + i + 272), _MM_HINT_T0);
+    }
     s0 = _mm256_add_ps(s0, _mm256_loadu_ps(a + i));
     s1 = _mm256_add_ps(s1, _mm256_loadu_ps(a + i + 8));
     s2 = _mm256_add_ps(s2, _mm256_loadu_ps(a + i + 16));
@@ -56,30 +63,11 @@ __attribute__((target("avx2"))) float read_sum_avx2(const float* a, size_t n) {
   return out[0] + out[7];
 }
 #endif
-// The same read with every line prefetched 1 KB ahead (what the GEMV kernels do): on CPUs whose hardware
-// prefetcher keeps few lines in flight, one core's read rate is bound by its misses in flight, not by DRAM.
-__attribute__((target("avx2"))) float read_sum_prefetch_avx2(const float* a, size_t n) {
-  __m256 s0 = _mm256_setzero_ps(), s1 = s0, s2 = s0, s3 = s0;
-  for (size_t i = 0; i + 32 <= n; i += 32) {
-    _mm_prefetch(reinterpret_cast<const char*>(a + i + 256), _MM_HINT_T0);
-    _mm_prefetch(reinterpret_cast<const char*>(a + i + 272), _MM_HINT_T0);
-    s0 = _mm256_add_ps(s0, _mm256_loadu_ps(a + i));
-    s1 = _mm256_add_ps(s1, _mm256_loadu_ps(a + i + 8));
-    s2 = _mm256_add_ps(s2, _mm256_loadu_ps(a + i + 16));
-    s3 = _mm256_add_ps(s3, _mm256_loadu_ps(a + i + 24));
-  }
-  float out[8];
-  _mm256_storeu_ps(out, _mm256_add_ps(_mm256_add_ps(s0, s1), _mm256_add_ps(s2, s3)));
-  return out[0] + out[7];
-}
 float read_sum(const float* a, size_t n, bool prefetch = false) {
 #if defined(__x86_64__)
-  if (__builtin_cpu_supports("avx2")) return prefetch ? read_sum_prefetch_avx2(a, n) : read_sum_avx2(a, n);
+  if (__builtin_cpu_supports("avx2")) return prefetch ? read_sum_avx2<true>(a, n) : read_sum_avx2<false>(a, n);
 #endif
   (void)prefetch;
-#if defined(__x86_64__)
-  if (__builtin_cpu_supports("avx2")) return read_sum_avx2(a, n);
-#endif
   float s[8] = {};
   for (size_t i = 0; i + 8 <= n; i += 8)
     for (int k = 0; k < 8; ++k) s[k] += a[i + k];
@@ -100,6 +88,7 @@ double codebook_bytes(const PackedCodebook& p) {
   return static_cast<double>(p.lo.size() + p.hi.size()) + 4.0 * p.codebook.size();
 }
 
+#if defined(__x86_64__)
 __attribute__((target("avx512f,avx512vnni"))) double vpdpbusd_rate() {
   __m512i a0 = _mm512_set1_epi32(1), a1 = a0, a2 = a0, a3 = a0, a4 = a0, a5 = a0, a6 = a0, a7 = a0;
   const __m512i b = _mm512_set1_epi32(0x01010101), c = _mm512_set1_epi32(0x02020202);
@@ -116,6 +105,9 @@ __attribute__((target("avx512f,avx512vnni"))) double vpdpbusd_rate() {
   g_sink = static_cast<float>(_mm512_reduce_add_epi32(sum));
   return 8.0 * n * 64 / s / 1e9;  // G multiply-adds / s
 }
+#else
+double vpdpbusd_rate() { return 0.0; }
+#endif
 
 // The lean runtime's prefill GEMM (runtime/block_matvec.h) on an FFN shape at T = 256 tokens, one thread, against the
 // core's vpdpbusd peak (8 independent chains).
