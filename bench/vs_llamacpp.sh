@@ -5,7 +5,8 @@
 #   bench/vs_llamacpp.sh                       # shape 354m (dim 2048, ffn 5632, 8 layers, GQA 32/4, vocab 512)
 #   SHAPES="354m 1b" TYPES="q4_0 q8_0" THREADS="1 2" P=256 N=64 REPS=3 OUT=bench/results/vs_llamacpp bench/vs_llamacpp.sh
 # Shapes: 354m (as above), 1b-body (Llama-3.2-1B's blocks: dim 2048, ffn 8192, 16 layers, GQA 32/8, with a vocabulary
-# of 512 so that a byte-level BPE trained on docs/*.md covers it; the full 128k head would need a 128k tokenizer).
+# of 512 so that a byte-level BPE trained on docs/*.md covers it), 1b (Llama-3.2-1B itself: those blocks, a 128,256
+# vocabulary and the LM head tied to the embedding; the 512-token BPE padded with 127,744 reserved special tokens).
 # Prints a markdown table (tokens/s and catq / llama.cpp ratios) and writes OUT/vs_llamacpp.{md,json}.
 set -euo pipefail
 cd "$(dirname "$0")/.."
@@ -29,7 +30,8 @@ shape_args() {
   case "$1" in
     354m) echo "--shape custom --dim 2048 --ffn 5632 --layers 8 --heads 32 --kv-heads 4 --vocab 512" ;;
     1b-body) echo "--shape custom --dim 2048 --ffn 8192 --layers 16 --heads 32 --kv-heads 8 --vocab 512" ;;
-    *) echo "vs_llamacpp: unknown shape $1 (354m, 1b-body)" >&2; exit 2 ;;
+    1b) echo "--shape llama3.2-1b" ;;
+    *) echo "vs_llamacpp: unknown shape $1 (354m, 1b-body, 1b)" >&2; exit 2 ;;
   esac
 }
 
@@ -41,7 +43,8 @@ for shape in $SHAPES; do
   hf="$WORK/$shape-hf"
   [ -f "$hf/config.json" ] || build/catq_bench_make_random_hf $(shape_args "$shape") -o "$hf" >&2
   # llama.cpp needs a tokenizer in the GGUF: a 512-token byte-level BPE trained on the project's own docs.
-  [ -f "$hf/tokenizer.json" ] || { cat docs/*.md > "$WORK/docs.txt"; build/catq train-tokenizer "$WORK/docs.txt" --vocab 512 -o "$hf/tokenizer.json" >&2; }
+  vocab=$(python3 -c "import json,sys; print(json.load(open(sys.argv[1]))['vocab_size'])" "$hf/config.json")
+  [ -f "$hf/tokenizer.json" ] || { cat docs/*.md > "$WORK/docs.txt"; build/catq train-tokenizer "$WORK/docs.txt" --vocab "$vocab" --reserved $((vocab - 512)) -o "$hf/tokenizer.json" >&2; }
   for type in $TYPES; do
     gguf="$WORK/$shape-$type.gguf"
     [ -f "$gguf" ] || build/catq export "$hf" --type "$type" -o "$gguf" >&2

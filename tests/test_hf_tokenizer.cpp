@@ -593,6 +593,16 @@ TEST(HfTokenizer, TrainTokenizerJob) {
   Tokenizer t = read_hf_tokenizer(d / "tok.json");
   EXPECT_EQ(t.pre_tokenizer(), PreTokenizer::Qwen2);
   EXPECT_TRUE(t.add_bos());
+  {  // padded with reserved special tokens: the same learned part, then the reserved ids at the end
+    TrainTokenizerJob pad = job;
+    pad.vocab = 400 + 3000;
+    pad.reserved = 3000;
+    pad.out = d / "pad.json";
+    EXPECT_EQ(run_train_tokenizer_job(pad).vocab_size, 3400);
+    const Tokenizer tp = read_hf_tokenizer(d / "pad.json");
+    EXPECT_EQ(tp.piece(3399), "<|reserved_special_token_2999|>");
+    EXPECT_EQ(tp.encode("the cat", false, false, false), t.encode("the cat", false, false, false));
+  }
   job.model = "spm";
   job.bos = "<s>";
   job.eos = "</s>";

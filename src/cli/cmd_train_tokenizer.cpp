@@ -45,6 +45,7 @@ void register_train_tokenizer(CLI::App& app, Common& common) {
       "  catq train-tokenizer tinystories_valid_head.txt --vocab 4096 -o tok/tokenizer.json\n"
       "  catq train-tokenizer a.txt b.txt --vocab 32000 --pre qwen2 --bos '' --eos '<|endoftext|>' -o t.json\n"
       "  catq train-tokenizer t.txt --model spm --vocab 8000 -o spm/tokenizer.json\n"
+      "  catq train-tokenizer docs.txt --vocab 128256 --reserved 127744 -o t.json   # 512 learned, Llama-3 size\n"
       "  catq --json train-tokenizer t.txt --vocab 1024 --pre gpt-2 --bos '<|endoftext|>' --eos '<|endoftext|>' "
       "--no-add-bos -o t.json\n");
   sub->add_option("texts", args.texts, "Training text files (UTF-8)")->required();
@@ -57,6 +58,8 @@ void register_train_tokenizer(CLI::App& app, Common& common) {
   auto* bos = sub->add_option("--bos", args.bos, "BOS token ('' = none)")->capture_default_str();
   auto* eos = sub->add_option("--eos", args.eos, "EOS token ('' = none; may equal --bos)")->capture_default_str();
   sub->add_option("--special", args.specials, "Further special tokens");
+  sub->add_option("--reserved", args.reserved, "Then N special tokens <|reserved_special_token_i|> (pads the "
+                  "vocabulary to a model's embedding rows)")->capture_default_str();
   sub->add_flag("--add-bos,!--no-add-bos", args.add_bos,
                 "Ask for BOS at the start of each text (tokenizer_config.json; default: on)");
   sub->add_flag("--add-eos,!--no-add-eos", args.add_eos, "Ask for EOS at the end of each text (default: off)");

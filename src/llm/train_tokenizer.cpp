@@ -43,11 +43,11 @@ void check_options(const BpeTrainOptions& opt, int64_t fixed, const char* what) 
              "train-tokenizer: BOS/EOS must name one of the {} special tokens", n_special);
   CATQ_CHECK(!(opt.add_bos && opt.bos < 0) && !(opt.add_eos && opt.eos < 0), Config,
              "train-tokenizer: add_bos / add_eos need a BOS / EOS token");
+  std::unordered_set<std::string_view> seen;  // (a set: padded tokenizers carry 100k+ reserved tokens)
   for (int64_t i = 0; i < n_special; ++i) {
     CATQ_CHECK(!opt.special_tokens[i].empty(), Config, "train-tokenizer: special token {} is empty", i);
-    for (int64_t k = 0; k < i; ++k)
-      CATQ_CHECK(opt.special_tokens[i] != opt.special_tokens[k], Config,
-                 "train-tokenizer: special token \"{}\" is given twice", opt.special_tokens[i]);
+    CATQ_CHECK(seen.insert(opt.special_tokens[i]).second, Config, "train-tokenizer: special token \"{}\" is given twice",
+               opt.special_tokens[i]);
   }
 }
 

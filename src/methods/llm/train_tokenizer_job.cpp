@@ -38,6 +38,9 @@ TrainTokenizerResult run_train_tokenizer_job(const TrainTokenizerJob& job) {
     else o.eos = static_cast<int>(o.special_tokens.size()), o.special_tokens.push_back(job.eos);
   }
   for (const std::string& s : job.specials) o.special_tokens.push_back(s);
+  CATQ_CHECK(job.reserved >= 0 && job.reserved < (int64_t{1} << 30), Usage, "train-tokenizer: --reserved {} is out of "
+             "range", job.reserved);
+  for (int64_t i = 0; i < job.reserved; ++i) o.special_tokens.push_back(fmt::format("<|reserved_special_token_{}|>", i));
   o.add_bos = job.add_bos && o.bos >= 0;
   o.add_eos = job.add_eos && o.eos >= 0;
   o.min_frequency = job.min_frequency;

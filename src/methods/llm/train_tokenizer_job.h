@@ -19,6 +19,8 @@ struct TrainTokenizerJob {
   std::string pre = "llama-bpe";       // byte-level: llama.cpp's names gpt-2 | llama-bpe | qwen2 | smollm
   std::string bos = "<|begin_of_text|>", eos = "<|end_of_text|>";  // "" = none (spm: set them to <s>, </s>)
   std::vector<std::string> specials;   // further special tokens (after BOS and EOS)
+  int64_t reserved = 0;                // then <|reserved_special_token_0|>..: pads a small tokenizer to a model's
+                                       // vocabulary (Llama 3 reserves 256 such tokens)
   bool add_bos = true, add_eos = false;  // what tokenizer_config.json / the post-processor ask for
   int64_t min_frequency = 2;           // stop early when the best pair occurs fewer times
   int64_t max_bytes = 0;               // read at most this many bytes of each text (0 = all)
