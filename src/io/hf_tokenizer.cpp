@@ -465,7 +465,7 @@ std::string hf_tokenizer_json(const Tokenizer& tok) {
   model["byte_fallback"] = spm && tok.byte_fallback();
   model["ignore_merges"] = tok.ignore_merges();
   // Appended to the ordered map's vector directly: its operator[] searches the keys linearly, which made writing a
-  // 128k vocabulary quadratic (~20 s). Uniqueness is checked with a hash set instead.
+  // 128k vocabulary quadratic (31 s for a whole train-tokenizer run, 0.7 s now). Uniqueness: a hash set.
   ojson vocab = ojson::object();
   auto& entries = vocab.get_ref<ojson::object_t&>();
   entries.reserve(static_cast<size_t>(n));

@@ -156,12 +156,11 @@ __attribute__((target("avx512f,avx512bw,avx512vnni,fma,f16c"))) void group_token
   for (int q = 0; q < RG; ++q)
     for (int t = 0; t < NT; ++t) acc[q][t] = _mm512_setzero_ps();
   const __m512i m4 = _mm512_set1_epi8(0x0F), m30 = _mm512_set1_epi8(0x30);
-  // Few tokens: two chains per (group, token) so that the vpdpbusd latency does not bound a block; 4 or more tokens
-  // are enough independent chains, and one chain saves the add (the integer sum is the same).
+  // Fewer than 4 (group, token) chains: two accumulation chains each (values 0..15 / 16..31), so that the vpdpbusd
+  // latency, not its throughput, does not bound a block; with 4 or more, one chain saves the add (the integer sum is
+  // the same). Q6_K always keeps the halves apart: each has its own scale.
   constexpr bool kTwoChains = NT * RG < 4 || K == BlockKernel::Q6_K;
   for (int64_t b = 0; b < nb; ++b) {
-    // Two independent accumulation chains per (group, token) (values 0..15 / 16..31): with few tokens the vpdpbusd
-    // latency chain, not its throughput, would otherwise bound a block.
     __m512i dot[RG][NT], dot2[RG][NT];
     for (int q = 0; q < RG; ++q) {
       // Every cache line of the group-block kPrefetchBytes ahead (the weights stream from DRAM once per token).
