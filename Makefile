@@ -3,6 +3,8 @@ BUILD ?= build
 JOBS ?= $(shell nproc)
 export CCACHE_SLOPPINESS = pch_defines,time_macros,include_file_mtime,include_file_ctime
 export CCACHE_DIR ?= $(HOME)/.cache/ccache
+# Paths relative to the checkout: a second clone or worktree reuses the cache.
+export CCACHE_BASEDIR ?= $(CURDIR)
 CMAKE_GEN := $(shell command -v ninja >/dev/null 2>&1 && echo "-G Ninja")
 
 .PHONY: all setup build demo test asan tsan clean
