@@ -69,7 +69,16 @@ nlohmann::json run_gguf_quantize_job(const LlmQuantizeJob& job) {
     go.target_bpw = job.target_bpw;
   } else {
     CATQ_CHECK(job.target_bpw == 0, Usage, "quantize: --target-bpw {} must be positive", job.target_bpw);
-    go.type = parse_gguf_weight_type(job.gguf);
+    go.recipe = find_gguf_recipe(job.gguf);
+    if (!go.recipe) {
+      try {
+        go.type = parse_gguf_weight_type(job.gguf);
+      } catch (const Error& e) {
+        std::string names;
+        for (const GgufRecipe& r : gguf_recipes()) names += (names.empty() ? "" : ", ") + std::string(r.name);
+        fail(e.kind(), "{}, or a recipe: {}", e.what(), names);
+      }
+    }
   }
   go.weights = job.weights;
   go.gptq.act_order = job.act_order;
@@ -104,7 +113,8 @@ nlohmann::json run_gguf_quantize_job(const LlmQuantizeJob& job) {
   meta["quantization"] = quantize_llama_gguf(m.model, tok, calib, go, job.out);
   meta["quantization"]["transform"] = tr.method == "none" ? std::string("none") : tr.str() + " (offline part)";
   const GgufFile written = read_gguf(job.out);
-  meta["type"] = go.target_bpw > 0 ? fmt::format("target-bpw {}", go.target_bpw) : std::string(to_string(go.type));
+  meta["type"] = go.target_bpw > 0 ? fmt::format("target-bpw {}", go.target_bpw)
+                 : go.recipe   ? std::string(go.recipe->name) : std::string(to_string(go.type));
   meta["bytes"] = file_size(job.out);
   meta["tensors_by_type"] = gguf_tensors_by_type(written);
   meta["bits_per_weight"] = gguf_bits_per_weight(written);

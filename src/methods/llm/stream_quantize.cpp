@@ -80,10 +80,10 @@ nlohmann::json quantize_llama_streamed(LlamaModel& m, SimQuant& sq, const at::Te
     const at::Tensor& stored = m.layer_weight(l.info->index);
     const bool tied_head = l.info->is_last && c.tied_head;
     if (l.weight) {
-      w.add_layer(l.info->name, l.weight, l.codes.to(code_dtype(*l.weight)), l.input);
+      w.add_quantized_layer(l.info->name, make_quantized_weight(l.codes, *l.weight), l.input);
       weight_bits += storage_bits(stored.sizes(), sq.layer(l.info->name).weight_spec);
     } else {
-      w.add_layer(l.info->name, nullptr, tied_head ? at::Tensor() : stored, l.input);
+      w.add_fp_layer(l.info->name, tied_head ? at::Tensor() : stored, l.input);
       weight_bits += static_cast<uint64_t>(stored.numel()) * 32;
     }
   }, hooks);
