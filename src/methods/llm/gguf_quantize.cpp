@@ -4,6 +4,7 @@
 #include <chrono>
 #include <cmath>
 #include <map>
+#include <optional>
 
 #include "core/error.h"
 #include "core/progress.h"
@@ -134,9 +135,14 @@ nlohmann::json quantize_llama_gguf(LlamaModel& m, const Tokenizer& tok, const at
   CATQ_CHECK(gguf_weight_method_known(o.weights), Config, "--weights '{}': expected rtn, imatrix or gptq", o.weights);
   const auto t0 = std::chrono::steady_clock::now();
   const bool targeted = o.target_bpw > 0;
-  const bool calibrated = gguf_weight_method_needs_calibration(o.weights) || targeted;
+  const bool awq = o.transform.method == "awq";
+  CATQ_CHECK(o.transform.method == "none" || awq, Unsupported, "quantize --gguf: block transform {}: only awq runs "
+             "block by block into a GGUF file", o.transform.str());
+  const bool calibrated = gguf_weight_method_needs_calibration(o.weights) || targeted || awq;
   CATQ_CHECK(!targeted || (calib.defined() && calib.size(0) > 0), Usage, "--target-bpw measures each layer's "
              "sensitivity on calibration text: pass --text");
+  CATQ_CHECK(!awq || (calib.defined() && calib.size(0) > 0), Usage, "--transform awq searches its scales on "
+             "calibration text: pass --text");
   SimQuant sq(QuantConfig::fp());  // nothing simulated: the custom quantizer below does every linear
   m.bind(&sq);
   const std::vector<LayerInfo> infos = m.layer_infos();
@@ -163,6 +169,16 @@ nlohmann::json quantize_llama_gguf(LlamaModel& m, const Tokenizer& tok, const at
     }
   }
   const bool per_tensor = targeted || o.recipe;
+  // AWQ's search quantizer: each linear's own type (the candidate nearest the target while --target-bpw measures),
+  // its plain encoder.
+  auto awq_quantizer = [&](int64_t idx, const at::Tensor& w) {
+    const GgufWeightType t = type_of.count(idx) ? type_of.at(idx) : base;
+    const uint32_t ggml = gguf_weight_type_info(gguf_row_type(t, w.size(1))).ggml;
+    if (gguf_type_is_plain(ggml)) return w;
+    return dequantize_gguf_blocks(quantize_gguf_blocks(w, ggml), ggml, w.size(0), w.size(1));
+  };
+  std::optional<LlmBlockTransformer> transformer;
+  if (awq) transformer.emplace(m, o.transform, awq_quantizer);
   nlohmann::json allocation;
   BlockwiseOptions bo;
   bo.calibrate_inputs = false;
@@ -195,7 +211,9 @@ nlohmann::json quantize_llama_gguf(LlamaModel& m, const Tokenizer& tok, const at
       }
       return carried;
     };
-    quantize_llama_blockwise(m, sq, calib, bo, [](const BlockwiseLayer&) {});
+    BlockwiseHooks measure;
+    measure.transform = transformer ? &*transformer : nullptr;  // AWQ once, here: the model keeps its scales
+    quantize_llama_blockwise(m, sq, calib, bo, [](const BlockwiseLayer&) {}, measure);
     double values = 0, fixed = 0;
     for (const auto& [name, t] : m.named_parameters()) {
       values += static_cast<double>(t.numel());
@@ -269,7 +287,15 @@ nlohmann::json quantize_llama_gguf(LlamaModel& m, const Tokenizer& tok, const at
     return r.dequantized;
   };
   BlockwiseHooks hooks;
-  hooks.block_done = [&](int64_t l) { write_fp(fmt::format("blk.{}.", l)); };
+  hooks.transform = transformer && !targeted ? &*transformer : nullptr;
+  hooks.block_done = [&](int64_t l) {  // the block's norms and biases as they are now (a transform may have changed them)
+    for (const LlamaBlockTensor& t : llama_block_tensors()) {
+      if (t.linear >= 0 || !t.present(m.cfg)) continue;
+      GgufLlamaTensor e = plan.tensor(t.gguf_name(l));
+      e.source = m.blocks[l].*t.member;
+      file.write(e.name, gguf_llama_tensor_bytes(e));
+    }
+  };
   hooks.release_blocks = true;
   const nlohmann::json rep = quantize_llama_blockwise(m, sq, calib, bo, [](const BlockwiseLayer&) {}, hooks);
   if (!m.cfg.tied_head) {  // the lookup table: the encoder alone
@@ -289,6 +315,7 @@ nlohmann::json quantize_llama_gguf(LlamaModel& m, const Tokenizer& tok, const at
   if (targeted) out["allocation"] = allocation;
   if (gguf_weight_method_needs_calibration(o.weights)) out["proxy_rtn_total"] = rtn_total, out["proxy_total"] = total;
   if (o.weights == "gptq") out["gptq"] = {{"damp", o.gptq.damp}, {"act_order", o.gptq.act_order}, {"block", o.gptq.block}};
+  if (transformer) out["transform"] = {{"method", o.transform.str()}, {"choices", transformer->report()}};
   return out;
 }
 

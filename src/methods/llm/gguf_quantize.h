@@ -28,6 +28,7 @@
 #include "llm/llama.h"
 #include "llm/tokenizer.h"
 #include "methods/llm/gptq.h"
+#include "methods/llm/transforms.h"
 
 namespace catq {
 
@@ -62,6 +63,10 @@ struct GgufQuantizeOptions {
   // > 0: per-tensor types to this many bits per weight of the whole file (tensor data; --target-bpw): each linear's
   // type from gguf_target_bpw_candidates() by the knapsack over its measured sensitivity; `type` is then unused.
   double target_bpw = 0;
+  // A block transform applied as each block is reached, before its weights are quantized: awq only (a diagonal
+  // transform folded offline, so llama.cpp's graph runs the same function), its scales searched under each linear's
+  // own GGUF type (plain encoder). "none" otherwise.
+  LlmTransformOptions transform;
 };
 
 // The types --target-bpw chooses from: Q2_K, Q3_K, Q4_K, Q5_K, Q6_K, Q8_0.

@@ -58,7 +58,10 @@ nlohmann::json quantize_llama_streamed(LlamaModel& m, SimQuant& sq, const at::Te
   at::NoGradGuard ng;
   const auto start = std::chrono::steady_clock::now();
   std::optional<LlmBlockTransformer> tr;
-  if (transform.method != "none") tr.emplace(m, transform);  // QuaRot: embeddings and head rotated here
+  if (transform.method != "none") {  // QuaRot: embeddings and head rotated here; AWQ searches under sq's quantizers
+    m.bind(&sq);
+    tr.emplace(m, transform, transform.method == "awq" ? simquant_weight_quantizer(sq, m.layer_infos()) : WeightQuantizer());
+  }
   const LlamaConfig& c = m.cfg;                                // (untied by QuaRot)
   CatqLlmWriter w(out, c, sq.config(), metadata);
   w.add_tensor(kLlamaTokenEmbd.gguf, m.tok_embeddings);
@@ -92,6 +95,7 @@ nlohmann::json quantize_llama_streamed(LlamaModel& m, SimQuant& sq, const at::Te
   nlohmann::json& q = metadata["quantization"];
   q["streamed"] = true;
   q["transform"] = transform.str();
+  if (tr && !tr->report().empty()) q["transform_choices"] = tr->report();
   if (rep.contains("gptq")) q["gptq"] = rep["gptq"], rep.erase("gptq");
   q["weight_quantization"] = rep;
   q["seconds"] = std::chrono::duration<double>(std::chrono::steady_clock::now() - start).count();
