@@ -16,12 +16,14 @@
 #include "core/process.h"
 #include "core/thread_pool.h"
 #include "eval/perplexity.h"
+#include "io/catq_file.h"
 #include "io/gguf.h"
 #include "quant/ggml_blocks.h"
 #include "io/llm_loader.h"
 #include "runtime/block_matvec.h"
 #include "runtime/lean_llama.h"
 #include "runtime/vec_ops.h"
+#include "methods/llm/pipeline.h"
 #include "test_llm_util.h"
 
 using namespace catq;
@@ -262,6 +264,75 @@ TEST(LeanLlama, QuantizedFilesMatchAndAreThreadCountInvariant) {
   }
 }
 
+// A quantized .catq on the lean runtime: its integer layers (W8A8, W4A8, W4A4 per token, W4A8 in groups, static
+// calibrated activations, W4A4 after QuaRot with its online Hadamard) reproduce the fake-quant simulation, weight-only
+// layers run their dequantized weights; bit-identical across thread counts, decode == prefill; KV-cache quantization is
+// refused by name.
+TEST(LeanLlama, QuantizedCatqFilesReproduceTheSimulation) {
+  const Tokenizer tok = tiny_tokenizer();
+  LlamaConfig c = tiny_config(tok.vocab_size(), /*tied=*/false);
+  c.dim = 128, c.hidden_dim = 256, c.n_heads = 4, c.n_kv_heads = 2;
+  LlamaModel base = LlamaModel::random(c, 31);
+  for (auto& [name, t] : base.named_parameters())
+    if (t.dim() == 2) t.mul_(4);  // activations that change from layer to layer
+  const at::Tensor tokens = sample_tokens(tok.vocab_size(), 1, 16, 3);
+  const at::Tensor calib = sample_tokens(tok.vocab_size(), 4, 16, 4);
+  struct Case {
+    const char* label;
+    std::string input, weight, transform;
+    const char* kernel;
+  };
+  const std::vector<Case> cases = {
+      {"W8A8", R"({"bits": 8, "granularity": "token"})", R"({"bits": 8})", "none", "W8A8 int"},
+      {"W4A8", R"({"bits": 8, "granularity": "token"})", R"({"bits": 4, "observer": "mse"})", "none", "W4A8 int"},
+      {"W4A4", R"({"bits": 4, "granularity": "token"})", R"({"bits": 4})", "none", "W4A4 int"},
+      {"W4A8 g64 asym", R"({"bits": 8, "granularity": "token"})", R"({"bits": 4, "group_size": 64, "symmetric": false})",
+       "none", "W4A8 int"},
+      {"W8A8 static", R"({"bits": 8, "symmetric": false, "signed": false})", R"({"bits": 8})", "none", "W8A8 int"},
+      {"W4A4 quarot", R"({"bits": 4, "granularity": "token"})", R"({"bits": 4})", "quarot", "W4A4 int"},
+      {"W4A16 g32", "null", R"({"bits": 4, "group_size": 32})", "none", "f32 x 15"},
+  };
+  for (const Case& k : cases) {
+    SCOPED_TRACE(k.label);
+    LlamaModel m = base;
+    SimQuant sq(QuantConfig::from_json(R"({"defaults": {"weight": )" + k.weight + R"(, "input": )" + k.input +
+                                           R"(}, "overrides": [{"pattern": "output", "weight": null, "input": null}]})",
+                                       "test"));
+    LlmPtqOptions po;
+    po.transform = parse_llm_transform(k.transform);
+    quantize_llama(m, sq, calib, po);
+    at::NoGradGuard ng;
+    const at::Tensor want = m.forward(tokens, &sq).squeeze(0);
+    TempDir d;
+    write_catq_llm(d / "m.catq", m, sq, &tok, nlohmann::json::object());
+    LeanLlamaOptions lo;
+    LeanLlama lean(d / "m.catq", lo);
+    EXPECT_NE(lean.describe().find(k.kernel), std::string::npos) << lean.describe();
+    const at::Tensor one = lean_logits(d / "m.catq", ids_of(tokens), 1, false);
+    const at::Tensor two = lean_logits(d / "m.catq", ids_of(tokens), 2, false);
+    EXPECT_TRUE(at::equal(one, two));
+    const double err = rel_error(one, want);
+    std::printf("[ lean ] .catq %s: relative logit error vs the simulation %.2e (%s)\n", k.label, err,
+                lean.describe().c_str());
+    EXPECT_LT(err, 2e-3);
+    EXPECT_GE(one.argmax(-1).eq(want.argmax(-1)).to(at::kFloat).mean().item<double>(), 0.9);
+    EXPECT_LT(rel_error(lean_logits(d / "m.catq", ids_of(tokens), 2, true), one), 1e-4);
+  }
+  // The KV cache quantized: refused by name.
+  LlamaModel m = base;
+  SimQuant sq(QuantConfig::from_string("w4a8-tok-kv8"));
+  m.forward(tokens, &sq);
+  TempDir d;
+  write_catq_llm(d / "kv.catq", m, sq, &tok, nlohmann::json::object());
+  try {
+    LeanLlama lean(d / "kv.catq");
+    ADD_FAILURE() << "a KV-cache-quantized .catq was accepted";
+  } catch (const Error& e) {
+    EXPECT_EQ(e.kind(), ErrorKind::Unsupported);
+    EXPECT_NE(std::string(e.what()).find("KV cache"), std::string::npos) << e.what();
+  }
+}
+
 TEST(LeanLlama, BadInputGetsClearErrors) {
   TempDir d;
   std::ofstream(d / "x.gguf") << "NOT A GGUF FILE AT ALL";
@@ -374,4 +445,57 @@ TEST(CliBench, GgufJsonEvalAndBadInput) {
   r = catq_cli("bench " + d / "text.txt");
   EXPECT_NE(r.code, 0) << r.out;
   EXPECT_NE(r.out.find("text.txt"), std::string::npos) << r.out;
+}
+
+// A quantized .catq through the commands: bench picks the lean runtime (int when asked, or when auto meets a
+// KV-cache-quantized file), eval --runtime lean reports the lean perplexity next to the simulation's, generate runs.
+TEST(CliBench, QuantizedCatqOnTheLeanAndIntegerRuntimes) {
+  const Tokenizer tok = tiny_tokenizer();
+  TempDir d;
+  LlamaModel m = LlamaModel::random(tiny_config(tok.vocab_size()), 7);
+  const at::Tensor calib = sample_tokens(tok.vocab_size(), 2, 16, 4);
+  SimQuant sq(QuantConfig::from_string("w4a8-tok"));
+  {
+    at::NoGradGuard ng;
+    m.forward(calib, &sq);  // weight and activation ranges
+  }
+  write_catq_llm(d / "m.catq", m, sq, &tok, nlohmann::json::object());
+  CliOut r = catq_cli("--json bench " + d / "m.catq" + " -p 8 -n 4 -r 1");
+  ASSERT_EQ(r.code, 0) << r.out;
+  nlohmann::json j = nlohmann::json::parse(r.out.substr(r.out.find('{')));
+  EXPECT_EQ(j.at("runtime"), "lean") << r.out;
+  EXPECT_NE(j.at("weights").get<std::string>().find("W4A8 int"), std::string::npos) << r.out;
+  r = catq_cli("--json bench " + d / "m.catq" + " -p 8 -n 4 -r 1 --runtime int");
+  ASSERT_EQ(r.code, 0) << r.out;
+  j = nlohmann::json::parse(r.out.substr(r.out.find('{')));
+  EXPECT_EQ(j.at("runtime"), "int") << r.out;
+
+  LlamaModel kvm = LlamaModel::random(tiny_config(tok.vocab_size()), 7);
+  SimQuant kv(QuantConfig::from_string("w4a8-tok-kv8"));
+  {
+    at::NoGradGuard ng;
+    kvm.forward(calib, &kv);
+  }
+  write_catq_llm(d / "kv.catq", kvm, kv, &tok, nlohmann::json::object());
+  r = catq_cli("--json bench " + d / "kv.catq" + " -p 8 -n 4 -r 1");
+  ASSERT_EQ(r.code, 0) << r.out;
+  j = nlohmann::json::parse(r.out.substr(r.out.find('{')));
+  EXPECT_EQ(j.at("runtime"), "int") << r.out;
+  EXPECT_NE(j.at("note").get<std::string>().find("KV cache"), std::string::npos) << r.out;
+  r = catq_cli("bench " + d / "kv.catq" + " -p 8 -n 4 -r 1 --runtime lean");
+  EXPECT_EQ(r.code, static_cast<int>(ErrorKind::Unsupported)) << r.out;
+  r = catq_cli("bench " + d / "m.catq" + " --runtime fast");
+  EXPECT_EQ(r.code, static_cast<int>(ErrorKind::Usage)) << r.out;
+
+  std::ofstream(d / "text.txt") << "Once upon a time there was a little cat. It liked to play in the sun all day long.";
+  r = catq_cli("--json eval " + d / "m.catq" + " --text " + d / "text.txt" + " --window 16 --runtime lean");
+  ASSERT_EQ(r.code, 0) << r.out;
+  j = nlohmann::json::parse(r.out.substr(r.out.find('{')));
+  const double lean_ppl = j.at("lean_runtime").at("ppl").get<double>();
+  const double sim_ppl = j.at("simulation").at("ppl").get<double>();
+  EXPECT_NEAR(lean_ppl / sim_ppl, 1.0, 1e-3) << r.out;
+
+  r = catq_cli("--json generate " + d / "m.catq" + " --runtime lean --steps 5 --temperature 0");
+  EXPECT_EQ(r.code, 0) << r.out;
+  EXPECT_NE(r.out.find("\"runtime\": \"lean\""), std::string::npos) << r.out;
 }

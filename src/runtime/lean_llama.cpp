@@ -9,6 +9,7 @@
 #include <fmt/format.h>
 
 #include "core/error.h"
+#include "io/catq_file.h"
 #include "io/gguf.h"
 #include "quant/ggml_blocks.h"
 #include "llm/llama_tensors.h"
@@ -17,27 +18,57 @@
 namespace catq {
 
 struct LeanLlama::Source {
-  GgufFile file;
+  GgufFile file;                  // GGUF
   const uint8_t* embd = nullptr;  // token_embd data
   uint32_t embd_type = 0;
   int64_t embd_row_bytes = 0;
+  std::vector<float> embd_f32;    // .catq: the FP token embeddings, V × D
+};
+
+// One linear: GGUF blocks or fp32 (BlockMatrix), or catq's integer codes with quantized activations (`ints`).
+struct LeanLlama::Linear {
+  BlockMatrix m;
+  std::shared_ptr<const IntLinear> ints;
+  int64_t rows() const { return ints ? ints->weights.w.rows : m.rows; }
+  int64_t row_groups() const { return (rows() + 15) / 16; }
+  bool empty() const { return rows() == 0; }
+  bool q8_input() const { return !ints && m.quantized(); }  // reads ActQ8 activations
+  uint64_t bytes() const {
+    if (!ints) return m.bytes();
+    const IntWeights& w = ints->weights;
+    return w.w.q.size() + w.rows16.size() + 4 * (w.w.scale.size() + w.w.zero.size());
+  }
+  std::string kernel() const;
 };
 
 struct LeanLlama::Layer {
   std::vector<float> attn_norm, ffn_norm, bq, bk, bv, q_norm, k_norm;
-  BlockMatrix wq, wk, wv, wo, w1, w2, w3;
+  Linear wq, wk, wv, wo, w1, w2, w3;
   // q/k/v and gate/up stacked into one matrix each where their kernels agree (runtime/block_matvec.h stack_rows):
   // one pass and one thread split per input instead of three or two. The parts are then empty.
-  BlockMatrix wqkv, w13;
-  bool qkv_fused() const { return wqkv.rows > 0; }
-  bool ffn_fused() const { return w13.rows > 0; }
-  std::vector<const BlockMatrix*> matrices() const {
-    std::vector<const BlockMatrix*> v;
-    for (const BlockMatrix* w : {&wq, &wk, &wv, &wqkv, &wo, &w1, &w3, &w13, &w2})
-      if (w->rows > 0) v.push_back(w);
+  Linear wqkv, w13;
+  OnlineTransform attn_in, ffn_in, down_in;  // .catq: online transforms of the inputs (x ← T x)
+  bool qkv_fused() const { return !wqkv.empty(); }
+  bool ffn_fused() const { return !w13.empty(); }
+  std::vector<const Linear*> matrices() const {
+    std::vector<const Linear*> v;
+    for (const Linear* w : {&wq, &wk, &wv, &wqkv, &wo, &w1, &w3, &w13, &w2})
+      if (!w->empty()) v.push_back(w);
     return v;
   }
+  void stack() {
+    if (!wq.ints && !wk.ints && !wv.ints && stack_rows({&wq.m, &wk.m, &wv.m}, wqkv.m)) wq = wk = wv = Linear{};
+    if (!w1.ints && !w3.ints && stack_rows({&w1.m, &w3.m}, w13.m)) w1 = w3 = Linear{};
+  }
 };
+
+std::string LeanLlama::Linear::kernel() const {
+  if (ints) return fmt::format("W{}A{} int", ints->weight_bits, ints->act_bits);
+  if (m.quantized()) return to_string(m.kernel);
+  if (m.source_type == GGML_F32) return "f32";
+  const GgmlTypeTraits* tr = ggml_type_traits(m.source_type);
+  return (tr ? std::string(tr->name) : std::string("?")) + "->f32";
+}
 
 namespace {
 
@@ -72,6 +103,12 @@ LeanLlama::LeanLlama(const std::string& path, const LeanLlamaOptions& opt)
       vec_isa_(static_cast<int>(opt.isa) <= static_cast<int>(best_isa()) ? opt.isa : best_isa()),
       pool_(opt.threads > 0 ? opt.threads : default_thread_count()) {
   src_ = std::make_unique<Source>();
+  if (is_catq_file(path)) load_catq(path);
+  else load_gguf(path);
+  finish_load(opt);
+}
+
+void LeanLlama::load_gguf(const std::string& path) {
   src_->file = read_gguf(path);
   const GgufFile& g = src_->file;
   cfg_ = gguf_llama_config(g);
@@ -96,13 +133,13 @@ LeanLlama::LeanLlama(const std::string& path, const LeanLlamaOptions& opt)
     auto nm = [&](const char* base, const char* suffix = "weight") { return fmt::format("blk.{}.{}.{}", l, base, suffix); };
     L->attn_norm = vector_of(g, nm("attn_norm"), D);
     L->ffn_norm = vector_of(g, nm("ffn_norm"), D);
-    L->wq = matrix_of(g, nm("attn_q"), Q, D);
-    L->wk = matrix_of(g, nm("attn_k"), K, D);
-    L->wv = matrix_of(g, nm("attn_v"), K, D);
-    L->wo = matrix_of(g, nm("attn_output"), D, Q);
-    L->w1 = matrix_of(g, nm("ffn_gate"), H, D);
-    L->w3 = matrix_of(g, nm("ffn_up"), H, D);
-    L->w2 = matrix_of(g, nm("ffn_down"), D, H);
+    L->wq.m = matrix_of(g, nm("attn_q"), Q, D);
+    L->wk.m = matrix_of(g, nm("attn_k"), K, D);
+    L->wv.m = matrix_of(g, nm("attn_v"), K, D);
+    L->wo.m = matrix_of(g, nm("attn_output"), D, Q);
+    L->w1.m = matrix_of(g, nm("ffn_gate"), H, D);
+    L->w3.m = matrix_of(g, nm("ffn_up"), H, D);
+    L->w2.m = matrix_of(g, nm("ffn_down"), D, H);
     if (cfg_.qkv_bias()) {
       L->bq = vector_of(g, nm("attn_q", "bias"), Q);
       L->bk = vector_of(g, nm("attn_k", "bias"), K);
@@ -112,13 +149,78 @@ LeanLlama::LeanLlama(const std::string& path, const LeanLlamaOptions& opt)
       L->q_norm = vector_of(g, nm("attn_q_norm"), hd);
       L->k_norm = vector_of(g, nm("attn_k_norm"), hd);
     }
-    if (stack_rows({&L->wq, &L->wk, &L->wv}, L->wqkv)) L->wq = L->wk = L->wv = BlockMatrix{};
-    if (stack_rows({&L->w1, &L->w3}, L->w13)) L->w1 = L->w3 = BlockMatrix{};
+    L->stack();
     layers_.push_back(std::move(L));
   }
   norm_ = vector_of(g, kLlamaOutputNorm.gguf_name(), D);
-  output_ = cfg_.tied_head ? matrix_of(g, kLlamaTokenEmbd.gguf_name(), V, D) : matrix_of(g, kLlamaOutput.gguf_name(), V, D);
+  output_ = std::make_unique<Linear>();
+  output_->m = cfg_.tied_head ? matrix_of(g, kLlamaTokenEmbd.gguf_name(), V, D) : matrix_of(g, kLlamaOutput.gguf_name(), V, D);
+}
 
+namespace {
+std::vector<float> floats(const at::Tensor& t) {
+  const at::Tensor c = t.detach().to(at::kCPU, at::kFloat).contiguous();
+  return std::vector<float>(c.data_ptr<float>(), c.data_ptr<float>() + c.numel());
+}
+BlockMatrix f32_matrix(const at::Tensor& w) {
+  const at::Tensor c = w.detach().to(at::kCPU, at::kFloat).contiguous();
+  return block_matrix(GGML_F32, c.size(0), c.size(1), reinterpret_cast<const uint8_t*>(c.data_ptr<float>()),
+                      static_cast<uint64_t>(c.numel()) * 4, "f32");
+}
+}  // namespace
+
+void LeanLlama::load_catq(const std::string& path) {
+  QuantizedLlama q = read_catq_llm(path);
+  const LlamaModel& m = q.model;
+  const SimQuant& sq = *q.sq;
+  const QuantConfig& qc = sq.config();
+  cfg_ = m.cfg;
+  neox_ = false;  // catq's own q/k order: interleaved RoPE pairs for every architecture
+  if (cfg_.hd() % 2 != 0) fail(ErrorKind::Unsupported, "{}: odd head size {} (RoPE needs pairs)", path, cfg_.hd());
+  CATQ_CHECK(!qc.kv_cache.enabled, Unsupported, "{}: the lean runtime does not quantize the KV cache ({}); run it "
+             "with --runtime int", path, qc.kv_cache.str());
+  CATQ_CHECK(!qc.embedding.enabled, Unsupported, "{}: the lean runtime does not quantize token embeddings ({}); run "
+             "it with --runtime int", path, qc.embedding.str());
+  src_->embd_f32 = floats(m.tok_embeddings);
+  // Each linear: the integer GEMM when its input is quantized (prepare_int_linear: the same codes and activation
+  // quantizer as the simulation), else its weight as the simulation sees it (dequantized codes, or FP) in fp32.
+  auto linear_of = [&](const LayerInfo& li) {
+    Linear lin;
+    const SimQuant::Layer& sl = sq.layer(li.name);
+    const at::Tensor& w = m.layer_weight(li.index);
+    if (sl.input_spec.enabled && sl.input_spec.bits <= 8) {
+      std::string why;
+      std::unique_ptr<IntLinear> il = prepare_int_linear(sl, w, &why);
+      if (!il || il->kind != IntLinear::Kind::Integer)
+        fail(ErrorKind::Unsupported, "{}: layer '{}' quantizes its input ({}) but has no integer kernel here: {}", path,
+             li.name, sl.input_spec.str(), il ? "its weights are not integer codes" : why);
+      lin.ints = std::move(il);
+      return lin;
+    }
+    lin.m = f32_matrix(sl.weight_spec.enabled && sl.fixed_weight.defined() ? sl.fixed_weight : w);
+    return lin;
+  };
+  const std::vector<LayerInfo> infos = m.layer_infos();
+  for (int64_t l = 0; l < cfg_.n_layers; ++l) {
+    const LlamaBlock& b = m.blocks[static_cast<size_t>(l)];
+    auto L = std::make_unique<Layer>();
+    L->attn_norm = floats(b.attn_norm);
+    L->ffn_norm = floats(b.ffn_norm);
+    Linear* lins[kLinearsPerBlock] = {&L->wq, &L->wk, &L->wv, &L->wo, &L->w1, &L->w3, &L->w2};
+    static_assert(kLinQ == 0 && kLinK == 1 && kLinV == 2 && kLinO == 3 && kLinGate == 4 && kLinUp == 5 && kLinDown == 6);
+    for (int j = 0; j < kLinearsPerBlock; ++j) *lins[j] = linear_of(infos[static_cast<size_t>(l * kLinearsPerBlock + j)]);
+    if (cfg_.qkv_bias()) L->bq = floats(b.bq), L->bk = floats(b.bk), L->bv = floats(b.bv);
+    if (cfg_.qk_norm()) L->q_norm = floats(b.q_norm), L->k_norm = floats(b.k_norm);
+    L->attn_in = b.attn_in, L->ffn_in = b.ffn_in, L->down_in = b.down_in;
+    L->stack();
+    layers_.push_back(std::move(L));
+  }
+  norm_ = floats(m.norm);
+  output_ = std::make_unique<Linear>(linear_of(infos.back()));
+}
+
+void LeanLlama::finish_load(const LeanLlamaOptions& opt) {
+  const int64_t hd = cfg_.hd(), K = cfg_.kv_dim();
   inv_freq_.resize(static_cast<size_t>(hd / 2));
   const std::vector<double> f = cfg_.rope_freq_factors();
   for (int64_t i = 0; i < hd / 2; ++i) {
@@ -133,12 +235,24 @@ LeanLlama::LeanLlama(const std::string& path, const LeanLlamaOptions& opt)
 LeanLlama::~LeanLlama() = default;
 
 void LeanLlama::embed_row(int32_t token, float* out) const {
+  if (!src_->embd_f32.empty()) {
+    std::memcpy(out, src_->embd_f32.data() + static_cast<int64_t>(token) * cfg_.dim, static_cast<size_t>(cfg_.dim) * 4);
+    return;
+  }
   decode_ggml_values(src_->embd_type, src_->embd + static_cast<int64_t>(token) * src_->embd_row_bytes, cfg_.dim, out);
 }
 
-void LeanLlama::linear(const BlockMatrix& w, const float* x, const ActQ8& xq, int64_t T, float* y) {
+void LeanLlama::linear(const Linear& w, const float* x, const ActQ8& xq, int64_t T, float* y) {
   // Row groups of 16 split across the pool.
-  pool_.parallel_for(w.row_groups(), [&](int64_t g0, int64_t g1) { block_matmul(w, x, xq, T, y, w.rows, g0, g1, isa_); });
+  if (w.ints) {  // the activations quantized as the simulation does (per token, or the calibrated params)
+    const IntWeights& iw = w.ints->weights;
+    quantize_rows(x, T, w.ints->act, iw, rows_, vec_isa_);
+    pool_.parallel_for(w.row_groups(), [&](int64_t g0, int64_t g1) {
+      gemm_int_rows(iw, rows_, y, 16 * g0, 16 * g1, isa_ == KernelIsa::Avx512 ? isa_ : vec_isa_);
+    });
+    return;
+  }
+  pool_.parallel_for(w.row_groups(), [&](int64_t g0, int64_t g1) { block_matmul(w.m, x, xq, T, y, w.m.rows, g0, g1, isa_); });
 }
 
 void LeanLlama::rms_norm(const float* x, const std::vector<float>& g, int64_t T, int64_t n, float* y) {
@@ -210,13 +324,21 @@ void LeanLlama::eval(const int32_t* tokens, int64_t T, std::vector<float>* logit
   // xq_ holds the Q8 activations of one input (shared by q/k/v and by gate/up), quantized when a first quantized
   // matrix needs them.
   const float* quantized_input = nullptr;
-  auto quantize = [&](const BlockMatrix& w, const float* x, int64_t cols) {
-    if (w.quantized() && quantized_input != x) quantize_act_q8(x, T, cols, xq_, vec_isa_, &pool_), quantized_input = x;
+  auto quantize = [&](const Linear& w, const float* x, int64_t cols) {
+    if (w.q8_input() && quantized_input != x) quantize_act_q8(x, T, cols, xq_, vec_isa_, &pool_), quantized_input = x;
+  };
+  // x ← T x for a .catq's online transform of the rows [T, n] of buf (through libtorch; identity when undefined).
+  auto transform = [&](const OnlineTransform& tr, float* buf, int64_t n) {
+    if (!tr.defined()) return;
+    const at::Tensor x = at::from_blob(buf, {T, n}, at::kFloat);
+    const at::Tensor y = tr.apply(x).contiguous();
+    std::memcpy(buf, y.data_ptr<float>(), static_cast<size_t>(T * n) * 4);
   };
 
   for (int64_t l = 0; l < cfg_.n_layers; ++l) {
     const Layer& L = *layers_[static_cast<size_t>(l)];
     rms_norm(x_.data(), L.attn_norm, T, D, h_.data());
+    transform(L.attn_in, h_.data(), D);
     quantized_input = nullptr;  // h_ was rewritten
     if (L.qkv_fused()) {
       const int64_t n = Qd + 2 * Kd;
@@ -258,6 +380,7 @@ void LeanLlama::eval(const int32_t* tokens, int64_t T, std::vector<float>* logit
     add_into(x_.data(), att_.data(), T * D);
 
     rms_norm(x_.data(), L.ffn_norm, T, D, h_.data());
+    transform(L.ffn_in, h_.data(), D);
     quantized_input = nullptr;
     if (L.ffn_fused()) {
       // Token t's gate and up rows side by side: silu(gate)·up in place, then the gate half gathered for down.
@@ -279,6 +402,7 @@ void LeanLlama::eval(const int32_t* tokens, int64_t T, std::vector<float>* logit
         vec_silu_mul(g_.data() + t0 * Hd, u_.data() + t0 * Hd, (t1 - t0) * Hd, vec_isa_);
       });
     }
+    transform(L.down_in, g_.data(), Hd);
     quantize(L.w2, g_.data(), Hd);
     linear(L.w2, g_.data(), xq_, T, att_.data());
     add_into(x_.data(), att_.data(), T * D);
@@ -287,31 +411,26 @@ void LeanLlama::eval(const int32_t* tokens, int64_t T, std::vector<float>* logit
   if (!logits) return;
   const int64_t first = all_logits ? 0 : T - 1, n = T - first;
   rms_norm(x_.data() + first * D, norm_, n, D, h_.data());
-  if (output_.quantized()) quantize_act_q8(h_.data(), n, D, xq_, vec_isa_, &pool_);
+  if (output_->q8_input()) quantize_act_q8(h_.data(), n, D, xq_, vec_isa_, &pool_);
   logits->resize(static_cast<size_t>(n * V));
-  pool_.parallel_for(output_.row_groups(),
-                     [&](int64_t g0, int64_t g1) { block_matmul(output_, h_.data(), xq_, n, logits->data(), V, g0, g1, isa_); });
+  linear(*output_, h_.data(), xq_, n, logits->data());
 }
 
 std::string LeanLlama::describe() const {
   std::map<std::string, int> n;
-  auto add = [&](const BlockMatrix& w, int linears) {
-    const GgmlTypeTraits* tr = ggml_type_traits(w.source_type);
-    const std::string src = tr ? tr->name : "?";
-    n[w.quantized() ? std::string(to_string(w.kernel)) : src + "->f32"] += linears;
-  };
+  auto add = [&](const Linear& w, int linears) { n[w.kernel()] += linears; };
   for (const auto& L : layers_)
-    for (const BlockMatrix* w : L->matrices()) add(*w, w == &L->wqkv ? 3 : w == &L->w13 ? 2 : 1);
-  add(output_, 1);
+    for (const Linear* w : L->matrices()) add(*w, w == &L->wqkv ? 3 : w == &L->w13 ? 2 : 1);
+  add(*output_, 1);
   std::string s;
   for (const auto& [k, v] : n) s += fmt::format("{}{} x {}", s.empty() ? "" : ", ", k, v);
   return s;
 }
 
 uint64_t LeanLlama::weight_bytes() const {
-  uint64_t b = output_.bytes();
+  uint64_t b = output_->bytes();
   for (const auto& L : layers_)
-    for (const BlockMatrix* w : L->matrices()) b += w->bytes();
+    for (const Linear* w : L->matrices()) b += w->bytes();
   return b;
 }
 

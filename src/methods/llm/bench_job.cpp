@@ -63,13 +63,16 @@ nlohmann::json BenchResult::json() const {
   for (const BenchRow& r : rows)
     rs.push_back({{"test", r.test}, {"threads", r.threads}, {"tokens_per_s", r.tokens_per_s}, {"stddev", r.stddev},
                   {"samples", r.samples}});
-  return {{"model", model}, {"runtime", runtime}, {"weights", weights}, {"weight_bytes", weight_bytes},
-          {"parameters", parameters}, {"results", rs}};
+  nlohmann::json j = {{"model", model}, {"runtime", runtime}, {"weights", weights}, {"weight_bytes", weight_bytes},
+                      {"parameters", parameters}, {"results", rs}};
+  if (!note.empty()) j["note"] = note;
+  return j;
 }
 
 std::string BenchResult::markdown() const {
   std::string s = fmt::format("{} ({} runtime; {:.1f} MiB of weights; {})\n\n", model, runtime,
                               static_cast<double>(weight_bytes) / (1 << 20), weights);
+  if (!note.empty()) s += note + "\n\n";
   s += "| test | threads | tokens/s |\n|---|---:|---:|\n";
   for (const BenchRow& r : rows) s += fmt::format("| {} | {} | {:.2f} ± {:.2f} |\n", r.test, r.threads, r.tokens_per_s, r.stddev);
   return s;
@@ -81,41 +84,52 @@ BenchResult run_bench_job(const BenchJob& job) {
   CATQ_CHECK(job.repetitions >= 1, Usage, "-r must be >= 1, got {}", job.repetitions);
   CATQ_CHECK(!job.threads.empty(), Usage, "-t needs at least one thread count");
   for (int t : job.threads) CATQ_CHECK(t >= 1 && t <= 256, Usage, "-t: thread count {} outside 1..256", t);
+  CATQ_CHECK(job.runtime == "auto" || job.runtime == "lean" || job.runtime == "int", Usage,
+             "--runtime '{}': expected auto, lean or int", job.runtime);
   const ModelFormat fmt_ = detect_model_format(job.model);
+  CATQ_CHECK(fmt_ == ModelFormat::Gguf || fmt_ == ModelFormat::CatqQuantized, Usage,
+             "{}: catq bench runs a GGUF file or a quantized LLM .catq, got {}", job.model, model_format_name(fmt_));
+  CATQ_CHECK(!(fmt_ == ModelFormat::Gguf && job.runtime == "int"), Usage,
+             "{}: --runtime int runs a quantized .catq; a GGUF runs on the lean runtime", job.model);
   BenchResult res;
   res.model = job.model;
   const std::string pp = fmt::format("pp{}", job.prompt), tg = fmt::format("tg{}", job.gen);
-  if (fmt_ == ModelFormat::Gguf) {
-    res.runtime = "lean";
-    for (int th : job.threads) {
-      LeanLlamaOptions o;
-      o.threads = th;
-      o.max_context = std::max<int64_t>(job.prompt, job.gen) + 1;
-      LeanLlama m(job.model, o);
-      res.weights = m.describe();
-      res.weight_bytes = m.weight_bytes();
-      const LlamaConfig& c = m.config();
-      LlamaModel shape;  // num_parameters() counts from the config's shapes alone
-      shape.cfg = c;
-      res.parameters = shape.num_parameters();
-      const std::vector<int32_t> toks = random_tokens(std::max(job.prompt, job.gen), c.vocab_size, job.seed);
-      std::vector<float> logits;
-      if (job.prompt > 0)
-        res.rows.push_back(summarize(pp, th, time_reps(job.repetitions, job.prompt, [&] {
-                                       m.reset();
-                                       m.eval(toks.data(), job.prompt, &logits);
-                                     })));
-      if (job.gen > 0)
-        res.rows.push_back(summarize(tg, th, time_reps(job.repetitions, job.gen, [&] {
-                                       m.reset();
-                                       for (int64_t i = 0; i < job.gen; ++i) m.eval(&toks[static_cast<size_t>(i)], 1, &logits);
-                                     })));
+  if (job.runtime != "int") {
+    try {
+      res.runtime = "lean";
+      for (int th : job.threads) {
+        LeanLlamaOptions o;
+        o.threads = th;
+        o.max_context = std::max(job.prompt, job.gen) + 1;
+        LeanLlama m(job.model, o);
+        res.weights = m.describe();
+        res.weight_bytes = m.weight_bytes();
+        const LlamaConfig& c = m.config();
+        LlamaModel shape;  // num_parameters() counts from the config's shapes alone
+        shape.cfg = c;
+        res.parameters = shape.num_parameters();
+        const std::vector<int32_t> toks = random_tokens(std::max(job.prompt, job.gen), c.vocab_size, job.seed);
+        std::vector<float> logits;
+        if (job.prompt > 0)
+          res.rows.push_back(summarize(pp, th, time_reps(job.repetitions, job.prompt, [&] {
+                                         m.reset();
+                                         m.eval(toks.data(), job.prompt, &logits);
+                                       })));
+        if (job.gen > 0)
+          res.rows.push_back(summarize(tg, th, time_reps(job.repetitions, job.gen, [&] {
+                                         m.reset();
+                                         for (int64_t i = 0; i < job.gen; ++i) m.eval(&toks[static_cast<size_t>(i)], 1, &logits);
+                                       })));
+      }
+      return res;
+    } catch (const Error& e) {
+      // auto: a .catq the lean runtime cannot run goes to the integer runtime, saying why.
+      if (!(job.runtime == "auto" && fmt_ == ModelFormat::CatqQuantized && e.kind() == ErrorKind::Unsupported)) throw;
+      res = BenchResult{};
+      res.model = job.model;
+      res.note = fmt::format("integer runtime: {}", e.what());
     }
-    return res;
   }
-  CATQ_CHECK(fmt_ == ModelFormat::CatqQuantized, Usage,
-             "{}: catq bench runs a GGUF file (lean runtime) or a quantized LLM .catq (integer runtime), got {}", job.model,
-             model_format_name(fmt_));
   res.runtime = "int";
   LoadedLlama m = load_llama(job.model, "");
   CATQ_CHECK(m.quant, Usage, "{}: not a quantized LLM .catq", job.model);

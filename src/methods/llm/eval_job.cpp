@@ -77,9 +77,11 @@ std::string quant_label(const LlmEvalJob& job) {
 }
 
 // runtime "lean": a GGUF file on the lean runtime (its own blocks on catq's kernels, Q8_0 activations as llama.cpp)
-// against the libtorch forward of the same file's dequantized weights, on the same windows.
+// against the libtorch forward of the same file's dequantized weights, or a quantized .catq against its simulation,
+// on the same windows.
 json eval_lean_runtime(const LlmEvalJob& job, LoadedLlama& m, const EvalWindows& w) {
-  CATQ_CHECK(m.format == "gguf", Usage, "{}: --runtime lean runs a GGUF file (got {})", job.model, m.format);
+  CATQ_CHECK(m.format == "gguf" || m.quant, Usage, "{}: --runtime lean runs a GGUF file or a quantized .catq (got {})",
+             job.model, m.format);
   CATQ_CHECK(job.reference.empty(), Usage, "--runtime lean compares with the file's own fp32 forward; --reference does "
              "not apply");
   LeanLlamaOptions o;
@@ -102,12 +104,12 @@ json eval_lean_runtime(const LlmEvalJob& job, LoadedLlama& m, const EvalWindows&
     }
     return out;
   };
-  const DistributionComparison cmp = compare_next_token(model_logits_fn(m.model, nullptr), lean_fn, w, job.ppl.batch);
+  const DistributionComparison cmp = compare_next_token(model_logits_fn(m.model, m.quant.get()), lean_fn, w, job.ppl.batch);
   return {{"model", job.model},
           {"format", m.format},
           {"model_summary", m.model.cfg.summary()},
           {"protocol", {{"text", job.text}, {"chars", w.n_chars}, {"window", job.ppl.window}}},
-          {"fp32_dequantized", ppl_json(cmp.ref)},
+          {m.quant ? "simulation" : "fp32_dequantized", ppl_json(cmp.ref)},
           {"lean_runtime", ppl_json(cmp.test)},
           {"ppl_rel_diff", cmp.test.ppl / cmp.ref.ppl - 1.0},
           {"kl_mean", cmp.mean_kl},
@@ -200,7 +202,7 @@ json run_llm_eval_job(const LlmEvalJob& job) {
   const LlamaModel& ref_model = ref ? ref->model : m.model;
   EvalWindows w = make_eval_windows(tok, text, job.ppl);
   if (job.runtime == "lean") {
-    CATQ_CHECK(!sq, Usage, "--runtime lean runs a GGUF file as it is; --quant does not apply");
+    CATQ_CHECK(!sq, Usage, "--runtime lean runs a GGUF file or a .catq as it is; --quant does not apply");
     return eval_lean_runtime(job, m, w);
   }
   if (job.runtime == "int") {

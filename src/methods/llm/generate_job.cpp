@@ -14,15 +14,16 @@ namespace catq {
 
 namespace {
 
-// --runtime lean: the GGUF's blocks on the lean runtime. The tokenizer is the file's own (read without loading any
-// weight) or --tokenizer.
+// --runtime lean: the GGUF's blocks (or a quantized .catq) on the lean runtime. The tokenizer is the GGUF's own (read
+// without loading any weight), the .catq's, or --tokenizer.
 GenerateResult generate_lean(const GenerateJob& job, const GenerateOptions& opt) {
-  CATQ_CHECK(detect_model_format(job.model) == ModelFormat::Gguf, Usage, "{}: --runtime lean runs a GGUF file",
-             job.model);
+  const ModelFormat f = detect_model_format(job.model);
+  CATQ_CHECK(f == ModelFormat::Gguf || f == ModelFormat::CatqQuantized, Usage, "{}: --runtime lean runs a GGUF file "
+             "or a quantized .catq", job.model);
   std::optional<Tokenizer> own;
   std::optional<LoadedLlama> loaded;
   const Tokenizer* tok = nullptr;
-  if (job.tokenizer.empty()) {
+  if (job.tokenizer.empty() && f == ModelFormat::Gguf) {
     const GgufFile g = read_gguf(job.model);
     std::string note;
     own = read_gguf_tokenizer(g, gguf_llama_config(g).vocab_size, note);
