@@ -7,7 +7,7 @@ export CCACHE_DIR ?= $(HOME)/.cache/ccache
 export CCACHE_BASEDIR ?= $(CURDIR)
 CMAKE_GEN := $(shell command -v ninja >/dev/null 2>&1 && echo "-G Ninja")
 
-.PHONY: all setup build demo test asan tsan clean
+.PHONY: all setup build demo test asan tsan fuzz clean
 
 all: build
 
@@ -42,5 +42,13 @@ tsan: setup
 	TSAN_OPTIONS=halt_on_error=1 OMP_NUM_THREADS=1 \
 	  build-tsan/catq_tests --gtest_filter='ThreadPool.*:BlockMatmul.*:VecOps.*:LeanLlama.*'
 
+# libFuzzer targets over every file reader (clang 14, -fsanitize=fuzzer,address,undefined; fuzz/CMakeLists.txt
+# explains why only the reader layers are built) and their seed corpora. bench/fuzz.sh SECONDS runs them.
+fuzz:
+	./scripts/setup.sh --fuzz
+	cmake -S fuzz -B build-fuzz $(CMAKE_GEN) -DCMAKE_CXX_COMPILER=clang++-14
+	cmake --build build-fuzz -j $(JOBS)
+	./fuzz/make_corpus.sh build-fuzz
+
 clean:
-	rm -rf $(BUILD) build-asan build-tsan
+	rm -rf $(BUILD) build-asan build-tsan build-fuzz
