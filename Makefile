@@ -7,7 +7,7 @@ export CCACHE_DIR ?= $(HOME)/.cache/ccache
 export CCACHE_BASEDIR ?= $(CURDIR)
 CMAKE_GEN := $(shell command -v ninja >/dev/null 2>&1 && echo "-G Ninja")
 
-.PHONY: all setup build demo test asan tsan fuzz clean
+.PHONY: all setup build demo test asan asan-all tsan fuzz clean
 
 all: build
 
@@ -32,6 +32,13 @@ asan: setup
 	cmake --build build-asan -j $(JOBS) --target catq_tests catq_cli
 	ASAN_OPTIONS=detect_leaks=0 UBSAN_OPTIONS=print_stacktrace=1 OMP_NUM_THREADS=1 \
 	  build-asan/catq_tests --gtest_filter='BadInput*:LeanLlama.BadInputGetsClearErrors:IntGemm.BadInputsAreRejected:MixedPrecision.BadInput'
+
+# The WHOLE suite under ASan + UBSan, each test suite in its own process (bench/asan_all.sh). Not in CI: hours, not
+# minutes. ASAN_ALL_FILTER narrows it (a gtest filter).
+asan-all: setup
+	cmake -S . -B build-asan $(CMAKE_GEN) -DCMAKE_BUILD_TYPE=RelWithDebInfo -DCATQ_SANITIZE=ON
+	cmake --build build-asan -j $(JOBS) --target catq_tests catq_cli
+	./bench/asan_all.sh build-asan '$(or $(ASAN_ALL_FILTER),*)'
 
 # The threaded paths (thread pool, lean runtime GEMM / attention / elementwise passes, at 1-3 threads) under
 # ThreadSanitizer. Not in CI (a second full sanitizer build does not fit its time limit): run before changing them.

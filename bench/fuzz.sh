@@ -6,8 +6,8 @@
 # Needs `make fuzz` (build-fuzz/, seeds in build-fuzz/seeds/). Each target grows its corpus in
 # build-fuzz/corpus/<target>/ (kept between runs, so campaigns accumulate); findings go to
 # build-fuzz/artifacts/<target>/{crash,leak,timeout,oom}-<sha1>; each run's log is build-fuzz/logs/<target>.log and
-# one line per target and run is appended to build-fuzz/fuzz-runs.tsv (date, commit, target, seconds, executions,
-# crashes, leaks, timeouts, ooms), from which the totals per target are printed at the end.
+# one line per target and run is appended to build-fuzz/fuzz-runs.tsv (date, commit, target, seconds = the run's wall
+# time, executions, crashes, leaks, timeouts, ooms), from which the totals per target are printed at the end.
 #
 # libFuzzer stops a target at its first finding (the artifact is the reproducer: run the target on it); the table
 # then shows the finding and the executions up to it.
@@ -50,6 +50,7 @@ for t in "${targets[@]}"; do
   before=$(ls "$art" | sort)
   dict="fuzz/dict/$(dict_of "$t").dict"
   echo "fuzz.sh: $t for ${SECONDS_EACH}s (log $log)" >&2
+  started=$(date +%s)
   set +e
   # -close_fd_mask=1: readers' stdout is noise. stderr keeps libFuzzer's and the sanitizers' reports.
   ASAN_OPTIONS="${ASAN_OPTIONS:-detect_leaks=1:allocator_may_return_null=0:detect_stack_use_after_return=0}" \
@@ -59,6 +60,7 @@ for t in "${targets[@]}"; do
       ${FUZZ_ARGS:-} "$corpus" "$B/seeds/$t" > "$log" 2>&1
   rc=$?
   set -e
+  elapsed=$(( $(date +%s) - started ))
   execs=$(sed -n 's/^stat::number_of_executed_units: *//p' "$log" | tail -1)
   [ -n "$execs" ] || execs=$(grep -oE '^#[0-9]+' "$log" | tail -1 | tr -d '#')
   rate=$(sed -n 's/^stat::average_exec_per_sec: *//p' "$log" | tail -1)
@@ -69,7 +71,7 @@ for t in "${targets[@]}"; do
   cr=$(count crash); lk=$(count leak); to=$(count timeout); om=$(count oom)
   # A sanitizer report or a deadly signal without an artifact (e.g. during startup) counts as a crash.
   if [ "$rc" -ne 0 ] && [ $((cr + lk + to + om)) -eq 0 ]; then cr=1; echo "fuzz.sh: $t exited $rc without an artifact: see $log" >&2; fi
-  printf '%s\t%s\t%s\t%s\t%s\t%s\t%s\t%s\t%s\n' "$(date -u +%FT%TZ)" "$commit" "$t" "$SECONDS_EACH" "${execs:-0}" \
+  printf '%s\t%s\t%s\t%s\t%s\t%s\t%s\t%s\t%s\n' "$(date -u +%FT%TZ)" "$commit" "$t" "$elapsed" "${execs:-0}" \
     "$cr" "$lk" "$to" "$om" >> "$B/fuzz-runs.tsv"
   rows+=("$(printf '| %-24s | %10s | %7s | %12s | %6s | %7s | %5s | %8s | %4s |' "$t" "${execs:-0}" "${rate:-0}" \
     "${cov:--}" "$corp" "$cr" "$lk" "$to" "$om")")
