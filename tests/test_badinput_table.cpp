@@ -479,7 +479,7 @@ std::vector<Row> rows() {
     write_bytes(d + "/tok.bin", s);
     read_llama2c_tokenizer(d + "/tok.bin");
   });
-  add(tok, "vocabulary size differs from the model's", K::Data, "vocab", [](const std::string& d) {
+  add(tok, "fewer tokens than the model's vocabulary", K::Format, "vocabulary", [](const std::string& d) {
     write_llama2c(small_llm(), d + "/m.bin");
     Tokenizer t = tiny_tokenizer();
     std::vector<std::string> p = t.pieces();

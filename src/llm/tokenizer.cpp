@@ -359,8 +359,8 @@ Tokenizer read_llama2c_tokenizer(const std::string& path, int64_t vocab_size) {
   std::vector<std::string> pieces;
   std::vector<float> scores;
   while (vocab_size > 0 ? static_cast<int64_t>(pieces.size()) < vocab_size : r.remaining() > 0) {
-    CATQ_CHECK(r.remaining() > 0, Data, "{}: the tokenizer holds {} tokens, the model's vocabulary {} (a tokenizer of "
-               "another model?)", path, pieces.size(), vocab_size);
+    CATQ_CHECK(r.remaining() > 0, Format, "{}: the file ends after {} tokens, the model's vocabulary has {} (truncated, "
+               "or a tokenizer of another model?)", path, pieces.size(), vocab_size);
     float s = r.read<float>("token score");
     int32_t len = r.read<int32_t>("token length");
     CATQ_CHECK(len >= 0 && len <= max_len, Format,
