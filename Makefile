@@ -7,7 +7,7 @@ export CCACHE_DIR ?= $(HOME)/.cache/ccache
 export CCACHE_BASEDIR ?= $(CURDIR)
 CMAKE_GEN := $(shell command -v ninja >/dev/null 2>&1 && echo "-G Ninja")
 
-.PHONY: all setup build demo test asan tsan clean
+.PHONY: all setup build demo test asan asan-all tsan fuzz clean
 
 all: build
 
@@ -33,6 +33,13 @@ asan: setup
 	ASAN_OPTIONS=detect_leaks=0 UBSAN_OPTIONS=print_stacktrace=1 OMP_NUM_THREADS=1 \
 	  build-asan/catq_tests --gtest_filter='BadInput*:LeanLlama.BadInputGetsClearErrors:IntGemm.BadInputsAreRejected:MixedPrecision.BadInput'
 
+# The WHOLE suite under ASan + UBSan, each test suite in its own process (bench/asan_all.sh). Not in CI: hours, not
+# minutes. ASAN_ALL_FILTER narrows it (a gtest filter).
+asan-all: setup
+	cmake -S . -B build-asan $(CMAKE_GEN) -DCMAKE_BUILD_TYPE=RelWithDebInfo -DCATQ_SANITIZE=ON
+	cmake --build build-asan -j $(JOBS) --target catq_tests catq_cli
+	./bench/asan_all.sh build-asan '$(or $(ASAN_ALL_FILTER),*)'
+
 # The threaded paths (thread pool, lean runtime GEMM / attention / elementwise passes, at 1-3 threads) under
 # ThreadSanitizer. Not in CI (a second full sanitizer build does not fit its time limit): run before changing them.
 # libtorch's own OpenMP threads are not instrumented, so they are kept to one.
@@ -42,5 +49,13 @@ tsan: setup
 	TSAN_OPTIONS=halt_on_error=1 OMP_NUM_THREADS=1 \
 	  build-tsan/catq_tests --gtest_filter='ThreadPool.*:BlockMatmul.*:VecOps.*:LeanLlama.*'
 
+# libFuzzer targets over every file reader (clang 14, -fsanitize=fuzzer,address,undefined; fuzz/CMakeLists.txt
+# explains why only the reader layers are built) and their seed corpora. bench/fuzz.sh SECONDS runs them.
+fuzz:
+	./scripts/setup.sh --fuzz
+	cmake -S fuzz -B build-fuzz $(CMAKE_GEN) -DCMAKE_CXX_COMPILER=clang++-14
+	cmake --build build-fuzz -j $(JOBS)
+	./fuzz/make_corpus.sh build-fuzz
+
 clean:
-	rm -rf $(BUILD) build-asan build-tsan
+	rm -rf $(BUILD) build-asan build-tsan build-fuzz

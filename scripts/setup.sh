@@ -11,6 +11,8 @@ PKGS=(build-essential cmake ccache pkg-config
 # jq: the bench/ scripts read `catq --json` output with it; time: /usr/bin/time -v for their peak-RSS figures.
 # libicu-dev: exact Unicode general categories for the byte-level BPE pre-tokenizers (llm/pretokenize.cpp).
 # libopenblas0-openmp: without it libtorch's matmul falls back to Debian's reference BLAS (~4 GFLOP/s here vs ~180).
+# --fuzz (make fuzz): clang 14 and its runtimes (libFuzzer, ASan, UBSan) for the fuzz build, not needed otherwise.
+[ "${1:-}" = "--fuzz" ] && PKGS+=(clang-14 libclang-rt-14-dev)
 
 missing=()
 for p in "${PKGS[@]}"; do

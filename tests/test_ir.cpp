@@ -227,6 +227,61 @@ TEST(BadInputOnnx, HugeDeclaredTensorAndShapeMismatch) {
   EXPECT_THROW(ex.forward(at::randn({2, 5})), catq::Error);  // declared input shape [1,4]
 }
 
+// Found by fuzz_onnx (an OOM): a tensor's storage is checked against its declared shape before it is allocated, so a
+// few bytes of protobuf declaring terabytes are a Format error, not an allocation; external-data fields are validated.
+TEST(BadInputOnnx, HugeTensorWithShortDataIsRejectedBeforeAllocating) {
+  auto expect_format = [](const std::function<void(onnx::TensorProto*)>& fill, const std::string& needle) {
+    OnnxBuilder b;
+    b.input("x", {1, 4});
+    auto* t = b.g->add_initializer();
+    t->set_name("w");
+    fill(t);
+    b.node("MatMul", {"x", "w"}, {"y"});
+    b.output("y");
+    try {
+      b.graph();
+      ADD_FAILURE() << "expected a Format error mentioning " << needle;
+    } catch (const catq::Error& e) {
+      EXPECT_EQ(e.kind(), catq::ErrorKind::Format) << e.what();
+      EXPECT_NE(std::string(e.what()).find(needle), std::string::npos) << e.what();
+    }
+  };
+  // 2^39 doubles = 4 TiB declared, 8 bytes present.
+  expect_format([](onnx::TensorProto* t) {
+    t->set_data_type(onnx::TensorProto::DOUBLE);
+    t->add_dims(1LL << 20);
+    t->add_dims(1LL << 19);
+    t->set_raw_data(std::string(8, '\0'));
+  }, "raw data");
+  expect_format([](onnx::TensorProto* t) {
+    t->set_data_type(onnx::TensorProto::FLOAT);
+    t->add_dims(1LL << 39);
+    t->add_float_data(1.0f);
+  }, "1 values");
+  expect_format([](onnx::TensorProto* t) {
+    t->set_data_type(onnx::TensorProto::INT8);
+    t->add_dims(1LL << 39);
+  }, "0 values");
+  auto external = [](std::vector<std::pair<std::string, std::string>> kv) {
+    return [kv](onnx::TensorProto* t) {
+      t->set_data_type(onnx::TensorProto::DOUBLE);
+      t->add_dims(1LL << 39);
+      t->set_data_location(onnx::TensorProto::EXTERNAL);
+      for (const auto& [k, v] : kv) {
+        auto* e = t->add_external_data();
+        e->set_key(k);
+        e->set_value(v);
+      }
+    };
+  };
+  expect_format(external({{"location", "w.bin"}, {"offset", "x12"}}), "offset 'x12'");
+  expect_format(external({{"location", "w.bin"}, {"length", "99999999999999999999999"}}), "length");
+  expect_format(external({{"location", "w.bin"}, {"offset", "-1"}}), "offset '-1'");
+  expect_format(external({{"location", "/etc/passwd"}}), "valid location");
+  expect_format(external({{"location", "../w.bin"}}), "valid location");
+  expect_format(external({{"location", "w.bin"}, {"length", "8"}}), "external length 8");
+}
+
 TEST(BadInputOnnx, TruncatedRealModel) {
   std::string p = std::string(CATQ_SOURCE_DIR) + "/../shared/assets/resnet-cifar10/resnet20.onnx";
   if (!catq::file_exists(p)) GTEST_SKIP() << p << " not found (../shared absent)";

@@ -5,6 +5,7 @@
 #include "cli/commands.h"
 #include "core/error.h"
 #include "core/progress.h"
+#include "core/temp_files.h"
 #include "core/threads.h"
 
 int main(int argc, char** argv) {
@@ -37,6 +38,8 @@ int main(int argc, char** argv) {
   cli::register_bench(app, common);
   cli::register_demo(app, common);
   init_threads();
+  // Ctrl-C / kill / a file-size limit never leave a partial output file (core/temp_files.h).
+  install_fatal_signal_cleanup();
   try {
     app.parse(argc, argv);
   } catch (const CLI::ParseError& e) {

@@ -4,10 +4,13 @@
 #include <string>
 #include <string_view>
 
+#include "core/temp_files.h"
+
 namespace catq {
 
 // A file written piece by piece into a temporary file next to the target, renamed into place by commit(); removed
-// when destroyed uncommitted (an error on the way leaves no partial output). Error(Io) on failures.
+// when destroyed uncommitted (an error on the way leaves no partial output), and by a fatal signal while it exists
+// (core/temp_files.h). Error(Io) on failures, naming the target and the system's reason.
 class AtomicFile {
  public:
   explicit AtomicFile(std::string path);
@@ -22,6 +25,7 @@ class AtomicFile {
  private:
   std::string path_, tmp_;
   std::FILE* f_ = nullptr;
+  TempFileRegistration reg_;
   bool committed_ = false;
   uint64_t written_ = 0;
 };

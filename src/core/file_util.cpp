@@ -40,29 +40,17 @@ std::string read_file_text(const std::string& path) {
 }
 
 void write_file_atomic(const std::string& path, const void* data, size_t size) {
-  std::random_device rd;
-  std::string tmp = fmt::format("{}.tmp{:08x}", path, rd());
-  std::FILE* f = std::fopen(tmp.c_str(), "wb");
-  if (!f) fail(ErrorKind::Io, "{}: cannot create: {}", tmp, std::strerror(errno));
-  size_t put = size ? std::fwrite(data, 1, size, f) : 0;
-  bool ok = put == size && std::fflush(f) == 0;
-  ok = (std::fclose(f) == 0) && ok;
-  if (!ok) {
-    std::remove(tmp.c_str());
-    fail(ErrorKind::Io, "{}: write failed (disk full?)", path);
-  }
-  if (std::rename(tmp.c_str(), path.c_str()) != 0) {
-    int e = errno;
-    std::remove(tmp.c_str());
-    fail(ErrorKind::Io, "{}: cannot rename temp file into place: {}", path, std::strerror(e));
-  }
+  AtomicFile f(path);
+  f.write(data, size);
+  f.commit();
 }
 
 AtomicFile::AtomicFile(std::string path) : path_(std::move(path)) {
   std::random_device rd;
   tmp_ = fmt::format("{}.tmp{:08x}", path_, rd());
+  reg_.reset(tmp_);  // registered before it exists: a signal now finds nothing to remove
   f_ = std::fopen(tmp_.c_str(), "wb");
-  if (!f_) fail(ErrorKind::Io, "{}: cannot create: {}", tmp_, std::strerror(errno));
+  if (!f_) fail(ErrorKind::Io, "{}: cannot create the output file (temporary {}): {}", path_, tmp_, std::strerror(errno));
 }
 
 AtomicFile::~AtomicFile() {
@@ -71,18 +59,26 @@ AtomicFile::~AtomicFile() {
 }
 
 void AtomicFile::write(const void* p, size_t n) {
-  if (n && std::fwrite(p, 1, n, f_) != n) fail(ErrorKind::Io, "{}: write failed (disk full?)", path_);
+  if (n && std::fwrite(p, 1, n, f_) != n)
+    fail(ErrorKind::Io, "{}: write failed after {} bytes: {} (disk full or file size limit?); nothing was written",
+         path_, written_, std::strerror(errno));
   written_ += n;
 }
 
 void AtomicFile::commit() {
+  errno = 0;
   bool ok = std::fflush(f_) == 0;
+  int e = errno;
   ok = std::fclose(f_) == 0 && ok;
+  if (!e) e = errno;
   f_ = nullptr;
-  if (!ok) fail(ErrorKind::Io, "{}: write failed (disk full?)", path_);
+  if (!ok)
+    fail(ErrorKind::Io, "{}: write failed: {} (disk full or file size limit?); nothing was written", path_,
+         std::strerror(e ? e : EIO));
   if (std::rename(tmp_.c_str(), path_.c_str()) != 0)
     fail(ErrorKind::Io, "{}: cannot rename temp file into place: {}", path_, std::strerror(errno));
   committed_ = true;
+  reg_.release();
 }
 
 uint64_t checked_numel(const std::vector<int64_t>& shape, const std::string& file, const std::string& what,

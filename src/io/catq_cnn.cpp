@@ -6,6 +6,7 @@
 
 #include "core/error.h"
 #include "core/file_util.h"
+#include "core/json_read.h"
 #include "io/catq_container.h"
 
 namespace catq {
@@ -31,10 +32,10 @@ Attribute attr_from_json(const json& j, const CatqBlobReader& blob, const std::s
   Attribute a;
   const std::string t = j.at("type").get<std::string>();
   const json& v = j.at("value");
-  if (t == "int") { a.type = Attribute::Type::Int; a.i = v.get<int64_t>(); }
+  if (t == "int") { a.type = Attribute::Type::Int; a.i = json_int<int64_t>(v); }
   else if (t == "float") { a.type = Attribute::Type::Float; a.f = v.get<float>(); }
   else if (t == "string") { a.type = Attribute::Type::String; a.s = v.get<std::string>(); }
-  else if (t == "ints") { a.type = Attribute::Type::Ints; a.ints = v.get<std::vector<int64_t>>(); }
+  else if (t == "ints") { a.type = Attribute::Type::Ints; a.ints = json_ints<int64_t>(v); }
   else if (t == "floats") { a.type = Attribute::Type::Floats; a.floats = v.get<std::vector<float>>(); }
   else if (t == "strings") { a.type = Attribute::Type::Strings; a.strings = v.get<std::vector<std::string>>(); }
   else if (t == "tensor") { a.type = Attribute::Type::Tensor; a.t = blob.get(v, where); }
@@ -50,7 +51,7 @@ ValueInfo value_info_from_json(const json& j) {
   ValueInfo v;
   v.name = j.at("name").get<std::string>();
   v.dtype = at::kFloat;
-  v.shape = j.at("shape").get<std::vector<int64_t>>();
+  v.shape = json_ints<int64_t>(j.at("shape"));
   v.has_shape = j.at("has_shape").get<bool>();
   return v;
 }
@@ -139,7 +140,7 @@ QuantizedCnn read_catq(const std::string& path) {
     Graph g;
     g.source = path;
     g.name = gj.at("name").get<std::string>();
-    g.opset = gj.at("opset").get<int64_t>();
+    g.opset = json_int<int64_t>(gj.at("opset"));
     for (const auto& v : gj.at("inputs")) g.inputs.push_back(value_info_from_json(v));
     for (const auto& v : gj.at("outputs")) g.outputs.push_back(value_info_from_json(v));
     for (const auto& nj : gj.at("nodes")) {
@@ -166,7 +167,7 @@ QuantizedCnn read_catq(const std::string& path) {
       CATQ_CHECK(it != layer_json.end() && it->second->contains("weight"), Format,
                  "{}: quantized weight '{}' of layer '{}' has no codes", path, init, layer);
       const json& cj = it->second->at("weight").at("codes");
-      std::vector<int64_t> shape = cj.at("shape").get<std::vector<int64_t>>();
+      std::vector<int64_t> shape = json_ints<int64_t>(cj.at("shape"));
       const Node* node = nullptr;
       for (const Node& n : g.nodes)
         if (n.name == layer) node = &n;
@@ -220,12 +221,12 @@ QuantizedCnn read_catq(const std::string& path) {
     if (h.contains("cat_head") && !h["cat_head"].is_null()) {
       const json& cj = h["cat_head"];
       CatHead head;
-      head.k = cj.at("k").get<int64_t>();
-      head.classes = cj.at("classes").get<int64_t>();
-      head.dims = cj.at("dims").get<int64_t>();
+      head.k = json_int<int64_t>(cj.at("k"));
+      head.classes = json_int<int64_t>(cj.at("classes"));
+      head.dims = json_int<int64_t>(cj.at("dims"));
       head.alpha = cj.at("alpha").get<double>();
       head.pca = cj.at("pca").get<bool>();
-      head.cluster_sizes = cj.value("cluster_sizes", std::vector<int64_t>{});
+      head.cluster_sizes = cj.contains("cluster_sizes") ? json_ints<int64_t>(cj.at("cluster_sizes")) : std::vector<int64_t>{};
       head.pca_mean = blob.get(cj.at("pca_mean"), "cat_head.pca_mean");
       head.pca_basis = blob.get(cj.at("pca_basis"), "cat_head.pca_basis");
       head.centroids = blob.get(cj.at("centroids"), "cat_head.centroids");

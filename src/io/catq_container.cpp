@@ -7,11 +7,12 @@
 #include <cstring>
 #include <limits>
 #include <optional>
-#include <random>
 #include <type_traits>
 
+#include "core/atomic_file.h"
 #include "core/error.h"
 #include "core/file_util.h"
+#include "core/json_read.h"
 #include "io/catq_file.h"
 
 namespace catq {
@@ -53,37 +54,42 @@ std::optional<at::ScalarType> parse_dtype(const std::string& s) {
 
 // ---- Blob ------------------------------------------------------------------------------------------------
 
-CatqBlobWriter::CatqBlobWriter(const std::string& spill_path) : spill_path_(spill_path) {
+CatqBlobWriter::CatqBlobWriter(const std::string& spill_path, const std::string& target)
+    : spill_path_(spill_path), target_(target.empty() ? spill_path : target) {
   f_ = std::fopen(spill_path.c_str(), "wb");
-  if (!f_) fail(ErrorKind::Io, "{}: cannot create: {}", spill_path, std::strerror(errno));
+  if (!f_)
+    fail(ErrorKind::Io, "{}: cannot create the output file (temporary {}): {}", target_, spill_path, std::strerror(errno));
 }
 
 CatqBlobWriter::~CatqBlobWriter() {
   if (f_) std::fclose(f_);
 }
 
+void CatqBlobWriter::write_failed(int err) {
+  failed_ = true;
+  fail(ErrorKind::Io, "{}: write failed (temporary {}): {} (disk full or file size limit?); nothing was written",
+       target_, spill_path_, std::strerror(err ? err : EIO));
+}
+
 void CatqBlobWriter::close() {
   if (!f_) {
-    CATQ_CHECK(!failed_, Io, "{}: write failed (disk full?)", spill_path_);
+    if (failed_) write_failed(0);
     return;
   }
+  errno = 0;
   bool ok = std::fflush(f_) == 0 && !failed_;
+  int e = errno;
   ok = std::fclose(f_) == 0 && ok;
+  if (!e) e = errno;
   f_ = nullptr;
-  if (!ok) {
-    failed_ = true;
-    fail(ErrorKind::Io, "{}: write failed (disk full?)", spill_path_);
-  }
+  if (!ok) write_failed(e);
 }
 
 void CatqBlobWriter::put(const void* p, size_t n) {
   if (!n) return;
   if (spills()) {
     CATQ_CHECK(f_ != nullptr, Internal, "{}: blob written after close()", spill_path_);
-    if (std::fwrite(p, 1, n, f_) != n) {
-      failed_ = true;
-      fail(ErrorKind::Io, "{}: write failed (disk full?)", spill_path_);
-    }
+    if (std::fwrite(p, 1, n, f_) != n) write_failed(errno);
   } else {
     blob_.insert(blob_.end(), static_cast<const uint8_t*>(p), static_cast<const uint8_t*>(p) + n);
   }
@@ -169,15 +175,15 @@ QuantizedWeight CatqBlobReader::get_weight(const json& wj, const std::string& wh
   QuantParams p = params_from_json(wj, *this, what, file_);
   try {
     const json& e = wj.at("codes");
-    if (e.at("dtype") == "PACKED" && e.at("bits").get<int>() == code_bits(p.qmin, p.qmax) &&
-        e.at("min").get<int64_t>() == p.qmin) {
+    if (e.at("dtype") == "PACKED" && json_int<int>(e.at("bits")) == code_bits(p.qmin, p.qmax) &&
+        json_int<int64_t>(e.at("min")) == p.qmin) {
       QuantizedWeight w;
       w.format = weight_format_of(p.scheme);
-      w.shape = e.at("shape").get<std::vector<int64_t>>();
-      w.bits = e.at("bits").get<int>();
+      w.shape = json_ints<int64_t>(e.at("shape"));
+      w.bits = json_int<int>(e.at("bits"));
       for (int64_t d : w.shape) CATQ_CHECK(d >= 0, Format, "{}: {} codes: negative dimension in shape", file_, what);
       const uint64_t numel = checked_numel(w.shape, file_, what + " codes");
-      const uint64_t off = e.at("offset").get<uint64_t>(), n = e.at("nbytes").get<uint64_t>();
+      const uint64_t off = json_int<uint64_t>(e.at("offset")), n = json_int<uint64_t>(e.at("nbytes"));
       CATQ_CHECK(off <= size_ && n <= size_ - off, Format, "{}: {} codes: data [{}, +{}) lies outside the {}-byte tensor "
                  "area (truncated file?)", file_, what, off, n, size_);
       CATQ_CHECK(n == (numel * w.bits + 7) / 8, Format, "{}: {} codes: {} bytes hold {} values of {} bits, expected {}",
@@ -205,18 +211,18 @@ QuantizedWeight CatqBlobReader::get_weight(const json& wj, const std::string& wh
 at::Tensor CatqBlobReader::get(const json& e, const std::string& what) const {
   try {
     const std::string dtype = e.at("dtype").get<std::string>();
-    const std::vector<int64_t> shape = e.at("shape").get<std::vector<int64_t>>();
+    const std::vector<int64_t> shape = json_ints<int64_t>(e.at("shape"));
     for (int64_t d : shape)
       CATQ_CHECK(d >= 0, Format, "{}: {}: negative dimension in shape", file_, what);
     const uint64_t numel = checked_numel(shape, file_, what);
-    const uint64_t off = e.at("offset").get<uint64_t>(), nbytes = e.at("nbytes").get<uint64_t>();
+    const uint64_t off = json_int<uint64_t>(e.at("offset")), nbytes = json_int<uint64_t>(e.at("nbytes"));
     CATQ_CHECK(off <= size_ && nbytes <= size_ - off, Format,
                "{}: {}: data [{}, +{}) lies outside the {}-byte tensor area (truncated file?)", file_, what, off, nbytes,
                size_);
     const uint8_t* p = blob_ + off;
     if (dtype == "PACKED") {
-      const int bits = e.at("bits").get<int>();
-      const int64_t lo = e.at("min").get<int64_t>();
+      const int bits = json_int<int>(e.at("bits"));
+      const int64_t lo = json_int<int64_t>(e.at("min"));
       CATQ_CHECK(bits >= 1 && bits <= 16, Format, "{}: {}: packed width {} outside 1..16", file_, what, bits);
       CATQ_CHECK(nbytes == (numel * bits + 7) / 8, Format, "{}: {}: {} bytes hold {} values of {} bits, expected {}",
                  file_, what, nbytes, numel, bits, (numel * bits + 7) / 8);
@@ -260,11 +266,11 @@ QuantParams params_from_json(const json& j, const CatqBlobReader& blob, const st
   CATQ_CHECK(scheme && gran, Format, "{}: {}: unknown scheme or granularity", file, where);
   p.scheme = *scheme;
   p.granularity = *gran;
-  p.axis = j.at("axis").get<int>();
-  p.group_size = j.at("group_size").get<int64_t>();
-  p.bits = j.at("bits").get<int>();
-  p.qmin = j.at("qmin").get<int64_t>();
-  p.qmax = j.at("qmax").get<int64_t>();
+  p.axis = json_int<int>(j.at("axis"));
+  p.group_size = json_int<int64_t>(j.at("group_size"));
+  p.bits = json_int<int>(j.at("bits"));
+  p.qmin = json_int<int64_t>(j.at("qmin"));
+  p.qmax = json_int<int64_t>(j.at("qmax"));
   // Binary codes are ±1: one bit of information in the range [−1, 1].
   const bool binary = p.scheme == Scheme::Binary && p.bits == 1 && p.qmin == -1 && p.qmax == 1;
   CATQ_CHECK(p.bits >= 1 && p.bits <= 16 && p.qmin < p.qmax && (binary || p.qmax - p.qmin < (int64_t{1} << p.bits)),
@@ -298,40 +304,19 @@ void write_catq_container(const std::string& path, const json& h, CatqBlobWriter
     write_file_atomic(path, out);
     return;
   }
-  // Header, then the spill file copied in 8 MiB chunks, into a temp file renamed over `path`.
+  // Header, then the spill file copied in 8 MiB chunks, into a temp file renamed over `path` (AtomicFile: removed on
+  // an error or a fatal signal).
   blob.close();
-  std::random_device rd;
-  const std::string tmp = fmt::format("{}.tmp{:08x}", path, rd());
-  std::FILE* in = std::fopen(blob.spill_path().c_str(), "rb");
+  std::unique_ptr<std::FILE, int (*)(std::FILE*)> in(std::fopen(blob.spill_path().c_str(), "rb"), &std::fclose);
   if (!in) fail(ErrorKind::Io, "{}: cannot open: {}", blob.spill_path(), std::strerror(errno));
-  std::FILE* f = std::fopen(tmp.c_str(), "wb");
-  if (!f) {
-    std::fclose(in);
-    fail(ErrorKind::Io, "{}: cannot create: {}", tmp, std::strerror(errno));
-  }
-  bool ok = std::fwrite(out.data(), 1, out.size(), f) == out.size();
+  AtomicFile f(path);
+  f.write(out);
   std::vector<char> buf(size_t{8} << 20);
   size_t copied = 0;
-  while (ok) {
-    const size_t got = std::fread(buf.data(), 1, buf.size(), in);
-    if (got == 0) break;
-    ok = std::fwrite(buf.data(), 1, got, f) == got;
-    copied += got;
-  }
-  const bool read_ok = !std::ferror(in) && copied == blob.size();
-  std::fclose(in);
-  ok = std::fflush(f) == 0 && ok;
-  ok = std::fclose(f) == 0 && ok;
-  if (!ok || !read_ok) {
-    std::remove(tmp.c_str());
-    if (!read_ok) fail(ErrorKind::Io, "{}: read back {} of its {} bytes", blob.spill_path(), copied, blob.size());
-    fail(ErrorKind::Io, "{}: write failed (disk full?)", path);
-  }
-  if (std::rename(tmp.c_str(), path.c_str()) != 0) {
-    const int e = errno;
-    std::remove(tmp.c_str());
-    fail(ErrorKind::Io, "{}: cannot rename temp file into place: {}", path, std::strerror(e));
-  }
+  for (size_t got; (got = std::fread(buf.data(), 1, buf.size(), in.get())) > 0; copied += got) f.write(buf.data(), got);
+  if (std::ferror(in.get()) || copied != blob.size())
+    fail(ErrorKind::Io, "{}: read back {} of its {} bytes", blob.spill_path(), copied, blob.size());
+  f.commit();
 }
 
 CatqContainer read_catq_container(const std::string& path) {
@@ -353,7 +338,7 @@ CatqContainer read_catq_container(const std::string& path) {
   c.blob_start = align_up(r.pos());
   CATQ_CHECK(c.blob_start <= c.bytes.size(), Format, "{}: truncated after the header", path);
   try {
-    c.header = json::parse(header);
+    c.header = parse_json(header);
   } catch (const json::exception& e) {
     fail(ErrorKind::Format, "{}: malformed header: {}", path, e.what());
   }

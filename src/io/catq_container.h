@@ -31,9 +31,9 @@ inline constexpr const char* kCatqLlmFormat = "catq-quantized-llm";    // ... of
 class CatqBlobWriter {
  public:
   CatqBlobWriter() = default;
-  // Streams the blob into `spill_path` (created or truncated; Error(Io) naming it on failure). The file is closed by
-  // close() / the destructor, never removed here.
-  explicit CatqBlobWriter(const std::string& spill_path);
+  // Streams the blob into `spill_path` (created or truncated; Error(Io) naming `target`, the file being written, and
+  // the spill file on failure). The file is closed by close() / the destructor, never removed here.
+  explicit CatqBlobWriter(const std::string& spill_path, const std::string& target = "");
   ~CatqBlobWriter();
   CatqBlobWriter(const CatqBlobWriter&) = delete;
   CatqBlobWriter& operator=(const CatqBlobWriter&) = delete;
@@ -60,7 +60,8 @@ class CatqBlobWriter {
   uint8_t* grow(size_t n);                // in memory: appends n bytes and returns them
   std::vector<uint8_t> blob_;
   size_t size_ = 0;
-  std::string spill_path_;
+  [[noreturn]] void write_failed(int err);  // Error(Io) naming target_, the spill file and strerror(err)
+  std::string spill_path_, target_;
   std::FILE* f_ = nullptr;
   bool failed_ = false;
 };

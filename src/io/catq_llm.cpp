@@ -9,6 +9,8 @@
 #include <random>
 
 #include "core/error.h"
+#include "core/json_read.h"
+#include "core/temp_files.h"
 #include "io/catq_container.h"
 #include "io/hf_tokenizer.h"
 #include "io/llama_config_json.h"
@@ -43,6 +45,7 @@ struct CatqLlmWriter::Impl {
   std::vector<std::vector<int64_t>> shapes;       // their weight shapes
   size_t next = 0;                                // layers added so far
   bool has_tokenizer = false, finished = false;
+  TempFileRegistration blob_reg;
 };
 
 CatqLlmWriter::CatqLlmWriter(const std::string& path, const LlamaConfig& cfg, const QuantConfig& qc,
@@ -53,6 +56,7 @@ CatqLlmWriter::CatqLlmWriter(const std::string& path, const LlamaConfig& cfg, co
   w.cfg = cfg;
   std::random_device rd;
   w.blob_path = fmt::format("{}.blob.tmp{:08x}", path, rd());
+  w.blob_reg.reset(w.blob_path);  // removed by a fatal signal too (core/temp_files.h)
   w.h["format"] = kCatqLlmFormat;
   w.h["version"] = kCatqVersion;
   w.h["metadata"] = metadata;
@@ -65,7 +69,7 @@ CatqLlmWriter::CatqLlmWriter(const std::string& path, const LlamaConfig& cfg, co
     }
   w.names.push_back(kLlamaOutput.gguf);
   w.shapes.push_back(kLlamaOutput.shape(cfg));
-  w.blob = std::make_unique<CatqBlobWriter>(w.blob_path);
+  w.blob = std::make_unique<CatqBlobWriter>(w.blob_path, path);
 }
 
 CatqLlmWriter::~CatqLlmWriter() {
@@ -371,8 +375,8 @@ QuantizedLlama read_catq_llm(const std::string& path) {
         }
         std::vector<float> sc(scores.data_ptr<float>(), scores.data_ptr<float>() + scores.numel());
         std::vector<int32_t> ty(types.data_ptr<int32_t>(), types.data_ptr<int32_t>() + types.numel());
-        q.tokenizer.emplace(std::move(pieces), std::move(sc), std::move(ty), k.at("bos").get<int32_t>(),
-                            k.at("eos").get<int32_t>(), k.at("unk").get<int32_t>());
+        q.tokenizer.emplace(std::move(pieces), std::move(sc), std::move(ty), json_int<int32_t>(k.at("bos")),
+                            json_int<int32_t>(k.at("eos")), json_int<int32_t>(k.at("unk")));
       }
     }
   } catch (const json::exception& e) {

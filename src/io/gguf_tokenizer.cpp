@@ -108,7 +108,13 @@ std::optional<Tokenizer> read_gguf_tokenizer(const GgufFile& g, int64_t vocab, s
   if (const GgufValue* sc = g.find("tokenizer.ggml.scores")) {
     if (sc->type != GgufType::Array || sc->arr.size() != n || (n && !sc->arr[0].is_number()))
       fail(ErrorKind::Format, "{}: tokenizer.ggml.scores must be a numeric array of {} elements", g.path, n);
-    for (size_t i = 0; i < n; ++i) scores[i] = static_cast<float>(sc->arr[i].as_double());
+    for (size_t i = 0; i < n; ++i) {
+      // Merges compare scores: NaN (or a value beyond float) would break their order.
+      const double v = sc->arr[i].as_double();
+      if (!(std::fabs(v) <= std::numeric_limits<float>::max()))
+        fail(ErrorKind::Format, "{}: tokenizer.ggml.scores[{}] is {}, expected a finite number", g.path, i, v);
+      scores[i] = static_cast<float>(v);
+    }
   }
   int32_t bos = id("tokenizer.ggml.bos_token_id", 1), eos = id("tokenizer.ggml.eos_token_id", 2),
           unk = id("tokenizer.ggml.unknown_token_id", 0);

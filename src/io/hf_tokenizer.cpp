@@ -9,6 +9,7 @@
 
 #include "core/error.h"
 #include "core/file_util.h"
+#include "core/json_read.h"
 
 namespace catq {
 
@@ -30,7 +31,7 @@ std::string replace_all(std::string s, const std::string& from, const std::strin
 
 json parse_json(const std::string& text, const std::string& name) {
   try {
-    return json::parse(text);
+    return catq::parse_json(text);
   } catch (const json::exception& e) {
     fail(ErrorKind::Format, "{}: not valid JSON ({})", name, e.what());
   }

@@ -1,6 +1,7 @@
 #include "io/llama_config_json.h"
 
 #include "core/error.h"
+#include "core/json_read.h"
 #include "llm/llama_tensors.h"
 
 namespace catq {
@@ -40,25 +41,25 @@ LlamaConfig llama_config_from_json(const json& j, const std::string& source) {
     CATQ_CHECK(t != nullptr, Format, "{}: model config arch \"{}\" is not one of {}", source, arch,
                llama_supported_archs(false));
     c.arch = t->arch;
-    c.dim = j.at("dim").get<int64_t>();
-    c.hidden_dim = j.at("hidden_dim").get<int64_t>();
-    c.n_layers = j.at("n_layers").get<int64_t>();
-    c.n_heads = j.at("n_heads").get<int64_t>();
-    c.n_kv_heads = j.at("n_kv_heads").get<int64_t>();
-    c.vocab_size = j.at("vocab_size").get<int64_t>();
-    c.seq_len = j.at("seq_len").get<int64_t>();
-    c.head_dim = j.at("head_dim").get<int64_t>();
+    c.dim = json_int<int64_t>(j.at("dim"));
+    c.hidden_dim = json_int<int64_t>(j.at("hidden_dim"));
+    c.n_layers = json_int<int64_t>(j.at("n_layers"));
+    c.n_heads = json_int<int64_t>(j.at("n_heads"));
+    c.n_kv_heads = json_int<int64_t>(j.at("n_kv_heads"));
+    c.vocab_size = json_int<int64_t>(j.at("vocab_size"));
+    c.seq_len = json_int<int64_t>(j.at("seq_len"));
+    c.head_dim = json_int<int64_t>(j.at("head_dim"));
     c.rope_theta = j.at("rope_theta").get<double>();
     c.norm_eps = j.at("norm_eps").get<double>();
     c.tied_head = j.at("tied_head").get<bool>();
-    c.sliding_window = j.value("sliding_window", int64_t{0});
+    c.sliding_window = j.contains("sliding_window") ? json_int<int64_t>(j.at("sliding_window")) : 0;
     if (j.contains("rope_scaling")) {
       const json& r = j.at("rope_scaling");
       c.rope_scaling.type = r.at("type").get<std::string>();
       c.rope_scaling.factor = r.at("factor").get<double>();
       c.rope_scaling.low_freq_factor = r.at("low_freq_factor").get<double>();
       c.rope_scaling.high_freq_factor = r.at("high_freq_factor").get<double>();
-      c.rope_scaling.original_max_position = r.at("original_max_position").get<int64_t>();
+      c.rope_scaling.original_max_position = json_int<int64_t>(r.at("original_max_position"));
       c.rope_scaling.factors = r.at("factors").get<std::vector<double>>();
     }
     return c;

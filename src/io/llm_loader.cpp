@@ -60,6 +60,7 @@ LoadedLlama load_llama(const std::string& model_path, const std::string& tokeniz
       fail(ErrorKind::Unsupported, "{}: a {} file is not a language model catq can read (llama2.c .bin, GGUF, a "
            "Hugging Face safetensors folder, or a quantized .catq)", model_path, model_format_name(f));
   }
+  out.model.check_finite(model_path);  // weights held in memory; mapped ones are checked when quantized
   if (opt.keep_stored_dtype)
     for (const auto& [name, w] : out.model.named_parameters())
       if (is_mapped_tensor(w)) out.weights_mapped = true;

@@ -7,6 +7,7 @@
 #include <nlohmann/json.hpp>
 
 #include "core/file_util.h"
+#include "core/json_read.h"
 #include "core/source_dir.h"
 
 namespace catq {
@@ -109,7 +110,7 @@ bool scan_digits_fast(const std::string& s, std::vector<float>& out) {
 std::vector<float> parse_digits_general(const std::string& text, const std::string& file) {
   nlohmann::json j;
   try {
-    j = nlohmann::json::parse(text);
+    j = parse_json(text);
   } catch (const nlohmann::json::exception& e) {
     fail(ErrorKind::Format, "{}: not valid JSON: {}", file, e.what());
   }

@@ -15,19 +15,31 @@ at::Tensor tensor_from_proto(const onnx::TensorProto& t, const std::string& file
   std::vector<int64_t> shape(t.dims().begin(), t.dims().end());
   uint64_t n = checked_numel(shape, file, what);
   size_t esz = c10::elementSize(dt);
-  at::Tensor out = at::empty(shape, at::TensorOptions().dtype(dt));
-  auto* dst = static_cast<uint8_t*>(out.data_ptr());
+  // Every storage is checked against the declared shape BEFORE the tensor is allocated: a few bytes of protobuf can
+  // declare 2^40 elements.
+  auto alloc = [&] { return at::empty(shape, at::TensorOptions().dtype(dt)); };
 
   if (t.data_location() == onnx::TensorProto::EXTERNAL) {
     std::string location;
     uint64_t offset = 0, length = n * esz;
+    auto number = [&](const std::string& key, const std::string& v) {
+      CATQ_CHECK(!v.empty() && v.size() <= 20 && v.find_first_not_of("0123456789") == std::string::npos, Format,
+                 "{}: {} has external data {} '{}', expected a non-negative integer", file, what, key, v);
+      try {
+        return static_cast<uint64_t>(std::stoull(v));
+      } catch (const std::exception&) {
+        fail(ErrorKind::Format, "{}: {} has external data {} '{}', too large", file, what, key, v);
+      }
+    };
     for (const auto& kv : t.external_data()) {
       if (kv.key() == "location") location = kv.value();
-      else if (kv.key() == "offset") offset = std::stoull(kv.value());
-      else if (kv.key() == "length") length = std::stoull(kv.value());
+      else if (kv.key() == "offset") offset = number("offset", kv.value());
+      else if (kv.key() == "length") length = number("length", kv.value());
     }
-    CATQ_CHECK(!location.empty() && location.find("..") == std::string::npos, Format,
-               "{}: {} has external data without a valid location", file, what);
+    CATQ_CHECK(!location.empty() && location.find("..") == std::string::npos && location[0] != '/' &&
+                   location.find('\0') == std::string::npos,
+               Format, "{}: {} has external data without a valid location (a path relative to the model's folder)",
+               file, what);
     std::string p = base_dir.empty() ? location : base_dir + "/" + location;
     CATQ_CHECK(length == n * esz, Format, "{}: {} external length {} != {} bytes for its shape", file, what, length, n * esz);
     uint64_t fs = file_size(p);
@@ -35,8 +47,10 @@ at::Tensor tensor_from_proto(const onnx::TensorProto& t, const std::string& file
                file, what, offset, length, p, fs);
     std::FILE* f = std::fopen(p.c_str(), "rb");
     CATQ_CHECK(f, Io, "{}: cannot open external data file {}", file, p);
-    std::fseek(f, static_cast<long>(offset), SEEK_SET);
-    size_t got = length ? std::fread(dst, 1, length, f) : 0;
+    at::Tensor out = alloc();
+    auto* dst = static_cast<uint8_t*>(out.data_ptr());
+    const bool sought = std::fseek(f, static_cast<long>(offset), SEEK_SET) == 0;
+    size_t got = length && sought ? std::fread(dst, 1, length, f) : 0;
     std::fclose(f);
     CATQ_CHECK(got == length, Io, "{}: short read of external data {}", file, p);
     return out;
@@ -46,7 +60,8 @@ at::Tensor tensor_from_proto(const onnx::TensorProto& t, const std::string& file
     const std::string& raw = t.raw_data();
     CATQ_CHECK(raw.size() == n * esz, Format, "{}: {} has {} bytes of raw data, expected {} for shape {} of {}", file,
                what, raw.size(), n * esz, fmt::join(shape, "x"), c10::toString(dt));
-    if (n) std::memcpy(dst, raw.data(), raw.size());
+    at::Tensor out = alloc();
+    if (n) std::memcpy(out.data_ptr(), raw.data(), raw.size());
     return out;
   }
 
@@ -55,25 +70,32 @@ at::Tensor tensor_from_proto(const onnx::TensorProto& t, const std::string& file
                fmt::join(shape, ","));
   };
   using TP = onnx::TensorProto;
+  auto copy = [&](const void* src) {
+    at::Tensor out = alloc();
+    if (n) std::memcpy(out.data_ptr(), src, n * esz);
+    return out;
+  };
   switch (t.data_type()) {
-    case TP::FLOAT: check_count(t.float_data_size()); std::memcpy(dst, t.float_data().data(), n * 4); break;
-    case TP::DOUBLE: check_count(t.double_data_size()); std::memcpy(dst, t.double_data().data(), n * 8); break;
-    case TP::INT64: check_count(t.int64_data_size()); std::memcpy(dst, t.int64_data().data(), n * 8); break;
-    case TP::INT32: check_count(t.int32_data_size()); std::memcpy(dst, t.int32_data().data(), n * 4); break;
+    case TP::FLOAT: check_count(t.float_data_size()); return copy(t.float_data().data());
+    case TP::DOUBLE: check_count(t.double_data_size()); return copy(t.double_data().data());
+    case TP::INT64: check_count(t.int64_data_size()); return copy(t.int64_data().data());
+    case TP::INT32: check_count(t.int32_data_size()); return copy(t.int32_data().data());
     case TP::INT16: case TP::INT8: case TP::UINT8: case TP::BOOL: case TP::FLOAT16: case TP::BFLOAT16: {
       // These are stored one value (or 16-bit pattern) per int32 element.
       check_count(t.int32_data_size());
+      at::Tensor out = alloc();
+      auto* dst = static_cast<uint8_t*>(out.data_ptr());
       for (uint64_t i = 0; i < n; ++i) {
         int32_t v = t.int32_data(static_cast<int>(i));
-        if (esz == 1) dst[i] = static_cast<uint8_t>(v);
+        if (t.data_type() == TP::BOOL) dst[i] = v != 0;  // torch bools must be 0 or 1
+        else if (esz == 1) dst[i] = static_cast<uint8_t>(v);
         else { uint16_t h = static_cast<uint16_t>(v); std::memcpy(dst + 2 * i, &h, 2); }
       }
-      break;
+      return out;
     }
     default:
       fail(ErrorKind::Unsupported, "{}: {} uses an unsupported storage for data type {}", file, what, t.data_type());
   }
-  return out;
 }
 
 at::Tensor load_tensor_pb(const std::string& path) {

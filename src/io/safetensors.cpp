@@ -7,9 +7,10 @@
 #include <random>
 #include <set>
 
-#include "core/error.h"
 #include "core/atomic_file.h"
+#include "core/error.h"
 #include "core/file_util.h"
+#include "core/json_read.h"
 #include "llm/llama_tensors.h"
 
 namespace catq {
@@ -37,7 +38,7 @@ SafetensorsFile read_safetensors(const std::string& path) {
   const uint64_t buf = f.file->size() - f.data_offset;
   json j;
   try {
-    j = json::parse(head);
+    j = parse_json(head);
   } catch (const json::exception& e) {
     fail(ErrorKind::Format, "{}: safetensors header is not valid JSON: {}", path, e.what());
   }
@@ -144,7 +145,7 @@ std::string parent_dir(const std::string& p) {
 json read_json(const std::string& path) {
   std::string text = read_file_text(path);
   try {
-    return json::parse(text);
+    return parse_json(text);
   } catch (const json::exception& e) {
     fail(ErrorKind::Format, "{}: invalid JSON: {}", path, e.what());
   }

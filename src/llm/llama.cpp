@@ -1,5 +1,7 @@
 #include "llm/llama.h"
 
+#include "core/mapped_file.h"
+
 #include <torch/torch.h>
 
 #include <cmath>
@@ -167,6 +169,21 @@ void LlamaModel::check_shapes(const std::string& source) const {
     }
   for (const LlamaGlobalTensor* t : {&kLlamaOutputNorm, &kLlamaOutput})
     expect(this->*t->member, t->shape(cfg), t->gguf_name());
+}
+
+void LlamaModel::check_finite(const std::string& source) const {
+  auto check = [&](const at::Tensor& t, const std::string& name) {
+    if (!t.defined() || !at::isFloatingType(t.scalar_type()) || is_mapped_tensor(t)) return;
+    const int64_t bad = (~at::isfinite(t)).sum().item<int64_t>();
+    if (bad > 0)
+      fail(ErrorKind::Format, "{}: tensor {} holds {} NaN / Inf value{} (expected finite weights: a corrupt file or a "
+           "diverged model)", source, name, bad, bad == 1 ? "" : "s");
+  };
+  check(tok_embeddings, kLlamaTokenEmbd.gguf_name());
+  for (int64_t l = 0; l < static_cast<int64_t>(blocks.size()); ++l)
+    for (const LlamaBlockTensor& t : llama_block_tensors()) check(blocks[l].*t.member, t.gguf_name(l));
+  check(norm, kLlamaOutputNorm.gguf_name());
+  if (!cfg.tied_head) check(output, kLlamaOutput.gguf_name());
 }
 
 std::vector<LayerInfo> LlamaModel::layer_infos() const {

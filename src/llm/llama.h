@@ -128,6 +128,11 @@ class LlamaModel {
   // Throws Error(Format) naming `source` and the tensor when a weight's shape disagrees with cfg (deferred tensors
   // not yet read are skipped).
   void check_shapes(const std::string& source) const;
+  // Throws Error(Format) naming `source` and the tensor when a weight held in memory has NaN or Inf values (a corrupt
+  // file or a diverged model: nothing meaningful can be quantized or evaluated from it). Tensors viewing a memory-mapped
+  // checkpoint (is_mapped_tensor) and deferred ones are not read here — layer-streamed pipelines read each weight once,
+  // when they quantize it, and refuse non-finite values then (quant/observer.h).
+  void check_finite(const std::string& source) const;
 
   // The quantizable linear layers in execution order (7 per block, then "output").
   std::vector<LayerInfo> layer_infos() const;

@@ -359,11 +359,15 @@ Tokenizer read_llama2c_tokenizer(const std::string& path, int64_t vocab_size) {
   std::vector<std::string> pieces;
   std::vector<float> scores;
   while (vocab_size > 0 ? static_cast<int64_t>(pieces.size()) < vocab_size : r.remaining() > 0) {
+    CATQ_CHECK(r.remaining() > 0, Format, "{}: the file ends after {} tokens, the model's vocabulary has {} (truncated, "
+               "or a tokenizer of another model?)", path, pieces.size(), vocab_size);
     float s = r.read<float>("token score");
     int32_t len = r.read<int32_t>("token length");
     CATQ_CHECK(len >= 0 && len <= max_len, Format,
                "{}: token {} at offset {} has length {} (expected 0..max_token_length {})", path, pieces.size(),
                r.pos() - 4, len, max_len);
+    // Merges compare scores: NaN or Inf would break their order.
+    CATQ_CHECK(std::isfinite(s), Format, "{}: token {} has score {}, expected a finite number", path, pieces.size(), s);
     pieces.push_back(r.read_string(static_cast<size_t>(len), "token bytes"));
     scores.push_back(s);
   }

@@ -38,6 +38,11 @@ void GraphExecutor::refresh() {
     } else {
       continue;
     }
+    // A weight with NaN / Inf values (a corrupt file, a diverged model) can be neither quantized nor evaluated: said
+    // here, naming the file and the layer, rather than by whatever calibration statistic meets the NaN first.
+    if (const int64_t bad = (~at::isfinite(w)).sum().item<int64_t>(); bad > 0)
+      fail(ErrorKind::Format, "{}: layer '{}': weight {} holds {} NaN / Inf value{} (expected finite weights: a corrupt "
+           "file or a diverged model)", g_.source, n.name, n.inputs[1], bad, bad == 1 ? "" : "s");
     l.index = static_cast<int>(layers_.size());
     layer_of_node_[n.name] = l.index;
     weight_names_[n.name] = n.inputs[1];

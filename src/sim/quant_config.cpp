@@ -6,6 +6,7 @@
 
 #include "core/error.h"
 #include "core/file_util.h"
+#include "core/json_read.h"
 
 namespace catq {
 
@@ -245,7 +246,7 @@ QuantConfig QuantConfig::fp() {
 QuantConfig QuantConfig::from_json(const std::string& text, const std::string& source) {
   json j;
   try {
-    j = json::parse(text);
+    j = parse_json(text);
   } catch (const json::exception& e) {
     fail(ErrorKind::Config, "{}: invalid JSON: {}", source, e.what());
   }
@@ -328,10 +329,11 @@ QuantConfig QuantConfig::from_string(const std::string& compact) {
   std::smatch m;
   CATQ_CHECK(std::regex_match(s, m, re), Config, "quantization string '{}': not understood, {}", compact, usage);
   auto bits_of = [&](const std::string& t, const char* what) {
-    int b = std::stoi(t);
+    // The regex bounds w / a to 3 digits; suffixes (kv, emb, fl) are bounded here, so std::stoi cannot overflow.
+    const int b = t.size() <= 3 ? std::stoi(t) : -1;
     CATQ_CHECK((b >= 1 && b <= 8) || b == 16 || b == 32, Config,
                "quantization string '{}': {} bits {} not supported, expected 1..8, or 16/32 for floating point",
-               compact, what, b);
+               compact, what, t);
     return b;
   };
   const int wb = bits_of(m[1].str(), "weight"), ab = bits_of(m[2].str(), "activation");
