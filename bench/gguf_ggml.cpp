@@ -17,6 +17,7 @@
 
 #include "core/error.h"
 #include "core/file_util.h"
+#include "core/source_dir.h"
 #include "eval/perplexity.h"
 #include "io/gguf.h"
 #include "io/gguf_blocks.h"

@@ -17,6 +17,7 @@
 #include <vector>
 
 #include "core/file_util.h"
+#include "core/source_dir.h"
 #include "core/process.h"
 #include "io/catq_file.h"
 #include "io/cifar.h"

@@ -12,3 +12,5 @@
 #include <string>
 #include <unordered_map>
 #include <vector>
+
+#include "core/source_dir.h"  // CATQ_SOURCE_DIR expands to catq::source_dir()

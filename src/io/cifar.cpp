@@ -4,6 +4,7 @@
 #include <filesystem>
 
 #include "core/file_util.h"
+#include "core/source_dir.h"
 
 namespace catq {
 
