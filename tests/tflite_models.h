@@ -198,7 +198,7 @@ inline std::map<int32_t, at::Tensor> reference_run(const TfliteModel& m, const a
         break;
       }
       case tfl::ADD: v[y] = act(in(op.inputs[0]) + in(op.inputs[1]), o.activation); break;
-      case tfl::MEAN: v[y] = in(op.inputs[0]).mean({0, 1}); break;
+      case tfl::MEAN: v[y] = in(op.inputs[0]).mean(std::vector<int64_t>{0, 1}); break;
       case tfl::RESHAPE: v[y] = in(op.inputs[0]).reshape({-1}); break;  // NHWC order
       case tfl::FULLY_CONNECTED: {
         at::Tensor r = torch::matmul(constant_of(m, op.inputs[1]), in(op.inputs[0]).reshape({-1})) +

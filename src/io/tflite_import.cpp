@@ -21,12 +21,6 @@ Attribute a_ints(std::vector<int64_t> v) {
   a.ints = std::move(v);
   return a;
 }
-Attribute a_float(float v) {
-  Attribute a;
-  a.type = Attribute::Type::Float;
-  a.f = v;
-  return a;
-}
 
 // TF's SAME padding along one axis: the output is ceil(in / stride); the total padding is split with the extra
 // element at the end. VALID: no padding.

@@ -140,7 +140,7 @@ struct TfliteInt8Executor::Impl {
       s.w[i] = static_cast<int16_t>(wd[i] - wt.quant.zero_point[pc ? oc : 0]);
     }
     prepare_requant(s, op, k, x, w, y, s.OC);
-    s.zin = zp(x);
+    s.zin = zp(x), s.zout = zp(y);
     act_range(s, o.activation, y, k);
   }
   // Bias and the per-channel multipliers s_in · s_w[o] / s_out.
@@ -190,7 +190,7 @@ struct TfliteInt8Executor::Impl {
         for (int64_t i = 0; i < wt.numel(); ++i)
           s.w[i] = static_cast<int16_t>(wd[i] - wt.quant.zero_point[wt.quant.per_channel() ? i / s.C : 0]);
         prepare_requant(s, op, k, x, w, y, s.OC);
-        s.zin = zp(x);
+        s.zin = zp(x), s.zout = zp(y);
         act_range(s, op.options.activation, y, k);
         break;
       }
@@ -535,6 +535,10 @@ TfliteInt8Executor::~TfliteInt8Executor() = default;
 const TfliteModel& TfliteInt8Executor::model() const { return impl_->m; }
 
 std::vector<int8_t> TfliteInt8Executor::run_codes(const std::vector<int8_t>& input) const {
+  return trace(input).at(impl_->result);
+}
+
+std::map<int32_t, std::vector<int8_t>> TfliteInt8Executor::trace(const std::vector<int8_t>& input) const {
   const Impl& I = *impl_;
   const int32_t in = I.m.inputs[0];
   CATQ_CHECK(I.m.tensor(in).type == TfliteType::Int8, Unsupported, "{}: run_codes needs an int8 input", I.m.path);
@@ -546,7 +550,10 @@ std::vector<int8_t> TfliteInt8Executor::run_codes(const std::vector<int8_t>& inp
   b.q[in] = input;
   for (const auto& s : I.steps) I.run_step(s, b);
   CATQ_CHECK(I.m.tensor(I.result).type == TfliteType::Int8, Unsupported, "{}: the output is not int8", I.m.path);
-  return b.q[I.result];
+  std::map<int32_t, std::vector<int8_t>> out;
+  for (size_t t = 0; t < b.q.size(); ++t)
+    if (!b.q[t].empty()) out[static_cast<int32_t>(t)] = std::move(b.q[t]);
+  return out;
 }
 
 at::Tensor TfliteInt8Executor::forward(const at::Tensor& x_in) const {

@@ -17,6 +17,7 @@
 // SQUEEZE, RELU, RELU6, SOFTMAX, QUANTIZE, DEQUANTIZE; int8 activations (float only at a QUANTIZE input or a
 // DEQUANTIZE output). Anything else is Error(Unsupported) naming the operator when the executor is built.
 #pragma once
+#include <map>
 #include <memory>
 #include <string>
 #include <vector>
@@ -42,6 +43,8 @@ class TfliteInt8Executor {
   // One image's int8 input codes (NHWC, the input tensor's layout) → the output tensor's int8 codes (the final
   // SOFTMAX's input when dropped).
   std::vector<int8_t> run_codes(const std::vector<int8_t>& input) const;
+  // Every int8 tensor one image computes (tensor index → codes), for tests and debugging.
+  std::map<int32_t, std::vector<int8_t>> trace(const std::vector<int8_t>& input) const;
 
  private:
   struct Impl;

@@ -35,7 +35,7 @@ struct HeadRequest {
   std::vector<double> alphas;        // α candidates
   int64_t pca = 0, folds = 5, augment = 0;
   std::string metric = "accuracy";   // selection metric: accuracy | kl
-  ImageSource fit{"", "all", 0};     // fitting images; empty path = the calibration images
+  ImageSource fit{"", "all", 0, {}};   // fitting images; empty path = the calibration images
 };
 // The HeadOptions a request means: selection unless both K and α are fixed, candidate grids narrowed to the given
 // values.
