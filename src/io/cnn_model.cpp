@@ -38,4 +38,14 @@ DataOptions data_options_for(const std::string& model, const std::string& data, 
   return o;
 }
 
+DataOptions data_options_for_catq(const nlohmann::json& metadata, const std::string& reference, const std::string& data,
+                                  DataOptions o) {
+  if (const auto d = metadata.find("data_options"); d != metadata.end() && d->is_object()) {
+    if (o.pixels == "auto") o.pixels = d->value("pixels", std::string("auto"));
+    o.feature_scale = d->value("feature_scale", o.feature_scale);
+    o.feature_zero_point = d->value("feature_zero_point", o.feature_zero_point);
+  }
+  return data_options_for(reference, data, o);
+}
+
 }  // namespace catq

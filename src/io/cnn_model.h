@@ -3,6 +3,8 @@
 #pragma once
 #include <string>
 
+#include <nlohmann/json.hpp>
+
 #include "io/image_data.h"
 #include "ir/graph.h"
 
@@ -17,5 +19,9 @@ Graph load_cnn_graph(const std::string& path);
 // 0..255 (MLPerf Tiny's ResNet-8 was trained so), an ONNX model the ImageNet-normalised images of the project's
 // ResNets; VWW images are RGB/255 for both (the MLPerf Tiny MobileNet's convention). `o.pixels` when not "auto".
 DataOptions data_options_for(const std::string& model, const std::string& data, DataOptions o);
+// The scaling a quantized CNN was calibrated with (metadata "data_options", written by catq quantize) where `o` leaves
+// it "auto"; then data_options_for(reference, data, ·).
+DataOptions data_options_for_catq(const nlohmann::json& metadata, const std::string& reference, const std::string& data,
+                                  DataOptions o);
 
 }  // namespace catq

@@ -118,13 +118,8 @@ json run_catq_eval_job(const CnnEvalJob& job) {
   CATQ_CHECK(job.quant.empty(), Usage, "eval: {} is already quantized; --quant does not apply", job.model);
   QuantizedCnn m = read_catq(job.model);
   // The scaling the model was quantized with (recorded by catq quantize), unless given.
-  DataOptions dopt = job.data_options;
-  if (const auto d = m.metadata.find("data_options"); d != m.metadata.end() && d->is_object()) {
-    if (dopt.pixels == "auto") dopt.pixels = d->value("pixels", std::string("auto"));
-    dopt.feature_scale = d->value("feature_scale", dopt.feature_scale);
-    dopt.feature_zero_point = d->value("feature_zero_point", dopt.feature_zero_point);
-  }
-  ImageDataset data = load_image_data(job.data, job.split, data_options_for(job.reference, job.data, dopt));
+  ImageDataset data =
+      load_image_data(job.data, job.split, data_options_for_catq(m.metadata, job.reference, job.data, job.data_options));
   ClassifyOptions o;
   o.batch_size = job.batch;
   o.limit = job.limit;
@@ -165,7 +160,7 @@ json run_catq_eval_job(const CnnEvalJob& job) {
                             {"kl_vs_simulation", kl_divergence(base.logits, integer.logits)},
                             {"integer_layers", rt.num_integer()}, {"layers", layers},
                             {"convs_writing_codes", net.fused_convs()}, {"convs_adding_shortcut", net.residual_convs()},
-                            {"fallbacks", net.fallback_calls()}};
+                            {"fallbacks", net.fallback_calls()}, {"classifier_integer_calls", net.linear_calls()}};
     j["quantized"]["images_per_s"] = base.n / base.seconds;
     if (m.head) {
       const at::Tensor hl = m.head->apply(integer.logits);
