@@ -21,7 +21,7 @@ int run_export(const Common& common) {
     std::cout << j.dump(2) << "\n";
   } else if (j["format"] == "onnx-qdq") {
     const std::string head_note =
-        j["has_head"].get<bool>() ? "; the CAT/affine head is not in the ONNX graph (catq eval applies it)" : "";
+        j["head_exported"].get<bool>() ? "; with the CAT / affine head as ONNX ops (ArgMin, Gather, Mul, Add)" : "";
     std::cout << fmt::format("{} -> {} (QDQ ONNX, opset {}, {} nodes, {} bytes){}\n", args.model, args.out,
                              j["opset"].get<int64_t>(), j["nodes"].get<size_t>(), j["bytes"].get<int64_t>(), head_note);
   } else {
@@ -45,7 +45,7 @@ void register_export(CLI::App& app, Common& common) {
       "q6_k -> q8_0, q2_k/q3_k -> iq4_nl; f16 when not a multiple of 32);\n"
       "RMSNorm weights stay f32. The tokenizer is embedded (tokenizer.ggml.*).\n\n"
       "A quantized CNN (.catq) becomes QDQ ONNX (opset 13): integer weight codes with per-channel DequantizeLinear,\n"
-      "activations Clip -> QuantizeLinear -> DequantizeLinear (docs/catq_format.md); a CAT head is not exported.\n\n"
+      "activations Clip -> QuantizeLinear -> DequantizeLinear (docs/catq_format.md); a CAT head becomes ArgMin + Gather + affine ops.\n\n"
       "Examples:\n"
       "  catq export r20_w4a4.catq -o r20_w4a4_qdq.onnx\n"
       "  catq export stories260K.bin --tokenizer tok512.bin --type q4_0 -o stories260K-q4_0.gguf\n"
