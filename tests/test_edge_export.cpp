@@ -110,3 +110,66 @@ TEST(PeerOnnxRuntime, CatHeadOnnxRunsInOnnxRuntime) {
 }
 
 }  // namespace
+
+// ---- int8 TFLite files ----
+
+#include "io/tflite_export.h"
+#include "runtime/tflite_int8.h"
+#include "tflite_models.h"
+
+namespace {
+
+// A float TFLite model (pad, conv + ReLU6, depthwise + ReLU, pooling, pointwise conv, residual add, reshape or mean,
+// fully connected) imported, quantized at W8A8 with symmetric weights, exported as int8 TFLite, read back and run on
+// catq's TFLite integer executor: its decisions follow the simulation's.
+TEST(EdgeExport, Int8TfliteOfAW8A8ModelRunsLikeTheSimulation) {
+  for (bool use_mean : {false, true}) {
+    const TfliteModel fm = test_tflite::tiny_float(21, use_mean);
+    torch::manual_seed(22);
+    ImageDataset calib{torch::rand({128, 3, 7, 7}) * 3 - 1, torch::randint(0, 5, {128}, at::TensorOptions().dtype(at::kLong)),
+                       "synthetic"};
+    CnnPtqOptions o;
+    o.bits = "w8a8-wsym";
+    QuantizedCnn q = quantize_cnn(tflite_to_graph(fm), calib, o);
+    TfliteExportReport rep;
+    const TfliteModel tm = tflite_int8_model(*q.ex, *q.sq, calib.images, &rep);
+    const auto ops = tm.op_histogram();
+    EXPECT_EQ(ops.at("DEPTHWISE_CONV_2D"), 1);
+    EXPECT_EQ(ops.at("CONV_2D"), 2);
+    EXPECT_EQ(ops.at("PAD"), 1);
+    EXPECT_EQ(ops.at("SOFTMAX"), 1);
+    EXPECT_EQ(ops.count(use_mean ? "MEAN" : "RESHAPE"), 1u);
+    EXPECT_GE(rep.calibrated_tensors, 2);  // the pointwise conv's output before the add, the add, the logits, ...
+    const std::string d = temp_dir(), path = d + "/tiny_w8a8.tflite";
+    write_tflite(path, tm);
+    TfliteInt8Executor back(read_tflite(path));
+    const at::Tensor x = torch::rand({64, 3, 7, 7}) * 3 - 1;
+    at::NoGradGuard ng;
+    const at::Tensor sim = q.base_logits(x), file = back.forward(x);
+    const double agree = sim.argmax(1).eq(file.argmax(1)).to(at::kDouble).mean().item<double>();
+    EXPECT_GE(agree, 0.95) << use_mean;
+    EXPECT_LT((sim - file).abs().mean().item<double>(), 0.1 * sim.abs().mean().item<double>()) << use_mean;
+    fs::remove_all(d);
+  }
+}
+
+TEST(BadInputEdgeExport, Int8TfliteRefusesWhatItCannotExpress) {
+  const TfliteModel fm = test_tflite::tiny_float(23);
+  torch::manual_seed(24);
+  ImageDataset calib{torch::rand({64, 3, 7, 7}), torch::randint(0, 5, {64}, at::TensorOptions().dtype(at::kLong)),
+                     "synthetic"};
+  for (const char* bits : {"w8a8", "w4a4"}) {  // 8-bit asymmetric weights; 4-bit activations
+    CnnPtqOptions o;
+    o.bits = bits;
+    QuantizedCnn q = quantize_cnn(tflite_to_graph(fm), calib, o);
+    try {
+      tflite_int8_model(*q.ex, *q.sq, calib.images);
+      ADD_FAILURE() << bits << ": no error";
+    } catch (const Error& e) {
+      EXPECT_EQ(e.kind(), ErrorKind::Unsupported) << e.what();
+      EXPECT_NE(std::string(e.what()).find("w8a8-wsym"), std::string::npos) << e.what();
+    }
+  }
+}
+
+}  // namespace

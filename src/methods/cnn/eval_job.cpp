@@ -191,13 +191,9 @@ json run_tflite_int8_eval_job(const CnnEvalJob& job) {
   CATQ_CHECK(job.runtime == "sim" || job.runtime == "int", Usage, "{}: an integer TFLite model runs on catq's TFLite "
              "integer executor (--runtime int)", job.model);
   TfliteModel tm = read_tflite(job.model);
-  DataOptions dopt = data_options_for(job.model, job.data, job.data_options);
-  const TfliteTensor& in = tm.tensor(tm.inputs.at(0));
-  if (data_format_of(job.data, dopt) == "kws" && in.quant.present()) {
-    dopt.feature_scale = in.quant.scale[0];  // the features were quantized with the int8 model's input params
-    dopt.feature_zero_point = in.quant.zero_point[0];
-  }
-  ImageDataset data = load_image_data(job.data, job.split, dopt);
+  // KWS features are dequantized with the official int8 DS-CNN's input parameters (io/image_data.h), whatever this
+  // file's input parameters are (a file catq exported has its own); the executor quantizes them with its own.
+  ImageDataset data = load_image_data(job.data, job.split, data_options_for(job.model, job.data, job.data_options));
   TfliteInt8Executor net(std::move(tm));
   ClassifyOptions o;
   o.batch_size = job.batch;

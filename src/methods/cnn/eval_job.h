@@ -43,8 +43,7 @@ struct CnnEvalReport {
 CnnEvalReport run_onnx_eval_job(const CnnEvalJob& job);  // ONNX or float TFLite
 nlohmann::json run_catq_eval_job(const CnnEvalJob& job);
 // An integer TFLite model on catq's TFLite integer executor (runtime/tflite_int8.h): top-1 / top-5, images/s; with
-// `reference` (an FP ONNX / TFLite model) also its FP32 accuracy, KL and top-1 agreement. KWS features are
-// dequantized with the model's own input parameters.
+// `reference` (an FP ONNX / TFLite model) also its FP32 accuracy, KL and top-1 agreement.
 nlohmann::json run_tflite_int8_eval_job(const CnnEvalJob& job);
 
 }  // namespace catq
