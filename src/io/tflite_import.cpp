@@ -217,7 +217,7 @@ class Importer {
     return std::vector<int64_t>(x.data_ptr<int64_t>(), x.data_ptr<int64_t>() + x.numel());
   }
   // A bias: float, or int32 with scale s_in · s_w[o] (as the integer kernels use it).
-  at::Tensor bias_real(int32_t b, int32_t x, int32_t w, int64_t channels) {
+  at::Tensor bias_real(int32_t b, int64_t channels) {
     const TfliteTensor& t = T(b);
     at::Tensor v;
     if (t.type == TfliteType::Int32 && t.quant.present()) {
@@ -228,8 +228,6 @@ class Importer {
     }
     CATQ_CHECK(v.numel() == channels, Data, "{}: bias '{}' has {} values for {} output channels", where(), t.name,
                v.numel(), channels);
-    (void)x;
-    (void)w;
     return v.reshape({channels});
   }
   void check_rank(int32_t i, size_t rank, const std::string& what) {
@@ -281,7 +279,7 @@ class Importer {
                "{}x{}", where(), T(y).name, fmt::join(T(y).shape, ","), oh, ow);
     const std::string base = short_name(y);
     std::vector<std::string> ins = {act(x), add_const(base + "/weight", W.contiguous())};
-    if (has_bias) ins.push_back(add_const(base + "/bias", bias_real(op.inputs[2], x, w, cout)));
+    if (has_bias) ins.push_back(add_const(base + "/bias", bias_real(op.inputs[2], cout)));
     emit("Conv", ins, y,
          {{"kernel_shape", a_ints({kh, kw})}, {"strides", a_ints({o.stride_h, o.stride_w})},
           {"dilations", a_ints({o.dilation_h, o.dilation_w})}, {"pads", a_ints({pt, pl, pb, pr})},
@@ -305,7 +303,7 @@ class Importer {
     if (xt.shape.size() != 2) v = add_node("Flatten", {v}, short_name(y), {{"axis", a_int(1)}});
     const std::string base = short_name(y);
     std::vector<std::string> ins = {v, add_const(base + "/weight", constant_real(w, "weights"))};
-    if (has_bias) ins.push_back(add_const(base + "/bias", bias_real(op.inputs[2], x, w, out_f)));
+    if (has_bias) ins.push_back(add_const(base + "/bias", bias_real(op.inputs[2], out_f)));
     emit("Gemm", ins, y, {{"transB", a_int(1)}}, op.options.activation, false);
   }
 
