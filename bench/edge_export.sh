@@ -3,8 +3,8 @@
 #   - QDQ ONNX with the CAT / plain-affine head as ONNX ops, in ONNX Runtime (npm onnxruntime-node): every model of
 #     bench/edge_ptq.sh with seed SEED (RTN / QDrop, ± heads, all bit widths), decisions equal to catq's simulation;
 #   - int8 TFLite of W8A8 models with symmetric weights (quantized here: RTN and QDrop, seed SEED), read back and run
-#     by catq's TFLite integer executor (no TFLite interpreter runs here), next to the official int8 files' accuracy
-#     (bench/edge_ptq.sh's reference runs).
+#     by catq's TFLite integer executor and by LiteRT (Google's TFLite runtime in WebAssembly, npm @litertjs/core),
+#     next to the official int8 file on both.
 # Usage (environment variables; defaults in brackets): MODELS [ic vww kws]  SEED [0]  ITERS [500]
 #   PTQ [bench/results/edge_ptq]  OUT [bench/results/edge_export]   (CATQ_THREADS [1])
 set -euo pipefail
@@ -39,5 +39,6 @@ for key in $MODELS; do
     [ -s "$m" ] && models+=("$m")
   done
   echo "### $key"
-  build/catq_bench_edge_verify --data "$data" "${models[@]}" | tee "$OUT/$key.md"
+  build/catq_bench_edge_verify --data "$data" --official "$S/mlperf-tiny/${stem}_int8.tflite" "${models[@]}" |
+    tee "$OUT/$key.md"
 done

@@ -82,8 +82,9 @@ inline TfliteModel tiny_float(uint64_t seed = 0, bool use_mean = false) {
   o3.options.stride_h = o3.options.stride_w = 2;
   o3.options.padding = tfl::VALID;
   const int32_t w4 = b.constant("pw/w", torch::randn({8, 1, 1, 8}) * 0.3);
+  const int32_t b4 = b.constant("pw/b", torch::randn({8}) * 0.1);
   const int32_t c4 = T("pw", {1, 2, 2, 8});
-  b.op(tfl::CONV_2D, {p, w4, -1}, {c4});
+  b.op(tfl::CONV_2D, {p, w4, b4}, {c4});
   const int32_t s = T("sum", {1, 2, 2, 8});
   b.op(tfl::ADD, {p, c4}, {s});
   int32_t flat;

@@ -458,6 +458,46 @@ std::vector<uint8_t> serialize_tflite(const TfliteModel& m) {
   return fb_finish(root, "TFL3");
 }
 
+TfliteModel tflite_with_float_io(const TfliteModel& in, bool drop_final_softmax) {
+  TfliteModel m = in;
+  CATQ_CHECK(m.inputs.size() == 1 && m.outputs.size() == 1, Unsupported,
+             "{}: float input / output for a model with {} inputs and {} outputs", m.path, m.inputs.size(), m.outputs.size());
+  auto add = [&](const std::string& name, const std::vector<int32_t>& shape) {
+    TfliteTensor t;
+    t.name = name;
+    t.shape = shape;
+    t.type = TfliteType::Float32;
+    m.tensors.push_back(std::move(t));
+    return static_cast<int32_t>(m.tensors.size() - 1);
+  };
+  const int32_t x = m.inputs[0];
+  if (m.tensor(x).type != TfliteType::Float32) {
+    const int32_t xf = add(m.tensor(x).name + "/float", m.tensor(x).shape);
+    TfliteOp q;
+    q.code = tfl::QUANTIZE;
+    q.inputs = {xf};
+    q.outputs = {x};
+    m.ops.insert(m.ops.begin(), q);
+    m.inputs = {xf};
+  }
+  int32_t y = m.outputs[0];
+  if (drop_final_softmax && !m.ops.empty() && m.ops.back().code == tfl::SOFTMAX && m.ops.back().outputs == m.outputs) {
+    y = m.ops.back().inputs.at(0);
+    m.ops.pop_back();
+  }
+  if (m.tensor(y).type != TfliteType::Float32) {
+    const int32_t yf = add(m.tensor(y).name + "/float", m.tensor(y).shape);
+    TfliteOp d;
+    d.code = tfl::DEQUANTIZE;
+    d.inputs = {y};
+    d.outputs = {yf};
+    m.ops.push_back(d);
+    y = yf;
+  }
+  m.outputs = {y};
+  return m;
+}
+
 void write_tflite(const std::string& path, const TfliteModel& m) {
   const std::vector<uint8_t> bytes = serialize_tflite(m);
   write_file_atomic(path, bytes.data(), bytes.size());

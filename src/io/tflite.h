@@ -112,6 +112,11 @@ bool is_tflite_file(const std::string& path);  // "TFL3" at bytes 4..7
 std::vector<uint8_t> serialize_tflite(const TfliteModel& m);
 void write_tflite(const std::string& path, const TfliteModel& m);
 
+// The same integer model with float32 input and output: a QUANTIZE (float → the input's int8 parameters) in front
+// and a DEQUANTIZE after the output — after the final SOFTMAX's input (the logits) when `drop_final_softmax`. For
+// runtimes whose API has no int8 tensors (LiteRT.js); every other tensor and operator is unchanged.
+TfliteModel tflite_with_float_io(const TfliteModel& m, bool drop_final_softmax = true);
+
 // Import into the graph IR (docs/tflite.md). The graph is NCHW: a 4-D activation [N, H, W, C] becomes [N, C, H, W]
 // (graph input included: images go in as the image data sets hold them), weights are permuted to ONNX layouts
 // (conv OIHW; depthwise [C·M, 1, kh, kw] with group = C; fully connected stays [O, I] as Gemm with transB), SAME

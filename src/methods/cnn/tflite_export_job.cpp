@@ -40,7 +40,8 @@ nlohmann::json run_tflite_export_job(TfliteExportJob job) {
   j["quantize_ops"] = rep.requantize_ops;
   j["pad_ops"] = rep.pad_ops;
   j["rescaled_weight_channels"] = rep.rescaled_channels;
-  j["readback"] = {{"runtime", "catq TFLite integer executor (no TFLite interpreter runs here)"},
+  j["readback"] = {{"runtime", "catq TFLite integer executor (LiteRT runs the files in bench/edge_export.sh and the "
+                              "PeerLiteRt tests)"},
                    {"images", calib.size()},
                    {"decisions_equal_to_simulation", top1_agreement(sim, file) * 100},
                    {"kl_vs_simulation", kl_divergence(sim, file)}};

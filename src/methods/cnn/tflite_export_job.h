@@ -1,6 +1,7 @@
 // `catq export X.catq --format tflite --calib DATA -o X.tflite`: a quantized CNN as a full-integer int8 TFLite file
 // (io/tflite_export.h), read back and run on catq's TFLite integer executor (runtime/tflite_int8.h) against the
-// simulation on the calibration images. No real TFLite interpreter runs here: the read-back check is catq's own.
+// simulation on the calibration images. (A real TFLite runtime, LiteRT.js, runs such files in bench/edge_export.sh and
+// the PeerLiteRt tests, where npm @litertjs/core is installed.)
 #pragma once
 #include <string>
 
