@@ -20,7 +20,7 @@
 #include "core/source_dir.h"
 #include "eval/perplexity.h"
 #include "io/gguf.h"
-#include "io/gguf_blocks.h"
+#include "quant/ggml_blocks.h"
 #include "io/llm_loader.h"
 #include "methods/llm/gguf_quantize.h"
 
@@ -93,7 +93,8 @@ int main(int argc, char** argv) {
     }
     CATQ_CHECK(!out.empty(), Usage, "-o OUT.gguf is required");
     GgufQuantizeOptions o;
-    o.type = parse_gguf_weight_type(type);
+    o.recipe = find_gguf_recipe(type);  // q4_k_m …: catq's per-tensor mix, each tensor by ggml's quantizer
+    if (!o.recipe) o.type = parse_gguf_weight_type(type);
     o.weights = weights;
     o.name = "ggml-" + weights;
     o.encoder = GgmlQuantizer(lib);

@@ -6,7 +6,8 @@
 #   catq-imatrix  catq's encoders with the importance matrix
 #   catq-gptq     catq's GPTQ on the grid of catq's imatrix encoding
 #   ggml+gptq     catq's GPTQ on the grid of llama.cpp's imatrix encoding
-#   catq-gptq+quarot (opt-in via METHODS) the offline QuaRot rotation first (--transform quarot; unties the head)
+#   catq-M+T      (opt-in via METHODS) catq's method M with --transform T first: awq (scales folded into the norms /
+#                 ffn_up / V, the file keeps its size) or quarot (the offline rotation; unties the head)
 # and, for each file: bytes, bits per weight, perplexity in catq (`catq eval FILE.gguf`, the decoded weights in
 # fp32) and in llama.cpp (node-llama-cpp, tests/peers/llama_cpp_check.mjs, the same token windows), and the share of
 # the FP-to-ggml-rtn perplexity gap that the file closes (llama.cpp's numbers), and llama.cpp's decode speed on it
@@ -14,7 +15,8 @@
 # the first 12,000 (the scored text), windows of 256 tokens.
 # Usage (environment; defaults in brackets):
 #   MODELS ["stories260K:../shared/assets/llama2c/stories260K.bin:../shared/assets/llama2c/tok512.bin"]  name:model[:tokenizer]
-#   TYPES ["q4_0 q4_k q3_k q2_k"]   METHODS [all six]   TEXT [../shared/assets/text/tinystories_valid_head.txt]
+#   TYPES ["q4_0 q4_k q3_k q2_k"] (recipes too: q4_k_m, ...)   METHODS [all six]
+#   TEXT [../shared/assets/text/tinystories_valid_head.txt]
 #   TARGETS [""]  bits-per-weight targets (e.g. "3.5 4.5"): catq-imatrix and catq-gptq with --target-bpw B, per
 #                 tensor types q2_k..q8_0 by the knapsack (rows "bpw3.5")
 #   OUT [bench/results/gguf]   CATQ_THREADS [1]
@@ -61,7 +63,7 @@ for spec in $MODELS; do
         ggml+gptq) "$GGML" "$model" "${tokarg[@]}" --text "$TEXT" --type "$type" --weights gptq -o "$f" > "$f.json" ;;
         catq-*) case $type in bpw*) typearg=(--target-bpw "${type#bpw}") ;; *) typearg=(--gguf "$type") ;; esac
                 m=${method#catq-}; tr=none
-                case $m in *+quarot) m=${m%+quarot}; tr=quarot ;; esac
+                case $m in *+*) tr=${m#*+}; m=${m%%+*} ;; esac
                 "$CATQ" --json quantize "$model" "${tokarg[@]}" --text "$TEXT" --skip-chars 12000 "${typearg[@]}" \
                   --weights "$m" --transform "$tr" -o "$f" > "$f.json" ;;
       esac

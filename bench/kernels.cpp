@@ -20,6 +20,7 @@
 #include "io/gguf.h"
 #include "runtime/block_matvec.h"
 #include "runtime/int_gemm.h"
+#include <fmt/format.h>
 #include "runtime/kernels.h"
 #include "runtime/packed.h"
 
@@ -141,19 +142,21 @@ void lean_gemm(int reps) {
 
 int main(int argc, char** argv) {
   int reps = 5;
-  bool quick = false, gemv_only = false, lean_gemm_only = false;
+  bool quick = false, gemv_only = false, lean_gemm_only = false, int_gemm_only = false;
   for (int i = 1; i < argc; ++i) {
     if (!std::strcmp(argv[i], "--reps") && i + 1 < argc) reps = std::max(1, std::atoi(argv[++i]));
     else if (!std::strcmp(argv[i], "--quick")) quick = true;
     else if (!std::strcmp(argv[i], "--gemv-only")) gemv_only = true;
     else if (!std::strcmp(argv[i], "--lean-gemm-only")) lean_gemm_only = true;
+    else if (!std::strcmp(argv[i], "--int-gemm-only")) int_gemm_only = true;
     else {
-      std::fprintf(stderr, "usage: %s [--reps N] [--quick] [--gemv-only] [--lean-gemm-only]\n", argv[0]);
+      std::fprintf(stderr, "usage: %s [--reps N] [--quick] [--gemv-only] [--lean-gemm-only] [--int-gemm-only]\n",
+                   argv[0]);
       return 2;
     }
   }
   std::printf("ISA: %s (best on this CPU; CATQ_ISA caps it). Times: best of %d runs.\n\n", to_string(best_isa()), reps);
-  lean_gemm(reps);
+  if (!int_gemm_only) lean_gemm(reps);
   if (lean_gemm_only) return 0;
 
   // ---- memory bandwidth (arrays far beyond the last-level cache) ----
@@ -185,101 +188,103 @@ int main(int argc, char** argv) {
   std::vector<float>().swap(a);
   std::vector<float>().swap(b);
 
-  // ---- compute rate with the weights in cache (1024×1024: 0.25–1 MB) ----
-  {
-    std::mt19937 rng(2);
-    std::normal_distribution<float> N01(0, 1);
-    const int64_t K = 1024, N = 1024;
-    std::vector<float> w(static_cast<size_t>(N * K)), x(static_cast<size_t>(K)), y(static_cast<size_t>(N));
-    for (auto& v : w) v = N01(rng);
-    for (auto& v : x) v = N01(rng);
-    std::printf("| GEMV in cache (M = 1, 1024x1024) | G weights / s | eff. GB/s |\n|---|---:|---:|\n");
-    for (auto [bits, group] : std::vector<std::pair<int, int64_t>>{{8, K}, {4, 32}, {4, 128}, {4, K}, {2, 32}}) {
-      PackedWeights p = pack_weights(w.data(), N, K, bits, group, bits != 2);
-      const double t = best_seconds(reps * 20, [&] { gemv_packed(p, x.data(), y.data()); });
-      std::printf("| catq W%dA16 g%lld, f32 activations | %.2f | %.2f |\n", bits, static_cast<long long>(p.group),
-                  N * K / t / 1e9, (p.q.size() + 8.0 * p.scale.size()) / t / 1e9);
-      const double ti = best_seconds(reps * 20, [&] { gemv_packed_i16(p, x.data(), y.data()); });
-      std::printf("| catq W%dA16 g%lld, int16 activations%s | %.2f | %.2f |\n", bits, static_cast<long long>(p.group),
-                  i16_simd() && i16_supported(p) ? "" : " (scalar)", N * K / ti / 1e9,
-                  (p.q.size() + 8.0 * p.scale.size()) / ti / 1e9);
+  if (!int_gemm_only) {  // the GEMV sections
+    // ---- compute rate with the weights in cache (1024×1024: 0.25–1 MB) ----
+    {
+      std::mt19937 rng(2);
+      std::normal_distribution<float> N01(0, 1);
+      const int64_t K = 1024, N = 1024;
+      std::vector<float> w(static_cast<size_t>(N * K)), x(static_cast<size_t>(K)), y(static_cast<size_t>(N));
+      for (auto& v : w) v = N01(rng);
+      for (auto& v : x) v = N01(rng);
+      std::printf("| GEMV in cache (M = 1, 1024x1024) | G weights / s | eff. GB/s |\n|---|---:|---:|\n");
+      for (auto [bits, group] : std::vector<std::pair<int, int64_t>>{{8, K}, {4, 32}, {4, 128}, {4, K}, {2, 32}}) {
+        PackedWeights p = pack_weights(w.data(), N, K, bits, group, bits != 2);
+        const double t = best_seconds(reps * 20, [&] { gemv_packed(p, x.data(), y.data()); });
+        std::printf("| catq W%dA16 g%lld, f32 activations | %.2f | %.2f |\n", bits, static_cast<long long>(p.group),
+                    N * K / t / 1e9, (p.q.size() + 8.0 * p.scale.size()) / t / 1e9);
+        const double ti = best_seconds(reps * 20, [&] { gemv_packed_i16(p, x.data(), y.data()); });
+        std::printf("| catq W%dA16 g%lld, int16 activations%s | %.2f | %.2f |\n", bits, static_cast<long long>(p.group),
+                    i16_simd() && i16_supported(p) ? "" : " (scalar)", N * K / ti / 1e9,
+                    (p.q.size() + 8.0 * p.scale.size()) / ti / 1e9);
+      }
+      for (int bits : {3, 2}) {  // k-means codebook indices, a codebook per row
+        const PackedCodebook p = random_codebook(N, K, bits, rng);
+        const double t = best_seconds(reps * 20, [&] { gemv_codebook(p, x.data(), y.data()); });
+        std::printf("| catq W%dA16 k-means codebook (per row) | %.2f | %.2f |\n", bits, N * K / t / 1e9,
+                    codebook_bytes(p) / t / 1e9);
+      }
+      std::printf("\n");
     }
-    for (int bits : {3, 2}) {  // k-means codebook indices, a codebook per row
-      const PackedCodebook p = random_codebook(N, K, bits, rng);
-      const double t = best_seconds(reps * 20, [&] { gemv_codebook(p, x.data(), y.data()); });
-      std::printf("| catq W%dA16 k-means codebook (per row) | %.2f | %.2f |\n", bits, N * K / t / 1e9,
-                  codebook_bytes(p) / t / 1e9);
-    }
-    std::printf("\n");
-  }
 
-  // ---- W4A16 GEMV beyond the last-level cache: a sweep over enough 4096×11008 layers to hold ≥ the array size ----
-  {
-    const int64_t K = 4096, N = 11008;
-    std::mt19937 rng(1);
-    std::normal_distribution<float> N01(0, 1);
-    std::vector<float> w(static_cast<size_t>(N * K));
-    for (auto& v : w) v = N01(rng) * 0.02f;
-    std::printf("| GEMV sweep beyond the LLC (M = 1, %lldx%lld layers) | layers | MB | ms / sweep | eff. GB/s | %% of read BW |\n"
-                "|---|---:|---:|---:|---:|---:|\n", static_cast<long long>(K), static_cast<long long>(N));
-    for (int bits : {8, 4, 2}) {
-      PackedWeights p = pack_weights(w.data(), N, K, bits, bits == 8 ? K : 32, bits != 2);
-      const double layer_bytes = static_cast<double>(p.q.size()) + 8.0 * p.scale.size();
-      const int layers = static_cast<int>(std::ceil(n * sizeof(float) / layer_bytes));
-      std::vector<PackedWeights> all(static_cast<size_t>(layers), p);
-      std::vector<float> x(static_cast<size_t>(K)), y(static_cast<size_t>(N));
-      for (auto& v : x) v = N01(rng);
-      for (bool i16 : {false, true}) {
-        const double t = best_seconds(reps, [&] {
-          for (const auto& l : all) i16 ? gemv_packed_i16(l, x.data(), y.data()) : gemv_packed(l, x.data(), y.data());
-        });
-        const double gbs = layers * layer_bytes / t / 1e9;
-        std::printf("| catq W%dA16 g%lld, %s activations | %d | %.0f | %.2f | %.2f | %.0f |\n", bits,
-                    static_cast<long long>(p.group), i16 ? "int16" : "f32", layers, layers * layer_bytes / 1e6, t * 1e3,
-                    gbs, 100 * gbs / read_gbs);
+    // ---- W4A16 GEMV beyond the last-level cache: a sweep over enough 4096×11008 layers to hold ≥ the array size ----
+    {
+      const int64_t K = 4096, N = 11008;
+      std::mt19937 rng(1);
+      std::normal_distribution<float> N01(0, 1);
+      std::vector<float> w(static_cast<size_t>(N * K));
+      for (auto& v : w) v = N01(rng) * 0.02f;
+      std::printf("| GEMV sweep beyond the LLC (M = 1, %lldx%lld layers) | layers | MB | ms / sweep | eff. GB/s | %% of read BW |\n"
+                  "|---|---:|---:|---:|---:|---:|\n", static_cast<long long>(K), static_cast<long long>(N));
+      for (int bits : {8, 4, 2}) {
+        PackedWeights p = pack_weights(w.data(), N, K, bits, bits == 8 ? K : 32, bits != 2);
+        const double layer_bytes = static_cast<double>(p.q.size()) + 8.0 * p.scale.size();
+        const int layers = static_cast<int>(std::ceil(n * sizeof(float) / layer_bytes));
+        std::vector<PackedWeights> all(static_cast<size_t>(layers), p);
+        std::vector<float> x(static_cast<size_t>(K)), y(static_cast<size_t>(N));
+        for (auto& v : x) v = N01(rng);
+        for (bool i16 : {false, true}) {
+          const double t = best_seconds(reps, [&] {
+            for (const auto& l : all) i16 ? gemv_packed_i16(l, x.data(), y.data()) : gemv_packed(l, x.data(), y.data());
+          });
+          const double gbs = layers * layer_bytes / t / 1e9;
+          std::printf("| catq W%dA16 g%lld, %s activations | %d | %.0f | %.2f | %.2f | %.0f |\n", bits,
+                      static_cast<long long>(p.group), i16 ? "int16" : "f32", layers, layers * layer_bytes / 1e6, t * 1e3,
+                      gbs, 100 * gbs / read_gbs);
+        }
       }
-    }
-    // The lean runtime's GGUF-block kernels (runtime/block_matvec.h, Q8_0 activations), row groups split over 1 and
-    // 2 threads of the pool as LeanLlama does.
-    for (auto [type, name] : std::vector<std::pair<uint32_t, const char*>>{
-             {GGML_Q4_0, "q4_0"}, {GGML_Q8_0, "q8_0"}, {GGML_Q4_K, "q4_k"}, {GGML_Q6_K, "q6_k"}}) {
-      const at::Tensor wt = at::from_blob(w.data(), {N, K}, at::kFloat);
-      const std::string bytes = quantize_gguf_blocks(wt, type);
-      const BlockMatrix m = block_matrix(type, N, K, reinterpret_cast<const uint8_t*>(bytes.data()), bytes.size(), name);
-      const double layer_bytes = static_cast<double>(m.bytes());
-      const int layers = static_cast<int>(std::ceil(n * sizeof(float) / layer_bytes));
-      std::vector<BlockMatrix> all(static_cast<size_t>(layers), m);
-      std::vector<float> x(static_cast<size_t>(K)), y(static_cast<size_t>(N));
-      for (auto& v : x) v = N01(rng);
-      ActQ8 xq;
-      quantize_act_q8(x.data(), 1, K, xq, best_isa());
-      for (int threads : {1, 2}) {
-        ThreadPool pool(threads);
-        const double t = best_seconds(reps, [&] {
-          for (const auto& l : all)
-            pool.parallel_for(l.row_groups(), [&](int64_t g0, int64_t g1) {
-              block_matmul(l, x.data(), xq, 1, y.data(), N, g0, g1, best_isa());
-            });
-        });
-        const double gbs = layers * layer_bytes / t / 1e9;
-        // %% of the read rate at the same thread count.
-        std::printf("| catq lean %s (file %.2f bits/weight, repacked %.2f), Q8_0 activations, %d thread%s | %d | %.0f | %.2f | %.2f | %.0f |\n",
-                    name, 8.0 * bytes.size() / (N * K), 8.0 * layer_bytes / (N * K), threads, threads > 1 ? "s" : "", layers,
-                    layers * layer_bytes / 1e6, t * 1e3, gbs, 100 * gbs / (threads > 1 ? read2_gbs : read_gbs));
+      // The lean runtime's GGUF-block kernels (runtime/block_matvec.h, Q8_0 activations), row groups split over 1 and
+      // 2 threads of the pool as LeanLlama does.
+      for (auto [type, name] : std::vector<std::pair<uint32_t, const char*>>{
+               {GGML_Q4_0, "q4_0"}, {GGML_Q8_0, "q8_0"}, {GGML_Q4_K, "q4_k"}, {GGML_Q6_K, "q6_k"}}) {
+        const at::Tensor wt = at::from_blob(w.data(), {N, K}, at::kFloat);
+        const std::string bytes = quantize_gguf_blocks(wt, type);
+        const BlockMatrix m = block_matrix(type, N, K, reinterpret_cast<const uint8_t*>(bytes.data()), bytes.size(), name);
+        const double layer_bytes = static_cast<double>(m.bytes());
+        const int layers = static_cast<int>(std::ceil(n * sizeof(float) / layer_bytes));
+        std::vector<BlockMatrix> all(static_cast<size_t>(layers), m);
+        std::vector<float> x(static_cast<size_t>(K)), y(static_cast<size_t>(N));
+        for (auto& v : x) v = N01(rng);
+        ActQ8 xq;
+        quantize_act_q8(x.data(), 1, K, xq, best_isa());
+        for (int threads : {1, 2}) {
+          ThreadPool pool(threads);
+          const double t = best_seconds(reps, [&] {
+            for (const auto& l : all)
+              pool.parallel_for(l.row_groups(), [&](int64_t g0, int64_t g1) {
+                block_matmul(l, x.data(), xq, 1, y.data(), N, g0, g1, best_isa());
+              });
+          });
+          const double gbs = layers * layer_bytes / t / 1e9;
+          // %% of the read rate at the same thread count.
+          std::printf("| catq lean %s (file %.2f bits/weight, repacked %.2f), Q8_0 activations, %d thread%s | %d | %.0f | %.2f | %.2f | %.0f |\n",
+                      name, 8.0 * bytes.size() / (N * K), 8.0 * layer_bytes / (N * K), threads, threads > 1 ? "s" : "", layers,
+                      layers * layer_bytes / 1e6, t * 1e3, gbs, 100 * gbs / (threads > 1 ? read2_gbs : read_gbs));
+        }
       }
+      for (int bits : {3, 2}) {
+        const PackedCodebook p = random_codebook(N, K, bits, rng);
+        const int layers = static_cast<int>(std::ceil(n * sizeof(float) / codebook_bytes(p)));
+        std::vector<PackedCodebook> all(static_cast<size_t>(layers), p);
+        std::vector<float> x(static_cast<size_t>(K)), y(static_cast<size_t>(N));
+        for (auto& v : x) v = N01(rng);
+        const double t = best_seconds(reps, [&] { for (const auto& l : all) gemv_codebook(l, x.data(), y.data()); });
+        const double gbs = layers * codebook_bytes(p) / t / 1e9;
+        std::printf("| catq W%dA16 k-means codebook (per row) | %d | %.0f | %.2f | %.2f | %.0f |\n", bits, layers,
+                    layers * codebook_bytes(p) / 1e6, t * 1e3, gbs, 100 * gbs / read_gbs);
+      }
+      std::printf("\n");
     }
-    for (int bits : {3, 2}) {
-      const PackedCodebook p = random_codebook(N, K, bits, rng);
-      const int layers = static_cast<int>(std::ceil(n * sizeof(float) / codebook_bytes(p)));
-      std::vector<PackedCodebook> all(static_cast<size_t>(layers), p);
-      std::vector<float> x(static_cast<size_t>(K)), y(static_cast<size_t>(N));
-      for (auto& v : x) v = N01(rng);
-      const double t = best_seconds(reps, [&] { for (const auto& l : all) gemv_codebook(l, x.data(), y.data()); });
-      const double gbs = layers * codebook_bytes(p) / t / 1e9;
-      std::printf("| catq W%dA16 k-means codebook (per row) | %d | %.0f | %.2f | %.2f | %.0f |\n", bits, layers,
-                  layers * codebook_bytes(p) / 1e6, t * 1e3, gbs, 100 * gbs / read_gbs);
-    }
-    std::printf("\n");
   }
 
   if (gemv_only) return 0;
@@ -324,6 +329,7 @@ int main(int argc, char** argv) {
       row("oneDNN fp32 sgemm", t_f32, 4.0 * N * K);
       row("oneDNN int8 u8s8s32", t_i8, 1.0 * N * K);
       for (auto* pw : {&p8, &p4, &p2}) {
+        if (int_gemm_only) break;
         const double t = best_seconds(r, [&] { gemm_packed(*pw, x.data(), M, y.data()); });
         const double bytes = static_cast<double>(pw->q.size()) + 8.0 * pw->scale.size();
         const std::string name = "catq W" + std::to_string(pw->bits) + "A16 g" + std::to_string(pw->group);
@@ -344,6 +350,16 @@ int main(int argc, char** argv) {
         quantize_rows(x.data(), M, a8, i4, q);
         row("catq W4A8 int GEMM (act. pre-quantized)", best_seconds(r, [&] { gemm_int(i4, q, y.data(), best_isa()); }),
             static_cast<double>(i4.w.q.size()) + 8.0 * i4.w.scale.size());
+        // The same weights on the 64-column tile kernel (the path of CPUs without the 16-row layout), for comparison.
+        for (const IntWeights* iw : {&i8, &i4}) {
+          if (!iw->natural_order()) continue;
+          IntWeights tiles = *iw;
+          tiles.rows16.clear();
+          quantize_rows(x.data(), M, a8, tiles, q);
+          const std::string name = fmt::format("catq W{}A8 int GEMM, 64-column tiles (act. pre-quantized)", iw->w.bits);
+          row(name.c_str(), best_seconds(r, [&] { gemm_int(tiles, q, y.data(), best_isa()); }),
+              static_cast<double>(iw->w.q.size()) + 8.0 * iw->w.scale.size());
+        }
       }
       a4.qmin = -8;
       a4.qmax = 7;

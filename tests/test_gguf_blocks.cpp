@@ -20,7 +20,7 @@
 #include "core/file_util.h"
 #include "core/process.h"
 #include "io/gguf.h"
-#include "io/gguf_blocks.h"
+#include "quant/ggml_blocks.h"
 #include "test_llm_util.h"
 
 namespace {

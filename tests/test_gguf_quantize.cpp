@@ -14,7 +14,7 @@
 #include "core/process.h"
 #include "eval/perplexity.h"
 #include "io/gguf.h"
-#include "io/gguf_blocks.h"
+#include "quant/ggml_blocks.h"
 #include "io/llm_loader.h"
 #include "methods/llm/export_job.h"
 #include "methods/llm/gguf_quantize.h"
@@ -87,13 +87,14 @@ TEST(GgufQuantize, GptqOnTheFormatsGridLowersTheLayerObjective) {
       const GgufWeightResult rtn = quantize_gguf_weight(w, t, "rtn", h, nullptr, o);
       const GgufWeightResult imx = quantize_gguf_weight(w, t, "imatrix", h, nullptr, o);
       const GgufWeightResult gq = quantize_gguf_weight(w, t, "gptq", h, &f, o);
-      EXPECT_EQ(gq.ggml, gguf_weight_type_info(t).ggml);
-      EXPECT_EQ(gq.bytes.size(), rtn.bytes.size());  // same format, same size
+      EXPECT_EQ(gq.weight.traits().ggml, gguf_weight_type_info(t).ggml);
+      EXPECT_EQ(gq.weight.data.size(), rtn.weight.data.size());  // same format, same size
       EXPECT_DOUBLE_EQ(rtn.proxy, rtn.proxy_rtn);
       EXPECT_LT(imx.proxy, rtn.proxy);
       EXPECT_LT(gq.proxy, 0.8 * imx.proxy);
       // What it reports is what the file decodes to.
-      EXPECT_TRUE(at::equal(gq.dequantized, dequantize_gguf_blocks(gq.bytes, gq.ggml, out, in)));
+      const std::string bytes(gq.weight.data.begin(), gq.weight.data.end());
+      EXPECT_TRUE(at::equal(gq.dequantized, dequantize_gguf_blocks(bytes, gq.weight.traits().ggml, out, in)));
       std::printf("[ gguf ] %-6s%s tr(dW H dW^T): rtn %.4g  imatrix %.4g  gptq %.4g\n", to_string(t),
                   act_order ? " act" : "    ", rtn.proxy, imx.proxy, gq.proxy);
     }
@@ -266,4 +267,75 @@ TEST(GgufQuantize, TargetBpwStaysWithinBudgetAndRefusesTheImpossible) {
     EXPECT_NE(std::string(e.what()).find("cheapest"), std::string::npos) << e.what();
   }
   EXPECT_FALSE(file_exists(job.out));
+}
+
+// --gguf q4_k_m: every tensor gets the recipe's type (attn_v / ffn_down of the first and last eighth and every third
+// block between them one step up, the untied head Q6_K), the file is written streamed and reads back with those types.
+TEST(GgufQuantize, RecipeGivesEachTensorItsType) {
+  EXPECT_TRUE(gguf_recipe_important_block(0, 8) && gguf_recipe_important_block(7, 8) && gguf_recipe_important_block(3, 8));
+  EXPECT_FALSE(gguf_recipe_important_block(1, 8) || gguf_recipe_important_block(2, 8) || gguf_recipe_important_block(4, 8));
+  EXPECT_EQ(find_gguf_recipe("Q4_K_M")->base, GgufWeightType::Q4_K);
+  EXPECT_EQ(find_gguf_recipe("q4_k"), nullptr);
+  const Tokenizer tok = tiny_tokenizer();
+  LlamaConfig c = tiny_config(tok.vocab_size(), /*tied=*/false);
+  c.dim = 256;
+  c.hidden_dim = 512;
+  c.n_layers = 8;
+  c.n_heads = 4;
+  c.n_kv_heads = 4;
+  LlamaModel m = LlamaModel::random(c, 3);
+  const std::string wq = quantize_gguf_blocks(m.blocks[2].wq, GGML_Q4_K);  // the blocks are dropped as written
+  TempDir d;
+  GgufQuantizeOptions o;
+  o.recipe = find_gguf_recipe("q4_k_m");
+  o.weights = "rtn";
+  const nlohmann::json rep = quantize_llama_gguf(m, tok, at::Tensor(), o, d / "m.gguf");
+  EXPECT_EQ(rep.at("type"), "q4_k_m");
+  const GgufFile g = read_gguf(d / "m.gguf");
+  EXPECT_EQ(g.find("general.file_type")->as_int(), 15);
+  std::map<std::string, uint32_t> type;
+  for (const GgufTensorInfo& t : g.tensors) type[t.name] = t.type;
+  for (int l = 0; l < 8; ++l) {
+    const bool up = l == 0 || l == 3 || l == 6 || l == 7;
+    EXPECT_EQ(type.at(fmt::format("blk.{}.attn_v.weight", l)), up ? GGML_Q6_K : GGML_Q4_K) << l;
+    EXPECT_EQ(type.at(fmt::format("blk.{}.ffn_down.weight", l)), up ? GGML_Q6_K : GGML_Q4_K) << l;
+    EXPECT_EQ(type.at(fmt::format("blk.{}.attn_q.weight", l)), GGML_Q4_K) << l;
+    EXPECT_EQ(type.at(fmt::format("blk.{}.attn_norm.weight", l)), GGML_F32) << l;
+  }
+  EXPECT_EQ(type.at("output.weight"), GGML_Q6_K);
+  EXPECT_EQ(type.at("token_embd.weight"), GGML_Q4_K);
+  // The streamed file decodes to what the model's own round-to-nearest encoding gives for one of its tensors.
+  const LoadedLlama back = load_llama(d / "m.gguf", "");
+  EXPECT_TRUE(m.blocks[2].wq.defined() == false);
+  EXPECT_TRUE(at::equal(back.model.blocks[2].wq, dequantize_gguf_blocks(wq, GGML_Q4_K, 256, 256)));
+}
+
+// --transform awq into a GGUF file: on stories260K's q3_k file (IQ4_NL throughout: its rows fit no K-quant
+// super-block) the AWQ scales, folded into the norms / ffn_up / V, lower the perplexity of the round-to-nearest file
+// (measured 4.690 → 4.595); the file keeps its size and reports the per-block choices.
+TEST(GgufQuantize, Stories260KAwqLowersTheIq4nlFilesPerplexity) {
+  const std::string text_path = asset("text/tinystories_valid_head.txt");
+  if (!have_stories() || !file_exists(text_path)) GTEST_SKIP() << "needs ../shared/assets (stories260K and text; absent)";
+  TempDir d;
+  LoadedLlama fp = load_llama(stories_bin(), stories_tok());
+  const EvalWindows w = make_eval_windows(*fp.tokenizer, read_file_text(text_path), PerplexityOptions{});
+  std::map<std::string, double> ppl;
+  std::map<std::string, nlohmann::json> meta;
+  for (const char* tr : {"none", "awq"}) {
+    LlmQuantizeJob job;
+    job.model = stories_bin();
+    job.tokenizer = stories_tok();
+    job.text = text_path;
+    job.skip_chars = 12000;
+    job.gguf = "q3_k";
+    job.weights = "rtn";
+    job.transform = tr;
+    job.out = d / (std::string(tr) + ".gguf");
+    meta[tr] = run_llm_quantize_job(job);
+    ppl[tr] = perplexity(model_logits_fn(read_gguf_llama(job.out).model), w).ppl;
+    std::printf("[ gguf ] stories260K q3_k rtn, transform %s: catq PPL %.4f\n", tr, ppl[tr]);
+  }
+  EXPECT_EQ(meta["awq"].at("bytes"), meta["none"].at("bytes"));
+  EXPECT_EQ(meta["awq"].at("quantization").at("transform").at("choices").size(), 5u);  // one per block
+  EXPECT_LT(ppl["awq"], ppl["none"] * 0.99);
 }

@@ -37,8 +37,8 @@ ActQuant act_quant(int bits, bool symmetric, bool is_signed) {
 }
 
 // Dequantized activation x̂[i][j] from the kernel-order buffer.
-float act_value(const QuantizedRows& q, int bits, int64_t i, int64_t j) {
-  const int8_t a = q.a[i * q.k + kernel_position(bits, j, q.k)];
+float act_value(const QuantizedRows& q, const IntWeights& w, int64_t i, int64_t j) {
+  const int8_t a = q.a[i * q.k + act_position(w, j)];
   return q.scale[i] * static_cast<float>(a - q.zero[i]);
 }
 
@@ -77,7 +77,7 @@ TEST(IntGemm, ActivationCodesEqualTheSimulationsPerTokenQuantizer) {
           quantize_rows(x.data_ptr<float>(), 5, act_quant(bits, sym, sgn), iw, q, isa);
           for (int64_t i = 0; i < 5; ++i)
             for (int64_t j = 0; j < 128; ++j)
-              ASSERT_EQ(act_value(q, 4, i, j), ref[i][j].item<float>())
+              ASSERT_EQ(act_value(q, iw, i, j), ref[i][j].item<float>())
                   << to_string(isa) << " " << bits << sym << sgn << " " << i << "," << j;
         }
       }
@@ -114,6 +114,41 @@ TEST(IntGemm, SimdPathsAreBitIdenticalToTheScalarReference) {
   EXPECT_EQ(cases, 81);
 }
 
+// The 16-row VNNI layout (int_gemm.h): prepared for 4- and 8-bit codes in whole 32-column groups, bit-identical to the
+// scalar reference for every token count 1..17 (the 8-token tiles and their remainders), partial row groups,
+// per-channel and grouped weights, and the 8-bit per-channel rows too long for the int32 epilogue (scalar epilogue);
+// gemm_int_rows on row ranges gives the same rows.
+TEST(IntGemm, SixteenRowLayoutIsBitIdenticalToTheScalarReference) {
+  if (!(isa_supported(KernelIsa::Avx512) && __builtin_cpu_supports("avx512vnni")))
+    GTEST_SKIP() << "no AVX-512 VNNI: the 16-row layout is not prepared on this CPU";
+  std::mt19937 rng(9);
+  std::normal_distribution<float> N(0, 1);
+  struct Case { int bits; int64_t rows, cols, group; };
+  for (const Case& c : {Case{4, 37, 96, 96}, Case{4, 16, 256, 64}, Case{8, 33, 128, 32}, Case{8, 5, 8288, 8288},
+                        Case{4, 70, 512, 128}}) {
+    std::vector<float> w(c.rows * c.cols);
+    for (auto& v : w) v = N(rng);
+    const IntWeights iw = prepare_int_weights(pack_weights(w.data(), c.rows, c.cols, c.bits, c.group, c.rows % 2 == 1));
+    ASSERT_TRUE(iw.natural_order()) << c.bits << " " << c.cols;
+    EXPECT_EQ(iw.epilogue32, !(c.bits == 8 && c.group > 8256));
+    for (int64_t m = 1; m <= 17; m += (m < 9 ? 1 : 8)) {
+      std::vector<float> x(m * c.cols);
+      for (auto& v : x) v = N(rng) + 0.7f;
+      const ActQuant aq = act_quant(8, m % 2 == 0, m % 2 == 0);  // odd m: asymmetric unsigned
+      std::vector<float> ref(m * c.rows), out(m * c.rows, -1.f), part(m * c.rows, -1.f);
+      gemm_qact(iw, x.data(), m, aq, ref.data(), KernelIsa::Scalar);
+      gemm_qact(iw, x.data(), m, aq, out.data(), KernelIsa::Avx512);
+      QuantizedRows q;
+      quantize_rows(x.data(), m, aq, iw, q, KernelIsa::Avx512);
+      for (int64_t r0 = 0; r0 < c.rows; r0 += 32) gemm_int_rows(iw, q, part.data(), r0, r0 + 32, KernelIsa::Avx512);
+      for (int64_t i = 0; i < m * c.rows; ++i) {
+        ASSERT_EQ(out[i], ref[i]) << c.bits << " rows " << c.rows << " cols " << c.cols << " m " << m << " at " << i;
+        ASSERT_EQ(part[i], ref[i]) << "rows split, at " << i;
+      }
+    }
+  }
+}
+
 TEST(IntGemm, EqualsTheFloatProductOfTheDequantizedOperands) {
   std::mt19937 rng(6);
   std::normal_distribution<float> N(0, 1);
@@ -134,8 +169,8 @@ TEST(IntGemm, EqualsTheFloatProductOfTheDequantizedOperands) {
         for (int64_t r = 0; r < rows; ++r) {
           double e = 0, mag = 0;
           for (int64_t j = 0; j < cols; ++j) {
-            e += static_cast<double>(wd[r * cols + j]) * act_value(q, bits, i, j);
-            mag += std::fabs(wd[r * cols + j] * act_value(q, bits, i, j));
+            e += static_cast<double>(wd[r * cols + j]) * act_value(q, iw, i, j);
+            mag += std::fabs(wd[r * cols + j] * act_value(q, iw, i, j));
           }
           EXPECT_NEAR(y[i * rows + r], e, 1e-5 * (mag + 1)) << bits << sym_act;
         }

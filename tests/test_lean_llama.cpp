@@ -17,7 +17,7 @@
 #include "core/thread_pool.h"
 #include "eval/perplexity.h"
 #include "io/gguf.h"
-#include "io/gguf_blocks.h"
+#include "quant/ggml_blocks.h"
 #include "io/llm_loader.h"
 #include "runtime/block_matvec.h"
 #include "runtime/lean_llama.h"

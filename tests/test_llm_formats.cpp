@@ -4,6 +4,8 @@
 #include <torch/torch.h>
 
 #include <cstring>
+#include <filesystem>
+#include <functional>
 
 #include "core/file_util.h"
 #include "io/gguf.h"
@@ -250,4 +252,53 @@ TEST(LlmFormats, GgufQ4BlocksHaveGgmlLayout) {
   } catch (const Error& e) {
     EXPECT_EQ(e.kind(), ErrorKind::Format) << e.what();
   }
+}
+
+// The streaming writer: declared tensors written in any order give the same bytes as the in-memory builder; a missing,
+// repeated, unknown or mis-sized tensor is refused and an unfinished writer leaves neither the file nor its temp.
+TEST(LlmFormats, GgufStreamWriterWritesTheBuildersBytesInAnyOrder) {
+  auto data = [](size_t n, char c) { return std::string(n, c); };
+  GgufBuilder full, plan;
+  for (GgufBuilder* b : {&full, &plan}) {
+    b->add_string("general.architecture", "test");
+    b->add_tensor("fixed", {8}, GGML_F32, data(32, 'f'));
+  }
+  full.add_tensor("a", {32, 2}, GGML_Q8_0, data(68, 'a'));
+  full.add_tensor("b", {7}, GGML_F32, data(28, 'b'));  // ends unaligned: padding follows
+  full.add_tensor("c", {64}, GGML_Q4_0, data(36, 'c'));
+  plan.declare_tensor("a", {32, 2}, GGML_Q8_0);
+  plan.declare_tensor("b", {7}, GGML_F32);
+  plan.declare_tensor("c", {64}, GGML_Q4_0);
+  TempDir d;
+  {
+    GgufStreamWriter w(d / "s.gguf", plan);
+    w.write("c", data(36, 'c'));
+    w.write("a", data(68, 'a'));
+    EXPECT_FALSE(w.written("b"));
+    w.write("b", data(28, 'b'));
+    EXPECT_TRUE(w.written("b"));
+    w.finish();
+  }
+  EXPECT_EQ(read_file_text(d / "s.gguf"), full.build());
+  EXPECT_EQ(read_gguf(d / "s.gguf").tensors.size(), 4u);
+  // Misuse: nothing at the path, no temp file left.
+  auto refused = [&](const std::function<void(GgufStreamWriter&)>& f, const std::string& what) {
+    {
+      GgufStreamWriter w(d / "bad.gguf", plan);
+      try {
+        f(w);
+        ADD_FAILURE() << "no error for " << what;
+      } catch (const Error& e) {
+        EXPECT_EQ(e.kind(), ErrorKind::Internal);
+        EXPECT_NE(std::string(e.what()).find(what), std::string::npos) << e.what();
+      }
+    }
+    EXPECT_FALSE(file_exists(d / "bad.gguf"));
+    EXPECT_EQ(std::distance(std::filesystem::directory_iterator(d.path), {}), 1);  // s.gguf only
+  };
+  refused([&](GgufStreamWriter& w) { w.write("a", data(67, 'a')); }, "declared 68");
+  refused([&](GgufStreamWriter& w) { w.write("z", data(4, 'z')); }, "was not declared");
+  refused([&](GgufStreamWriter& w) { w.write("b", data(28, 'b')), w.write("b", data(28, 'b')); }, "written twice");
+  refused([&](GgufStreamWriter& w) { w.write("a", data(68, 'a')), w.finish(); }, "never written");
+  EXPECT_THROW(plan.build(), Error);  // declared tensors have no bytes to build from
 }

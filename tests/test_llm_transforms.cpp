@@ -331,3 +331,42 @@ TEST(KvCacheQuant, ConfigRoundTripsAndErrorGrowsAsBitsShrink) {
   EXPECT_LT(e8, e4);
   EXPECT_LT(e4, e2);
 }
+
+// AWQ: the scaled model computes the same function in FP (Llama, and Qwen2 whose V bias turns with V's rows), the
+// chosen α never raises the search objective, and the outlier channels get α > 0 somewhere. (On a random model the
+// end-to-end error barely moves either way; GgufQuantize.Stories260KAwq… checks perplexity on a real model.)
+TEST(Awq, PreservesTheFunctionAndNeverRaisesTheObjective) {
+  for (LlamaArch arch : {LlamaArch::Llama, LlamaArch::Qwen2}) {
+    SCOPED_TRACE(to_string(arch));
+    LlamaConfig c = small_config();
+    c.arch = arch;
+    LlamaModel m = LlamaModel::random(c, 1);
+    {
+      at::NoGradGuard ng;
+      m.tok_embeddings.select(1, 3).mul_(20);
+      for (auto& b : m.blocks) b.attn_norm.select(0, 5).mul_(6);
+    }
+    at::Tensor calib = tokens(6, 16, 2), probe = tokens(3, 24, 3);
+    const at::Tensor before = m.forward(probe);
+    SimQuant sq(QuantConfig::from_string("w3a16-fl8"));  // the head at 8 bits: AWQ does not touch it
+    m.bind(&sq);
+    const auto stats = collect_llama_stats(m, calib, 8, kAwqStatsBlock);
+    const nlohmann::json rep =
+        apply_llm_transform(m, stats, parse_llm_transform("awq"), simquant_weight_quantizer(sq, m.layer_infos()));
+    EXPECT_LT(rel_diff(m.forward(probe), before), 1e-4);
+    ASSERT_EQ(rep.size(), 2u);
+    bool scaled = false;
+    for (const auto& blk : rep)
+      for (const auto& [pos, r] : blk.items()) {
+        EXPECT_LE(r.at("error_after").get<double>(), r.at("error_before").get<double>()) << pos;
+        scaled = scaled || r.at("alpha").get<double>() > 0;
+      }
+    EXPECT_TRUE(scaled);
+  }
+  // Without a quantizer AWQ has nothing to search under.
+  LlamaModel m = outlier_model();
+  EXPECT_THROW(apply_llm_transform(m, collect_llama_stats(m, tokens(2, 8, 1), 8, kAwqStatsBlock),
+                                   parse_llm_transform("awq")), Error);
+  EXPECT_EQ(parse_llm_transform("awq:grid=10").grid, 10);
+  EXPECT_THROW(parse_llm_transform("awq:grid=0"), Error);
+}

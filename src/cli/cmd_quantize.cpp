@@ -219,7 +219,8 @@ void register_quantize(CLI::App& app, Common& common) {
   sub->add_option("--weights", llm.weights, "rtn | gptq; with --gguf also imatrix (importance-weighted scale search)")
       ->capture_default_str()->group(lg);
   sub->add_option("--gguf", llm.gguf, "Write a GGUF file of this type for llama.cpp instead of a .catq (q4_0 q4_1 q5_0 "
-                  "q5_1 q8_0 q2_k q3_k q4_k q5_k q6_k iq4_nl f16 ...), every weight quantized in that format; no --config")
+                  "q5_1 q8_0 q2_k q3_k q4_k q5_k q6_k iq4_nl f16 ...), every weight quantized in that format, or a recipe "
+                  "mixing K-quants per tensor (q3_k_m q4_k_m q5_k_m: docs/llm.md); no --config")
       ->group(lg);
   sub->add_option("--target-bpw", llm.target_bpw, "Write a GGUF file whose tensors get per-tensor types (q2_k ... "
                   "q8_0) to this many bits per weight, from each layer's measured sensitivity (knapsack); needs --text")

@@ -80,17 +80,7 @@ void write_catq(const std::string& path, const GraphExecutor& ex, const SimQuant
     const SimQuant::Layer& sl = sq.layer(l.name);
     json lj = {{"name", l.name}};
     if (sl.weight_spec.enabled) {
-      const QuantParams* wp = sq.weight_params(l.name);
-      CATQ_CHECK(wp != nullptr, Internal, "write_catq: layer '{}' has no weight params (run a quantized forward first)",
-                 l.name);
-      at::Tensor codes = sl.weight_codes.defined() ? sl.weight_codes : quantize(ex.layer_weight(l).detach(), *wp);
-      json wj = params_to_json(*wp, blob);
-      const int64_t lo = wp->scheme == Scheme::Uniform ? wp->qmin : codes.min().item<int64_t>();
-      const int64_t hi = wp->scheme == Scheme::Uniform ? wp->qmax : codes.max().item<int64_t>();
-      int bits = 1;
-      while ((int64_t{1} << bits) <= hi - lo) ++bits;
-      wj["codes"] = blob.add_packed(codes, bits, lo);
-      lj["weight"] = wj;
+      lj["weight"] = blob.add_weight(sq.quantized_weight(l.name, ex.layer_weight(l)));
       weight_inits.insert(ex.weight_name(l));
     }
     if (sl.input_spec.enabled && sl.input_spec.granularity != Granularity::PerToken) {
@@ -202,12 +192,11 @@ QuantizedCnn read_catq(const std::string& path) {
                  "{}: {}: the quant_config and the stored weight disagree on whether it is quantized", path, where);
       if (lj.contains("weight")) {
         const json& wj = lj.at("weight");
-        QuantParams wp = params_from_json(wj, blob, where + " weight", path);
-        at::Tensor codes = blob.get(wj.at("codes"), where + " codes");
-        CATQ_CHECK(codes.sizes().vec() == l.weight_shape, Format, "{}: {}: codes have shape [{}], the layer's weight is [{}]",
-                   path, where, fmt::join(codes.sizes(), ","), fmt::join(l.weight_shape, ","));
+        const QuantizedWeight qw = blob.get_weight(wj, where + " weight");
+        CATQ_CHECK(qw.shape == l.weight_shape, Format, "{}: {}: codes have shape [{}], the layer's weight is [{}]", path,
+                   where, fmt::join(qw.shape, ","), fmt::join(l.weight_shape, ","));
         try {
-          sq->set_quantized_weight(l.name, codes, wp);
+          sq->set_quantized_weight(l.name, qw);
         } catch (const Error& e) {
           fail(ErrorKind::Format, "{}: {}", path, e.what());
         }

@@ -12,6 +12,8 @@
 #include <ATen/ATen.h>
 #include <nlohmann/json.hpp>
 
+#include "quant/packed_codes.h"
+#include "quant/quantized_weight.h"
 #include "quant/quantizer.h"
 
 namespace catq {
@@ -20,15 +22,7 @@ inline constexpr uint32_t kCatqVersion = 1;
 inline constexpr const char* kCatqCnnFormat = "catq-quantized-model";  // header "format" of a quantized CNN
 inline constexpr const char* kCatqLlmFormat = "catq-quantized-llm";    // ... of a quantized Llama model
 
-// The PACKED layout of integer codes: each code q stored as the unsigned value q − lo in `bits` bits (1..16), least
-// significant bit first, element after element, so n codes take ⌈n·bits/8⌉ bytes.
-// pack_codes packs codes [begin, begin + n) of `q` (flat, contiguous, any integer dtype) into out (⌈n·bits/8⌉ bytes,
-// fully written); begin·bits must be a multiple of 8 when begin > 0. Error(Internal) naming the code when one lies
-// outside [lo, lo + 2^bits − 1] (the range check is fused into the pack loop). Bits 8 / 4 / 2 / 1 go a byte at a
-// time, other widths 8 codes (= `bits` bytes) per 64/128-bit word.
-void pack_codes(const at::Tensor& q, int64_t begin, int64_t n, int bits, int64_t lo, uint8_t* out);
-// The inverse: n codes from ⌈n·bits/8⌉ bytes at p (never read past them) as int32 lo + v (wrapping as a cast).
-void unpack_codes(const uint8_t* p, int64_t n, int bits, int64_t lo, int32_t* out);
+// Integer codes are stored in the PACKED layout (quant/packed_codes.h).
 
 // Collects tensors into the blob while the header is built; each call returns the tensor's header entry
 // ({"dtype", "shape", "offset", "nbytes"}, offset relative to the blob start, 64-aligned). The blob lives in memory
@@ -49,6 +43,9 @@ class CatqBlobWriter {
   // Integer codes q ∈ [lo, lo + 2^bits − 1] (any integer dtype), stored PACKED (above). Error(Internal) for a code
   // outside the range.
   nlohmann::json add_packed(const at::Tensor& q, int bits, int64_t lo);
+  // A catq-format QuantizedWeight as a header "weight" object: its params (params_to_json) plus "codes", its PACKED
+  // bytes stored as they are.
+  nlohmann::json add_weight(const QuantizedWeight& w);
   // The in-memory blob (empty for a spilling writer).
   const std::vector<uint8_t>& data() const { return blob_; }
   size_t size() const { return size_; }  // bytes so far
@@ -74,6 +71,10 @@ class CatqBlobReader {
   CatqBlobReader(const uint8_t* blob, size_t size, std::string file) : blob_(blob), size_(size), file_(std::move(file)) {}
   // Error(Format) naming the file and `what` for a malformed entry. PACKED entries come back as int32 codes.
   at::Tensor get(const nlohmann::json& e, const std::string& what) const;
+  // A "weight" object (CatqBlobWriter::add_weight) as a QuantizedWeight; its codes' bytes are taken as stored when
+  // their width and offset are the canonical ones, else unpacked and packed again. Error(Format) naming the file and
+  // `what` for malformed params or codes.
+  QuantizedWeight get_weight(const nlohmann::json& weight, const std::string& what) const;
 
  private:
   const uint8_t* blob_;

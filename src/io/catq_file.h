@@ -82,10 +82,13 @@ class CatqLlmWriter {
   void add_tensor(const std::string& key, const at::Tensor& t);
   // The online transforms of block l (attn_in, ffn_in, down_in), factor by factor (docs/catq_format.md).
   void add_online_transforms(int64_t l, const LlamaBlock& b);
-  // A quantizable linear, in layer_infos() order (the writer checks the order and count against cfg at finish()):
-  // weight params + integer codes (codes: any integer dtype, same shape as the weight) for a quantized weight, or
-  // weight_params == nullptr and `codes_or_weight` the FP weight for an FP layer (not written when it is the tied head;
-  // it may then be undefined); input params for static activation quantization or nullptr.
+  // A quantizable linear, in layer_infos() order (the writer checks the order and count against cfg at finish()): a
+  // quantized weight (a catq-format QuantizedWeight, the linear's shape), or the FP weight (not written when it is the
+  // tied head; it may then be undefined); input params for static activation quantization or nullptr.
+  void add_quantized_layer(const std::string& name, const QuantizedWeight& weight, const QuantParams* input_params);
+  void add_fp_layer(const std::string& name, const at::Tensor& weight, const QuantParams* input_params);
+  // The same from codes (any integer dtype, the weight's shape) and their params, or weight_params == nullptr and
+  // `codes_or_weight` the FP weight.
   void add_layer(const std::string& name, const QuantParams* weight_params, const at::Tensor& codes_or_weight,
                  const QuantParams* input_params);
   // Once. Error(Data) when its vocabulary does not fit cfg.vocab_size (llama2c: equal; BPE kinds: at most, padded by
@@ -96,6 +99,7 @@ class CatqLlmWriter {
   void finish();
 
  private:
+  size_t next_layer(const std::string& name);  // checks the name against layer_infos() order; its index
   struct Impl;
   std::unique_ptr<Impl> impl_;
 };

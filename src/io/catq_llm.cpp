@@ -101,37 +101,57 @@ void CatqLlmWriter::add_online_transforms(int64_t l, const LlamaBlock& b) {
   }
 }
 
-void CatqLlmWriter::add_layer(const std::string& name, const QuantParams* wp, const at::Tensor& cw,
-                              const QuantParams* ip) {
-  Impl& w = *impl_;
+size_t CatqLlmWriter::next_layer(const std::string& name) {
+  const Impl& w = *impl_;
   CATQ_CHECK(!w.finished, Internal, "{}: CatqLlmWriter: layer '{}' added after finish()", w.path, name);
   CATQ_CHECK(w.next < w.names.size(), Internal, "{}: CatqLlmWriter: layer '{}' is one more than the model's {} linear "
              "layers", w.path, name, w.names.size());
-  const size_t i = w.next;
-  CATQ_CHECK(name == w.names[i], Internal, "{}: CatqLlmWriter: layer {} is '{}', expected '{}' (layer_infos() order)",
-             w.path, i, name, w.names[i]);
-  const bool tied_fp_head = wp == nullptr && name == kLlamaOutput.gguf && w.cfg.tied_head;
-  if (!tied_fp_head)
-    CATQ_CHECK(cw.defined() && cw.sizes().vec() == w.shapes[i], Internal,
-               "{}: CatqLlmWriter: layer '{}': {} of shape [{}], expected [{}]", w.path, name,
-               wp ? "codes" : "weight", cw.defined() ? fmt::format("{}", fmt::join(cw.sizes(), ",")) : "undefined",
-               fmt::join(w.shapes[i], ","));
-  json lj = {{"name", name}};
-  if (wp) {
-    CATQ_CHECK(wp->qmax > wp->qmin, Internal, "{}: CatqLlmWriter: layer '{}': empty integer range [{}, {}]", w.path,
-               name, wp->qmin, wp->qmax);
-    json wj = params_to_json(*wp, *w.blob);
-    int bits = 1;
-    while ((int64_t{1} << bits) <= wp->qmax - wp->qmin) ++bits;
-    wj["codes"] = w.blob->add_packed(cw, bits, wp->qmin);
-    lj["weight"] = wj;
-  } else if (!tied_fp_head) {
-    CATQ_CHECK(!w.tensors.contains(name), Internal, "{}: CatqLlmWriter: tensor '{}' added twice", w.path, name);
-    w.tensors[name] = w.blob->add(cw);
-  }
+  CATQ_CHECK(name == w.names[w.next], Internal, "{}: CatqLlmWriter: layer {} is '{}', expected '{}' (layer_infos() "
+             "order)", w.path, w.next, name, w.names[w.next]);
+  return w.next;
+}
+
+void CatqLlmWriter::add_quantized_layer(const std::string& name, const QuantizedWeight& weight,
+                                        const QuantParams* ip) {
+  Impl& w = *impl_;
+  const size_t i = next_layer(name);
+  CATQ_CHECK(weight.shape == w.shapes[i], Internal, "{}: CatqLlmWriter: layer '{}': codes of shape [{}], expected [{}]",
+             w.path, name, fmt::join(weight.shape, ","), fmt::join(w.shapes[i], ","));
+  json lj = {{"name", name}, {"weight", w.blob->add_weight(weight)}};
   if (ip) lj["input"] = params_to_json(*ip, *w.blob);
   w.layers.push_back(std::move(lj));
   ++w.next;
+}
+
+void CatqLlmWriter::add_fp_layer(const std::string& name, const at::Tensor& weight, const QuantParams* ip) {
+  Impl& w = *impl_;
+  const size_t i = next_layer(name);
+  const bool tied_fp_head = name == kLlamaOutput.gguf && w.cfg.tied_head;
+  if (!tied_fp_head) {
+    CATQ_CHECK(weight.defined() && weight.sizes().vec() == w.shapes[i], Internal,
+               "{}: CatqLlmWriter: layer '{}': weight of shape [{}], expected [{}]", w.path, name,
+               weight.defined() ? fmt::format("{}", fmt::join(weight.sizes(), ",")) : "undefined",
+               fmt::join(w.shapes[i], ","));
+    CATQ_CHECK(!w.tensors.contains(name), Internal, "{}: CatqLlmWriter: tensor '{}' added twice", w.path, name);
+    w.tensors[name] = w.blob->add(weight);
+  }
+  json lj = {{"name", name}};
+  if (ip) lj["input"] = params_to_json(*ip, *w.blob);
+  w.layers.push_back(std::move(lj));
+  ++w.next;
+}
+
+void CatqLlmWriter::add_layer(const std::string& name, const QuantParams* wp, const at::Tensor& cw,
+                              const QuantParams* ip) {
+  if (!wp) return add_fp_layer(name, cw, ip);
+  CATQ_CHECK(cw.defined(), Internal, "{}: CatqLlmWriter: layer '{}': codes undefined", impl_->path, name);
+  CATQ_CHECK(wp->qmax > wp->qmin, Internal, "{}: CatqLlmWriter: layer '{}': empty integer range [{}, {}]", impl_->path,
+             name, wp->qmin, wp->qmax);
+  next_layer(name);  // order first, so a misplaced layer is named as such
+  CATQ_CHECK(cw.sizes().vec() == impl_->shapes[impl_->next], Internal,
+             "{}: CatqLlmWriter: layer '{}': codes of shape [{}], expected [{}]", impl_->path, name,
+             fmt::join(cw.sizes(), ","), fmt::join(impl_->shapes[impl_->next], ","));
+  add_quantized_layer(name, make_quantized_weight(cw, *wp), ip);
 }
 
 void CatqLlmWriter::set_tokenizer(const Tokenizer& tok) {
@@ -198,21 +218,13 @@ void write_catq_llm(const std::string& path, const LlamaModel& m, const SimQuant
   }
   for (const LayerInfo& l : m.layer_infos()) {
     const SimQuant::Layer& sl = sq.layer(l.name);
-    const at::Tensor& wt = m.layer_weight(l.index);
-    const QuantParams* wp = nullptr;
-    at::Tensor cw = wt;
-    if (sl.weight_spec.enabled) {
-      wp = sq.weight_params(l.name);
-      CATQ_CHECK(wp != nullptr, Internal,
-                 "write_catq_llm: layer '{}' has no weight params (run a quantized forward first)", l.name);
-      cw = sl.weight_codes.defined() ? sl.weight_codes : quantize(wt.detach(), *wp);
-    }
     const QuantParams* ip = nullptr;
     if (sl.input_spec.enabled && sl.input_spec.granularity != Granularity::PerToken) {
       ip = sq.input_params(l.name);
       CATQ_CHECK(ip != nullptr, Internal, "write_catq_llm: layer '{}' has no input params (calibrate first)", l.name);
     }
-    w.add_layer(l.name, wp, cw, ip);
+    if (sl.weight_spec.enabled) w.add_quantized_layer(l.name, sq.quantized_weight(l.name, m.layer_weight(l.index)), ip);
+    else w.add_fp_layer(l.name, m.layer_weight(l.index), ip);
   }
   if (tok) w.set_tokenizer(*tok);
   w.finish();
@@ -302,10 +314,9 @@ QuantizedLlama read_catq_llm(const std::string& path) {
       CATQ_CHECK(sl.weight_spec.enabled == e.contains("weight"), Format,
                  "{}: {}: the quant_config and the stored weight disagree on whether it is quantized", path, where);
       if (e.contains("weight")) {
-        QuantParams wp = params_from_json(e.at("weight"), blob, where + " weight", path);
-        at::Tensor codes = blob.get(e.at("weight").at("codes"), where + " codes");
+        const QuantizedWeight qw = blob.get_weight(e.at("weight"), where + " weight");
         try {
-          q.sq->set_quantized_weight(l.name, codes, wp);
+          q.sq->set_quantized_weight(l.name, qw);
         } catch (const Error& err) {
           fail(ErrorKind::Format, "{}: {}", path, err.what());
         }

@@ -9,12 +9,13 @@
 //
 // The generic parser reads any GGUF (metadata of every value type, tensor infos of every ggml type);
 // tensor data is read from a read-only memory mapping of the file, only when a tensor is requested: as is (F32, F16,
-// BF16, zero-copy) or dequantized to fp32 (every type with a decoder in gguf_blocks); others are Error(Unsupported).
+// BF16, zero-copy) or dequantized to fp32 (every type with a decoder in quant/ggml_blocks); others are Error(Unsupported).
 // read_gguf_llama() builds a LlamaModel (architecture "llama"; tensors are in llama.cpp's interleaved
 // RoPE row order, which is this project's, so no permutation) plus the "llama" (SentencePiece) tokenizer.
 #pragma once
 #include <cstdint>
 #include <map>
+#include <memory>
 #include <optional>
 #include <string>
 #include <vector>
@@ -22,6 +23,8 @@
 #include <ATen/ATen.h>
 
 #include "core/mapped_file.h"
+#include "quant/ggml_blocks.h"
+#include "quant/quantized_weight.h"
 #include "io/llm_load_options.h"
 #include "llm/tokenizer.h"
 #include "llm/llama.h"
@@ -33,14 +36,6 @@ enum class GgufType : uint32_t {
   I64 = 11, F64 = 12
 };
 const char* gguf_type_name(GgufType t);
-
-// ggml tensor types that catq can dequantize (ids as in ggml.h); others are recognised by id/name only.
-enum GgmlType : uint32_t {
-  GGML_F32 = 0, GGML_F16 = 1, GGML_Q4_0 = 2, GGML_Q4_1 = 3, GGML_Q5_0 = 6, GGML_Q5_1 = 7, GGML_Q8_0 = 8,
-  GGML_Q2_K = 10, GGML_Q3_K = 11, GGML_Q4_K = 12, GGML_Q5_K = 13, GGML_Q6_K = 14, GGML_IQ4_NL = 20, GGML_BF16 = 30
-};
-// Name of a ggml type id ("Q4_K"), or "type<N>" for ids unknown to catq.
-std::string ggml_type_name(uint32_t type);
 
 struct GgufValue {
   GgufType type = GgufType::U8;
@@ -138,27 +133,27 @@ const GgufWeightTypeInfo& gguf_weight_type_info(GgufWeightType t);
 const std::vector<GgufWeightTypeInfo>& gguf_weight_types();
 // A name of gguf_weight_types() (case-insensitive); Error(Usage) listing them otherwise.
 GgufWeightType parse_gguf_weight_type(const std::string& s);
+GgufWeightType gguf_weight_type_of_ggml(uint32_t ggml_type);  // Error(Unsupported) for types catq does not write
 const char* to_string(GgufWeightType t);
 // The type a 2-D weight with rows of `row` values is written in: t itself when its block divides the row, else
 // llama.cpp's fallback (K-quants with rows not a multiple of 256: Q2_K / Q3_K → IQ4_NL, Q4_K → Q5_0, Q5_K → Q5_1,
 // Q6_K → Q8_0), and F16 when no 32-value block fits either.
 GgufWeightType gguf_row_type(GgufWeightType t, int64_t row);
-// A 2-D weight already encoded (quantize_gguf_blocks, gguf_set_codes), rows in catq's order.
-struct GgufEncodedTensor {
-  uint32_t ggml = 0;
-  std::string bytes;
-};
 struct GgufWriteOptions {
   GgufWeightType weights = GgufWeightType::F32;  // 2-D weights (gguf_row_type per tensor); norms are always F32
   uint32_t alignment = 32;                       // written as general.alignment when != 32
   std::string name = "catq";
-  // Weights encoded by the caller (optimized quantization, a quantized .catq's codes), by GGUF tensor name
-  // ("blk.0.attn_q.weight"): written as they are, in their own type, instead of the round-to-nearest of `weights`.
-  const std::map<std::string, GgufEncodedTensor>* encoded = nullptr;
+  uint32_t file_type = 0;  // general.file_type; 0: that of `weights` (a per-tensor mix names its own, e.g. Q4_K_M = 15)
+  // Weights encoded by the caller (optimized quantization, a quantized .catq's codes converted exactly), by GGUF
+  // tensor name ("blk.0.attn_q.weight"): ggml-format QuantizedWeights with rows in catq's order, written as they are,
+  // in their own type, instead of the round-to-nearest of `weights`.
+  const std::map<std::string, QuantizedWeight>* encoded = nullptr;
   bool fp_unencoded = false;  // 2-D weights not in `encoded` are written F32 (`weights` then only names the file type)
 };
 void write_gguf_llama(const LlamaModel& model, const Tokenizer* tok, const std::string& path,
                       const GgufWriteOptions& opt = {});
+
+
 
 // Low-level builder of GGUF bytes (used by the writer, and by tests to build unusual files).
 class GgufBuilder {
@@ -174,57 +169,73 @@ class GgufBuilder {
   void add_i32_array(const std::string& key, const std::vector<int32_t>& v);
   // ne in ggml order; data must be exactly the type's byte size for ne.
   void add_tensor(const std::string& name, const std::vector<int64_t>& ne, uint32_t type, std::string data);
+  // A tensor whose data comes later, through a GgufStreamWriter (its size follows from ne and the type's blocks).
+  void declare_tensor(const std::string& name, const std::vector<int64_t>& ne, uint32_t type);
   std::string build(uint32_t version = 3, uint32_t alignment = 32) const;
   // The same bytes written to `path` piece by piece (temp file + rename): no second copy of the data in memory.
   void write(const std::string& path, uint32_t version = 3, uint32_t alignment = 32) const;
 
  private:
+  friend class GgufStreamWriter;
   std::string header(uint32_t version, uint32_t alignment) const;  // up to the aligned start of the data
   static size_t padding(size_t bytes, uint32_t alignment, bool last);  // zeros after a tensor's data
   void key(const std::string& k, GgufType t);
   std::string kv_;
   uint64_t n_kv_ = 0;
-  struct T { std::string name; std::vector<int64_t> ne; uint32_t type; std::string data; };
+  struct T { std::string name; std::vector<int64_t> ne; uint32_t type; std::string data; uint64_t nbytes; bool declared; };
   std::vector<T> tensors_;
 };
+
+// Writes a GgufBuilder's file while the data of its declared tensors is still being produced: the header (every
+// offset follows from the declared sizes) and the tensors added with data go out at once, each declared tensor's
+// bytes go to their offset when write() supplies them, in any order, so memory holds one tensor rather than the
+// model. finish() checks that every declared tensor arrived and renames the temp file over `path`; destroyed
+// unfinished (an exception on the way), it removes the temp file and `path` is untouched. Misuse (an unknown or
+// repeated name, a size that differs from the declaration, a missing tensor at finish()) is Error(Internal); disk
+// failures are Error(Io).
+class GgufStreamWriter {
+ public:
+  GgufStreamWriter(const std::string& path, const GgufBuilder& b, uint32_t version = 3, uint32_t alignment = 32);
+  ~GgufStreamWriter();
+  GgufStreamWriter(const GgufStreamWriter&) = delete;
+  GgufStreamWriter& operator=(const GgufStreamWriter&) = delete;
+  void write(const std::string& name, const void* data, size_t n);
+  void write(const std::string& name, const std::string& data) { write(name, data.data(), data.size()); }
+  bool written(const std::string& name) const;
+  void finish();
+
+ private:
+  struct Impl;
+  std::unique_ptr<Impl> impl_;
+};
+
+// What write_gguf_llama writes, planned before any tensor data: the metadata and the tensor table (GgufBuilder with
+// every tensor declared), and where each tensor's bytes come from. A caller that produces encoded weights one at a
+// time (catq quantize --gguf) declares their types up front (encoded_types: GGUF name → ggml type) and streams each
+// into a GgufStreamWriter as soon as it exists.
+struct GgufLlamaTensor {
+  std::string name;
+  std::vector<int64_t> ne;  // ggml order
+  uint32_t type = 0;        // ggml type written
+  at::Tensor source;        // the model's tensor (rows in catq's order); unused when encoded
+  int64_t rope_heads = 0;   // > 0: q/k rows go back to Hugging Face's order (this many heads) as they are written
+  bool encoded = false;     // its bytes come from a ggml-format QuantizedWeight the caller supplies
+};
+struct GgufLlamaPlan {
+  GgufBuilder builder;
+  std::vector<GgufLlamaTensor> tensors;  // file order
+  uint32_t alignment = 32;
+  const GgufLlamaTensor& tensor(const std::string& name) const;  // Error(Internal) for a name not in the file
+};
+GgufLlamaPlan plan_gguf_llama(const LlamaModel& model, const Tokenizer* tok, const std::string& path,
+                              const GgufWriteOptions& opt, const std::map<std::string, uint32_t>& encoded_types = {});
+// Tensor t's bytes as the file stores them: `encoded` (required when t.encoded; its type and shape must match) or
+// t.source converted to t.type; q/k rows permuted back to HF order where t.rope_heads > 0.
+std::string gguf_llama_tensor_bytes(const GgufLlamaTensor& t, const QuantizedWeight* encoded = nullptr);
 
 // Adds tok as tokenizer.ggml.* metadata (the inverse of read_gguf_tokenizer): llama2c and SentencePiece-style BPE
 // tokenizers as "llama" (an SpmBpe's merge rank r as score -r), byte-level BPE as "gpt2". Error(Unsupported) for a
 // byte-level tokenizer without a pre-tokenizer (llama.cpp has none to match it).
 void add_gguf_tokenizer(GgufBuilder& b, const Tokenizer& tok);
-
-// Block encoders of a contiguous fp32 tensor whose element count is a multiple of 32, exactly as ggml defines the
-// blocks (ggml-common.h); decoding is GgufFile::tensor_f32.
-//   Q8_0 (34 bytes / 32 values): fp16 d, int8 q[32];            x = d·q,          d = max|x| / 127
-//   Q4_0 (18 bytes / 32 values): fp16 d, uint8 qs[16];           x = d·(q − 8),    d = x_m / −8 with x_m the
-//        value of largest magnitude (sign kept), q = min(15, ⌊x/d + 8.5⌋); qs[j] = q[j] | q[j+16] << 4
-//   Q4_1 (20 bytes / 32 values): fp16 d, fp16 m, uint8 qs[16];   x = d·q + m,      m = min, d = (max − min)/15,
-//        q = min(15, ⌊(x − m)/d + 0.5⌋); same nibble order
-std::string quantize_q8_0(const at::Tensor& w);
-std::string quantize_q4_0(const at::Tensor& w);
-std::string quantize_q4_1(const at::Tensor& w);
-// Any ggml type with an encoder (gguf_blocks.h), row by row: w is [rows, row] with row a multiple of the type's
-// block. importance (optional): [row], a weight per input column for every row's squared error (an importance
-// matrix's diagonal), or one weight per value (w's shape); without it Q8_0, Q4_0, Q4_1, Q5_0 and Q5_1 are ggml's reference round-to-nearest bytes, with
-// it their blocks may take a weighted scale search's result instead (Q8_0 never does).
-std::string quantize_gguf_blocks(const at::Tensor& w, uint32_t ggml_type, const at::Tensor& importance = {});
-// The decoded fp32 [rows, row] of encoded bytes.
-at::Tensor dequantize_gguf_blocks(const std::string& bytes, uint32_t ggml_type, int64_t rows, int64_t row);
-
-// The scale grid an encoding fixed (what format-aware GPTQ rounds onto): value (r, i) can take
-// scale·level(c) + offset for the codes c ∈ [0, levels), level(c) = c or level_values[c] (GgmlTypeTraits' codes).
-// Found by decoding each block with all codes 0 and all codes 1, so it is the decoder's own arithmetic.
-struct GgufGrid {
-  at::Tensor scale, offset;         // float [rows, row]
-  int levels = 0;
-  std::vector<float> level_values;  // empty: level(c) = c
-};
-GgufGrid gguf_block_grid(const std::string& bytes, uint32_t ggml_type, int64_t rows, int64_t row);
-// `bytes` with every code replaced by `codes` (uint8 [rows, row]), the scales kept.
-std::string gguf_set_codes(const std::string& bytes, uint32_t ggml_type, const at::Tensor& codes);
-// Blocks of a 32-value format that holds its own fp16 d (and m) — Q8_0, Q4_0, Q5_0 (x = d·(c − levels/2)) and Q4_1,
-// Q5_1 (x = d·c + m) — from codes (uint8 [rows, row], GgmlTypeTraits' convention) and each block's d and m (float
-// [rows, row / 32], rounded to fp16 here; m ignored by the symmetric formats). Error(Internal) for other types.
-std::string gguf_blocks_from_codes(uint32_t ggml_type, const at::Tensor& codes, const at::Tensor& d, const at::Tensor& m);
 
 }  // namespace catq

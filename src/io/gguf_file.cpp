@@ -6,7 +6,7 @@
 
 #include "core/error.h"
 #include "core/file_util.h"
-#include "io/gguf_blocks.h"
+#include "quant/ggml_blocks.h"
 
 namespace catq {
 

@@ -10,7 +10,7 @@
 
 #include "core/error.h"
 #include "core/file_util.h"
-#include "io/gguf_blocks.h"
+#include "quant/ggml_blocks.h"
 #include "llm/llama_tensors.h"
 
 namespace catq {
@@ -174,6 +174,12 @@ const GgufWeightTypeInfo& gguf_weight_type_info(GgufWeightType t) {
   fail(ErrorKind::Internal, "GGUF weight type {} not in the table", static_cast<int>(t));
 }
 
+GgufWeightType gguf_weight_type_of_ggml(uint32_t ggml) {
+  for (const auto& i : gguf_weight_types())
+    if (i.ggml == ggml) return i.type;
+  fail(ErrorKind::Unsupported, "GGUF: catq writes no weights of ggml type {}", ggml_type_name(ggml));
+}
+
 GgufWeightType parse_gguf_weight_type(const std::string& s0) {
   std::string s, names;
   for (char c : s0) s += static_cast<char>(std::tolower(static_cast<unsigned char>(c)));
@@ -200,7 +206,11 @@ GgufWeightType gguf_row_type(GgufWeightType t, int64_t row) {
   return fb != GgufWeightType::F16 && row % kQK == 0 ? fb : GgufWeightType::F16;
 }
 
-void write_gguf_llama(const LlamaModel& m, const Tokenizer* tok, const std::string& path, const GgufWriteOptions& opt) {
+GgufLlamaPlan plan_gguf_llama(const LlamaModel& m, const Tokenizer* tok, const std::string& path,
+                              const GgufWriteOptions& opt, const std::map<std::string, uint32_t>& encoded_types) {
+  GgufLlamaPlan plan;
+  plan.alignment = opt.alignment;
+  GgufBuilder& b = plan.builder;
   const LlamaConfig& c = m.cfg;
   c.validate(path);
   for (const LlamaBlock& blk : m.blocks)
@@ -208,13 +218,12 @@ void write_gguf_llama(const LlamaModel& m, const Tokenizer* tok, const std::stri
                "{}: the model has online transforms, which llama.cpp's graph cannot run", path);
   const LlamaArchTraits& traits = llama_arch_traits(c.arch);
   const std::string ap = std::string(traits.gguf) + ".";
-  GgufBuilder b;
   b.add_string("general.architecture", traits.gguf);
   b.add_string("general.name", opt.name);
   if (opt.alignment != 32) b.add_u32("general.alignment", opt.alignment);
   const GgufWeightTypeInfo& wi = gguf_weight_type_info(opt.weights);
   const bool quant = !gguf_type_is_plain(wi.ggml);
-  b.add_u32("general.file_type", wi.file_type);
+  b.add_u32("general.file_type", opt.file_type ? opt.file_type : wi.file_type);
   if (quant) b.add_u32("general.quantization_version", 2);
   // llama.cpp attends to the whole context for these architectures: a sliding-window model is exact only up to its
   // window, so that is the context length written.
@@ -262,54 +271,70 @@ void write_gguf_llama(const LlamaModel& m, const Tokenizer* tok, const std::stri
     tensors.push_back({kRopeFreqs, at::tensor(f, at::kDouble)});
   }
   for (const auto& [name, t0, rope_heads] : tensors) {
-    std::vector<int64_t> ne(t0.sizes().rbegin(), t0.sizes().rend());
-    const GgufWeightType wt =
-        t0.dim() == 1 || opt.fp_unencoded ? GgufWeightType::F32 : gguf_row_type(opt.weights, ne[0]);
-    const GgufEncodedTensor* enc = nullptr;
-    if (opt.encoded)
-      if (auto it = opt.encoded->find(name); it != opt.encoded->end()) enc = &it->second;
-    if (enc) {
-      const GgufEncodedTensor& e = *enc;
-      const GgmlTypeTraits* et = ggml_type_traits(e.ggml);
-      CATQ_CHECK(t0.dim() == 2 && et && t0.size(1) % et->block == 0 &&
-                     static_cast<int64_t>(e.bytes.size()) == t0.size(0) * (t0.size(1) / et->block) * et->bytes,
-                 Internal, "{}: tensor {} [{}] encoded as {} has {} bytes", path, name, fmt::join(t0.sizes(), ","),
-                 ggml_type_name(e.ggml), e.bytes.size());
-      std::string bytes = e.bytes;
-      if (rope_heads > 0) {  // whole rows move: a row's blocks stay together
-        const int64_t rows = t0.size(0), row_bytes = static_cast<int64_t>(bytes.size()) / rows;
-        const at::Tensor src =
-            rope_permute_interleaved_to_hf(at::arange(rows, at::kFloat).unsqueeze(1), rope_heads).to(at::kLong).contiguous();
-        const int64_t* sp = src.data_ptr<int64_t>();
-        for (int64_t r = 0; r < rows; ++r)
-          std::memcpy(&bytes[r * row_bytes], e.bytes.data() + sp[r] * row_bytes, static_cast<size_t>(row_bytes));
-      }
-      b.add_tensor(name, ne, e.ggml, std::move(bytes));
-      continue;
+    GgufLlamaTensor e;
+    e.name = name;
+    e.ne.assign(t0.sizes().rbegin(), t0.sizes().rend());
+    e.source = t0;
+    e.rope_heads = rope_heads;
+    if (auto it = encoded_types.find(name); it != encoded_types.end()) {
+      CATQ_CHECK(t0.dim() == 2, Internal, "{}: tensor {} [{}] cannot be encoded", path, name, fmt::join(t0.sizes(), ","));
+      e.type = it->second;
+      e.encoded = true;
+      e.source = at::Tensor();  // not needed, and not kept alive (a streaming caller drops blocks as it goes)
+    } else {
+      const GgufWeightType wt =
+          t0.dim() == 1 || opt.fp_unencoded ? GgufWeightType::F32 : gguf_row_type(opt.weights, e.ne[0]);
+      e.type = gguf_weight_type_info(wt).ggml;
     }
-    at::Tensor t = (rope_heads > 0 ? rope_permute_interleaved_to_hf(t0.detach(), rope_heads) : t0.detach())
-                       .to(at::kCPU, at::kFloat).contiguous();
-    switch (wt) {
-      case GgufWeightType::F32:
-        b.add_tensor(name, ne, GGML_F32, std::string(static_cast<const char*>(t.data_ptr()), t.numel() * 4));
-        break;
-      case GgufWeightType::F16: {
-        at::Tensor h = t.to(at::kHalf).contiguous();
-        b.add_tensor(name, ne, GGML_F16, std::string(static_cast<const char*>(h.data_ptr()), h.numel() * 2));
-        break;
-      }
-      case GgufWeightType::BF16: {
-        at::Tensor h = t.to(at::kBFloat16).contiguous();
-        b.add_tensor(name, ne, GGML_BF16, std::string(static_cast<const char*>(h.data_ptr()), h.numel() * 2));
-        break;
-      }
-      default: {
-        const uint32_t ggml = gguf_weight_type_info(wt).ggml;
-        b.add_tensor(name, ne, ggml, quantize_gguf_blocks(t, ggml));
-      }
-    }
+    b.declare_tensor(e.name, e.ne, e.type);
+    plan.tensors.push_back(std::move(e));
   }
-  b.write(path, 3, opt.alignment);
+  return plan;
+}
+
+const GgufLlamaTensor& GgufLlamaPlan::tensor(const std::string& name) const {
+  for (const GgufLlamaTensor& t : tensors)
+    if (t.name == name) return t;
+  fail(ErrorKind::Internal, "GGUF: the file has no tensor {}", name);
+}
+
+std::string gguf_llama_tensor_bytes(const GgufLlamaTensor& t, const QuantizedWeight* encoded) {
+  if (t.encoded) {
+    CATQ_CHECK(encoded && encoded->is_ggml() && encoded->traits().ggml == t.type &&
+                   std::vector<int64_t>(encoded->shape.rbegin(), encoded->shape.rend()) == t.ne,
+               Internal, "GGUF: tensor {} ({} [{}]) is supplied as {}", t.name, ggml_type_name(t.type),
+               fmt::join(t.ne, ","), encoded ? encoded->str() : "nothing");
+    const std::vector<uint8_t>& d = encoded->data;
+    std::string bytes(d.begin(), d.end());
+    if (t.rope_heads > 0) {  // whole rows move: a row's blocks stay together
+      const int64_t rows = encoded->shape[0], row_bytes = static_cast<int64_t>(bytes.size()) / rows;
+      const at::Tensor src = rope_permute_interleaved_to_hf(at::arange(rows, at::kFloat).unsqueeze(1), t.rope_heads)
+                                 .to(at::kLong).contiguous();
+      const int64_t* sp = src.data_ptr<int64_t>();
+      for (int64_t r = 0; r < rows; ++r)
+        std::memcpy(&bytes[r * row_bytes], d.data() + sp[r] * row_bytes, static_cast<size_t>(row_bytes));
+    }
+    return bytes;
+  }
+  const at::Tensor x = (t.rope_heads > 0 ? rope_permute_interleaved_to_hf(t.source.detach(), t.rope_heads)
+                                         : t.source.detach()).to(at::kCPU, at::kFloat).contiguous();
+  if (t.type == GGML_F32) return std::string(static_cast<const char*>(x.data_ptr()), x.numel() * 4);
+  return quantize_gguf_blocks(x, t.type);  // F16 / BF16 round to nearest even, blocks their reference encoder
+}
+
+void write_gguf_llama(const LlamaModel& m, const Tokenizer* tok, const std::string& path, const GgufWriteOptions& opt) {
+  std::map<std::string, uint32_t> types;
+  if (opt.encoded)
+    for (const auto& [name, w] : *opt.encoded) {
+      CATQ_CHECK(w.is_ggml(), Internal, "{}: tensor {} encoded as {} (not a ggml format)", path, name, w.str());
+      types[name] = w.traits().ggml;
+    }
+  const GgufLlamaPlan plan = plan_gguf_llama(m, tok, path, opt, types);
+  for (const auto& [name, w] : types) plan.tensor(name);  // every encoded tensor is one of the file's
+  GgufStreamWriter out(path, plan.builder, 3, plan.alignment);
+  for (const GgufLlamaTensor& t : plan.tensors)
+    out.write(t.name, gguf_llama_tensor_bytes(t, t.encoded ? &opt.encoded->at(t.name) : nullptr));
+  out.finish();
 }
 
 }  // namespace catq

@@ -8,7 +8,7 @@
 
 #include "core/error.h"
 #include "io/gguf.h"
-#include "io/gguf_blocks.h"
+#include "quant/ggml_blocks.h"
 
 namespace catq {
 

@@ -15,8 +15,49 @@
 
 // GCC 12's _mm512_reduce_add_epi32 reads an uninitialised temporary inside its own header (a false positive).
 #pragma GCC diagnostic ignored "-Wmaybe-uninitialized"
+#pragma GCC diagnostic ignored "-Wuninitialized"
 
 namespace catq {
+
+namespace {
+bool has_vnni();
+// The 16-row layout and its epilogue operands (int_gemm.h), when the CPU and the weights suit the VNNI kernel.
+void build_rows16(IntWeights& iw) {
+  const PackedWeights& w = iw.w;
+  if (!has_vnni() || (w.bits != 4 && w.bits != 8) || w.cols % 32 != 0 || w.group % 32 != 0) return;
+  const int64_t G = w.groups_per_row(), RG = iw.row_groups(), nb = w.cols / 32;
+  const int64_t umax = (1 << w.bits) - 1;
+  // |A|, |z·X_g|, |z_x·W_g|, |G·z·z_x| ≤ group·umax·255 each: their sum in int32 lanes, or the scalar epilogue (per
+  // channel only: one epilogue per row).
+  iw.epilogue32 = 4.0 * static_cast<double>(w.group) * static_cast<double>(umax) * 255.0 < 2147483647.0;
+  if (!iw.epilogue32 && G != 1) return;
+  const int64_t gb_bytes = w.bits == 8 ? 512 : 256;
+  iw.rows16.assign(static_cast<size_t>(RG * nb * gb_bytes), 0);
+  for (int64_t rg = 0; rg < RG; ++rg)
+    for (int i = 0; i < 16; ++i) {
+      const int64_t r = rg * 16 + i;
+      if (r >= w.rows) break;
+      for (int64_t b = 0; b < nb; ++b) {
+        uint8_t* blk = iw.rows16.data() + (rg * nb + b) * gb_bytes;
+        for (int v = 0; v < 32; ++v) {
+          const int c = v / 4, j = v % 4, u = w.code(r, b * 32 + v);
+          if (w.bits == 8) blk[64 * c + 4 * i + j] = static_cast<uint8_t>(u);
+          else blk[64 * (c % 4) + 4 * i + j] |= static_cast<uint8_t>(c < 4 ? u : u << 4);
+        }
+      }
+    }
+  iw.zero16.assign(static_cast<size_t>(RG * G * 16), 0);
+  iw.sum16.assign(iw.zero16.size(), 0);
+  iw.scale16.assign(iw.zero16.size(), 0.f);
+  for (int64_t r = 0; r < w.rows; ++r)
+    for (int64_t g = 0; g < G; ++g) {
+      const size_t at = static_cast<size_t>(((r / 16) * G + g) * 16 + r % 16), gi = static_cast<size_t>(r * G + g);
+      iw.zero16[at] = iw.zero[gi];
+      iw.sum16[at] = iw.code_sum[gi];
+      iw.scale16[at] = w.scale[gi];
+    }
+}
+}  // namespace
 
 IntWeights prepare_int_weights(PackedWeights w) {
   w.validate("integer GEMM weights");
@@ -36,7 +77,12 @@ IntWeights prepare_int_weights(PackedWeights w) {
       for (int64_t j = g * w.group; j < (g + 1) * w.group; ++j) iw.code_sum[gi] += w.code(r, j);
     }
   iw.w = std::move(w);
+  build_rows16(iw);
   return iw;
+}
+
+int64_t act_position(const IntWeights& w, int64_t j) {
+  return w.natural_order() ? j : kernel_position(w.w.bits, j, w.w.cols);
 }
 
 int64_t kernel_position(int bits, int64_t j, int64_t k) {
@@ -161,7 +207,7 @@ void quantize_rows(const float* x, int64_t m, const ActQuant& aq, const IntWeigh
     }
     // Kernel order (see the header): whole 64-blocks permuted, the tail copied.
     const int64_t full = k / 64 * 64;
-    if (w.w.bits == 8) {
+    if (w.w.bits == 8 || w.natural_order()) {
       std::memcpy(ar, nat.data(), static_cast<size_t>(k));
     } else {
       const int per = w.w.bits == 4 ? 2 : 4, bank = 64 / per;
@@ -189,7 +235,7 @@ void tile_scalar(const IntWeights& W, const QuantizedRows& X, int64_t r0, int nr
       for (int64_t g = 0; g < G; ++g) {
         int32_t acc = 0;
         for (int64_t j = g * w.group; j < (g + 1) * w.group; ++j)
-          acc += w.code(r0 + r, j) * a[kernel_position(w.bits, j, w.cols)];
+          acc += w.code(r0 + r, j) * a[act_position(W, j)];
         A[(r * nt + t) * G + g] = acc;
       }
     }
@@ -378,16 +424,128 @@ __attribute__((target("avx2,fma"))) void tile_avx2(const IntWeights& W, const Qu
     }
 }
 
+#endif
+
 bool has_vnni() {
+#ifdef CATQ_X86
   static const bool v = __builtin_cpu_supports("avx512f") && __builtin_cpu_supports("avx512bw") &&
                         __builtin_cpu_supports("avx512vnni");
   return v;
+#else
+  return false;
+#endif
+}
+
+#ifdef CATQ_X86
+// Four activation codes broadcast to every lane (a vpdpbusd broadcast operand).
+__attribute__((target("avx512f,avx512bw,avx512vnni"))) inline __m512i bcast(const int8_t* p) {
+  int32_t v;
+  std::memcpy(&v, p, 4);
+  return _mm512_set1_epi32(v);
+}
+
+// The 16-row kernel: rows [16·rg, 16·rg + 16) × tokens [i0, i0 + NT), y[i·ldy + r] for the rows that exist.
+// fp-contract off: the epilogue's s·D then + must not become one FMA (the scalar epilogue rounds the product).
+template <int bits, int NT>
+__attribute__((target("avx512f,avx512bw,avx512vnni"), optimize("fp-contract=off"))) void rows16_tile(const IntWeights& W, const QuantizedRows& X,
+                                                                        int64_t rg, int64_t i0, float* y, int64_t ldy) {
+  const PackedWeights& w = W.w;
+  const int64_t G = w.groups_per_row(), nb = w.cols / 32, gblocks = w.group / 32;
+  constexpr int64_t kBlockBytes = bits == 8 ? 512 : 256;
+  const uint8_t* base = W.rows16.data() + rg * nb * kBlockBytes;
+  const int8_t* act[NT];
+  for (int t = 0; t < NT; ++t) act[t] = X.a.data() + (i0 + t) * X.k;
+  const __m512i nib = _mm512_set1_epi8(0x0F);
+  __m512 accf[NT];
+  for (int t = 0; t < NT; ++t) accf[t] = _mm512_setzero_ps();
+  int32_t A[NT][16];
+  for (int64_t g = 0; g < G; ++g) {
+    __m512i c[NT];
+    for (int t = 0; t < NT; ++t) c[t] = _mm512_setzero_si512();
+    for (int64_t b = g * gblocks; b < (g + 1) * gblocks; ++b) {
+      const uint8_t* p = base + b * kBlockBytes;
+      if constexpr (bits == 8) {
+        for (int k = 0; k < 8; ++k) {
+          const __m512i wv = _mm512_loadu_si512(p + 64 * k);
+          for (int t = 0; t < NT; ++t) c[t] = _mm512_dpbusd_epi32(c[t], wv, bcast(act[t] + 32 * b + 4 * k));
+        }
+      } else {
+        for (int k = 0; k < 4; ++k) {
+          const __m512i raw = _mm512_loadu_si512(p + 64 * k);
+          const __m512i lo = _mm512_and_si512(raw, nib), hi = _mm512_and_si512(_mm512_srli_epi16(raw, 4), nib);
+          for (int t = 0; t < NT; ++t) {
+            c[t] = _mm512_dpbusd_epi32(c[t], lo, bcast(act[t] + 32 * b + 4 * k));
+            c[t] = _mm512_dpbusd_epi32(c[t], hi, bcast(act[t] + 32 * b + 4 * (k + 4)));
+          }
+        }
+      }
+    }
+    if (!W.epilogue32) {  // per channel, one group: the scalar epilogue below
+      for (int t = 0; t < NT; ++t) _mm512_storeu_si512(A[t], c[t]);
+      continue;
+    }
+    // D = A − z·X_g − z_x·W_g + group·z·z_x, then Σ_g s·D (mul, then add: the scalar epilogue's rounding).
+    const size_t at = static_cast<size_t>((rg * G + g) * 16);
+    const __m512i z = _mm512_loadu_si512(W.zero16.data() + at), wsum = _mm512_loadu_si512(W.sum16.data() + at);
+    const __m512 sc = _mm512_loadu_ps(W.scale16.data() + at);
+    const __m512i zg = _mm512_mullo_epi32(z, _mm512_set1_epi32(static_cast<int32_t>(w.group)));
+    for (int t = 0; t < NT; ++t) {
+      const int64_t i = i0 + t;
+      const __m512i xg = _mm512_set1_epi32(X.group_sum[static_cast<size_t>(i * G + g)]);
+      const __m512i zx = _mm512_set1_epi32(X.zero[static_cast<size_t>(i)]);
+      __m512i d = _mm512_sub_epi32(c[t], _mm512_mullo_epi32(z, xg));
+      d = _mm512_sub_epi32(d, _mm512_mullo_epi32(zx, wsum));
+      d = _mm512_add_epi32(d, _mm512_mullo_epi32(zg, zx));
+      accf[t] = _mm512_add_ps(accf[t], _mm512_mul_ps(sc, _mm512_cvtepi32_ps(d)));
+    }
+  }
+  const int64_t r0 = rg * 16, nr = std::min<int64_t>(16, w.rows - r0);
+  const __mmask16 m = static_cast<__mmask16>((1u << nr) - 1);
+  for (int t = 0; t < NT; ++t) {
+    const int64_t i = i0 + t;
+    if (W.epilogue32) {
+      _mm512_mask_storeu_ps(y + i * ldy + r0, m, _mm512_mul_ps(_mm512_set1_ps(X.scale[static_cast<size_t>(i)]), accf[t]));
+    } else {
+      const int64_t zx = X.zero[static_cast<size_t>(i)];
+      for (int64_t r = 0; r < nr; ++r) {
+        const size_t gi = static_cast<size_t>(r0 + r);  // G == 1
+        const int64_t z = W.zero[gi];
+        const int64_t d = static_cast<int64_t>(A[t][r]) - z * X.group_sum[static_cast<size_t>(i)] - zx * W.code_sum[gi] +
+                          w.group * z * zx;
+        float acc = 0;
+        acc += w.scale[gi] * static_cast<float>(d);
+        y[i * ldy + r0 + r] = X.scale[static_cast<size_t>(i)] * acc;
+      }
+    }
+  }
+}
+
+using Rows16Fn = void (*)(const IntWeights&, const QuantizedRows&, int64_t, int64_t, float*, int64_t);
+template <int bits>
+Rows16Fn rows16_fn(int nt) {
+  static constexpr Rows16Fn f[8] = {rows16_tile<bits, 1>, rows16_tile<bits, 2>, rows16_tile<bits, 3>, rows16_tile<bits, 4>,
+                                    rows16_tile<bits, 5>, rows16_tile<bits, 6>, rows16_tile<bits, 7>, rows16_tile<bits, 8>};
+  return f[nt - 1];
+}
+
+// Row groups [g0, g1) for every token: chunks of row groups whose weights stay in L2 are swept by every tile of 8
+// tokens (whose activations stay in L1).
+void rows16_gemm(const IntWeights& W, const QuantizedRows& X, float* y, int64_t g0, int64_t g1) {
+  const int64_t gb_bytes = W.w.bits == 8 ? 512 : 256, per_group = W.w.cols / 32 * gb_bytes;
+  const int64_t chunk = std::max<int64_t>(1, (256 << 10) / per_group);
+  for (int64_t c0 = g0; c0 < g1; c0 += chunk)
+    for (int64_t i0 = 0; i0 < X.m; i0 += 8) {
+      const int nt = static_cast<int>(std::min<int64_t>(8, X.m - i0));
+      const Rows16Fn f = W.w.bits == 8 ? rows16_fn<8>(nt) : rows16_fn<4>(nt);
+      for (int64_t rg = c0; rg < std::min(g1, c0 + chunk); ++rg) f(W, X, rg, i0, y, W.w.rows);
+    }
 }
 #endif
 
 using TileFn = void (*)(const IntWeights&, const QuantizedRows&, int64_t, int, int64_t, int, int32_t*);
 
 TileFn pick_tile(const IntWeights& W, KernelIsa isa, bool four_tokens) {
+  if (W.natural_order()) return tile_scalar;  // the 64-column tiles read kernel order (only the 16-row kernel reads this)
 #ifdef CATQ_X86
   const PackedWeights& w = W.w;
   if (w.group % 64 == 0 || w.group == w.cols) {
@@ -405,37 +563,71 @@ TileFn pick_tile(const IntWeights& W, KernelIsa isa, bool four_tokens) {
 
 }  // namespace
 
-void gemm_int(const IntWeights& W, const QuantizedRows& X, float* y, KernelIsa isa) {
-  CATQ_CHECK(isa_supported(isa), Usage, "gemm_int: this CPU has no {}", to_string(isa));
-  const PackedWeights& w = W.w;
-  CATQ_CHECK(X.k == w.cols && X.group == w.group, Usage, "gemm_int: activations of {} columns (group {}) for weights "
-             "of {} columns (group {})", X.k, X.group, w.cols, w.group);
-  const int64_t G = w.groups_per_row();
-  // Row blocks of 64 rows in parallel; inside, tiles of 4 rows × 4 tokens (weights of a block stay in L2 while all
-  // token tiles pass over them).
-  constexpr int64_t kRowBlock = 64;
-  const int64_t n_blocks = (w.rows + kRowBlock - 1) / kRowBlock;
+namespace {
+
+void check_gemm(const IntWeights& W, const QuantizedRows& X, KernelIsa isa, const char* what) {
+  CATQ_CHECK(isa_supported(isa), Usage, "{}: this CPU has no {}", what, to_string(isa));
+  CATQ_CHECK(X.k == W.w.cols && X.group == W.w.group, Usage, "{}: activations of {} columns (group {}) for weights of "
+             "{} columns (group {})", what, X.k, X.group, W.w.cols, W.w.group);
+}
+
+bool use_rows16(const IntWeights& W, KernelIsa isa) { return W.natural_order() && isa == KernelIsa::Avx512 && has_vnni(); }
+
+// Rows [r0, r1) with the tile kernels: row blocks of 64 rows, tiles of 4 rows × 4 tokens (weights of a block stay in L2
+// while all token tiles pass over them).
+void tiles_gemm(const IntWeights& W, const QuantizedRows& X, float* y, int64_t r0, int64_t r1, KernelIsa isa,
+                std::vector<int32_t>& A) {
   const TileFn tile4 = pick_tile(W, isa, true), tile1 = pick_tile(W, isa, false);
-  at::parallel_for(0, n_blocks, 1, [&](int64_t b0, int64_t b1) {
-    std::vector<int32_t> A(static_cast<size_t>(16 * G));
-    for (int64_t b = b0; b < b1; ++b) {
-      const int64_t rend = std::min(w.rows, (b + 1) * kRowBlock);
-      for (int64_t i0 = 0; i0 < X.m; i0 += 4) {
-        const int nt = static_cast<int>(std::min<int64_t>(4, X.m - i0));
-        for (int64_t r0 = b * kRowBlock; r0 < rend; r0 += 4) {
-          const int nr = static_cast<int>(std::min<int64_t>(4, rend - r0));
-          if (nt == 4) {
-            tile4(W, X, r0, nr, i0, nt, A.data());
-            epilogue(W, X, r0, nr, i0, nt, A.data(), y);
-          } else {
-            for (int t = 0; t < nt; ++t) {
-              tile1(W, X, r0, nr, i0 + t, 1, A.data());
-              epilogue(W, X, r0, nr, i0 + t, 1, A.data(), y);
-            }
-          }
+  A.resize(static_cast<size_t>(16 * W.w.groups_per_row()));
+  for (int64_t i0 = 0; i0 < X.m; i0 += 4) {
+    const int nt = static_cast<int>(std::min<int64_t>(4, X.m - i0));
+    for (int64_t r = r0; r < r1; r += 4) {
+      const int nr = static_cast<int>(std::min<int64_t>(4, r1 - r));
+      if (nt == 4) {
+        tile4(W, X, r, nr, i0, nt, A.data());
+        epilogue(W, X, r, nr, i0, nt, A.data(), y);
+      } else {
+        for (int t = 0; t < nt; ++t) {
+          tile1(W, X, r, nr, i0 + t, 1, A.data());
+          epilogue(W, X, r, nr, i0 + t, 1, A.data(), y);
         }
       }
     }
+  }
+}
+
+}  // namespace
+
+void gemm_int_rows(const IntWeights& W, const QuantizedRows& X, float* y, int64_t r0, int64_t r1, KernelIsa isa) {
+  check_gemm(W, X, isa, "gemm_int_rows");
+  r1 = std::min(r1, W.w.rows);
+  if (r0 >= r1) return;
+#ifdef CATQ_X86
+  if (use_rows16(W, isa)) {
+    CATQ_CHECK(r0 % 16 == 0, Usage, "gemm_int_rows: row {} does not start a group of 16", r0);
+    return rows16_gemm(W, X, y, r0 / 16, (r1 + 15) / 16);
+  }
+#endif
+  std::vector<int32_t> A;
+  constexpr int64_t kRowBlock = 64;
+  for (int64_t b = r0; b < r1; b += kRowBlock) tiles_gemm(W, X, y, b, std::min(r1, b + kRowBlock), isa, A);
+}
+
+void gemm_int(const IntWeights& W, const QuantizedRows& X, float* y, KernelIsa isa) {
+  check_gemm(W, X, isa, "gemm_int");
+  const PackedWeights& w = W.w;
+#ifdef CATQ_X86
+  if (use_rows16(W, isa)) {
+    at::parallel_for(0, W.row_groups(), 1, [&](int64_t g0, int64_t g1) { rows16_gemm(W, X, y, g0, g1); });
+    return;
+  }
+#endif
+  constexpr int64_t kRowBlock = 64;
+  const int64_t n_blocks = (w.rows + kRowBlock - 1) / kRowBlock;
+  at::parallel_for(0, n_blocks, 1, [&](int64_t b0, int64_t b1) {
+    std::vector<int32_t> A;
+    for (int64_t b = b0; b < b1; ++b)
+      tiles_gemm(W, X, y, b * kRowBlock, std::min(w.rows, (b + 1) * kRowBlock), isa, A);
   });
 }
 

@@ -17,6 +17,16 @@
 //
 // SIMD paths need group % 64 == 0 or group == K (per channel); other groups use the scalar path. Overflow: |D| ≤
 // G·255·255 must fit in int32 (G ≤ 33,000 columns per group), checked when preparing.
+//
+// The 16-row layout (IntWeights::rows16, prepared when the CPU has AVX-512 VNNI, the codes are 4 or 8 bits and groups
+// are whole 32-column blocks): rows in groups of 16 (the last padded with zero codes), and per group of 16 rows and
+// 32-column block the 16 rows' codes interleaved so that one vpdpbusd multiplies 4 codes of each of the 16 rows by
+// the same 4 broadcast activation codes — every int32 lane accumulating one row's dot product:
+//   8-bit: 8 chunks c (columns 4c..4c+3) of 64 bytes, byte 64c + 4i + j = row i, column 4c + j (512 bytes per block);
+//   4-bit: bytes 64c..64c+63 (c < 4) hold chunk c in the low nibbles and chunk c + 4 in the high ones (256 bytes),
+// blocks of a row group consecutive. The activations then stay in column order (act_position(w, j) == j); the float
+// epilogue runs on 16 rows at once with the same operations per row as the scalar one, so results stay
+// bit-identical to it.
 #pragma once
 #include <cstdint>
 #include <vector>
@@ -44,6 +54,14 @@ struct IntWeights {
   PackedWeights w;
   std::vector<int32_t> zero;      // rows × groups, the zero-points as integers
   std::vector<int32_t> code_sum;  // rows × groups, W_g = Σ_{j∈g} u
+  // The 16-row layout (above) and its per-(row group, group) epilogue operands, 16 rows each: zero-point, code sum
+  // and scale. Empty when not prepared.
+  std::vector<uint8_t> rows16;
+  std::vector<int32_t> zero16, sum16;
+  std::vector<float> scale16;
+  bool epilogue32 = false;  // every epilogue term fits int32 (the 16-row epilogue runs in int32 lanes)
+  bool natural_order() const { return !rows16.empty(); }
+  int64_t row_groups() const { return (w.rows + 15) / 16; }
 };
 // Error(Data) when w is invalid, a zero-point is not an integer, or a group is too long for int32 accumulators.
 IntWeights prepare_int_weights(PackedWeights w);
@@ -59,6 +77,8 @@ struct QuantizedRows {
 
 // Position of column j in a kernel-order row of k columns for `bits`-bit weights.
 int64_t kernel_position(int bits, int64_t j, int64_t k);
+// Where column j of an activation row lives for weights w: kernel_position, or j itself in the 16-row layout.
+int64_t act_position(const IntWeights& w, int64_t j);
 // Quantizes x (m × k floats, row-major) into `out` for weights `w` (their code width sets the order).
 // The avx512 path (AVX-512 F + BW) produces the same codes as the scalar one (the same IEEE operations).
 void quantize_rows(const float* x, int64_t m, const ActQuant& aq, const IntWeights& w, QuantizedRows& out,
@@ -68,6 +88,9 @@ void quantize_rows(const float* x, int64_t m, const ActQuant& aq, const IntWeigh
 // Y (m × rows) from already quantized rows. Error(Usage) for an ISA this CPU lacks. The avx512 path needs
 // AVX-512 VNNI (and BW); on an AVX-512 CPU without it the avx2 path runs.
 void gemm_int(const IntWeights& w, const QuantizedRows& a, float* y, KernelIsa isa);
+// The same for output rows [r0, r1) only (r0 a multiple of 16 in the 16-row layout), on the calling thread: what a
+// caller with its own thread pool splits (y keeps its full row stride w.rows).
+void gemm_int_rows(const IntWeights& w, const QuantizedRows& a, float* y, int64_t r0, int64_t r1, KernelIsa isa);
 // Quantizes x (m × cols) per ActQuant and multiplies: the fused call a linear layer makes.
 void gemm_qact(const IntWeights& w, const float* x, int64_t m, const ActQuant& aq, float* y, KernelIsa isa);
 void gemm_qact(const IntWeights& w, const float* x, int64_t m, const ActQuant& aq, float* y);

@@ -15,16 +15,6 @@ namespace catq {
 
 namespace {
 
-// Per-(row, group) values of a weight param tensor (scale or zero-point) as floats, row-major [rows, groups].
-std::vector<float> per_group(const at::Tensor& t, Granularity g, int64_t rows, int64_t groups) {
-  at::Tensor v = t.to(at::kFloat).contiguous().reshape({-1});
-  if (g == Granularity::PerTensor) v = v.expand({rows * groups}).contiguous();
-  else if (g == Granularity::PerChannel) v = v.reshape({rows, 1}).expand({rows, groups}).contiguous().reshape({-1});
-  CATQ_CHECK(v.numel() == rows * groups, Internal, "integer runtime: {} weight params for {} × {} groups", v.numel(),
-             rows, groups);
-  return std::vector<float>(v.data_ptr<float>(), v.data_ptr<float>() + v.numel());
-}
-
 // k-means weights: indices of ≤ 3 bits in the 2- or 3-bit codebook layout (1-bit indices use the 2-bit one, the
 // codebook padded), a codebook per output row or one per tensor; activations must be floating-point.
 std::unique_ptr<IntLinear> prepare_codebook_linear(const SimQuant::Layer& l, const at::Tensor& w, std::string* why) {
@@ -80,19 +70,17 @@ std::unique_ptr<IntLinear> prepare_int_linear(const SimQuant::Layer& l, const at
   if (ws.scheme == Scheme::KMeans) return prepare_codebook_linear(l, w, why);
   if (!l.weight_codes.defined() && ws.rounding != Rounding::Nearest) return no("stochastic weight rounding");
   CATQ_CHECK(w.dim() == 2, Data, "layer '{}': linear weight of rank {}, expected [out, in]", l.info.name, w.dim());
-  const int64_t rows = w.size(0), cols = w.size(1);
-  const int cbits = p.bits <= 2 ? 2 : p.bits <= 4 ? 4 : 8;
-  if (p.qmax - p.qmin > (int64_t{1} << cbits) - 1) return no(fmt::format("code range [{}, {}]", p.qmin, p.qmax));
-  int64_t group = cols;
-  if (p.granularity == Granularity::PerGroup) {
-    if (p.axis != 1) return no("groups along the output axis");
-    group = p.group_size;
-  } else if (p.granularity == Granularity::PerChannel) {
-    if (p.axis != 0) return no("channels along the input axis");
-  } else if (p.granularity != Granularity::PerTensor) {
-    return no(fmt::format("{} weight granularity", to_string(p.granularity)));
-  }
-  if (group % (8 / cbits) != 0 || cols % group != 0) return no(fmt::format("group of {} columns", group));
+  // The layer's QuantizedWeight (installed codes, else the weight quantized with its params) in the kernels' layout.
+  const QuantizedWeight qw = make_quantized_weight(
+      l.weight_codes.defined() ? l.weight_codes : quantize(w.detach(), p), p);
+  CATQ_CHECK(qw.shape == w.sizes().vec(), Data, "layer '{}': codes of shape [{}] for a weight of shape [{}]",
+             l.info.name, fmt::join(qw.shape, ","), fmt::join(w.sizes(), ","));
+  if (qw.bits > 8) return no(fmt::format("code range [{}, {}]", p.qmin, p.qmax));
+  std::string reason;
+  const std::optional<AffineRowGroups> groups = affine_row_groups(qw, &reason);
+  if (!groups) return no(reason);
+  const int cbits = qw.bits <= 2 ? 2 : qw.bits <= 4 ? 4 : 8;
+  if (groups->group % (8 / cbits) != 0) return no(fmt::format("group of {} columns", groups->group));
 
   auto lin = std::make_unique<IntLinear>();
   lin->weight_bits = p.bits;
@@ -119,28 +107,7 @@ std::unique_ptr<IntLinear> prepare_int_linear(const SimQuant::Layer& l, const at
     lin->act_bits = as.bits;
   }
 
-  const at::Tensor q = (l.weight_codes.defined() ? l.weight_codes : quantize(w.detach(), p)).to(at::kInt).contiguous();
-  CATQ_CHECK(q.sizes() == w.sizes(), Data, "layer '{}': codes of shape {} for a weight of shape {}", l.info.name,
-             fmt::join(q.sizes(), "x"), fmt::join(w.sizes(), "x"));
-  PackedWeights pw;
-  pw.bits = cbits;
-  pw.rows = rows;
-  pw.cols = cols;
-  pw.group = group;
-  pw.symmetric = ws.symmetric;
-  const int64_t G = cols / group;
-  pw.scale = per_group(p.scale, p.granularity, rows, G);
-  pw.zero = per_group(p.zero_point, p.granularity, rows, G);
-  for (float& z : pw.zero) z -= static_cast<float>(p.qmin);  // unsigned codes u = q − qmin
-  pw.q.assign(static_cast<size_t>(rows * pw.row_bytes()), 0);
-  const int32_t* qd = q.data_ptr<int32_t>();
-  for (int64_t r = 0; r < rows; ++r)
-    for (int64_t j = 0; j < cols; ++j) {
-      const int64_t u = qd[r * cols + j] - p.qmin;
-      CATQ_CHECK(u >= 0 && u < (int64_t{1} << cbits), Data, "layer '{}': code {} outside [{}, {}]", l.info.name,
-                 qd[r * cols + j], p.qmin, p.qmax);
-      pw.set_code(r, j, static_cast<int>(u));
-    }
+  PackedWeights pw = pack_for_kernels(qw, "layer '" + l.info.name + "'");
   lin->weights = prepare_int_weights(std::move(pw));
   return lin;
 }

@@ -10,7 +10,7 @@
 
 #include "core/error.h"
 #include "io/gguf.h"
-#include "io/gguf_blocks.h"
+#include "quant/ggml_blocks.h"
 #include "llm/llama_tensors.h"
 #include "runtime/vec_ops.h"
 

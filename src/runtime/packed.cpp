@@ -4,6 +4,7 @@
 #include <cmath>
 
 #include "core/error.h"
+#include "quant/packed_codes.h"
 
 namespace catq {
 
@@ -32,48 +33,46 @@ void PackedWeights::validate(const std::string& where) const {
   }
 }
 
+PackedWeights pack_for_kernels(const QuantizedWeight& w, const std::string& where) {
+  std::string why;
+  const std::optional<AffineRowGroups> g = affine_row_groups(w, &why);
+  CATQ_CHECK(g.has_value(), Data, "{}: {} has no kernel layout: {}", where, w.str(), why);
+  CATQ_CHECK(w.bits <= 8, Data, "{}: {}-bit codes (the kernels take at most 8)", where, w.bits);
+  const int cbits = w.bits <= 2 ? 2 : w.bits <= 4 ? 4 : 8;
+  check_layout(cbits, g->rows, g->cols, g->group, where);
+  PackedWeights p;
+  p.bits = cbits;
+  p.rows = g->rows;
+  p.cols = g->cols;
+  p.group = g->group;
+  p.symmetric = !(w.params.zero_point != 0).any().item<bool>();
+  p.scale = std::move(g->scale);
+  p.zero = std::move(g->zero);
+  if (cbits == w.bits && (g->cols * cbits) % 8 == 0) {
+    p.q = w.data;  // the PACKED layout is the kernels' layout at these widths
+  } else {
+    std::vector<int32_t> u(static_cast<size_t>(p.rows * p.cols));
+    unpack_codes(w.data.data(), static_cast<int64_t>(u.size()), w.bits, 0, u.data());
+    p.q.assign(static_cast<size_t>(p.rows * p.row_bytes()), 0);
+    for (int64_t r = 0; r < p.rows; ++r)
+      for (int64_t j = 0; j < p.cols; ++j) p.set_code(r, j, u[static_cast<size_t>(r * p.cols + j)]);
+  }
+  p.validate(where);
+  return p;
+}
+
 PackedWeights pack_weights(const float* w, int64_t rows, int64_t cols, int bits, int64_t group, bool symmetric) {
   check_layout(bits, rows, cols, group, "pack_weights");
-  PackedWeights p;
-  p.bits = bits;
-  p.rows = rows;
-  p.cols = cols;
-  p.group = group;
-  p.symmetric = symmetric;
-  p.q.assign(static_cast<size_t>(rows * p.row_bytes()), 0);
-  const int64_t G = p.groups_per_row();
-  p.scale.resize(static_cast<size_t>(rows * G));
-  p.zero.resize(static_cast<size_t>(rows * G));
-  const int qmax = (1 << bits) - 1, half = 1 << (bits - 1);
-  for (int64_t r = 0; r < rows; ++r) {
-    for (int64_t g = 0; g < G; ++g) {
-      const float* x = w + r * cols + g * group;
-      float lo = 0, hi = 0, amax = 0;
-      for (int64_t j = 0; j < group; ++j) {
-        CATQ_CHECK(std::isfinite(x[j]), Data, "pack_weights: weight [{}, {}] is not finite", r, g * group + j);
-        lo = std::min(lo, x[j]);
-        hi = std::max(hi, x[j]);
-        amax = std::max(amax, std::fabs(x[j]));
-      }
-      float s, z;
-      if (symmetric) {
-        s = amax > 0 ? amax / static_cast<float>(half - 1 > 0 ? half - 1 : 1) : 1.f;
-        z = static_cast<float>(half);
-      } else {
-        s = hi > lo ? (hi - lo) / static_cast<float>(qmax) : 1.f;
-        z = std::clamp(std::nearbyint(-lo / s), 0.f, static_cast<float>(qmax));
-      }
-      p.scale[static_cast<size_t>(r * G + g)] = s;
-      p.zero[static_cast<size_t>(r * G + g)] = z;
-      const int lo_code = symmetric ? std::max(half - (half - 1 > 0 ? half - 1 : 1), 0) : 0;
-      for (int64_t j = 0; j < group; ++j) {
-        const int c = static_cast<int>(std::clamp(std::nearbyint(x[j] / s + z), static_cast<float>(lo_code),
-                                                  static_cast<float>(qmax)));
-        p.set_code(r, g * group + j, c);
-      }
-    }
-  }
-  return p;
+  QuantSpec spec;
+  spec.bits = bits;
+  spec.symmetric = symmetric;
+  spec.restricted = symmetric;
+  spec.granularity = group == cols ? Granularity::PerChannel : Granularity::PerGroup;
+  spec.axis = group == cols ? 0 : 1;
+  spec.group_size = group == cols ? 0 : group;
+  const at::Tensor x = at::from_blob(const_cast<float*>(w), {rows, cols}, at::kFloat);
+  CATQ_CHECK(at::isfinite(x).all().item<bool>(), Data, "pack_weights: a weight is not finite");
+  return pack_for_kernels(quantize_weight(x, spec), "pack_weights");
 }
 
 namespace {

@@ -1,5 +1,7 @@
-// Packed low-bit weight formats for the CPU kernels (issue 5): uniform 8/4/2-bit codes with per-group scales and
-// zero-points. "Prepare once" (pack_weights), then the kernels in runtime/kernels.h run on it many times.
+// The low-bit CPU kernels' view of a quantized weight (issue 5): a uniform QuantizedWeight (quant/quantized_weight.h)
+// with 8/4/2-bit codes and per-(row, group) scales and zero-points as floats. "Prepare once" (pack_for_kernels), then
+// the kernels in runtime/kernels.h run on it many times. The codes are the QuantizedWeight's PACKED bytes themselves
+// (quant/packed_codes.h) when their width is 2, 4 or 8 and rows are whole bytes; other widths are widened once.
 //
 // PackedWeights layout (a linear layer's weight W [rows = out, cols = in], nn.Linear layout):
 //   q      uint8, rows × (cols·bits/8) bytes, row-major. Code j of a row sits in byte j·bits/8 at bit offset
@@ -15,6 +17,8 @@
 #include <cstdint>
 #include <string>
 #include <vector>
+
+#include "quant/quantized_weight.h"
 
 namespace catq {
 
@@ -43,10 +47,15 @@ struct PackedWeights {
   }
 };
 
-// Quantizes W (float32, rows × cols, row-major) with min-max ranges per group, nearest rounding: symmetric
-// s = max|w| / (2^(b−1) − 1) (the restricted range: q − zero ∈ ±(2^(b−1) − 1), the lowest code unused);
-// asymmetric s = (max − min) / (2^b − 1), the range widened to contain 0, zero = round(−min/s). An all-zero group
-// gets s = 1. Error(Data) for bad shapes / options.
+// A uniform QuantizedWeight for the kernels: codes widened to the next container width (3 → 4, 5–7 → 8 bits), one
+// (scale, zero) pair per (row, group of columns) from affine_row_groups. Error(Data) naming `where` when the weight is
+// not affine per (row, group) (the reason given), wider than 8 bits, or its groups do not start on a byte.
+PackedWeights pack_for_kernels(const QuantizedWeight& w, const std::string& where = "pack_for_kernels");
+
+// Quantizes W (float32, rows × cols, row-major) with quant/quantizer.h's min-max quantizer per group of `group`
+// columns (group = cols: per channel), nearest rounding: symmetric uses the restricted range
+// s = max|w| / (2^(b−1) − 1), asymmetric s = (max − min) / (2^b − 1) with the range widened to contain 0; then
+// pack_for_kernels. An all-zero group gets s = 1. Error(Data) for bad shapes / options or non-finite weights.
 PackedWeights pack_weights(const float* w, int64_t rows, int64_t cols, int bits, int64_t group, bool symmetric);
 
 // PackedCodebook layout (non-uniform weights: k-means codebooks, the "kmeans" scheme), W [rows, cols]:

@@ -231,6 +231,22 @@ void SimQuant::set_quantized_weight(const std::string& name, const at::Tensor& q
   l.w_adopt = false;
 }
 
+void SimQuant::set_quantized_weight(const std::string& name, const QuantizedWeight& w) {
+  CATQ_CHECK(!w.is_ggml(), Usage, "layer '{}': a {} weight has no codes a SimQuant installs (dequantize it instead)",
+             name, w.traits().name);
+  set_quantized_weight(name, weight_codes(w), w.params);
+}
+
+QuantizedWeight SimQuant::quantized_weight(const std::string& name, const at::Tensor& w) const {
+  const Layer& l = layer(name);
+  CATQ_CHECK(l.weight_spec.enabled, Usage, "layer '{}': its weight is not quantized by the config", name);
+  CATQ_CHECK(l.weight_params.has_value(), Internal, "layer '{}' has no weight params (run a quantized forward first)",
+             name);
+  if (l.weight_codes.defined()) return make_quantized_weight(l.weight_codes, *l.weight_params);
+  CATQ_CHECK(w.defined(), Internal, "layer '{}': no installed codes and no weight to quantize", name);
+  return make_quantized_weight(quantize(w.detach(), *l.weight_params), *l.weight_params);
+}
+
 void SimQuant::set_input_params(const std::string& name, QuantParams p) {
   Layer& l = find(name);
   CATQ_CHECK(l.input_spec.enabled, Usage, "layer '{}': its input is not quantized by the config", name);

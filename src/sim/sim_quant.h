@@ -27,6 +27,7 @@
 #include <vector>
 
 #include "quant/observer.h"
+#include "quant/quantized_weight.h"
 #include "quant/quantizer.h"
 #include "sim/quant_config.h"
 #include "quant/quant_context.h"
@@ -107,6 +108,11 @@ class SimQuant : public QuantContext {
   // Quantize mode the layer's weight is then dequantize(q, p) whatever tensor the model passes (no gradient
   // reaches the model's weight). Error(Data) for a shape or range mismatch.
   void set_quantized_weight(const std::string& name, const at::Tensor& q, QuantParams p);
+  void set_quantized_weight(const std::string& name, const QuantizedWeight& w);  // catq's formats
+  // The layer's weight as a QuantizedWeight: its installed codes, else `w` (the model's weight tensor) quantized with
+  // the layer's current params. Error(Usage) for a floating-point layer, Error(Internal) when no params are computed
+  // yet or neither codes nor `w` are there.
+  QuantizedWeight quantized_weight(const std::string& name, const at::Tensor& w = {}) const;
   // Codes of installed integer weights, or undefined.
   at::Tensor quantized_weight_codes(const std::string& name) const { return layer(name).weight_codes; }
 

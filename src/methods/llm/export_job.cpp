@@ -10,7 +10,7 @@
 #include "io/gguf.h"
 #include "io/llm_loader.h"
 #include "io/model_format.h"
-#include "io/gguf_blocks.h"
+#include "quant/ggml_blocks.h"
 #include "io/onnx_writer.h"
 #include "llm/llama_tensors.h"
 
@@ -37,7 +37,7 @@ nlohmann::json export_onnx(const ExportJob& job) {
 // layer: quantized activations, KV cache or embeddings, other bit widths or schemes. Returns the tensors by GGUF name
 // and, in *dominant, the type most weights use (the file's general.file_type); *max_dev: the largest
 // |GGUF value − catq value| relative to the layer's largest magnitude (the fp16 rounding of the scales).
-std::map<std::string, GgufEncodedTensor> gguf_tensors_of_catq(const LoadedLlama& m, GgufWeightType* dominant,
+std::map<std::string, QuantizedWeight> gguf_tensors_of_catq(const LoadedLlama& m, GgufWeightType* dominant,
                                                               double* max_dev) {
   const SimQuant& sq = *m.quant;
   const QuantConfig& qc = sq.config();
@@ -45,7 +45,7 @@ std::map<std::string, GgufEncodedTensor> gguf_tensors_of_catq(const LoadedLlama&
              "it in floating point: export refused", qc.kv_cache.str());
   CATQ_CHECK(!qc.embedding.enabled, Unsupported, "the model quantizes its token embeddings per row ({}), which no GGUF "
              "type catq writes reproduces: export refused", qc.embedding.str());
-  std::map<std::string, GgufEncodedTensor> out;
+  std::map<std::string, QuantizedWeight> out;
   std::map<GgufWeightType, int64_t> weights_by_type;
   *max_dev = 0;
   const int64_t head = static_cast<int64_t>(m.model.blocks.size()) * kLinearsPerBlock;
@@ -57,51 +57,22 @@ std::map<std::string, GgufEncodedTensor> gguf_tensors_of_catq(const LoadedLlama&
     };
     if (l.input_spec.enabled) refuse(fmt::format("its input activations are quantized ({})", l.input_spec.str()));
     if (!l.weight_spec.enabled) continue;  // floating point: written as F32 below
-    const QuantParams* p = sq.weight_params(li.name);
-    const at::Tensor codes = sq.quantized_weight_codes(li.name);
-    if (!p || !codes.defined()) refuse("its weight has no stored codes");
-    const int64_t rows = codes.size(0), in = codes.size(1);
-    if (p->scheme != Scheme::Uniform) refuse(fmt::format("weights use the {} scheme, GGUF blocks are uniform", to_string(p->scheme)));
-    const bool per_channel = p->granularity == Granularity::PerChannel && p->axis == 0;
-    const bool per_group = p->granularity == Granularity::PerGroup && p->axis == 1 && p->group_size % kQK == 0;
-    if (!per_channel && !per_group)
-      refuse(fmt::format("weights are quantized {} (GGUF blocks need one scale per row or per group of a multiple of "
-                         "32 inputs)", p->granularity == Granularity::PerGroup ? fmt::format("in groups of {}", p->group_size)
-                                                                             : std::string(to_string(p->granularity))));
-    if (in % kQK != 0) refuse(fmt::format("rows of {} values are not a multiple of 32", in));
-    const int64_t span = p->qmax - p->qmin + 1;
-    const at::Tensor zero = p->zero_point.to(at::kLong);
-    const bool symmetric = (zero == 0).all().item<bool>();
-    GgufWeightType t;
-    if (span == 16) t = symmetric && p->qmin == -8 ? GgufWeightType::Q4_0 : GgufWeightType::Q4_1;
-    else if (span == 32) t = symmetric && p->qmin == -16 ? GgufWeightType::Q5_0 : GgufWeightType::Q5_1;
-    else if (span >= 255 && span <= 256 && symmetric && p->qmin >= -128) t = GgufWeightType::Q8_0;
-    else refuse(fmt::format("{}-bit{} weights (codes {}..{}) have no GGUF block type catq writes (4-bit: q4_0 / q4_1, "
-                            "5-bit: q5_0 / q5_1, symmetric 8-bit: q8_0)", p->bits, symmetric ? "" : " asymmetric",
-                            p->qmin, p->qmax));
-    const uint32_t ggml = gguf_weight_type_info(t).ggml;
-    // Each 32-value block's scale and zero point: its group's (or its row's).
-    const int64_t nb = in / kQK;
-    at::Tensor s = p->scale.to(at::kFloat).reshape({rows, -1}), z = zero.reshape({rows, -1}).to(at::kFloat);
-    const int64_t rep = nb / s.size(1);
-    s = s.repeat_interleave(rep, 1), z = z.repeat_interleave(rep, 1);
-    const int64_t offset = t == GgufWeightType::Q8_0 ? 128 : (t == GgufWeightType::Q4_0 || t == GgufWeightType::Q5_0)
-                                                              ? span / 2 : -p->qmin;
-    const at::Tensor c = (codes.to(at::kLong) + offset).to(at::kByte);
-    const at::Tensor mval = s * (static_cast<float>(p->qmin) - z);  // the _1 formats' m (unused by the others)
-    GgufEncodedTensor e{ggml, gguf_blocks_from_codes(ggml, c, s, mval)};
-    // The written values against catq's own (dequantize(codes, params)).
-    const at::Tensor ref = dequantize(codes, *p).to(at::kFloat);
-    const at::Tensor got = dequantize_gguf_blocks(e.bytes, ggml, rows, in);
-    const double scale = std::max(ref.abs().max().item<double>(), 1e-30);
-    *max_dev = std::max(*max_dev, (got - ref).abs().max().item<double>() / scale);
+    if (!l.weight_codes.defined()) refuse("its weight has no stored codes");
+    const QuantizedWeight qw = sq.quantized_weight(li.name);
+    std::string why;
+    const std::optional<WeightFormat> f = exact_ggml_format(qw, &why);
+    if (!f) refuse(why);
+    double dev = 0;
+    QuantizedWeight g = convert_weight(qw, *f, &dev);
+    *max_dev = std::max(*max_dev, dev);
+    const GgufWeightType t = gguf_weight_type_of_ggml(g.traits().ggml);
     if (li.index == head && m.model.cfg.tied_head)
       refuse("the tied LM head is quantized while the token lookup stays floating point; GGUF has one tensor for both "
              "(quantize with the head in floating point, or untie it)");
     const std::string name = li.index == head ? (m.model.cfg.tied_head ? kLlamaTokenEmbd.gguf_name() : kLlamaOutput.gguf_name())
                                               : li.name + ".weight";
-    out[name] = std::move(e);
-    weights_by_type[t] += codes.numel();
+    out[name] = std::move(g);
+    weights_by_type[t] += qw.numel();
   }
   CATQ_CHECK(!weights_by_type.empty(), Unsupported, "no layer of the model has quantized weights");
   *dominant = std::max_element(weights_by_type.begin(), weights_by_type.end(),
@@ -133,7 +104,7 @@ nlohmann::json run_export_job(const ExportJob& job) {
   CATQ_CHECK(m.tokenizer.has_value(), Usage, "{}: no tokenizer ({}); llama.cpp needs one: pass --tokenizer",
              job.model, m.tokenizer_note);
   // A quantized .catq: its own codes, where they map exactly (else refused naming the layer); FP tensors stay F32.
-  std::map<std::string, GgufEncodedTensor> codes;
+  std::map<std::string, QuantizedWeight> codes;
   double max_dev = 0;
   if (m.quant) {
     try {

@@ -28,6 +28,7 @@
 #include "llm/llama.h"
 #include "llm/tokenizer.h"
 #include "methods/llm/gptq.h"
+#include "methods/llm/transforms.h"
 
 namespace catq {
 
@@ -36,8 +37,24 @@ namespace catq {
 // quantizer through the same pipeline.
 using GgufEncoder = std::function<std::string(const at::Tensor& w, uint32_t ggml, const at::Tensor& importance)>;
 
+// Named per-tensor mixes (--gguf q4_k_m …; llama.cpp's recipe names, catq's own rule): a base type for every linear
+// and token_embd, a better one for attn_v and ffn_down of the blocks that matter most — the first and last eighth of
+// the stack and every third block between them (errors there reach every later block, or the head directly) — an
+// optional step up for attn_output, and the untied LM head's type.
+struct GgufRecipe {
+  const char* name;
+  GgufWeightType base, important, attn_output, head;
+  uint32_t file_type;  // llama.cpp's general.file_type of the mix (LLAMA_FTYPE_MOSTLY_Q4_K_M = 15, ...)
+  const char* summary;
+};
+const std::vector<GgufRecipe>& gguf_recipes();
+const GgufRecipe* find_gguf_recipe(const std::string& name);  // nullptr when `name` is no recipe
+// Block l of n gets the recipe's `important` type for attn_v and ffn_down.
+bool gguf_recipe_important_block(int64_t l, int64_t n);
+
 struct GgufQuantizeOptions {
   GgufWeightType type = GgufWeightType::Q4_K;
+  const GgufRecipe* recipe = nullptr;  // set: per-tensor types from the recipe (`type` unused)
   std::string weights = "gptq";  // rtn | imatrix | gptq
   GptqOptions gptq;
   int64_t batch = 8;             // calibration windows per pass
@@ -46,6 +63,10 @@ struct GgufQuantizeOptions {
   // > 0: per-tensor types to this many bits per weight of the whole file (tensor data; --target-bpw): each linear's
   // type from gguf_target_bpw_candidates() by the knapsack over its measured sensitivity; `type` is then unused.
   double target_bpw = 0;
+  // A block transform applied as each block is reached, before its weights are quantized: awq only (a diagonal
+  // transform folded offline, so llama.cpp's graph runs the same function), its scales searched under each linear's
+  // own GGUF type (plain encoder). "none" otherwise.
+  LlmTransformOptions transform;
 };
 
 // The types --target-bpw chooses from: Q2_K, Q3_K, Q4_K, Q5_K, Q6_K, Q8_0.
@@ -57,8 +78,7 @@ bool gguf_weight_method_needs_calibration(const std::string& m);
 
 // One weight [out, in] in the file's type for its rows (gguf_row_type(type, in)).
 struct GgufWeightResult {
-  uint32_t ggml = 0;
-  std::string bytes;       // rows in the weight's order
+  QuantizedWeight weight;  // a ggml format, [out, in], rows in the weight's order
   at::Tensor dequantized;  // fp32 [out, in], the decoder's values
   double proxy_rtn = -1;   // tr((W − Ŵ) H (W − Ŵ)ᵀ) of the plain encoder (−1 without H)
   double proxy = -1;       // the same for this method's result
@@ -70,8 +90,10 @@ GgufWeightResult quantize_gguf_weight(const at::Tensor& w, GgufWeightType type, 
                                       const GgufEncoder& encoder = {});
 
 // Quantizes m (weights in any float dtype; calib: token windows [N, T], required by imatrix / gptq / target_bpw) and
-// writes the GGUF file `path` atomically with tok embedded. Returns the report: type, weights, per-layer types and
-// proxies and their totals, seconds, and with target_bpw the allocation.
+// writes the GGUF file `path` atomically with tok embedded, each tensor as soon as it is encoded (GgufStreamWriter).
+// The decoder blocks of m are dropped as they are written (m keeps its config, embeddings, final norm and head).
+// Returns the report: type, weights, per-layer types and proxies and their totals, seconds, and with target_bpw the
+// allocation.
 nlohmann::json quantize_llama_gguf(LlamaModel& m, const Tokenizer& tok, const at::Tensor& calib,
                                    const GgufQuantizeOptions& o, const std::string& path);
 

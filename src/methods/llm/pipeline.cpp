@@ -23,7 +23,13 @@ json quantize_llama(LlamaModel& m, SimQuant& sq, const at::Tensor& calib, const 
     std::vector<BlockStats> stats;
     if (llm_transform_needs_stats(o.transform))
       stats = collect_llama_stats(m, calib, o.batch, llm_transform_stats_block(o.transform));
-    apply_llm_transform(m, stats, o.transform);
+    WeightQuantizer q;
+    if (o.transform.method == "awq") {  // AWQ searches under the weights' quantizer: the specs of the bound layers
+      m.bind(&sq);
+      q = simquant_weight_quantizer(sq, m.layer_infos());
+    }
+    const json choices = apply_llm_transform(m, stats, o.transform, q);
+    if (!choices.empty()) rep["transform_choices"] = choices;
   }
   m.bind(&sq);  // (re)announce the layers: resolves every layer's specs and checks them against the shapes
   at::NoGradGuard ng;

@@ -69,7 +69,16 @@ nlohmann::json run_gguf_quantize_job(const LlmQuantizeJob& job) {
     go.target_bpw = job.target_bpw;
   } else {
     CATQ_CHECK(job.target_bpw == 0, Usage, "quantize: --target-bpw {} must be positive", job.target_bpw);
-    go.type = parse_gguf_weight_type(job.gguf);
+    go.recipe = find_gguf_recipe(job.gguf);
+    if (!go.recipe) {
+      try {
+        go.type = parse_gguf_weight_type(job.gguf);
+      } catch (const Error& e) {
+        std::string names;
+        for (const GgufRecipe& r : gguf_recipes()) names += (names.empty() ? "" : ", ") + std::string(r.name);
+        fail(e.kind(), "{}, or a recipe: {}", e.what(), names);
+      }
+    }
   }
   go.weights = job.weights;
   go.gptq.act_order = job.act_order;
@@ -81,30 +90,35 @@ nlohmann::json run_gguf_quantize_job(const LlmQuantizeJob& job) {
              "--config (a catq simulation config) does not apply");
   // Transforms: only what llama.cpp's unchanged graph computes exactly (quarot_offline in methods/llm/quarot.h).
   const LlmTransformOptions tr = parse_llm_transform(job.transform);
-  CATQ_CHECK(tr.method == "none" || tr.method == "quarot" || tr.method == "rotation", Unsupported,
+  CATQ_CHECK(tr.method == "none" || tr.method == "quarot" || tr.method == "rotation" || tr.method == "awq", Unsupported,
              "quantize --gguf: --transform {} needs online work or activation scales that a GGUF file cannot hold; "
-             "supported: none, quarot, rotation (their offline part: RMSNorm folded, residual and per-head V/O "
-             "rotations; the online Hadamard before ffn_down is left out)", tr.str());
+             "supported: none, awq (diagonal scales folded into the norms, ffn_up and V), quarot, rotation (their "
+             "offline part: RMSNorm folded, residual and per-head V/O rotations; the online Hadamard before ffn_down is "
+             "left out)", tr.str());
+  const bool rotate = tr.method == "quarot" || tr.method == "rotation";
+  if (tr.method == "awq") go.transform = tr;  // block by block, inside the quantization pass
   LlmLoadOptions lo;
-  lo.keep_stored_dtype = tr.method == "none";  // a rotation rewrites every weight: fp32 in memory
+  lo.keep_stored_dtype = !rotate;  // a rotation rewrites every weight: fp32 in memory
   LoadedLlama m = load_llama(job.model, job.tokenizer, lo);
   CATQ_CHECK(!m.quant, Usage, "{}: already quantized", job.model);
-  if (tr.method != "none")
+  if (rotate)
     apply_quarot_offline(m.model, tr.method == "quarot" ? RotationKind::Hadamard : RotationKind::RandomOrthogonal,
                          tr.seed);
   const Tokenizer& tok = require_tokenizer(m);
   nlohmann::json meta = {{"source_model", job.model}, {"output", job.out}, {"format", "gguf"}};
   at::Tensor calib;
-  if (gguf_weight_method_needs_calibration(go.weights) || go.target_bpw > 0) {
+  if (gguf_weight_method_needs_calibration(go.weights) || go.target_bpw > 0 || tr.method == "awq") {
     nlohmann::json cm;
     std::tie(calib, cm) = calibration_windows(job, m);
     meta["calibration"] = cm;
   }
   SmallModelThreadGuard threads(m.model);
   meta["quantization"] = quantize_llama_gguf(m.model, tok, calib, go, job.out);
-  meta["quantization"]["transform"] = tr.method == "none" ? std::string("none") : tr.str() + " (offline part)";
+  if (tr.method != "awq")  // awq: quantize_llama_gguf reports it with its per-block choices
+    meta["quantization"]["transform"] = rotate ? tr.str() + " (offline part)" : std::string("none");
   const GgufFile written = read_gguf(job.out);
-  meta["type"] = go.target_bpw > 0 ? fmt::format("target-bpw {}", go.target_bpw) : std::string(to_string(go.type));
+  meta["type"] = go.target_bpw > 0 ? fmt::format("target-bpw {}", go.target_bpw)
+                 : go.recipe   ? std::string(go.recipe->name) : std::string(to_string(go.type));
   meta["bytes"] = file_size(job.out);
   meta["tensors_by_type"] = gguf_tensors_by_type(written);
   meta["bits_per_weight"] = gguf_bits_per_weight(written);

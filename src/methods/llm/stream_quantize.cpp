@@ -58,7 +58,10 @@ nlohmann::json quantize_llama_streamed(LlamaModel& m, SimQuant& sq, const at::Te
   at::NoGradGuard ng;
   const auto start = std::chrono::steady_clock::now();
   std::optional<LlmBlockTransformer> tr;
-  if (transform.method != "none") tr.emplace(m, transform);  // QuaRot: embeddings and head rotated here
+  if (transform.method != "none") {  // QuaRot: embeddings and head rotated here; AWQ searches under sq's quantizers
+    m.bind(&sq);
+    tr.emplace(m, transform, transform.method == "awq" ? simquant_weight_quantizer(sq, m.layer_infos()) : WeightQuantizer());
+  }
   const LlamaConfig& c = m.cfg;                                // (untied by QuaRot)
   CatqLlmWriter w(out, c, sq.config(), metadata);
   w.add_tensor(kLlamaTokenEmbd.gguf, m.tok_embeddings);
@@ -80,10 +83,10 @@ nlohmann::json quantize_llama_streamed(LlamaModel& m, SimQuant& sq, const at::Te
     const at::Tensor& stored = m.layer_weight(l.info->index);
     const bool tied_head = l.info->is_last && c.tied_head;
     if (l.weight) {
-      w.add_layer(l.info->name, l.weight, l.codes.to(code_dtype(*l.weight)), l.input);
+      w.add_quantized_layer(l.info->name, make_quantized_weight(l.codes, *l.weight), l.input);
       weight_bits += storage_bits(stored.sizes(), sq.layer(l.info->name).weight_spec);
     } else {
-      w.add_layer(l.info->name, nullptr, tied_head ? at::Tensor() : stored, l.input);
+      w.add_fp_layer(l.info->name, tied_head ? at::Tensor() : stored, l.input);
       weight_bits += static_cast<uint64_t>(stored.numel()) * 32;
     }
   }, hooks);
@@ -92,6 +95,7 @@ nlohmann::json quantize_llama_streamed(LlamaModel& m, SimQuant& sq, const at::Te
   nlohmann::json& q = metadata["quantization"];
   q["streamed"] = true;
   q["transform"] = transform.str();
+  if (tr && !tr->report().empty()) q["transform_choices"] = tr->report();
   if (rep.contains("gptq")) q["gptq"] = rep["gptq"], rep.erase("gptq");
   q["weight_quantization"] = rep;
   q["seconds"] = std::chrono::duration<double>(std::chrono::steady_clock::now() - start).count();

@@ -1,8 +1,9 @@
-// ggml's block formats: the type traits table (the other formats' decoders: gguf_kquants.cpp, encoders:
-// gguf_encode.cpp), the scalar Q8_0 / Q4_0 / Q4_1 block codecs and the tensor encoder quantize_gguf_blocks
-// (layouts and math: gguf_blocks.h).
-#include "io/gguf_blocks.h"
+// ggml's block formats: the type traits table (the other formats' decoders: ggml_kquants.cpp, encoders:
+// ggml_encode.cpp), the scalar Q8_0 / Q4_0 / Q4_1 block codecs and the tensor encoder quantize_gguf_blocks
+// (layouts and math: ggml_blocks.h).
+#include "quant/ggml_blocks.h"
 
+#include <c10/util/BFloat16.h>
 #include <c10/util/Half.h>
 
 #include <algorithm>
@@ -11,7 +12,6 @@
 #include <cstring>
 
 #include "core/error.h"
-#include "io/gguf.h"
 
 namespace catq {
 
@@ -91,6 +91,29 @@ void set_codes_q8_0(uint8_t* blk, const uint8_t* q) {
 void set_codes_q4_0(uint8_t* blk, const uint8_t* q) { pack_nibbles32(q, blk + offsetof(BlockQ4_0, qs)); }
 void set_codes_q4_1(uint8_t* blk, const uint8_t* q) { pack_nibbles32(q, blk + offsetof(BlockQ4_1, qs)); }
 
+// The float types as 1-value "blocks" (stored floats: a weight kept unquantized in a GGUF file).
+void quantize_block_f32(const float* x, const float*, uint8_t* out) { std::memcpy(out, x, 4); }
+void dequantize_block_f32(const uint8_t* in, float* y) { std::memcpy(y, in, 4); }
+void quantize_block_f16(const float* x, const float*, uint8_t* out) {
+  const uint16_t h = half_bits(*x);
+  std::memcpy(out, &h, 2);
+}
+void dequantize_block_f16(const uint8_t* in, float* y) {
+  uint16_t h;
+  std::memcpy(&h, in, 2);
+  *y = half_value(h);
+}
+void quantize_block_bf16(const float* x, const float*, uint8_t* out) {
+  const uint16_t h = c10::BFloat16(*x).x;  // round to nearest even, as torch's bf16 conversion
+  std::memcpy(out, &h, 2);
+}
+void dequantize_block_bf16(const uint8_t* in, float* y) {
+  uint16_t h;
+  std::memcpy(&h, in, 2);
+  const uint32_t u = static_cast<uint32_t>(h) << 16;
+  std::memcpy(y, &u, 4);
+}
+
 // IQ4_NL's codebook as the levels of its codes.
 constexpr float kIq4nlLevels[16] = {-127, -104, -83, -65, -49, -35, -22, -10, 1, 13, 25, 38, 53, 69, 89, 113};
 static_assert(kIq4nlLevels[0] == kIq4nlValues[0] && kIq4nlLevels[7] == kIq4nlValues[7] &&
@@ -98,7 +121,8 @@ static_assert(kIq4nlLevels[0] == kIq4nlValues[0] && kIq4nlLevels[7] == kIq4nlVal
 
 // Indexed by ggml type id (ggml-common.h); {nullptr, 0, 0} = id not in use.
 constexpr GgmlTypeTraits kTraits[] = {
-    {"F32", 1, 4},        {"F16", 1, 2},
+    {"F32", 1, 4, quantize_block_f32, dequantize_block_f32},
+    {"F16", 1, 2, quantize_block_f16, dequantize_block_f16},
     {"Q4_0", kQK, sizeof(BlockQ4_0), quantize_block_q4_0, dequantize_block_q4_0, 16, nullptr, set_codes_q4_0},
     {"Q4_1", kQK, sizeof(BlockQ4_1), quantize_block_q4_1, dequantize_block_q4_1, 16, nullptr, set_codes_q4_1},
     {nullptr, 0, 0},      {nullptr, 0, 0},
@@ -117,7 +141,7 @@ constexpr GgmlTypeTraits kTraits[] = {
      set_codes_iq4_nl},
     {"IQ3_S", 256, 110},  {"IQ2_S", 256, 82},  {"IQ4_XS", 256, 136},
     {"I8", 1, 1},         {"I16", 1, 2},        {"I32", 1, 4},        {"I64", 1, 8},       {"F64", 1, 8},
-    {"IQ1_M", 256, 56},   {"BF16", 1, 2},       {nullptr, 0, 0},      {nullptr, 0, 0},     {nullptr, 0, 0},
+    {"IQ1_M", 256, 56},   {"BF16", 1, 2, quantize_block_bf16, dequantize_block_bf16},       {nullptr, 0, 0},      {nullptr, 0, 0},     {nullptr, 0, 0},
     {"TQ1_0", 256, 54},   {"TQ2_0", 256, 66},   {nullptr, 0, 0},      {nullptr, 0, 0},     {nullptr, 0, 0},
     {"MXFP4", 32, 17},
 };

@@ -1,5 +1,5 @@
-// Encoders of the GGUF block formats beyond Q8_0 / Q4_0 / Q4_1 (layouts next to the structs in gguf_blocks.h; the
-// decoders are in gguf_kquants.cpp). Q5_0 and Q5_1 are the formats' plain round-to-nearest definitions (the same
+// Encoders of the GGUF block formats beyond Q8_0 / Q4_0 / Q4_1 (layouts next to the structs in ggml_blocks.h; the
+// decoders are in ggml_kquants.cpp). Q5_0 and Q5_1 are the formats' plain round-to-nearest definitions (the same
 // bytes as ggml's reference quantizer). IQ4_NL and the K-quants have no single "round to nearest": each needs a
 // scale (and min) per block or sub-block, and the K-quants then quantize those scales once more against the
 // super-block's fp16 d (and dmin). catq's encoders choose them by a small search that minimizes the (optionally
@@ -13,8 +13,7 @@
 #include <cmath>
 #include <cstring>
 
-#include "io/gguf_blocks.h"
-#include "io/gguf.h"
+#include "quant/ggml_blocks.h"
 
 namespace catq {
 

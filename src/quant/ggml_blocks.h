@@ -1,4 +1,4 @@
-// ggml's tensor types as blocks (internal to the GGUF files): one traits entry per ggml type id — name, values per
+// ggml's tensor types as blocks (the GGUF files' weight formats, quant/quantized_weight.h's ggml rows): one traits entry per ggml type id — name, values per
 // block, bytes per block and, for the block formats catq encodes and decodes, the scalar quantizer and dequantizer
 // of one block. The layouts are ggml's (ggml-common.h); the math is ggml's reference (quantize_row_*_ref).
 #pragma once
@@ -6,8 +6,21 @@
 
 #include <cstdint>
 #include <cstring>
+#include <string>
+#include <vector>
+
+#include <ATen/ATen.h>
 
 namespace catq {
+
+// ggml tensor types that catq can dequantize (ids as in ggml.h); others are recognised by id/name only.
+enum GgmlType : uint32_t {
+  GGML_F32 = 0, GGML_F16 = 1, GGML_Q4_0 = 2, GGML_Q4_1 = 3, GGML_Q5_0 = 6, GGML_Q5_1 = 7, GGML_Q8_0 = 8,
+  GGML_Q2_K = 10, GGML_Q3_K = 11, GGML_Q4_K = 12, GGML_Q5_K = 13, GGML_Q6_K = 14, GGML_IQ4_NL = 20, GGML_BF16 = 30
+};
+// Name of a ggml type id ("Q4_K"), or "type<N>" for ids unknown to catq.
+std::string ggml_type_name(uint32_t type);
+
 
 // An fp16 field's value, and a block read from unaligned bytes (every decoder starts with these).
 inline float half_value(uint16_t bits) { return static_cast<float>(c10::Half(bits, c10::Half::from_bits())); }
@@ -199,5 +212,41 @@ struct GgmlTypeTraits {
 };
 // Traits of a ggml type id (ids as in ggml.h); nullptr for ids not in use.
 const GgmlTypeTraits* ggml_type_traits(uint32_t type);
+
+// ---- Whole tensors of blocks ----------------------------------------------------------------------------------
+
+// Block encoders of a contiguous fp32 tensor whose element count is a multiple of 32, exactly as ggml defines the
+// blocks (ggml-common.h); decoding is GgufFile::tensor_f32.
+//   Q8_0 (34 bytes / 32 values): fp16 d, int8 q[32];            x = d·q,          d = max|x| / 127
+//   Q4_0 (18 bytes / 32 values): fp16 d, uint8 qs[16];           x = d·(q − 8),    d = x_m / −8 with x_m the
+//        value of largest magnitude (sign kept), q = min(15, ⌊x/d + 8.5⌋); qs[j] = q[j] | q[j+16] << 4
+//   Q4_1 (20 bytes / 32 values): fp16 d, fp16 m, uint8 qs[16];   x = d·q + m,      m = min, d = (max − min)/15,
+//        q = min(15, ⌊(x − m)/d + 0.5⌋); same nibble order
+std::string quantize_q8_0(const at::Tensor& w);
+std::string quantize_q4_0(const at::Tensor& w);
+std::string quantize_q4_1(const at::Tensor& w);
+// Any ggml type with an encoder (gguf_blocks.h), row by row: w is [rows, row] with row a multiple of the type's
+// block. importance (optional): [row], a weight per input column for every row's squared error (an importance
+// matrix's diagonal), or one weight per value (w's shape); without it Q8_0, Q4_0, Q4_1, Q5_0 and Q5_1 are ggml's reference round-to-nearest bytes, with
+// it their blocks may take a weighted scale search's result instead (Q8_0 never does).
+std::string quantize_gguf_blocks(const at::Tensor& w, uint32_t ggml_type, const at::Tensor& importance = {});
+// The decoded fp32 [rows, row] of encoded bytes.
+at::Tensor dequantize_gguf_blocks(const std::string& bytes, uint32_t ggml_type, int64_t rows, int64_t row);
+
+// The scale grid an encoding fixed (what format-aware GPTQ rounds onto): value (r, i) can take
+// scale·level(c) + offset for the codes c ∈ [0, levels), level(c) = c or level_values[c] (GgmlTypeTraits' codes).
+// Found by decoding each block with all codes 0 and all codes 1, so it is the decoder's own arithmetic.
+struct GgufGrid {
+  at::Tensor scale, offset;         // float [rows, row]
+  int levels = 0;
+  std::vector<float> level_values;  // empty: level(c) = c
+};
+GgufGrid gguf_block_grid(const std::string& bytes, uint32_t ggml_type, int64_t rows, int64_t row);
+// `bytes` with every code replaced by `codes` (uint8 [rows, row]), the scales kept.
+std::string gguf_set_codes(const std::string& bytes, uint32_t ggml_type, const at::Tensor& codes);
+// Blocks of a 32-value format that holds its own fp16 d (and m) — Q8_0, Q4_0, Q5_0 (x = d·(c − levels/2)) and Q4_1,
+// Q5_1 (x = d·c + m) — from codes (uint8 [rows, row], GgmlTypeTraits' convention) and each block's d and m (float
+// [rows, row / 32], rounded to fp16 here; m ignored by the symmetric formats). Error(Internal) for other types.
+std::string gguf_blocks_from_codes(uint32_t ggml_type, const at::Tensor& codes, const at::Tensor& d, const at::Tensor& m);
 
 }  // namespace catq

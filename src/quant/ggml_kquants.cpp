@@ -1,10 +1,10 @@
 // Scalar decoders of the GGUF block formats Q5_0, Q5_1, IQ4_NL and the K-quants Q2_K … Q6_K (layouts next to the
-// structs in gguf_blocks.h; encoders in gguf_encode.cpp). Each follows the format's definition value by value
+// structs in ggml_blocks.h; encoders in ggml_encode.cpp). Each follows the format's definition value by value
 // and in the same float operation order as ggml's reference decoder, so the result is bit-identical to llama.cpp's
 // (tests/test_gguf_blocks.cpp checks that against the installed llama.cpp library).
 #include <cstring>
 
-#include "io/gguf_blocks.h"
+#include "quant/ggml_blocks.h"
 
 namespace catq {
 
