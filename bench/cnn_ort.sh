@@ -2,7 +2,8 @@
 # catq's integer CNN executor vs ONNX Runtime on the same quantized models (issue 5): each .catq is exported as QDQ
 # ONNX and run by ONNX Runtime (npm onnxruntime-node, THREADS intra-op threads, all graph optimisations) and by catq
 # (THREADS threads)
-# on the CIFAR-10 evaluation split; top-1 of the simulation, catq and ORT, equal decisions, images/s of both.
+# on the CIFAR-10 evaluation split; top-1 of the simulation, catq and ORT, equal decisions, images/s of both, and of
+# the FP32 graph in catq's executor and in ORT.
 # Not part of `make test`. Usage (environment variables; defaults in brackets):
 #   MODELS [the RTN models of bench/cnn_runtime.sh: bench/results/cnn_runtime/resnet{20,56}_{w8a8-wsym,w4a4}_rtn.catq]
 #   LIMIT [0 = all 9,000 images]   BATCH [200]   THREADS [1] (the same for both)

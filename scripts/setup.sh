@@ -56,3 +56,11 @@ if [ ! -f "$PEERS/node_modules/onnxruntime-node/package.json" ]; then
   npm install --prefix "$PEERS" --ignore-scripts --no-audit --no-fund --omit=optional --silent onnxruntime-node@1.22.0 >/dev/null ||
     echo "setup: warning: npm install of onnxruntime-node failed; the ONNX Runtime peer tests will skip" >&2
 fi
+# @litertjs/core: Google's LiteRT (TFLite) runtime compiled to WebAssembly (CPU kernels through XNNPACK); the TFLite
+# peer tests run it under Node (tests/peers/litert_run.mjs) on catq's int8 TFLite files and the MLPerf Tiny ones.
+if [ ! -f "$PEERS/node_modules/@litertjs/core/package.json" ]; then
+  mkdir -p "$PEERS"
+  echo "setup: installing npm package @litertjs/core@2.5.3 into $PEERS" >&2
+  npm install --prefix "$PEERS" --ignore-scripts --no-audit --no-fund --omit=optional --silent @litertjs/core@2.5.3 >/dev/null ||
+    echo "setup: warning: npm install of @litertjs/core failed; the LiteRT peer tests will skip" >&2
+fi

@@ -11,6 +11,7 @@
 #include "core/progress.h"
 #include "io/catq_file.h"
 #include "io/model_format.h"
+#include "io/tflite.h"
 #include "methods/cnn/eval_job.h"
 #include "methods/llm/eval_job.h"
 
@@ -82,6 +83,20 @@ void print_catq_eval(const nlohmann::json& j) {
     std::cout << fmt::format("; head K = {}, alpha = {}, {} extra parameters", j["with_head"]["k"].get<int64_t>(),
                              j["with_head"]["alpha"].get<double>(), j["with_head"]["extra_params"].get<int64_t>());
   std::cout << "\n";
+}
+
+void print_tflite_int8_eval(const nlohmann::json& j) {
+  std::cout << fmt::format("{} on {} ({} images)\n", cnn.model, j["data"].get<std::string>(), j["n"].get<int64_t>());
+  if (j.contains("fp32"))
+    std::cout << fmt::format("FP32 reference    top-1 {:.2f} %  top-5 {:.2f} %\n", j["fp32"]["top1"].get<double>(),
+                             j["fp32"]["top5"].get<double>());
+  const auto& q = j["int8"];
+  std::string extra;
+  if (q.contains("kl"))
+    extra = fmt::format("  KL(FP||Q) {:.4f}  top-1 agreement {:.2f} %", q["kl"].get<double>(),
+                        q["top1_agreement"].get<double>());
+  std::cout << fmt::format("int8 (catq's TFLite integer executor)  top-1 {:.2f} %  top-5 {:.2f} %{}  ({:.0f} images/s)\n",
+                           q["top1"].get<double>(), q["top5"].get<double>(), extra, q["images_per_s"].get<double>());
 }
 
 void print_llm_eval(const nlohmann::json& j) {
@@ -163,10 +178,18 @@ void register_eval(CLI::App& app, Common& common) {
       "  catq eval stories260K.bin --text t.txt --quant w4a4-tok-sym --transform blockcat:k=4 --weights gptq\n"
       "  catq eval model_w4a8.catq --text t.txt --runtime int   (integer kernels vs the simulation)\n"
       "  catq eval r56_w8a8.catq --data test.bin --split eval --runtime int\n"
+      "  catq eval vww_mobilenetv1_int8.tflite --data vww_eval1000_u8hwc.bin --split eval --reference "
+      "vww_mobilenetv1_float.tflite\n"
       "  catq eval model-q4_0.gguf --text t.txt --runtime lean   (the file on catq's lean runtime, as llama.cpp runs it)\n");
-  sub->add_option("model", cnn.model, "Model file (.onnx, llama2.c .bin, .gguf, safetensors folder)")->required();
-  sub->add_option("--data", cnn.data, "CNN evaluation data: CIFAR-10 binary file");
-  sub->add_option("--split", cnn.split, "all | calib | eval (project split of test.bin)")->capture_default_str();
+  sub->add_option("model", cnn.model, "Model file (.onnx, .tflite, .catq, llama2.c .bin, .gguf, safetensors folder)")
+      ->required();
+  sub->add_option("--data", cnn.data, "CNN evaluation data: CIFAR-10 binary file, or an EEMBC set of MLPerf Tiny "
+                                       "(vww_*.bin, kws_*mfcc*.bin; docs/tflite.md)");
+  sub->add_option("--split", cnn.split, "all | calib | eval (the project's split of each data file)")->capture_default_str();
+  sub->add_option("--data-format", cnn.data_options.format, "auto | cifar10 | vww | kws (auto: from the file name)")
+      ->capture_default_str();
+  sub->add_option("--pixels", cnn.data_options.pixels, "Image scaling: auto | imagenet | unit (RGB/255) | raw (0..255); "
+                  "auto: imagenet for ONNX on CIFAR-10, raw for TFLite on CIFAR-10, unit for VWW")->capture_default_str();
   sub->add_option("--quant", cnn.quant, "Quantization config: JSON file or short form (w8a8, w4a4-mse-fl8, w4a16g32, "
                                          "w4a4-tok; see docs/quant_config.md)");
   sub->add_option("--calib-data", cnn.calib_data, "CNN calibration data (default: --data)");
@@ -196,6 +219,14 @@ void register_eval(CLI::App& app, Common& common) {
     if (common.json || common.quiet) Progress::set_enabled(false);
     ModelFormat f = detect_model_format(cnn.model);
     switch (f) {
+      case ModelFormat::Tflite:
+        if (read_tflite(cnn.model).is_integer()) {
+          const nlohmann::json j = run_tflite_int8_eval_job(cnn);
+          if (common.json) std::cout << j.dump(2) << "\n";
+          else print_tflite_int8_eval(j);
+          break;
+        }
+        [[fallthrough]];
       case ModelFormat::Onnx: {
         const CnnEvalReport rep = run_onnx_eval_job(cnn);
         if (common.json) std::cout << rep.json.dump(2) << "\n";

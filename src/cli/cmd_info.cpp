@@ -14,18 +14,31 @@ namespace {
 using json = nlohmann::json;
 
 void print_onnx(const std::string& path, const json& j) {
-  const json& f = j["folded"];
-  std::cout << fmt::format("{}: ONNX opset {}, {} nodes ({} after folding {} constant + {} shape nodes, {} dead)\n",
-                           path, j["opset"].get<int64_t>(), j["nodes_in_file"].get<size_t>(),
-                           j["nodes_after_folding"].get<size_t>(), f["constant_nodes"].get<int64_t>(),
-                           f["shape_nodes"].get<int64_t>(), f["dead_nodes"].get<int64_t>());
+  const bool tflite = j.value("format", "") == "tflite";
+  if (tflite) {
+    std::cout << fmt::format("{}: TFLite schema {}, {} model, {} tensors{}\n", path, j["schema_version"].get<int64_t>(),
+                             j["integer"].get<bool>() ? "integer (int8)" : "float", j["tensors"].get<int64_t>(),
+                             j["subgraphs"].get<int64_t>() > 1 ? fmt::format(", {} subgraphs (the first is run)",
+                                                                             j["subgraphs"].get<int64_t>()) : "");
+  } else {
+    const json& f = j["folded"];
+    std::cout << fmt::format("{}: ONNX opset {}, {} nodes ({} after folding {} constant + {} shape nodes, {} dead)\n",
+                             path, j["opset"].get<int64_t>(), j["nodes_in_file"].get<size_t>(),
+                             j["nodes_after_folding"].get<size_t>(), f["constant_nodes"].get<int64_t>(),
+                             f["shape_nodes"].get<int64_t>(), f["dead_nodes"].get<int64_t>());
+  }
   std::cout << fmt::format("parameters: {}\n", j["parameters"].get<int64_t>());
-  for (const auto& in : j.value("inputs", json::array()))
-    std::cout << fmt::format("input  {} [{}]\n", in["name"].get<std::string>(),
-                             fmt::join(in["shape"].get<std::vector<int64_t>>(), ","));
-  for (const auto& o : j.value("outputs", json::array()))
-    std::cout << fmt::format("output {} [{}]\n", o["name"].get<std::string>(),
-                             fmt::join(o["shape"].get<std::vector<int64_t>>(), ","));
+  auto tensor_line = [&](const char* what, const json& t) {
+    std::string q;
+    if (t.contains("quantization"))
+      q = fmt::format(" scale {} zero-point {}", t["quantization"]["scale"].get<double>(),
+                      t["quantization"]["zero_point"].get<int64_t>());
+    std::cout << fmt::format("{} {} [{}]{}{}\n", what, t["name"].get<std::string>(),
+                             fmt::join(t["shape"].get<std::vector<int64_t>>(), ","),
+                             t.contains("type") ? " " + t["type"].get<std::string>() : "", q);
+  };
+  for (const auto& in : j.value("inputs", json::array())) tensor_line("input ", in);
+  for (const auto& o : j.value("outputs", json::array())) tensor_line("output", o);
   std::cout << "ops:";
   for (const auto& [op, c] : j["ops"].items()) std::cout << fmt::format(" {}x{}", op, c.get<int64_t>());
   const json layers = j.value("layers", json::array());
@@ -77,7 +90,7 @@ void register_info(CLI::App& app, Common& common) {
               "  catq --json info ../shared/assets/llama2c/stories260K.bin");
   static std::string model, tokenizer;
   sub->add_option("--tokenizer", tokenizer, "llama2.c tokenizer file (for LLM checkpoints)");
-  sub->add_option("model", model, "Model file (.onnx, llama2.c .bin, .gguf, safetensors folder)")->required();
+  sub->add_option("model", model, "Model file (.onnx, .tflite, .catq, llama2.c .bin, .gguf, safetensors folder)")->required();
   sub->callback([&common] {
     const ModelInfo info = describe_model(model, tokenizer);
     switch (info.kind) {

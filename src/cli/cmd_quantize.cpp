@@ -148,19 +148,26 @@ void register_quantize(CLI::App& app, Common& common) {
       "  catq quantize resnet20.onnx --method qdrop+cat --calib test.bin --fit-data train_jpeg10k.bin --cat-k 64 -o q.catq\n"
       "  catq eval r20_w2a2.catq --data test.bin --split eval --reference resnet20.onnx\n"
       "  catq quantize resnet20.onnx --method qdrop --budget-bops w3 --alloc knapsack --calib test.bin -o r20_mp.catq\n"
+      "  catq quantize vww_mobilenetv1_float.tflite --method qdrop+cat --bits w4a8 --calib vww_eval1000_u8hwc.bin "
+      "-o vww_w4a8.catq\n"
       "  catq quantize stories260K.bin --text valid.txt --skip-chars 12000 --config bench/configs/llm_w4a4.json \\\n"
       "       --transform blockcat:k=4 --weights gptq -o s260k_w4a4.catq\n"
       "  catq eval s260k_w4a4.catq --text valid.txt --reference stories260K.bin\n"
       "  catq quantize model.gguf --text calib.txt --gguf q4_k --weights gptq -o model-q4_k.gguf   (for llama.cpp)\n"
       "  catq quantize model.gguf --text calib.txt --target-bpw 4.5 --weights gptq -o model-4.5bpw.gguf\n");
-  sub->add_option("model", cnn.model, "FP model (.onnx CNN, or a Llama checkpoint: llama2.c .bin, .gguf, safetensors)")->required();
+  sub->add_option("model", cnn.model, "FP model (.onnx or float .tflite CNN, or a Llama checkpoint: llama2.c .bin, .gguf, safetensors)")->required();
   sub->add_option("-o,--output", cnn.out, "Output .catq file");
   sub->add_option("--method", cnn.method, "rtn | adaround | brecq | qdrop | pdquant | wca, optionally +cat / +affine")
       ->capture_default_str();
   sub->add_option("--head", cnn.head.kind, "Logit head: cat | affine | none");
   sub->add_option("--bits", cnn.bits, "wWaA, e.g. w4a4, w2a2, w4a2 (the academic setting); wWaA-wsym for symmetric weights (w8a8-wsym: int8 deployment)")->capture_default_str();
   sub->add_option("--config", cnn.config, "Quantization config (JSON file or compact string) instead of --bits");
-  sub->add_option("--calib", cnn.calib.path, "Calibration data: CIFAR-10 binary file");
+  sub->add_option("--calib", cnn.calib.path, "Calibration data: CIFAR-10 binary file or an EEMBC set (vww_*.bin, "
+                                             "kws_*mfcc*.bin; docs/tflite.md)");
+  sub->add_option("--data-format", cnn.calib.data.format, "auto | cifar10 | vww | kws (auto: from the file name)")
+      ->capture_default_str();
+  sub->add_option("--pixels", cnn.calib.data.pixels, "Image scaling: auto | imagenet | unit | raw (auto: imagenet for "
+                  "ONNX on CIFAR-10, raw for TFLite on CIFAR-10, unit for VWW)")->capture_default_str();
   sub->add_option("--calib-split", cnn.calib.split, "all | calib (never eval)")->capture_default_str();
   sub->add_option("--calib-size", cnn.calib.limit, "Use a seeded random subset of N calibration images (0 = all)");
   sub->add_option("--from", cnn.from, "Start from this quantized .catq (of MODEL) and only fit the head");

@@ -17,6 +17,7 @@ const char* model_format_name(ModelFormat f) {
     case ModelFormat::Gguf: return "gguf";
     case ModelFormat::Safetensors: return "safetensors";
     case ModelFormat::CatqQuantized: return "catq";
+    case ModelFormat::Tflite: return "tflite";
     default: return "unknown";
   }
 }
@@ -40,6 +41,8 @@ ModelFormat detect_model_format(const std::string& path) {
   std::fclose(f);
   if (n >= 4 && std::memcmp(head, "GGUF", 4) == 0) return ModelFormat::Gguf;
   if (n >= 4 && std::memcmp(head, "CATQ", 4) == 0) return ModelFormat::CatqQuantized;
+  if (n >= 8 && std::memcmp(head + 4, "TFL3", 4) == 0) return ModelFormat::Tflite;  // the FlatBuffer identifier
+  if (ends_with(path, ".tflite")) return ModelFormat::Tflite;  // let the TFLite reader explain what is wrong
   if (ends_with(path, ".safetensors")) return ModelFormat::Safetensors;
   if (n >= 9 && head[8] == '{') return ModelFormat::Safetensors;
   if (ends_with(path, ".onnx")) return ModelFormat::Onnx;

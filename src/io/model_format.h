@@ -4,7 +4,7 @@
 
 namespace catq {
 
-enum class ModelFormat { Onnx, Llama2c, Gguf, Safetensors, CatqQuantized, Unknown };
+enum class ModelFormat { Onnx, Llama2c, Gguf, Safetensors, CatqQuantized, Tflite, Unknown };
 
 // A directory with config.json + *.safetensors counts as Safetensors. Throws Error(Io) if missing.
 ModelFormat detect_model_format(const std::string& path);

@@ -9,6 +9,7 @@
 #include "io/llm_loader.h"
 #include "io/model_format.h"
 #include "io/onnx_reader.h"
+#include "io/tflite.h"
 #include "sim/executor.h"
 #include "sim/fold_constants.h"
 
@@ -72,6 +73,40 @@ ModelInfo llm_info(const std::string& model, const std::string& tokenizer) {
   return info;
 }
 
+ModelInfo tflite_info(const std::string& path) {
+  const TfliteModel m = read_tflite(path);
+  ModelInfo info;
+  info.kind = ModelInfo::Kind::Onnx;
+  json& j = info.json;
+  j["file"] = path;
+  j["format"] = "tflite";
+  j["schema_version"] = m.version;
+  j["description"] = m.description;
+  j["integer"] = m.is_integer();
+  j["subgraphs"] = m.subgraphs;
+  j["tensors"] = m.tensors.size();
+  int64_t params = 0;
+  for (const auto& t : m.tensors)
+    if (t.is_constant()) params += t.numel();
+  j["parameters"] = params;
+  auto tensor_json = [&](int32_t i) {
+    const TfliteTensor& t = m.tensor(i);
+    json tj = {{"name", t.name}, {"shape", t.shape}, {"type", tflite_type_name(static_cast<int>(t.type))}};
+    if (t.quant.present() && !t.quant.per_channel())
+      tj["quantization"] = {{"scale", t.quant.scale[0]}, {"zero_point", t.quant.zero_point[0]}};
+    return tj;
+  };
+  for (int32_t i : m.inputs) j["inputs"].push_back(tensor_json(i));
+  for (int32_t i : m.outputs) j["outputs"].push_back(tensor_json(i));
+  j["ops"] = m.op_histogram();
+  Graph g = tflite_to_graph(m);  // refuses unsupported operators by name
+  GraphExecutor ex(std::move(g));
+  for (const auto& l : ex.layers())
+    j["layers"].push_back({{"name", l.name}, {"kind", l.kind == LayerKind::Conv ? "conv" : "linear"},
+                           {"weight_shape", l.weight_shape}});
+  return info;
+}
+
 ModelInfo quantized_cnn_info(const std::string& model) {
   QuantizedCnn q = read_catq(model);
   ModelInfo info;
@@ -89,6 +124,7 @@ ModelInfo describe_model(const std::string& path, const std::string& tokenizer) 
   ModelFormat f = detect_model_format(path);
   switch (f) {
     case ModelFormat::Onnx: return onnx_info(path);
+    case ModelFormat::Tflite: return tflite_info(path);
     case ModelFormat::Llama2c: case ModelFormat::Gguf: case ModelFormat::Safetensors: return llm_info(path, tokenizer);
     case ModelFormat::CatqQuantized:
       if (catq_file_kind(path) == "llm") return llm_info(path, tokenizer);

@@ -276,4 +276,58 @@ Graph qdq_graph(const GraphExecutor& ex, const SimQuant& sq) {
   return g;
 }
 
+void append_cat_head(Graph& g, const CatHead& h) {
+  CATQ_CHECK(!g.outputs.empty(), Internal, "append_cat_head: the graph has no output");
+  if (h.alpha == 0) return;
+  const std::string z = g.outputs[0].name;
+  const std::string in = z + "/before_cat_head";
+  // The logits' producer now writes `in`; the head writes the output name.
+  for (Node& n : g.nodes)
+    for (auto& o : n.outputs)
+      if (o == z) o = in;
+  for (Node& n : g.nodes)
+    for (auto& i : n.inputs)
+      if (i == z) i = in;
+  int counter = 0;
+  auto constant = [&](const std::string& base, const at::Tensor& t) {
+    const std::string name = fmt::format("cat_head/{}", base);
+    g.initializers[name] = t.to(at::kFloat).contiguous();
+    return name;
+  };
+  auto node = [&](const std::string& op, std::vector<std::string> inputs, std::map<std::string, Attribute> attrs = {},
+                  std::string out = "") {
+    Node n;
+    n.op_type = op;
+    n.name = fmt::format("cat_head/{}_{}", op, counter++);
+    n.inputs = std::move(inputs);
+    n.outputs = {out.empty() ? n.name + ":out" : out};
+    n.attrs = std::move(attrs);
+    g.nodes.push_back(n);
+    return n.outputs[0];
+  };
+  const float a = static_cast<float>(h.alpha);
+  const at::Tensor gamma = (1 - a) + a * h.gamma.to(at::kFloat), beta = a * h.beta.to(at::kFloat);
+  if (h.k == 1) {
+    node("Add", {node("Mul", {in, constant("gamma", gamma.reshape({-1}))}), constant("beta", beta.reshape({-1}))}, {}, z);
+    return;
+  }
+  std::string p = in;
+  if (h.pca) p = node("MatMul", {node("Sub", {in, constant("pca_mean", h.pca_mean)}), constant("pca_basis", h.pca_basis)});
+  const at::Tensor c = h.centroids.to(at::kFloat);
+  const std::string dist =
+      node("Add", {node("MatMul", {p, constant("centroids_t_x_minus2", (-2 * c).t().contiguous())}),
+                   constant("centroid_norms", c.square().sum(1))});
+  Attribute axis, keep;
+  axis.type = keep.type = Attribute::Type::Int;
+  axis.i = 1;
+  keep.i = 0;
+  const std::string k = node("ArgMin", {dist}, {{"axis", axis}, {"keepdims", keep}});
+  Attribute gaxis;
+  gaxis.type = Attribute::Type::Int;
+  gaxis.i = 0;
+  const std::string gk = node("Gather", {constant("gamma", gamma), k}, {{"axis", gaxis}});
+  const std::string bk = node("Gather", {constant("beta", beta), k}, {{"axis", gaxis}});
+  node("Add", {node("Mul", {in, gk}), bk}, {}, z);
+}
+
 }  // namespace catq

@@ -8,11 +8,12 @@
 //            The Clip makes an 8-bit container carry a b-bit grid: after it, round(x/s) + z stays in [qmin, qmax].
 // As in the executor (sim/executor.h), non-layer consumers of v (a residual shortcut) read the quantized value of
 // the first layer that reads v; a second layer reading v applies its own quantizer. Biases stay float. A CAT head
-// is not part of the ONNX graph (the file is the base model; catq eval applies heads).
+// becomes ONNX ops after the logits (append_cat_head).
 #pragma once
 #include <string>
 
 #include "ir/graph.h"
+#include "quant/cat_head.h"
 #include "sim/executor.h"
 #include "sim/sim_quant.h"
 
@@ -26,5 +27,12 @@ void write_onnx(const Graph& g, const std::string& path, int64_t min_opset = 0);
 // static input params). Error(Unsupported) for quantizers QDQ cannot express (codebooks, per-group or per-token
 // activations, more than 8 bits).
 Graph qdq_graph(const GraphExecutor& ex, const SimQuant& sq);
+
+// Appends a CAT / plain-affine head (quant/cat_head.h) to the graph's first output as ONNX ops:
+//   p = (z − mean)·basis                              Sub, MatMul (PCA only)
+//   k = ArgMin_k(−2·p·c_kᵀ + ‖c_k‖²)                   MatMul, Mul, Add, ArgMin (the nearest centroid; K > 1 only)
+//   z̃ = z ⊙ Gather(γ', k) + Gather(β', k)             γ' = (1 − α) + α·γ, β' = α·β
+// The output keeps the graph output's name and shape. α = 0 adds nothing.
+void append_cat_head(Graph& g, const CatHead& head);
 
 }  // namespace catq

@@ -62,7 +62,7 @@ const std::vector<std::string>& supported_ops() {
       "Tanh", "Add", "Sub", "Mul", "Div", "MatMul", "Gemm", "MaxPool", "AveragePool", "GlobalAveragePool",
       "Flatten", "Reshape", "Transpose", "Concat", "Split", "Slice", "Pad", "Shape", "Gather", "Unsqueeze",
       "Squeeze", "Cast", "ConstantOfShape", "Constant", "Identity", "Softmax", "ReduceMean", "QuantizeLinear",
-      "DequantizeLinear"};
+      "DequantizeLinear", "ArgMin", "ArgMax"};
   return ops;
 }
 

@@ -1,5 +1,6 @@
 #include "quant/requant.h"
 
+#include <algorithm>
 #include <cmath>
 #include <limits>
 
@@ -42,6 +43,31 @@ int32_t FixedPointMultiplier::apply(int64_t acc) const {
   }
   return static_cast<int32_t>(
       std::clamp<int64_t>(out, std::numeric_limits<int32_t>::min(), std::numeric_limits<int32_t>::max()));
+}
+
+int32_t FixedPointMultiplier::apply_tflite(int32_t x) const {
+  if (multiplier == 0 || right_shift > 62) return 0;
+  const int exponent = 31 - right_shift;
+  const int left = exponent > 0 ? exponent : 0, right = exponent > 0 ? 0 : -exponent;
+  const int64_t shifted = static_cast<int64_t>(x) * (int64_t{1} << left);
+  const int32_t a = static_cast<int32_t>(
+      std::clamp<int64_t>(shifted, std::numeric_limits<int32_t>::min(), std::numeric_limits<int32_t>::max()));
+  // SaturatingRoundingDoublingHighMul(a, multiplier): round(a · multiplier / 2^31), the only overflow case saturated.
+  int32_t high;
+  if (a == std::numeric_limits<int32_t>::min() && multiplier == std::numeric_limits<int32_t>::min()) {
+    high = std::numeric_limits<int32_t>::max();
+  } else {
+    const int64_t ab = static_cast<int64_t>(a) * multiplier;
+    const int64_t nudge = ab >= 0 ? (int64_t{1} << 30) : (1 - (int64_t{1} << 30));
+    high = static_cast<int32_t>((ab + nudge) / (int64_t{1} << 31));  // C++ division truncates toward zero
+  }
+  // RoundingDivideByPOT(high, right): ties away from zero.
+  if (right == 0) return high;
+  if (right > 31) return 0;
+  const int64_t mask = (int64_t{1} << right) - 1;
+  const int64_t remainder = static_cast<int64_t>(high) & mask;
+  const int64_t threshold = (mask >> 1) + (high < 0 ? 1 : 0);
+  return static_cast<int32_t>((static_cast<int64_t>(high) >> right) + (remainder > threshold ? 1 : 0));
 }
 
 at::Tensor requantize(const at::Tensor& acc_in, const std::vector<FixedPointMultiplier>& m, int axis,

@@ -24,6 +24,11 @@ struct FixedPointMultiplier {
   double to_real() const;
   // round(acc · M), saturated to the int32 range.
   int32_t apply(int64_t acc) const;
+  // TFLite's MultiplyByQuantizedMultiplier (gemmlowp's two roundings: SaturatingRoundingDoublingHighMul, then
+  // RoundingDivideByPOT with ties away from zero), bit-exact with TFLite's reference integer kernels. TFLite's
+  // exponent is 31 − right_shift; a multiplier whose right shift exceeds 62 (M < 2^-32) gives 0, as TFLite's
+  // QuantizeMultiplier flushes such multipliers to zero.
+  int32_t apply_tflite(int32_t acc) const;
 };
 
 // out = clamp(apply_c(acc) + zero_point, qmin, qmax) as int32. `m` holds one multiplier (per tensor) or one per

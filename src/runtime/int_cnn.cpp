@@ -1,12 +1,35 @@
 #include "runtime/int_cnn.h"
 
 #include <algorithm>
+#include <cmath>
+#include <limits>
 #include <optional>
 #include <set>
 
 #include "core/error.h"
 
 namespace catq {
+
+namespace {
+
+// Relu, or Clip(0, M) with constant bounds (ReLU6): a ReLU whose output is also clipped at M (*clip_max; ∞ for Relu).
+bool relu_like(const Node& n, float* clip_max, const Graph& g) {
+  if (n.op_type == "Relu") {
+    *clip_max = std::numeric_limits<float>::infinity();
+    return true;
+  }
+  if (n.op_type != "Clip" || g.opset < 11 || n.inputs.size() != 3) return false;
+  const std::string &lo = n.inputs[1], &hi = n.inputs[2];
+  if (lo.empty() || hi.empty() || !g.is_constant(lo) || !g.is_constant(hi)) return false;
+  const at::Tensor a = g.initializers.at(lo), b = g.initializers.at(hi);
+  if (a.numel() != 1 || b.numel() != 1 || a.item<double>() != 0.0) return false;
+  const double m = b.item<double>();
+  if (!(m > 0) || !std::isfinite(m)) return false;
+  *clip_max = static_cast<float>(m);
+  return true;
+}
+
+}  // namespace
 
 IntegerCnn::IntegerCnn(const GraphExecutor& ex, SimQuant& sim) : ex_(ex), rt_(sim) {
   const Graph& g = ex_.graph();
@@ -38,6 +61,7 @@ IntegerCnn::IntegerCnn(const GraphExecutor& ex, SimQuant& sim) : ex_(ex), rt_(si
     }
     return cs;
   };
+  auto relu_like = [&](const Node& n, float* clip_max) { return catq::relu_like(n, clip_max, g); };
   std::vector<bool> skip(g.nodes.size(), false);
   std::map<size_t, Step> deferred;  // Add node -> the fused conv step that runs in its place
   for (size_t i = 0; i < g.nodes.size(); ++i) {
@@ -52,7 +76,7 @@ IntegerCnn::IntegerCnn(const GraphExecutor& ex, SimQuant& sim) : ex_(ex), rt_(si
       s.layer = l->index;
       const int r = single_reader(n.outputs[0]);
       const Node* rn = r >= 0 ? &g.nodes[static_cast<size_t>(r)] : nullptr;
-      if (rn && rn->op_type == "Relu") {
+      if (rn && relu_like(*rn, &s.clip_max)) {
         if (auto cs = carried_codes(rn->outputs[0])) {
           s.tail = {static_cast<size_t>(r)};
           s.output = rn->outputs[0];
@@ -65,7 +89,7 @@ IntegerCnn::IntegerCnn(const GraphExecutor& ex, SimQuant& sim) : ex_(ex), rt_(si
         const std::string& shortcut = rn->inputs[0] == n.outputs[0] ? rn->inputs[1] : rn->inputs[0];
         const int rr = single_reader(rn->outputs[0]);
         const Node* relu = rr >= 0 ? &g.nodes[static_cast<size_t>(rr)] : nullptr;
-        if (shortcut != n.outputs[0] && !g.is_constant(shortcut) && relu && relu->op_type == "Relu") {
+        if (shortcut != n.outputs[0] && !g.is_constant(shortcut) && relu && relu_like(*relu, &s.clip_max)) {
           if (auto cs = carried_codes(relu->outputs[0])) {
             s.tail = {static_cast<size_t>(r), static_cast<size_t>(rr)};
             s.residual = shortcut;
@@ -80,6 +104,12 @@ IntegerCnn::IntegerCnn(const GraphExecutor& ex, SimQuant& sim) : ex_(ex), rt_(si
     }
     Step s;
     s.node = i;
+    // A classifier Gemm (y = x·Wᵀ + b) on the integer GEMM: its input quantized by the layer's static quantizer inside
+    // the call, as the simulation quantizes it.
+    if (l && l->kind == LayerKind::Linear && n.op_type == "Gemm" && rt_.int_linear(l->index) &&
+        n.attr_int("transB", 0) == 1 && n.attr_int("transA", 0) == 0 && n.attr_float("alpha", 1.f) == 1.f &&
+        n.attr_float("beta", 1.f) == 1.f && (n.inputs.size() < 3 || n.inputs[2].empty() || g.is_constant(n.inputs[2])))
+      s.linear = l->index;
     steps_.push_back(s);
   }
   // Place the deferred steps at their Add positions (steps_ is in node order).
@@ -176,7 +206,9 @@ void IntegerCnn::run_fused(const Step& s, Env& env) {
   Value& x = env.at(n.inputs[0]);
   const ConvGeometry geo = conv_geometry(n, x.codes.defined() ? x.codes.sizes() : x.fp.sizes(), c.codes.sizes());
   const Value* r = s.residual.empty() ? nullptr : &env.at(s.residual);
-  if (!geo.symmetric() || geo.group != 1 || geo.strides.size() != 2 || (r && !r->codes.defined())) return unfused();
+  const int64_t in_ch = x.codes.defined() ? x.codes.size(1) : x.fp.size(1);
+  if (!geo.symmetric() || in_ch != geo.group * c.codes.size(1) || geo.strides.size() != 2 || (r && !r->codes.defined()))
+    return unfused();
   // The input's codes: held already in this layer's code space, or quantized now by this layer's quantizer (then
   // kept when this layer owns the value, so that shortcuts reading it use them).
   at::Tensor xq;
@@ -197,9 +229,20 @@ void IntegerCnn::run_fused(const Step& s, Env& env) {
     if (r->codes.sizes().vec() != std::vector<int64_t>{xq.size(0), c.codes.size(0), oh, ow}) return unfused();
   }
   at::Tensor y = c.forward_codes(xq, bias, geo.strides, pads, geo.dilations, s.out, true,
-                                 r ? r->codes : at::Tensor(), r ? r->cs : CodeSpace{});
+                                 r ? r->codes : at::Tensor(), r ? r->cs : CodeSpace{}, s.clip_max);
   ++fused_calls_;
   env[s.output] = Value{{}, y, s.out};
+}
+
+void IntegerCnn::run_linear(const Step& s, Env& env) {
+  const Graph& g = ex_.graph();
+  const Node& n = g.nodes[s.node];
+  const at::Tensor& x = fp_of(env.at(n.inputs[0]));
+  if (x.dim() != 2) return run_generic(s.node, env);
+  at::Tensor y = rt_.int_linear(s.linear)->forward(x.contiguous());
+  if (n.inputs.size() > 2 && !n.inputs[2].empty()) y = y + g.initializers.at(n.inputs[2]);
+  ++linear_calls_;
+  env[n.outputs[0]] = Value{y, {}, {}};
 }
 
 at::Tensor IntegerCnn::forward(const at::Tensor& x) {
@@ -218,6 +261,7 @@ at::Tensor IntegerCnn::forward(const at::Tensor& x) {
   for (size_t k = 0; k < steps_.size(); ++k) {
     const Step& s = steps_[k];
     if (s.fused) run_fused(s, env);
+    else if (s.linear >= 0) run_linear(s, env);
     else if (!run_codes_node(s.node, env)) run_generic(s.node, env);
     for (const auto& v : dead_after_[k]) env.erase(v);
   }

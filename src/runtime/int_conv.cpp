@@ -6,6 +6,7 @@
 #include <fmt/format.h>
 
 #include <algorithm>
+#include <cmath>
 #include <optional>
 #include <utility>
 
@@ -81,7 +82,7 @@ struct IntConv::Primitive {
   std::vector<int64_t> in_shape, stride, padding, dilation;
   bool u8_out = false, relu = false, sum = false;  // forward_codes: u8 output of `out`, ReLU, residual sum
   Codes out;
-  float sum_scale = 0;
+  float sum_scale = 0, clip_max = 0;
   dnnl::convolution_forward conv;
   dnnl::memory weights;  // in the primitive's preferred layout
   dnnl::memory::desc src_md, dst_md;
@@ -101,8 +102,8 @@ NhwcQuant nhwc_quant(const IntConv& c) { return {c.x_scale, c.x_zero, c.x_shift,
 
 IntConv::Input IntConv::quantize_input(const at::Tensor& x_in) const {
   const std::vector<int64_t> shape = x_in.sizes().vec();
-  CATQ_CHECK(shape.size() == 4 && shape[1] == codes.size(1), Data, "integer conv: input of shape {}, expected [N, {}, H, W]",
-             fmt::join(shape, "x"), codes.size(1));
+  CATQ_CHECK(shape.size() == 4 && shape[1] % codes.size(1) == 0 && shape[1] > 0, Data,
+             "integer conv: input of shape {}, expected [N, a multiple of {}, H, W]", fmt::join(shape, "x"), codes.size(1));
   const at::Tensor x = x_in.detach().to(at::kFloat).contiguous(at::MemoryFormat::ChannelsLast);
   const auto cl = at::TensorOptions().memory_format(at::MemoryFormat::ChannelsLast);
   Input in;
@@ -116,8 +117,8 @@ IntConv::Input IntConv::quantize_input(const at::Tensor& x_in) const {
 
 at::Tensor IntConv::quantize_codes(const at::Tensor& x_in) const {
   const std::vector<int64_t> shape = x_in.sizes().vec();
-  CATQ_CHECK(shape.size() == 4 && shape[1] == codes.size(1), Data, "integer conv: input of shape {}, expected [N, {}, H, W]",
-             fmt::join(shape, "x"), codes.size(1));
+  CATQ_CHECK(shape.size() == 4 && shape[1] % codes.size(1) == 0 && shape[1] > 0, Data,
+             "integer conv: input of shape {}, expected [N, a multiple of {}, H, W]", fmt::join(shape, "x"), codes.size(1));
   const at::Tensor x = x_in.detach().to(at::kFloat).contiguous(at::MemoryFormat::ChannelsLast);
   at::Tensor q = at::empty(shape, at::TensorOptions().dtype(at::kByte).memory_format(at::MemoryFormat::ChannelsLast));
   quantize_nhwc(nhwc_quant(*this), x.data_ptr<float>(), shape[0] * shape[2] * shape[3], shape[1], q.data_ptr<uint8_t>(),
@@ -127,14 +128,19 @@ at::Tensor IntConv::quantize_codes(const at::Tensor& x_in) const {
 
 std::shared_ptr<IntConv::Primitive> IntConv::primitive(at::IntArrayRef in_shape, at::IntArrayRef stride,
                                                        at::IntArrayRef padding, at::IntArrayRef dilation,
-                                                       const Codes* out, bool relu, bool sum, float sum_scale) const {
+                                                       const Codes* out, bool relu, bool sum, float sum_scale,
+                                                       float clip_max) const {
   using dnnl::memory;
   const std::vector<int64_t> shape = in_shape.vec();
   for (const auto& c : cache)
     if (c->in_shape == shape && c->stride == stride.vec() && c->padding == padding.vec() &&
         c->dilation == dilation.vec() && c->u8_out == (out != nullptr) && (!out || (c->out == *out && c->relu == relu &&
-        c->sum == sum && c->sum_scale == sum_scale)))
+        c->sum == sum && c->sum_scale == sum_scale && c->clip_max == clip_max)))
       return c;
+  const int64_t G = groups_for(shape[1]);
+  CATQ_CHECK(G >= 1 && G * codes.size(1) == shape[1] && codes.size(0) % G == 0 && (G == 1 || !asymmetric), Internal,
+             "integer conv: {} input channels for weights [{}]{}", shape[1], fmt::join(codes.sizes(), ","),
+             asymmetric ? " (asymmetric weights: no groups)" : "");
   auto P = std::make_shared<Primitive>();
   P->in_shape = shape;
   P->stride = stride.vec();
@@ -145,13 +151,17 @@ std::shared_ptr<IntConv::Primitive> IntConv::primitive(at::IntArrayRef in_shape,
   P->relu = relu;
   P->sum = sum;
   P->sum_scale = sum_scale;
+  P->clip_max = clip_max;
   const int64_t O = codes.size(0), kh = codes.size(2), kw = codes.size(3);
   const int64_t oh = (shape[2] + 2 * padding[0] - dilation[0] * (kh - 1) - 1) / stride[0] + 1;
   const int64_t ow = (shape[3] + 2 * padding[1] - dilation[1] * (kw - 1) - 1) / stride[1] + 1;
   P->out_shape = {shape[0], O, oh, ow};
   P->src_md = memory::desc(shape, memory::data_type::u8, memory::format_tag::nhwc);
   P->dst_md = memory::desc(P->out_shape, out ? memory::data_type::u8 : memory::data_type::f32, memory::format_tag::nhwc);
-  const memory::desc wany(codes.sizes().vec(), memory::data_type::s8, memory::format_tag::any);
+  // Grouped weights: [G, O/G, I/G, kh, kw], which is the [O, I/G, kh, kw] codes' own memory (goihw).
+  const memory::dims wdims = G == 1 ? memory::dims(codes.sizes().vec())
+                                    : memory::dims{G, O / G, codes.size(1), kh, kw};
+  const memory::desc wany(wdims, memory::data_type::s8, memory::format_tag::any);
   const memory::dims st(stride.begin(), stride.end()), pd(padding.begin(), padding.end());
   const memory::dims dl = {dilation[0] - 1, dilation[1] - 1};  // oneDNN counts dilation from 0
   dnnl::primitive_attr attr;
@@ -165,7 +175,10 @@ std::shared_ptr<IntConv::Primitive> IntConv::primitive(at::IntArrayRef in_shape,
     dnnl::post_ops ops;
     if (sum) ops.append_sum(sum_scale);
     const float lo = static_cast<float>(relu ? std::max(out->lo, out->zero) : out->lo);
-    ops.append_eltwise(1.f, dnnl::algorithm::eltwise_clip, lo, static_cast<float>(out->hi));
+    float hi = static_cast<float>(out->hi);
+    if (std::isfinite(clip_max))  // Clip(0, M) before the quantizer: round(min(y, M) / s) = min(round(y / s), round(M / s))
+      hi = std::min(hi, static_cast<float>(out->zero) + std::nearbyint(clip_max / out->scale));
+    ops.append_eltwise(1.f, dnnl::algorithm::eltwise_clip, lo, hi);
     attr.set_post_ops(ops);
   } else {
     d.emplace(dnnl::prop_kind::forward_inference, dnnl::algorithm::convolution_direct, P->src_md, wany, P->dst_md, st,
@@ -176,7 +189,8 @@ std::shared_ptr<IntConv::Primitive> IntConv::primitive(at::IntArrayRef in_shape,
   dnnl::convolution_forward::primitive_desc pdesc(*d, attr, cpu_engine());
   P->impl = pdesc.impl_info_str();
   P->conv = dnnl::convolution_forward(pdesc);
-  memory plain({codes.sizes().vec(), memory::data_type::s8, memory::format_tag::oihw}, cpu_engine(), codes.data_ptr());
+  memory plain({wdims, memory::data_type::s8, G == 1 ? memory::format_tag::oihw : memory::format_tag::goihw}, cpu_engine(),
+               codes.data_ptr());
   P->weights = memory(pdesc.weights_desc(), cpu_engine());
   dnnl::stream strm(cpu_engine());
   dnnl::reorder(plain, P->weights).execute(strm, plain, P->weights);
@@ -187,15 +201,16 @@ std::shared_ptr<IntConv::Primitive> IntConv::primitive(at::IntArrayRef in_shape,
 
 at::Tensor IntConv::forward_codes(const at::Tensor& xq, const at::Tensor& bias, at::IntArrayRef stride,
                                   at::IntArrayRef padding, at::IntArrayRef dilation, const Codes& out, bool relu,
-                                  const at::Tensor& residual, const Codes& rc) const {
+                                  const at::Tensor& residual, const Codes& rc, float clip_max) const {
   using dnnl::memory;
   CATQ_CHECK(!asymmetric, Internal, "integer conv: requantized output needs symmetric int8 weights");
-  CATQ_CHECK(xq.dim() == 4 && xq.scalar_type() == at::kByte && xq.size(1) == codes.size(1), Internal,
-             "integer conv: codes of shape {}, expected u8 [N, {}, H, W]", fmt::join(xq.sizes(), "x"), codes.size(1));
+  CATQ_CHECK(xq.dim() == 4 && xq.scalar_type() == at::kByte && xq.size(1) % codes.size(1) == 0, Internal,
+             "integer conv: codes of shape {}, expected u8 [N, k·{}, H, W]", fmt::join(xq.sizes(), "x"), codes.size(1));
   at::NoGradGuard ng;
   const bool sum = residual.defined();
   const float sum_scale = sum ? rc.scale / out.scale : 0.f;
-  const std::shared_ptr<Primitive> P = primitive(xq.sizes(), stride, padding, dilation, &out, relu, sum, sum_scale);
+  const std::shared_ptr<Primitive> P =
+      primitive(xq.sizes(), stride, padding, dilation, &out, relu, sum, sum_scale, clip_max);
   const auto cl = at::TensorOptions().dtype(at::kByte).memory_format(at::MemoryFormat::ChannelsLast);
   at::Tensor y;
   if (sum) {
@@ -230,7 +245,8 @@ at::Tensor IntConv::forward(const Input& in, const at::Tensor& bias, at::IntArra
                             at::IntArrayRef dilation) const {
   using dnnl::memory;
   at::NoGradGuard ng;
-  const std::shared_ptr<Primitive> P = primitive(in.codes.sizes(), stride, padding, dilation, nullptr, false, false, 0.f);
+  const std::shared_ptr<Primitive> P =
+      primitive(in.codes.sizes(), stride, padding, dilation, nullptr, false, false, 0.f, 0.f);
   at::Tensor y = at::empty(P->out_shape, at::TensorOptions().dtype(at::kFloat).memory_format(at::MemoryFormat::ChannelsLast));
   memory src(P->src_md, cpu_engine(), in.codes.data_ptr()), dst(P->dst_md, cpu_engine(), y.data_ptr());
   dnnl::stream s(cpu_engine());

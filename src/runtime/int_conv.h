@@ -4,6 +4,7 @@
 // requantized outputs.
 #pragma once
 #include <cstdint>
+#include <limits>
 #include <memory>
 #include <string>
 #include <vector>
@@ -21,7 +22,7 @@ struct CodeSpace {
   bool operator==(const CodeSpace& o) const { return scale == o.scale && zero == o.zero && lo == o.lo && hi == o.hi; }
 };
 
-// A 2-D convolution on oneDNN's int8 primitive (AVX-512 VNNI / AMX where the CPU has them): weights as s8 codes
+// A 2-D convolution (grouped too: depthwise) on oneDNN's int8 primitive (AVX-512 VNNI / AMX where the CPU has them): weights as s8 codes
 // (≤ 8 bits; unsigned 8-bit codes shifted by −128), activations as u8 codes with a zero-point (static per-tensor
 // params; signed codes shifted by +128), int32 accumulation, per-output-channel f32 output scale s_x·s_w[o]. oneDNN
 // has no weight zero-points: with asymmetric weights the runtime subtracts s_x·s_w[o]·z_w[o]·Σ_window(q − z_x),
@@ -59,15 +60,21 @@ struct IntConv {
   // output's shape. oneDNN post-ops: per-channel output scale s_x·s_w[o] / s_out, the constant terms (bias, zero-
   // points) folded into the bias, `sum` for the residual, one clip to the code range (ReLU is the lower bound).
   // Needs symmetric int8 weights (asymmetric() false): the weight zero-point correction has no post-op.
+  // `clip_max` (finite): the output is first clipped to [0, clip_max] (ReLU6 / Clip(0, M)), in codes
+  // min(hi, zero + round(clip_max / scale)).
   at::Tensor forward_codes(const at::Tensor& codes, const at::Tensor& bias, at::IntArrayRef stride,
                            at::IntArrayRef padding, at::IntArrayRef dilation, const Codes& out, bool relu,
-                           const at::Tensor& residual = {}, const Codes& residual_codes = {}) const;
+                           const at::Tensor& residual = {}, const Codes& residual_codes = {},
+                           float clip_max = std::numeric_limits<float>::infinity()) const;
+  // Groups: the input has groups · codes.size(1) channels (a depthwise convolution: codes [C·M, 1, kh, kw], groups
+  // C). Grouped convolutions need symmetric int8 weights (the zero-point correction sums over all input channels).
+  int64_t groups_for(int64_t in_channels) const { return in_channels / codes.size(1); }
   std::string str() const;
 
  private:
   std::shared_ptr<Primitive> primitive(at::IntArrayRef in_shape, at::IntArrayRef stride, at::IntArrayRef padding,
                                        at::IntArrayRef dilation, const Codes* out, bool relu, bool sum,
-                                       float sum_scale) const;
+                                       float sum_scale, float clip_max) const;
 };
 // Prepares conv layer `l` (bound in a SimQuant, integer codes installed, input calibrated). Returns nullptr and sets
 // *why when the layer cannot run on oneDNN int8.

@@ -47,8 +47,18 @@ void IntegerRuntime::prepare(const std::vector<LayerInfo>& infos,
       entries_.push_back(e);
       continue;
     }
-    if (!weight_of) {  // a CNN graph: its Gemm / MatMul nodes multiply in the executor, not through linear()
-      e.how = "simulated: graph Gemm / MatMul node";
+    if (!weight_of) {
+      // A CNN graph: its Gemm / MatMul nodes multiply in the graph executor, not through linear(); IntegerCnn runs a
+      // classifier Gemm on the prepared layer (int_linear()).
+      if (l.weight_codes.defined()) layers_[static_cast<size_t>(info.index)] = prepare_int_linear(l, l.weight_codes, &why);
+      else why = "no integer codes installed";
+      if (const IntLinear* lin = layers_[static_cast<size_t>(info.index)].get()) {
+        e.how = lin->str() + " (IntegerCnn; the graph executor's Gemm node runs it simulated)";
+        e.integer = lin->kind == IntLinear::Kind::Integer;
+        e.weight_only = !e.integer;
+      } else {
+        e.how = "simulated: " + why;
+      }
       entries_.push_back(e);
       continue;
     }
@@ -90,7 +100,10 @@ at::Tensor IntegerRuntime::conv(const LayerInfo& layer, const at::Tensor& x, con
                                 const at::Tensor& bias, at::IntArrayRef stride, at::IntArrayRef padding,
                                 at::IntArrayRef dilation, int64_t groups) {
   const size_t i = static_cast<size_t>(layer.index);
-  if (i < convs_.size() && convs_[i] && groups == 1 && x.dim() == 4) {
+  // Grouped (depthwise) convolutions run integer with symmetric weights (the zero-point correction of 8-bit
+  // asymmetric weights sums over all input channels).
+  if (i < convs_.size() && convs_[i] && (groups == 1 || !convs_[i]->asymmetric) && x.dim() == 4 &&
+      x.size(1) == convs_[i]->codes.size(1) * groups) {
     // Codes kept by input() for this very tensor and layer; anything else (a value quantized by another layer's
     // params, an input padded after quantization) runs simulated, which is always correct.
     for (auto it = pending_.begin(); it != pending_.end(); ++it)

@@ -59,6 +59,11 @@ class IntegerRuntime : public QuantContext {
     const size_t i = static_cast<size_t>(layer_index);
     return i < convs_.size() ? convs_[i].get() : nullptr;
   }
+  // The prepared linear layer of a layer (nullptr when it runs simulated).
+  const IntLinear* int_linear(int layer_index) const {
+    const size_t i = static_cast<size_t>(layer_index);
+    return i < layers_.size() ? layers_[i].get() : nullptr;
+  }
   SimQuant& simulation() const { return sim_; }
   int64_t num_integer() const;      // layers on the integer GEMM
   int64_t num_weight_only() const;  // layers on the weight-only kernels

@@ -131,6 +131,16 @@ std::vector<at::Tensor> run_node(const Node& n, const std::vector<at::Tensor>& x
     return {X.reshape({rows, cols})};
   }
   if (op == "Reshape") return op_reshape(n, x, opset);
+  if (op == "ArgMin" || op == "ArgMax") {
+    // ONNX: int64 indices along `axis` (default 0), the first extreme unless select_last_index.
+    const at::Tensor X = in(n, x, 0);
+    const int64_t axis = norm_axis(n, n.attr_int("axis", 0), X.dim());
+    const bool keep = n.attr_int("keepdims", 1) != 0, last = n.attr_int("select_last_index", 0) != 0;
+    const at::Tensor src = last ? X.flip({axis}) : X;
+    at::Tensor idx = op == "ArgMin" ? src.argmin(axis, keep) : src.argmax(axis, keep);
+    if (last) idx = (X.size(axis) - 1) - idx;
+    return {idx};
+  }
   if (op == "Transpose") {
     at::Tensor X = in(n, x, 0);
     std::vector<int64_t> perm = n.attr_ints("perm");

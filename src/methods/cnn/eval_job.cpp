@@ -9,6 +9,10 @@
 #include "eval/sqnr.h"
 #include "io/catq_file.h"
 #include "io/cifar.h"
+#include "io/cnn_model.h"
+#include "io/tflite.h"
+#include "methods/cnn/pipeline.h"
+#include "runtime/tflite_int8.h"
 #include "io/onnx_reader.h"
 #include "ir/passes.h"
 #include "methods/cnn/rtn.h"
@@ -48,19 +52,18 @@ json top_json(const ClassifyResult& r) { return {{"top1", r.top1 * 100}, {"top5"
 
 CnnEvalReport run_onnx_eval_job(const CnnEvalJob& job) {
   CATQ_CHECK(job.runtime != "lean", Usage, "{}: --runtime lean runs a GGUF language model, not a CNN", job.model);
-  CATQ_CHECK(job.runtime == "sim", Unsupported, "{}: --runtime int runs a quantized .catq model (quantize the ONNX model "
+  CATQ_CHECK(job.runtime == "sim", Unsupported, "{}: --runtime int runs a quantized .catq model (quantize the FP model "
              "first)", job.model);
-  CATQ_CHECK(!job.data.empty(), Usage, "eval: --data FILE is required for an ONNX model (a CIFAR-10 .bin file)");
-  Graph g = load_onnx(job.model);
-  fold_constants(g);
+  CATQ_CHECK(!job.data.empty(), Usage, "eval: --data FILE is required for a CNN (a CIFAR-10 .bin file or an EEMBC set)");
+  Graph g = load_cnn_graph(job.model);
   std::optional<QuantConfig> cfg;
   if (!job.quant.empty()) cfg = QuantConfig::load(job.quant);
   bool fold_bn = !job.no_fold_bn && (!cfg || cfg->fold_bn);
   if (fold_bn) fold_batchnorm(g);
+  const DataOptions dopt = data_options_for(job.model, job.data, job.data_options);
+  ImageDataset data = load_image_data(job.data, job.split, dopt);
+  check_image_model(g, data, "eval", "evaluation");
   GraphExecutor ex(std::move(g));
-  ImageDataset data = load_cifar10(job.data, parse_cifar_split(job.split));
-  CATQ_CHECK(data.images.size(1) == 3 && data.images.size(2) == 32, Data, "{}: images are [{}] but the model expects "
-             "CIFAR-sized [3,32,32] input", job.data, fmt::join(data.images.sizes().slice(1), ","));
   ClassifyOptions o;
   o.batch_size = job.batch;
   o.limit = job.limit;
@@ -80,11 +83,10 @@ CnnEvalReport run_onnx_eval_job(const CnnEvalJob& job) {
   }
 
   std::string calib_path = job.calib_data.empty() ? job.data : job.calib_data;
-  CifarSplit calib_split = parse_cifar_split(job.calib_split);
-  CATQ_CHECK(!(calib_path == job.data && calib_split != CifarSplit::Calib && parse_cifar_split(job.split) != CifarSplit::Calib),
+  CATQ_CHECK(!(calib_path == job.data && job.calib_split != "calib" && job.split != "calib"),
              Usage, "eval: calibrating on split '{}' of the evaluation file would calibrate on evaluation images; "
              "use --calib-split calib", job.calib_split);
-  ImageDataset calib = load_cifar10(calib_path, calib_split);
+  ImageDataset calib = load_image_data(calib_path, job.calib_split, data_options_for(job.model, calib_path, job.data_options));
   if (job.calib_size > 0) calib = calib.slice(0, job.calib_size);
   SimQuant sq(*cfg);
   calibrate_rtn(ex, sq, calib.images, job.batch);
@@ -115,7 +117,9 @@ json run_catq_eval_job(const CnnEvalJob& job) {
   CATQ_CHECK(!job.data.empty(), Usage, "eval: --data FILE is required for a quantized CNN (a CIFAR-10 .bin file)");
   CATQ_CHECK(job.quant.empty(), Usage, "eval: {} is already quantized; --quant does not apply", job.model);
   QuantizedCnn m = read_catq(job.model);
-  ImageDataset data = load_cifar10(job.data, parse_cifar_split(job.split));
+  // The scaling the model was quantized with (recorded by catq quantize), unless given.
+  ImageDataset data =
+      load_image_data(job.data, job.split, data_options_for_catq(m.metadata, job.reference, job.data, job.data_options));
   ClassifyOptions o;
   o.batch_size = job.batch;
   o.limit = job.limit;
@@ -156,7 +160,7 @@ json run_catq_eval_job(const CnnEvalJob& job) {
                             {"kl_vs_simulation", kl_divergence(base.logits, integer.logits)},
                             {"integer_layers", rt.num_integer()}, {"layers", layers},
                             {"convs_writing_codes", net.fused_convs()}, {"convs_adding_shortcut", net.residual_convs()},
-                            {"fallbacks", net.fallback_calls()}};
+                            {"fallbacks", net.fallback_calls()}, {"classifier_integer_calls", net.linear_calls()}};
     j["quantized"]["images_per_s"] = base.n / base.seconds;
     if (m.head) {
       const at::Tensor hl = m.head->apply(integer.logits);
@@ -165,8 +169,7 @@ json run_catq_eval_job(const CnnEvalJob& job) {
     }
   }
   if (!job.reference.empty()) {
-    Graph g = load_onnx(job.reference);
-    fold_constants(g);
+    Graph g = load_cnn_graph(job.reference);
     fold_batchnorm(g);
     GraphExecutor ref(std::move(g));
     o.label = "eval reference";
@@ -178,6 +181,42 @@ json run_catq_eval_job(const CnnEvalJob& job) {
       j["with_head"]["kl"] = kl_divergence(fp.logits, headed->logits);
       j["with_head"]["top1_agreement"] = top1_agreement(fp.logits, headed->logits) * 100;
     }
+  }
+  return j;
+}
+
+json run_tflite_int8_eval_job(const CnnEvalJob& job) {
+  CATQ_CHECK(!job.data.empty(), Usage, "eval: --data FILE is required for a CNN (a CIFAR-10 .bin file or an EEMBC set)");
+  CATQ_CHECK(job.quant.empty(), Usage, "eval: {} is already an integer model; --quant does not apply", job.model);
+  CATQ_CHECK(job.runtime == "sim" || job.runtime == "int", Usage, "{}: an integer TFLite model runs on catq's TFLite "
+             "integer executor (--runtime int)", job.model);
+  TfliteModel tm = read_tflite(job.model);
+  // KWS features are dequantized with the official int8 DS-CNN's input parameters (io/image_data.h), whatever this
+  // file's input parameters are (a file catq exported has its own); the executor quantizes them with its own.
+  ImageDataset data = load_image_data(job.data, job.split, data_options_for(job.model, job.data, job.data_options));
+  TfliteInt8Executor net(std::move(tm));
+  ClassifyOptions o;
+  o.batch_size = job.batch;
+  o.limit = job.limit;
+  o.keep_logits = true;
+  o.label = "eval int8 tflite";
+  ClassifyResult r = evaluate_classifier(data, [&](const at::Tensor& x) { return net.forward(x); }, o);
+  json j;
+  j["model"] = job.model;
+  j["data"] = data.name;
+  j["n"] = r.n;
+  j["int8"] = {{"top1", r.top1 * 100}, {"top5", r.top5 * 100}, {"seconds", r.seconds},
+               {"images_per_s", r.n / r.seconds}, {"runtime", "catq TFLite integer executor (TFLite reference-kernel "
+                                                              "arithmetic)"}};
+  if (!job.reference.empty()) {
+    Graph g = load_cnn_graph(job.reference);
+    fold_batchnorm(g);
+    GraphExecutor ref(std::move(g));
+    o.label = "eval reference";
+    ClassifyResult fp = evaluate_classifier(data, [&](const at::Tensor& x) { return ref.forward(x); }, o);
+    j["fp32"] = top_json(fp);
+    j["int8"]["kl"] = kl_divergence(fp.logits, r.logits);
+    j["int8"]["top1_agreement"] = top1_agreement(fp.logits, r.logits) * 100;
   }
   return j;
 }

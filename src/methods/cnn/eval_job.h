@@ -12,11 +12,14 @@
 
 #include <nlohmann/json.hpp>
 
+#include "io/image_data.h"
+
 namespace catq {
 
 struct CnnEvalJob {
-  std::string model;                // .onnx (FP) or .catq (quantized)
-  std::string data;                 // CIFAR-10 binary file (required)
+  std::string model;                // .onnx / float .tflite (FP), .catq (quantized) or an integer .tflite
+  std::string data;                 // CIFAR-10 binary file or an EEMBC set (required; io/image_data.h)
+  DataOptions data_options;         // format and pixel scaling ("auto": chosen for the model, io/cnn_model.h)
   std::string split = "eval";       // all | calib | eval
   std::string quant;                // ONNX only: RTN-quantize with this config (JSON file or compact string)
   std::string calib_data;           // ONNX + quant: calibration file (default: data)
@@ -37,7 +40,10 @@ struct CnnEvalReport {
 
 // Error(Usage) for missing or contradictory options (e.g. calibrating on the evaluated split), Error(Data) for
 // images that do not fit the model.
-CnnEvalReport run_onnx_eval_job(const CnnEvalJob& job);
+CnnEvalReport run_onnx_eval_job(const CnnEvalJob& job);  // ONNX or float TFLite
 nlohmann::json run_catq_eval_job(const CnnEvalJob& job);
+// An integer TFLite model on catq's TFLite integer executor (runtime/tflite_int8.h): top-1 / top-5, images/s; with
+// `reference` (an FP ONNX / TFLite model) also its FP32 accuracy, KL and top-1 agreement.
+nlohmann::json run_tflite_int8_eval_job(const CnnEvalJob& job);
 
 }  // namespace catq

@@ -6,6 +6,7 @@
 
 #include "core/error.h"
 #include "io/cifar.h"
+#include "io/cnn_model.h"
 #include "io/model_format.h"
 #include "io/onnx_reader.h"
 #include "ir/passes.h"
@@ -15,7 +16,7 @@
 namespace catq {
 
 ImageDataset load_image_source(const ImageSource& s, uint64_t seed) {
-  ImageDataset d = load_cifar10(s.path, parse_cifar_split(s.split));
+  ImageDataset d = load_image_data(s.path, s.split, s.data);
   if (s.limit > 0 && s.limit < d.size()) {
     std::vector<int64_t> perm = seeded_permutation(d.size(), seed + 3);
     perm.resize(s.limit);
@@ -71,9 +72,9 @@ void check_job(const CnnQuantizeJob& job) {
   CATQ_CHECK(!b.active() || (job.from.empty() && job.config.empty()), Usage,
              "--budget-bops / --budget-bytes choose the bits themselves: drop --config / --from");
   ModelFormat f = detect_model_format(job.model);
-  CATQ_CHECK(f == ModelFormat::Onnx, Unsupported, "{}: quantize handles ONNX CNNs and Llama models (this is {})",
-             job.model, model_format_name(f));
-  CATQ_CHECK(!job.calib.path.empty(), Usage, "quantize: --calib FILE is required (CIFAR-10 binary)");
+  CATQ_CHECK(f == ModelFormat::Onnx || f == ModelFormat::Tflite, Unsupported,
+             "{}: quantize handles ONNX / TFLite CNNs and Llama models (this is {})", job.model, model_format_name(f));
+  CATQ_CHECK(!job.calib.path.empty(), Usage, "quantize: --calib FILE is required (CIFAR-10 binary or an EEMBC set)");
   if (job.calib.split == "eval" || job.head.fit.split == "eval")
     fail(ErrorKind::Usage, "quantize: calibrating or fitting on the evaluation split is not allowed");
 }
@@ -111,8 +112,10 @@ MixedPrecisionResult allocate(const Graph& g, const ImageDataset& calib, const B
 QuantizedCnn run_cnn_quantize_job(CnnQuantizeJob job) {
   split_method_head(job);
   check_job(job);
-  Graph g = load_onnx(job.model);
-  fold_constants(g);
+  Graph g = load_cnn_graph(job.model);
+  if (job.head.fit.data.pixels == "auto") job.head.fit.data.pixels = job.calib.data.pixels;  // the user's choice
+  job.calib.data = data_options_for(job.model, job.calib.path, job.calib.data);
+  if (!job.head.fit.path.empty()) job.head.fit.data = data_options_for(job.model, job.head.fit.path, job.head.fit.data);
   ImageDataset calib = load_image_source(job.calib, job.seed);
 
   QuantizedCnn m;
@@ -142,6 +145,9 @@ QuantizedCnn run_cnn_quantize_job(CnnQuantizeJob job) {
     m = quantize_cnn(std::move(g), calib, o);
     if (mixed) m.metadata["mixed_precision"] = mixed->report;
   }
+  // How the images were scaled: `catq eval` of the file uses the same.
+  m.metadata["data_options"] = {{"pixels", job.calib.data.pixels}, {"feature_scale", job.calib.data.feature_scale},
+                                {"feature_zero_point", job.calib.data.feature_zero_point}};
   if (!job.head.kind.empty()) {
     ImageDataset fit = job.head.fit.path.empty() ? calib : load_image_source(job.head.fit, job.seed);
     fit_head(m, fp ? *fp : *m.ex, fit, head_options(job.head, job.seed));

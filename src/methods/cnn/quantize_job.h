@@ -9,16 +9,19 @@
 #include <nlohmann/json.hpp>
 
 #include "data/dataset.h"
+#include "io/image_data.h"
 #include "io/catq_file.h"
 #include "methods/cnn/pipeline.h"
 
 namespace catq {
 
-// Images from a CIFAR-10 binary file: a split of it ("all" | "calib" | "eval"), optionally a seeded random subset.
+// Images from a data file (CIFAR-10 binary, or an EEMBC set: io/image_data.h): a split of it ("all" | "calib" |
+// "eval"), optionally a seeded random subset.
 struct ImageSource {
   std::string path;
   std::string split = "calib";
   int64_t limit = 0;  // 0 = all images of the split
+  DataOptions data;   // format and pixel scaling ("auto": chosen for the model, io/cnn_model.h)
 };
 // A seeded random subset of `limit` images (the split is sorted by class: a prefix would hold one class only).
 ImageDataset load_image_source(const ImageSource& s, uint64_t seed);
@@ -32,7 +35,7 @@ struct HeadRequest {
   std::vector<double> alphas;        // α candidates
   int64_t pca = 0, folds = 5, augment = 0;
   std::string metric = "accuracy";   // selection metric: accuracy | kl
-  ImageSource fit{"", "all", 0};     // fitting images; empty path = the calibration images
+  ImageSource fit{"", "all", 0, {}};   // fitting images; empty path = the calibration images
 };
 // The HeadOptions a request means: selection unless both K and α are fixed, candidate grids narrowed to the given
 // values.
@@ -48,7 +51,7 @@ struct BudgetRequest {
 };
 
 struct CnnQuantizeJob {
-  std::string model;                 // FP ONNX classifier
+  std::string model;                 // FP classifier: ONNX or float TFLite
   std::string method = "rtn";        // rtn | adaround | brecq | qdrop | pdquant | wca, optionally "+cat" / "+affine"
   std::string bits = "w4a4";         // the academic setting (academic_config)
   std::string config;                // a quant config (file or compact string) instead of bits

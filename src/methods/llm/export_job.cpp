@@ -22,11 +22,12 @@ namespace {
 nlohmann::json export_onnx(const ExportJob& job) {
   QuantizedCnn m = read_catq(job.model);
   Graph g = qdq_graph(*m.ex, *m.sq);
+  if (m.head) append_cat_head(g, *m.head);  // the CAT head as ONNX ops (ArgMin + Gather + affine)
   write_onnx(g, job.out, 13);
   const int64_t bytes = static_cast<int64_t>(file_size(job.out));
   return nlohmann::json{{"model", job.model}, {"output", job.out}, {"format", "onnx-qdq"},
                         {"opset", g.opset}, {"bytes", bytes}, {"nodes", g.nodes.size()},
-                        {"head_exported", false}, {"has_head", m.head.has_value()}};
+                        {"head_exported", m.head.has_value()}, {"has_head", m.head.has_value()}};
 }
 
 // A quantized .catq LLM's layers as GGUF blocks whose codes are its codes: uniform per-channel or per-group (groups
