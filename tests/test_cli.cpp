@@ -208,7 +208,8 @@ TEST(CliQuantize, ResNet20QDropCatRoundTrip) {
   if (catq::onednn_int8_conv_exact()) {
     const nlohmann::json j = nlohmann::json::parse(r.out);
     const auto& ir = j.at("integer_runtime");
-    EXPECT_EQ(ir.at("integer_layers").get<int>(), 19) << r.out;
+    EXPECT_EQ(ir.at("integer_layers").get<int>(), 20) << r.out;  // 19 convolutions and the classifier
+    EXPECT_EQ(ir.at("classifier_integer_calls").get<int>(), 1) << r.out;
     EXPECT_GE(ir.at("convs_writing_codes").get<int>(), 17) << r.out;
     EXPECT_EQ(ir.at("convs_adding_shortcut").get<int>(), 8) << r.out;
     EXPECT_EQ(ir.at("fallbacks").get<int>(), 0) << r.out;
