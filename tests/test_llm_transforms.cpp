@@ -109,6 +109,11 @@ TEST(Sqnr, DecompositionPredictsMeasuredSqnr) {
     EXPECT_LE(s.alignment, s.best_alignment + 1e-9);
     EXPECT_LE(s.best_alignment, 1.0 + 1e-9);
   }
+  // Different bits for activations and weights (WaAb, a != b): the noises add, 12·A·(N_x²C(x) ∥ N_w²C(W)).
+  for (auto [wb, ab] : {std::pair{4, 8}, std::pair{8, 4}, std::pair{3, 6}}) {
+    SqnrStats s = linear_sqnr(x, w, sqnr_act_spec(ab), sqnr_weight_spec(wb));
+    EXPECT_NEAR(s.predicted_db, s.measured_db, 1.0) << "W" << wb << "A" << ab;
+  }
   // Each bit is worth about 6 dB.
   double d4 = linear_sqnr(x, w, sqnr_act_spec(4), sqnr_weight_spec(4)).measured_db;
   double d6 = linear_sqnr(x, w, sqnr_act_spec(6), sqnr_weight_spec(6)).measured_db;

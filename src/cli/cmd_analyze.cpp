@@ -25,7 +25,8 @@ int run_analyze(const Common& common) {
     return 0;
   }
   std::cout << fmt::format("{}: W{}A{} RTN ({} per-token activations, per-channel weights) on {} windows of {} "
-                           "tokens from {}\n", args.model, args.bits, args.bits, args.asym ? "asymmetric" : "symmetric",
+                           "tokens from {}\n", args.model, args.weight_bits > 0 ? args.weight_bits : args.bits,
+                           args.act_bits > 0 ? args.act_bits : args.bits, args.asym ? "asymmetric" : "symmetric",
                            r.windows, r.window, args.text);
   std::cout << "dB: measured / predicted SQNR, concentration C(x), C(W), alignment A, best reachable A\n";
   auto table = [&](const std::vector<SqnrStats>& v, const SqnrSummary& su, const std::string& title) {
@@ -55,11 +56,14 @@ void register_analyze(CLI::App& app, Common& common) {
       "Examples:\n"
       "  catq analyze stories260K.bin --text tinystories_valid_head.txt --bits 4\n"
       "  catq analyze stories260K.bin --text t.txt --transform blockcat:k=4 --plot sqnr.svg --output sqnr.json\n"
-      "  catq --json analyze model.gguf --text t.txt --transform quarot\n");
+      "  catq --json analyze model.gguf --text t.txt --transform quarot\n"
+      "  catq analyze stories260K.bin --text t.txt --weight-bits 4 --act-bits 8\n");
   sub->add_option("model", args.model, "Llama model (llama2.c .bin, .gguf, safetensors folder)")->required();
   sub->add_option("--text", args.text, "Calibration / analysis text (UTF-8)")->required();
   sub->add_option("--tokenizer", args.tokenizer, "llama2.c tokenizer (GGUF files carry their own)");
   sub->add_option("--bits", args.bits, "Bits for weights and activations (WbAb)")->capture_default_str();
+  sub->add_option("--weight-bits", args.weight_bits, "Weight bits when they differ from the activations' (WaAb)");
+  sub->add_option("--act-bits", args.act_bits, "Activation bits when they differ from the weights' (WaAb)");
   sub->add_flag("--asym", args.asym, "Asymmetric quantizers (default symmetric)");
   sub->add_option("--transform", args.transform, "none | smoothquant[:alpha=..] | rms | quarot | rotation | "
                   "blockcat[:k=..][:damp=..][:nohad]")->capture_default_str();

@@ -48,7 +48,9 @@ nlohmann::json summary_json(const SqnrSummary& s) {
 }  // namespace
 
 LlmAnalyzeResult run_llm_analyze_job(const LlmAnalyzeJob& job) {
-  CATQ_CHECK(job.bits >= 2 && job.bits <= 8, Usage, "--bits {}: expected 2..8", job.bits);
+  const int wbits = job.weight_bits > 0 ? job.weight_bits : job.bits, abits = job.act_bits > 0 ? job.act_bits : job.bits;
+  CATQ_CHECK(wbits >= 2 && wbits <= 8 && abits >= 2 && abits <= 8, Usage,
+             "bits W{}A{}: weight and activation bits must be 2..8", wbits, abits);
   const LlmTransformOptions topt = parse_llm_transform(job.transform);
   LoadedLlama m = load_llama(job.model, job.tokenizer);
   const Tokenizer& tok = require_tokenizer(m);
@@ -60,7 +62,7 @@ LlmAnalyzeResult run_llm_analyze_job(const LlmAnalyzeJob& job) {
   EvalWindows w = make_eval_windows(tok, text, po);
   CATQ_CHECK(w.n_windows() > 0, Data, "{}: too little text for one window of {} tokens", job.text, po.window);
   SmallModelThreadGuard threads(m.model);
-  const QuantSpec act = sqnr_act_spec(job.bits, !job.asym), weight = sqnr_weight_spec(job.bits, !job.asym);
+  const QuantSpec act = sqnr_act_spec(abits, !job.asym), weight = sqnr_weight_spec(wbits, !job.asym);
   LlmAnalyzeResult r;
   r.before = analyze_llama_sqnr(m.model, w.inputs, act, weight, job.max_tokens);
   if (topt.method != "none") {
@@ -82,7 +84,9 @@ LlmAnalyzeResult run_llm_analyze_job(const LlmAnalyzeJob& job) {
        {"chars", w.n_chars},
        {"windows", w.n_windows()},
        {"window", po.window},
-       {"bits", job.bits},
+       {"bits", wbits == abits ? nlohmann::json(wbits) : nlohmann::json(nullptr)},
+       {"weight_bits", wbits},
+       {"act_bits", abits},
        {"symmetric", !job.asym},
        {"transform", topt.str()}};
   for (const auto& s : r.before) j["before"].push_back(stats_json(s));
@@ -102,7 +106,7 @@ LlmAnalyzeResult run_llm_analyze_job(const LlmAnalyzeJob& job) {
       series.push_back({"predicted, " + topt.str(), pa, "#d62728", true});
     }
     write_file_atomic(job.plot, line_plot_svg(fmt::format("{}: W{}A{} RTN output SQNR per linear layer", job.model,
-                                                          job.bits, job.bits),
+                                                          wbits, abits),
                                               "SQNR (dB)", names, series));
   }
   return r;

@@ -18,6 +18,7 @@ struct LlmAnalyzeJob {
   std::string text;                // calibration / analysis text (UTF-8)
   std::string transform = "none";  // parse_llm_transform syntax
   int bits = 4;                    // bits of weights and activations (WbAb), 2..8
+  int weight_bits = 0, act_bits = 0;  // WaAb with a != b: each overrides `bits` when > 0
   bool asym = false;               // asymmetric quantizers (default symmetric)
   int64_t max_chars = 24000;       // characters of text used (after skip_chars)
   int64_t skip_chars = 0;          // characters of `text` skipped first

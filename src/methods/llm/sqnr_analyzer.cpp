@@ -84,9 +84,10 @@ SqnrStats linear_sqnr(const at::Tensor& x_in, const at::Tensor& w_in, const Quan
   s.alignment = signal / (wf2 * ex2);
   s.act_concentration = ex2 / row_range(x, act).square().mean().item<double>();
   s.weight_concentration = wf2 / row_range(w, weight).square().sum().item<double>();
-  const double n = intervals(act) == intervals(weight) ? intervals(act) : std::sqrt(intervals(act) * intervals(weight));
-  const double par = 1.0 / (1.0 / s.act_concentration + 1.0 / s.weight_concentration);
-  s.predicted_db = to_db(12.0 * n * n * par * s.alignment);
+  // The two noises add: SQNR ≈ 12·A·(N_x²·C(x) ∥ N_w²·C(W)); with N_x = N_w this is the spec's 12·N²·(C(x) ∥ C(W))·A.
+  const double nx = intervals(act), nw = intervals(weight);
+  const double par = 1.0 / (1.0 / (nx * nx * s.act_concentration) + 1.0 / (nw * nw * s.weight_concentration));
+  s.predicted_db = to_db(12.0 * par * s.alignment);
   // Best reachable alignment: singular values of W Σ_x^{1/2}.
   at::Tensor sigma = at::matmul(x.t(), x) / static_cast<double>(x.size(0));
   auto [evals, evecs] = at::linalg_eigh(sigma);
