@@ -150,6 +150,46 @@ TEST(MixedPrecision, AllocatorsNeverExceedTheBudget) {
   for (int b : r.bits) EXPECT_EQ(b, 8);
 }
 
+// Decoupled weight / activation bits (--alloc-pairs): BOPs count MACs·w·a, the config carries both widths, and at
+// the budget of uniform W4A4 with W2A4 / W4A4 / W4A8 / W8A8 on offer the allocation stays within it.
+TEST(MixedPrecision, DecoupledWeightAndActivationBits) {
+  GraphExecutor ex(tiny_cnn());
+  torch::manual_seed(13);
+  at::Tensor images = torch::randn({64, 3, 8, 8});
+  auto layers = mp_layers(ex, images);
+  for (const std::string alloc : {"knapsack", "gumbel"}) {
+    MixedPrecisionOptions o;
+    o.allocator = alloc;
+    o.pairs = {parse_bit_pair("w8a8", "t"), parse_bit_pair("w2a4", "t"), parse_bit_pair("w4a8", "t"),
+               parse_bit_pair("w4a4", "t")};  // any order
+    o.budget = uniform_cost(layers, 4, BudgetKind::Bops);
+    o.iters = 40;
+    o.batch = 32;
+    MixedPrecisionResult r = allocate_bits(ex, images, o);
+    ASSERT_EQ(r.act_bits.size(), r.bits.size());
+    EXPECT_LE(r.cost, o.budget) << alloc;
+    double cost = 0;
+    for (size_t l = 0; l < layers.size(); ++l) cost += layer_cost(layers[l], BitPair{r.bits[l], r.act_bits[l]}, o.kind);
+    EXPECT_DOUBLE_EQ(r.cost, cost);
+    SimQuant sq(r.config);
+    sq.bind(ex.layers());
+    for (size_t l = 0; l < r.bits.size(); ++l) {
+      EXPECT_EQ(sq.layer(r.layers[l]).weight_spec.bits, r.bits[l]) << r.layers[l];
+      EXPECT_EQ(sq.layer(r.layers[l]).input_spec.bits, r.act_bits[l]) << r.layers[l];
+    }
+    EXPECT_EQ(r.report.at("candidates").front(), "w2a4");  // sorted by cost
+  }
+  EXPECT_EQ(layer_cost(layers[1], BitPair{2, 4}, BudgetKind::Bops), static_cast<double>(layers[1].macs) * 8);
+  EXPECT_EQ(layer_cost(layers[1], BitPair{2, 4}, BudgetKind::Bytes), static_cast<double>(layers[1].weight_numel) / 4);
+  EXPECT_THROW(parse_bit_pair("w4", "--alloc-pairs"), Error);
+  EXPECT_THROW(parse_bit_pair("w4a9", "--alloc-pairs"), Error);
+  EXPECT_THROW(parse_bit_pair("w4a4x", "--alloc-pairs"), Error);
+  MixedPrecisionOptions o;
+  o.pairs = {BitPair{4, 4}, BitPair{4, 4}};
+  o.budget = uniform_cost(layers, 4, BudgetKind::Bops);
+  EXPECT_THROW(allocate_bits(ex, images, o), Error);
+}
+
 TEST(MixedPrecision, BadInput) {
   GraphExecutor ex(tiny_cnn());
   at::Tensor images = torch::randn({8, 3, 8, 8});

@@ -148,6 +148,7 @@ void register_quantize(CLI::App& app, Common& common) {
       "  catq quantize resnet20.onnx --method qdrop+cat --calib test.bin --fit-data train_jpeg10k.bin --cat-k 64 -o q.catq\n"
       "  catq eval r20_w2a2.catq --data test.bin --split eval --reference resnet20.onnx\n"
       "  catq quantize resnet20.onnx --method qdrop --budget-bops w3 --alloc knapsack --calib test.bin -o r20_mp.catq\n"
+      "  catq quantize resnet20.onnx --budget-bops w4 --alloc-pairs w2a4,w4a4,w4a8,w8a8 --calib test.bin -o mp.catq\n"
       "  catq quantize vww_mobilenetv1_float.tflite --method qdrop+cat --bits w4a8 --calib vww_eval1000_u8hwc.bin "
       "-o vww_w4a8.catq\n"
       "  catq quantize stories260K.bin --text valid.txt --skip-chars 12000 --config bench/configs/llm_w4a4.json \\\n"
@@ -206,7 +207,10 @@ void register_quantize(CLI::App& app, Common& common) {
       ->group(mp);
   sub->add_option("--alloc", cnn.budget.alloc, "knapsack (sensitivity + exact knapsack) | gumbel (Gumbel-softmax search + "
                   "Lagrangian dual ascent)")->capture_default_str()->group(mp);
-  sub->add_option("--alloc-bits", cnn.budget.bits, "Candidate bit widths (ascending)")->group(mp);
+  sub->add_option("--alloc-bits", cnn.budget.bits, "Candidate bit widths (ascending; weights and activations alike)")
+      ->group(mp);
+  sub->add_option("--alloc-pairs", cnn.budget.pairs, "Decoupled candidates wWaA instead, e.g. w2a4 w4a4 w4a8 w8a8")
+      ->delimiter(',')->group(mp);
   sub->add_option("--alloc-iters", cnn.budget.iters, "Gumbel search iterations")->capture_default_str()->group(mp);
   auto* lg = "Language models (llama2.c / GGUF / safetensors input)";
   sub->add_option("--text", llm.text, "Calibration text")->group(lg);

@@ -51,10 +51,22 @@ std::vector<MpLayer> mp_layers(const GraphExecutor& ex, const at::Tensor& sample
   return out;
 }
 
-double layer_cost(const MpLayer& l, int bits, BudgetKind k) {
-  const double b = l.fixed ? l.fixed_bits : bits;
-  return k == BudgetKind::Bops ? static_cast<double>(l.macs) * b * b : static_cast<double>(l.weight_numel) * b / 8.0;
+std::string BitPair::str() const { return fmt::format("w{}a{}", w, a); }
+
+BitPair parse_bit_pair(const std::string& s, const std::string& what) {
+  int w = 0, a = 0;
+  char tail = 0;
+  CATQ_CHECK(std::sscanf(s.c_str(), "w%da%d%c", &w, &a, &tail) == 2 && w >= 2 && w <= 8 && a >= 2 && a <= 8, Usage,
+             "{} '{}': expected wWaA with weight and activation bits 2..8 (e.g. w4a8)", what, s);
+  return {w, a};
 }
+
+double layer_cost(const MpLayer& l, BitPair bits, BudgetKind k) {
+  const double w = l.fixed ? l.fixed_bits : bits.w, a = l.fixed ? l.fixed_bits : bits.a;
+  return k == BudgetKind::Bops ? static_cast<double>(l.macs) * w * a : static_cast<double>(l.weight_numel) * w / 8.0;
+}
+
+double layer_cost(const MpLayer& l, int bits, BudgetKind k) { return layer_cost(l, BitPair{bits, bits}, k); }
 
 double total_cost(const std::vector<MpLayer>& layers, const std::vector<int>& bits, BudgetKind k) {
   double c = 0;
@@ -124,39 +136,62 @@ at::Tensor batched_logits(const GraphExecutor& ex, QuantContext* ctx, const at::
 
 MixedPrecisionResult allocate_bits(const GraphExecutor& ex, const at::Tensor& calib_images, const MixedPrecisionOptions& o) {
   const auto start = std::chrono::steady_clock::now();
-  CATQ_CHECK(!o.candidates.empty() && std::is_sorted(o.candidates.begin(), o.candidates.end()) &&
-                 std::adjacent_find(o.candidates.begin(), o.candidates.end()) == o.candidates.end(),
-             Config, "mixed precision: candidate bits must be distinct and ascending");
-  for (int b : o.candidates)
-    CATQ_CHECK(b >= 2 && b <= 8, Config, "mixed precision: candidate {} bits outside 2..8", b);
+  std::vector<BitPair> cand = o.pairs;
+  if (cand.empty()) {
+    CATQ_CHECK(!o.candidates.empty() && std::is_sorted(o.candidates.begin(), o.candidates.end()) &&
+                   std::adjacent_find(o.candidates.begin(), o.candidates.end()) == o.candidates.end(),
+               Config, "mixed precision: candidate bits must be distinct and ascending");
+    for (int b : o.candidates) cand.push_back({b, b});
+  }
+  for (const BitPair& b : cand)
+    CATQ_CHECK(b.w >= 2 && b.w <= 8 && b.a >= 2 && b.a <= 8, Config, "mixed precision: candidate {} has bits outside "
+               "2..8", b.str());
+  // Cheapest first (BOPs: w·a; bytes: w), so "one step down / up" below means cheaper / dearer.
+  std::stable_sort(cand.begin(), cand.end(), [&](const BitPair& x, const BitPair& y) {
+    const int cx = o.kind == BudgetKind::Bops ? x.w * x.a : x.w, cy = o.kind == BudgetKind::Bops ? y.w * y.a : y.w;
+    return cx != cy ? cx < cy : (x.w != y.w ? x.w < y.w : x.a < y.a);
+  });
+  for (size_t i = 1; i < cand.size(); ++i)
+    CATQ_CHECK(!(cand[i] == cand[i - 1]), Config, "mixed precision: candidate {} given twice", cand[i].str());
+  const bool equal_bits = std::all_of(cand.begin(), cand.end(), [](const BitPair& b) { return b.w == b.a; });
+  // Report keys: "4bit" / "w4" as before for WbAb candidates, "w4a8" for decoupled ones.
+  auto key = [&](const BitPair& b) { return equal_bits ? fmt::format("{}bit", b.w) : b.str(); };
+  auto uniform_key = [&](const BitPair& b) { return equal_bits ? fmt::format("w{}", b.w) : b.str(); };
+  auto uniform_pair_cost = [&](const std::vector<MpLayer>& ls, const BitPair& b) {
+    double c = 0;
+    for (const MpLayer& l : ls) c += layer_cost(l, b, o.kind);
+    return c;
+  };
   CATQ_CHECK(o.allocator == "knapsack" || o.allocator == "gumbel", Config,
              "mixed precision: allocator '{}', expected knapsack or gumbel", o.allocator);
   CATQ_CHECK(calib_images.defined() && calib_images.size(0) > 0, Data, "mixed precision: no calibration images");
   const std::vector<MpLayer> layers = mp_layers(ex, calib_images);
   const BudgetKind k = o.kind;
-  const double cheapest = uniform_cost(layers, o.candidates.front(), k);
+  const double cheapest = uniform_pair_cost(layers, cand.front());
   CATQ_CHECK(std::isfinite(o.budget) && o.budget >= cheapest, Config,
-             "mixed precision: the budget {:.6g} {} is below the cheapest allocation, uniform {}-bit ({:.6g})", o.budget,
-             k == BudgetKind::Bops ? "BOPs" : "bytes", o.candidates.front(), cheapest);
+             "mixed precision: the budget {:.6g} {} is below the cheapest allocation, uniform {} ({:.6g})", o.budget,
+             k == BudgetKind::Bops ? "BOPs" : "bytes", cand.front().str(), cheapest);
   at::Tensor images = calib_images.slice(0, 0, std::min<int64_t>(o.max_images, calib_images.size(0)));
 
   // One calibrated SimQuant per candidate (academic setting at c bits; first / last layer at 8 in all of them).
   std::vector<std::unique_ptr<SimQuant>> owned;
   std::vector<SimQuant*> sqs;
-  for (int c : o.candidates) {
-    owned.push_back(std::make_unique<SimQuant>(academic_config(fmt::format("w{}a{}", c, c))));
+  for (const BitPair& c : cand) {
+    owned.push_back(std::make_unique<SimQuant>(academic_config(c.str())));
     calibrate_rtn(ex, *owned.back(), images);
     sqs.push_back(owned.back().get());
   }
-  const size_t L = layers.size(), C = o.candidates.size();
+  const size_t L = layers.size(), C = cand.size();
   std::vector<std::vector<double>> cost(L, std::vector<double>(C));
   for (size_t l = 0; l < L; ++l)
-    for (size_t c = 0; c < C; ++c) cost[l][c] = layer_cost(layers[l], o.candidates[c], k);
+    for (size_t c = 0; c < C; ++c) cost[l][c] = layer_cost(layers[l], cand[c], k);
   at::Tensor fp_logits = batched_logits(ex, nullptr, images);
 
   MixedPrecisionResult r;
   r.budget = o.budget;
-  json rep = {{"allocator", o.allocator}, {"candidates", o.candidates}, {"images", images.size(0)},
+  json cand_j = json::array();
+  for (const BitPair& c : cand) cand_j.push_back(equal_bits ? json(c.w) : json(c.str()));
+  json rep = {{"allocator", o.allocator}, {"candidates", cand_j}, {"images", images.size(0)},
               {"budget_kind", k == BudgetKind::Bops ? "bops" : "bytes"}, {"budget", o.budget}};
   std::vector<int> pick(L, static_cast<int>(C) - 1);
   if (o.allocator == "knapsack") {
@@ -175,7 +210,7 @@ MixedPrecisionResult allocate_bits(const GraphExecutor& ex, const at::Tensor& ca
           route.choice[l] = static_cast<int>(c);
           loss[l][c] = std::max(0.0, kl_divergence(fp_logits, batched_logits(ex, &route, images)) - base);
           route.choice[l] = static_cast<int>(C) - 1;
-          row[fmt::format("kl_{}bit", o.candidates[c])] = loss[l][c];
+          row["kl_" + key(cand[c])] = loss[l][c];
         }
         bar.step();
       }
@@ -295,13 +330,17 @@ MixedPrecisionResult allocate_bits(const GraphExecutor& ex, const at::Tensor& ca
   }
 
   // The allocation as data: the academic config with one exact-name override per free layer.
-  r.config = academic_config(fmt::format("w{}a{}", o.candidates.back(), o.candidates.back()));
+  r.config = academic_config(cand.back().str());
   json alloc = json::array();
   for (size_t l = 0; l < L; ++l) {
-    const int b = layers[l].fixed ? layers[l].fixed_bits : o.candidates[pick[l]];
+    const BitPair b = layers[l].fixed ? BitPair{layers[l].fixed_bits, layers[l].fixed_bits} : cand[pick[l]];
     r.layers.push_back(layers[l].name);
-    r.bits.push_back(b);
-    alloc.push_back({{"layer", layers[l].name}, {"bits", b}, {"cost", layer_cost(layers[l], b, k)}});
+    r.bits.push_back(b.w);
+    r.act_bits.push_back(b.a);
+    json row = {{"layer", layers[l].name}, {"cost", layer_cost(layers[l], b, k)}};
+    if (equal_bits) row["bits"] = b.w;
+    else row["weight_bits"] = b.w, row["act_bits"] = b.a;
+    alloc.push_back(row);
     if (layers[l].fixed) continue;
     QuantConfig::Rule rule;
     std::string escaped;
@@ -312,13 +351,14 @@ MixedPrecisionResult allocate_bits(const GraphExecutor& ex, const at::Tensor& ca
     rule.pattern = "^" + escaped + "$";
     rule.is_regex = true;
     rule.re = std::make_shared<std::regex>(rule.pattern, std::regex::ECMAScript);
-    rule.weight = json{{"bits", b}};
-    rule.input = json{{"bits", b}};
+    rule.weight = json{{"bits", b.w}};
+    rule.input = json{{"bits", b.a}};
     r.config.overrides.push_back(rule);
   }
   r.config.source = fmt::format("mixed precision ({}, {} budget {:.6g})", o.allocator,
                                 k == BudgetKind::Bops ? "BOPs" : "bytes", o.budget);
-  r.cost = total_cost(layers, r.bits, k);
+  r.cost = 0;
+  for (size_t l = 0; l < L; ++l) r.cost += layer_cost(layers[l], BitPair{r.bits[l], r.act_bits[l]}, k);
   CATQ_CHECK(r.cost <= o.budget * (1 + 1e-12), Internal, "mixed precision: allocation costs {} > budget {}", r.cost, o.budget);
   {
     RouteContext route;
@@ -328,7 +368,7 @@ MixedPrecisionResult allocate_bits(const GraphExecutor& ex, const at::Tensor& ca
   }
   rep["cost"] = r.cost;
   rep["uniform_costs"] = json::object();
-  for (int c : o.candidates) rep["uniform_costs"][fmt::format("w{}", c)] = uniform_cost(layers, c, k);
+  for (const BitPair& c : cand) rep["uniform_costs"][uniform_key(c)] = uniform_pair_cost(layers, c);
   rep["allocation"] = alloc;
   rep["seconds"] = std::chrono::duration<double>(std::chrono::steady_clock::now() - start).count();
   r.report = rep;

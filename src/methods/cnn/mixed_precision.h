@@ -1,5 +1,6 @@
 // Budget-constrained mixed precision for CNNs (methods.md §5, the seed's description): each quantizable layer
-// gets a bit width b from the candidates (default {2, 4, 8}; weights and input activations both at b), so that
+// gets a bit width b from the candidates (default {2, 4, 8}; weights and input activations both at b) — or, with
+// `pairs`, a (weight bits, activation bits) pair such as W4A8 or W2A4, decoupled — so that
 // the model's cost stays within a budget:
 //   BOPs  = Σ_l MACs_l · b_w,l · b_a,l           (per image)
 //   bytes = Σ_l numel(W_l) · b_w,l / 8           (weight codes; scales and zero-points not counted)
@@ -32,6 +33,15 @@ namespace catq {
 
 enum class BudgetKind { Bops, Bytes };
 
+// A candidate of the allocation: weight bits and input-activation bits of one layer.
+struct BitPair {
+  int w = 8, a = 8;
+  bool operator==(const BitPair& o) const { return w == o.w && a == o.a; }
+  std::string str() const;  // "w4a8"
+};
+// Parses "wWaA" (e.g. w4a8); Error(Usage) naming `what` otherwise.
+BitPair parse_bit_pair(const std::string& s, const std::string& what);
+
 struct MpLayer {
   std::string name;
   int64_t macs = 0;          // per image
@@ -43,6 +53,7 @@ struct MpLayer {
 // The executor's layers with their costs; `sample` (a batch of images) is run once to measure conv output sizes.
 std::vector<MpLayer> mp_layers(const GraphExecutor& ex, const at::Tensor& sample);
 double layer_cost(const MpLayer& l, int bits, BudgetKind k);
+double layer_cost(const MpLayer& l, BitPair bits, BudgetKind k);  // BOPs MACs·w·a, bytes numel·w/8
 double total_cost(const std::vector<MpLayer>& layers, const std::vector<int>& bits, BudgetKind k);
 // The cost of every free layer at `bits` (fixed layers at their own bits).
 double uniform_cost(const std::vector<MpLayer>& layers, int bits, BudgetKind k);
@@ -54,7 +65,8 @@ double parse_budget(const std::string& s, const std::vector<MpLayer>& layers, Bu
 
 struct MixedPrecisionOptions {
   std::string allocator = "knapsack";       // knapsack | gumbel
-  std::vector<int> candidates = {2, 4, 8};  // ascending
+  std::vector<int> candidates = {2, 4, 8};  // ascending; WbAb each
+  std::vector<BitPair> pairs;               // decoupled candidates instead (any order; sorted by cost)
   BudgetKind kind = BudgetKind::Bops;
   double budget = 0;
   int64_t max_images = 512;                 // calibration images used for sensitivities / the search
@@ -69,7 +81,8 @@ struct MixedPrecisionOptions {
 
 struct MixedPrecisionResult {
   std::vector<std::string> layers;
-  std::vector<int> bits;
+  std::vector<int> bits;      // weight bits per layer
+  std::vector<int> act_bits;  // input-activation bits per layer (= bits unless pairs were given)
   double cost = 0, budget = 0;
   QuantConfig config;       // academic_config with one override per free layer
   nlohmann::json report;    // allocator, costs, per-layer sensitivities or final θ, λ trace

@@ -98,6 +98,7 @@ MixedPrecisionResult allocate(const Graph& g, const ImageDataset& calib, const B
   MixedPrecisionOptions mo;
   mo.allocator = b.alloc;
   mo.candidates = b.bits;
+  for (const std::string& pair : b.pairs) mo.pairs.push_back(parse_bit_pair(pair, "--alloc-pairs"));
   mo.kind = b.bops.empty() ? BudgetKind::Bytes : BudgetKind::Bops;
   const auto layers = mp_layers(fex, calib.images);
   mo.budget = b.bops.empty() ? parse_budget(b.bytes, layers, mo.kind, "--budget-bytes")

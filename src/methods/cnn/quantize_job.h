@@ -47,6 +47,7 @@ struct BudgetRequest {
   std::string alloc = "knapsack";    // knapsack | gumbel
   int64_t iters = 300;               // gumbel search iterations
   std::vector<int> bits = {2, 4, 8};
+  std::vector<std::string> pairs;    // decoupled candidates "wWaA" instead of `bits` (when given)
   bool active() const { return !bops.empty() || !bytes.empty(); }
 };
 
