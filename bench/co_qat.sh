@@ -8,6 +8,8 @@
 # Compute: each run's wall time is in its record; the summary prints the total.
 # Usage: OUT=bench/results/co_qat SIZES="64:2:172 96:2:256" STEPS="400 1600" BITS="2 4" \
 #        FRACS="0 0.05 0.15 0.3 0.5 0.8" CLASSIC_SIZES="64:2:172" CLASSIC_BITS=4 bench/co_qat.sh
+# CARRY=1: every run continues the AdamW moments across the FP -> QAT switch (--qat-carry-optimizer), so the
+# fused-vs-classic comparison is not confounded by the optimizer reset; use another OUT (run names do not say it).
 set -euo pipefail
 cd "$(dirname "$0")/.."
 CATQ=${CATQ:-build/catq}
@@ -22,6 +24,7 @@ CLASSIC_BITS=${CLASSIC_BITS:-4}
 SEED=${SEED:-0}
 BATCH=${BATCH:-8}
 SEQ=${SEQ:-128}
+CARRY=${CARRY:-}
 mkdir -p "$OUT"
 run() {  # size steps bits frac schedule
   local dim=${1%%:*} rest=${1#*:}; local layers=${rest%%:*} hidden=${rest#*:}
@@ -30,7 +33,7 @@ run() {  # size steps bits frac schedule
   "$CATQ" -q --json train-llm --text "$S/text/tinystories_valid_head.txt" --tokenizer "$S/llama2c/tok512.bin" \
     --dim "$dim" --layers "$layers" --heads 4 --kv-heads 2 --hidden "$hidden" --seq-len 256 --steps "$2" \
     --batch "$BATCH" --seq "$SEQ" --qat-bits "$3" --qat-fraction "$4" --qat-schedule "$5" --val-windows 32 \
-    --seed "$SEED" -o "$OUT/$name.catq" > "$OUT/$name.tmp"
+    --seed "$SEED" ${CARRY:+--qat-carry-optimizer} -o "$OUT/$name.catq" > "$OUT/$name.tmp"
   mv "$OUT/$name.tmp" "$OUT/$name.json"
   rm -f "$OUT/$name.catq"
 }

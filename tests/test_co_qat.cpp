@@ -200,6 +200,36 @@ TEST(QatLlm, QatBeatsRtnAtTwoBitsAndRoundTrips) {
   std::remove(path.c_str());
 }
 
+// carry_optimizer_state: the FP phase is the same run; the QAT phase continues the weights' AdamW moments, so it
+// takes different steps from a fresh start (and still trains).
+TEST(QatLlm, CarriedOptimizerStateChangesOnlyTheQatPhase) {
+  LlamaConfig c;
+  c.dim = 16; c.hidden_dim = 32; c.n_layers = 1; c.n_heads = 2; c.n_kv_heads = 2; c.vocab_size = 12; c.seq_len = 32;
+  std::vector<int64_t> toks;
+  for (int i = 0; i < 2000; ++i) toks.push_back((i * 7 + i / 5) % 11 + 1);
+  at::Tensor stream = at::tensor(toks, at::kLong);
+  at::Tensor train = stream.slice(0, 0, 1600), val = stream.slice(0, 1600);
+  auto run = [&](bool carry) {
+    LlamaModel m = init_llama(c, 4);
+    FpQatOptions o;
+    o.total_steps = 40;
+    o.qat_fraction = 0.5;
+    o.bits = 4;
+    o.train.batch = 4;
+    o.train.seq = 16;
+    o.train.label = "test";
+    o.carry_optimizer_state = carry;
+    SimQuant sq(weight_only_qat_config(4));
+    return train_fp_then_qat(m, train, val, 0, o, sq, 8);
+  };
+  const FpQatRun fresh = run(false), carried = run(true);
+  EXPECT_DOUBLE_EQ(fresh.fp_val_nll, carried.fp_val_nll);
+  EXPECT_DOUBLE_EQ(fresh.ptq_val_nll, carried.ptq_val_nll);
+  EXPECT_NE(fresh.val_nll, carried.val_nll);
+  EXPECT_TRUE(std::isfinite(carried.val_nll));
+  EXPECT_LT(carried.val_nll, std::log(12.0));
+}
+
 TEST(QatLawFit, RecoversASyntheticLaw) {
   QatLossLaw truth;
   truth.E = 1.2; truth.A = 30; truth.alpha = 0.3; truth.Bc = 40; truth.beta = 0.28; truth.theta = 2; truth.kappa = 1.2;

@@ -222,6 +222,51 @@ TEST(TrainSteps, RegressionAndScheduleOffset) {
   EXPECT_NEAR(b.item<double>(), 1.0, 0.05);
 }
 
+// OptimizerStateCarry: a two-phase run with the AdamW state carried takes exactly the steps of one uninterrupted
+// run (same moments, same step counts); without it the second phase restarts the moments and differs. A parameter
+// new in the second phase (a QAT step size) starts fresh.
+TEST(TrainSteps, OptimizerStateCarriesAcrossPhases) {
+  catq::BatchFn batch = [](int64_t step) {
+    at::Generator gen = at::detail::createCPUGenerator(static_cast<uint64_t>(step));
+    at::Tensor x = at::randn({32}, gen);
+    return catq::Batch{x, 3 * x + 1};
+  };
+  auto run = [&](bool split, bool carry) {
+    at::Tensor w = torch::zeros({1}, torch::requires_grad());
+    at::Tensor extra = torch::zeros({1}, torch::requires_grad());
+    catq::LossFn loss = [&](const catq::Batch& bt) { return (w * bt.input + 1 - bt.target).square().mean(); };
+    catq::LossFn loss2 = [&](const catq::Batch& bt) { return loss(bt) + 0 * extra.sum(); };
+    catq::StepOptions o;
+    o.optim.kind = catq::OptimKind::AdamW;
+    o.optim.weight_decay = 0;
+    o.schedule.base_lr = 0.05;
+    o.schedule.total_steps = 20;
+    catq::OptimizerStateCarry state;
+    if (carry) o.carry = &state;
+    if (!split) {
+      catq::train_steps(20, batch, loss, {w}, o);
+      return w.item<double>();
+    }
+    catq::train_steps(10, batch, loss, {w}, o);
+    if (carry) {
+      EXPECT_EQ(state.by_param.size(), 1u);
+    }
+    o.first_step = 10;
+    catq::train_steps(10, batch, loss2, std::vector<catq::ParamGroup>{{{w}}, {{extra}}}, o);
+    if (carry) {
+      EXPECT_EQ(state.by_param.size(), 2u);
+      const auto& s = static_cast<const torch::optim::AdamWParamState&>(*state.by_param.at(w.data_ptr()));
+      EXPECT_EQ(s.step(), 20);
+      const auto& e = static_cast<const torch::optim::AdamWParamState&>(*state.by_param.at(extra.data_ptr()));
+      EXPECT_EQ(e.step(), 10);
+    }
+    return w.item<double>();
+  };
+  const double whole = run(false, false);
+  EXPECT_DOUBLE_EQ(run(true, true), whole);
+  EXPECT_NE(run(true, false), whole);
+}
+
 void expect_error(const std::function<void()>& f, catq::ErrorKind kind, const std::string& part) {
   try {
     f();

@@ -82,6 +82,8 @@ void register_train_llm(CLI::App& app, Common& common) {
   sub->add_option("--qat-schedule", args.qat_schedule, "fused (QAT at peak LR, decay inside QAT) | classic (FP "
                   "cooldown, then QAT with its own warmup and decay); WSD")->capture_default_str()->group(q);
   sub->add_option("--decay", args.decay, "WSD decay fraction")->capture_default_str()->group(q);
+  sub->add_flag("--qat-carry-optimizer", args.carry_optimizer, "Continue the AdamW moments across the FP -> QAT switch "
+                "(default: the QAT phase starts them fresh)")->group(q);
   sub->add_option("--val-windows", args.val_windows, "Validation windows for the final NLL")->capture_default_str()->group(q);
   sub->callback([&common] { run_train(common); });
 }

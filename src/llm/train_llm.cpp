@@ -94,6 +94,7 @@ std::vector<StepRecord> train_llama(LlamaModel& m, const at::Tensor& stream, int
   so.eval_every = o.eval_every;
   so.on_eval = o.on_eval;
   so.label = o.label;
+  so.carry = o.carry;
   std::vector<ParamGroup> groups = {{params}};
   for (const auto& g : o.extra_groups) groups.push_back(g);
   auto rec = train_steps(o.steps, batch_fn, loss_fn, groups, so);

@@ -40,6 +40,7 @@ struct LlmTrainOptions {
   int64_t eval_every = 0;  // call on_eval every this many steps and at the end
   std::function<void(int64_t step)> on_eval;
   std::vector<ParamGroup> extra_groups;  // trained next to the model's weights (e.g. QAT step sizes)
+  OptimizerStateCarry* carry = nullptr;   // optimizer state continued from / left for another phase (StepOptions)
   std::string label = "train llm";
   LlmTrainOptions();
 };

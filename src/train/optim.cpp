@@ -93,6 +93,25 @@ TrainStepper::TrainStepper(std::vector<ParamGroup> groups, const OptimConfig& cf
   }
 }
 
+// libtorch keys an optimizer's state by the parameter's TensorImpl address, as a string.
+static std::string state_key(const at::Tensor& p) { return c10::guts::to_string(p.unsafeGetTensorImpl()); }
+
+void TrainStepper::export_state(OptimizerStateCarry& carry) const {
+  auto& state = opt_->state();
+  for (const at::Tensor& p : all_params_) {
+    auto it = state.find(state_key(p));
+    if (it != state.end()) carry.by_param[p.data_ptr()] = it->second->clone();
+  }
+}
+
+void TrainStepper::import_state(const OptimizerStateCarry& carry) {
+  auto& state = opt_->state();
+  for (const at::Tensor& p : all_params_) {
+    auto it = carry.by_param.find(p.data_ptr());
+    if (it != carry.by_param.end()) state[state_key(p)] = it->second->clone();
+  }
+}
+
 double TrainStepper::step(const at::Tensor& loss) {
   CATQ_CHECK(loss.defined() && loss.numel() == 1, Internal, "training loss must be a scalar tensor");
   double lv = loss.item<double>();

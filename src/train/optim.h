@@ -2,6 +2,7 @@
 #pragma once
 #include <memory>
 #include <string>
+#include <unordered_map>
 #include <vector>
 
 #include <ATen/ATen.h>
@@ -35,6 +36,14 @@ struct ParamGroup {
   double weight_decay = -1.0;      // < 0: use OptimConfig::weight_decay
 };
 
+// An optimizer's per-parameter state (AdamW: step count, first and second moments) taken out of one TrainStepper
+// and handed to the next, keyed by the parameter's storage (a detach()ed re-leaf of the same weights finds its state;
+// libtorch's own key, the TensorImpl, does not survive that): a second training phase over the same parameters then
+// continues the moments instead of starting them from zero (CO-QAT's FP → QAT switch, issue 18).
+struct OptimizerStateCarry {
+  std::unordered_map<const void*, std::unique_ptr<torch::optim::OptimizerParamState>> by_param;
+};
+
 // Owns the optimizer and the step counter: zero_grad, backward, optional gradient-norm clipping, LR from the
 // schedule, optimizer step. Every trainer in catq goes through it; custom loops can use it directly.
 class TrainStepper {
@@ -51,6 +60,10 @@ class TrainStepper {
   double next_lr() const { return schedule_.lr(step_); }
   int64_t step_index() const { return step_; }
   torch::optim::Optimizer& optimizer() { return *opt_; }
+  // Copies the state of every parameter that has one into `carry` / installs the carried state of every parameter
+  // found there (others start fresh). The optimizer kinds must match (checked by libtorch's state types).
+  void export_state(OptimizerStateCarry& carry) const;
+  void import_state(const OptimizerStateCarry& carry);
 
  private:
   std::unique_ptr<torch::optim::Optimizer> opt_;

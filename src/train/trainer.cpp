@@ -96,6 +96,7 @@ std::vector<StepRecord> train_steps(int64_t n_steps, const BatchFn& batch_fn, co
   LrSchedule sched = opts.schedule;
   if (sched.total_steps == 0) sched.total_steps = opts.first_step + n_steps;
   TrainStepper stepper(groups, opts.optim, sched, opts.grad_clip_norm, opts.first_step);
+  if (opts.carry) stepper.import_state(*opts.carry);
   torch::manual_seed(opts.seed);
 
   std::vector<StepRecord> out;
@@ -118,6 +119,7 @@ std::vector<StepRecord> train_steps(int64_t n_steps, const BatchFn& batch_fn, co
       opts.on_eval(step + 1);
   }
   bar.finish();
+  if (opts.carry) stepper.export_state(*opts.carry);
   return out;
 }
 

@@ -80,6 +80,7 @@ struct StepOptions {
   int64_t eval_every = 0;       // call on_eval every this many steps (and after the last one); 0 = never
   std::function<void(int64_t step)> on_eval;  // receives the number of steps done so far (global)
   std::string label = "train";
+  OptimizerStateCarry* carry = nullptr;  // non-null: the optimizer starts from this state and leaves its own here
 };
 
 struct StepRecord {

@@ -92,12 +92,14 @@ FpQatRun train_fp_then_qat(LlamaModel& m, const at::Tensor& train, const at::Ten
   const PhaseSchedules ph = fp_qat_schedules(o.total_steps, o.qat_fraction, o.schedule, o.lr, o.warmup_frac, o.decay_frac);
   FpQatRun run;
   const int64_t seq = o.train.seq;
+  OptimizerStateCarry carry;
   if (ph.fp_steps > 0) {
     LlmTrainOptions t = o.train;
     t.steps = ph.fp_steps;
     t.schedule = ph.fp;
     t.first_step = 0;
     t.label = o.train.label + " fp";
+    if (o.carry_optimizer_state) t.carry = &carry;
     run.fp = train_llama(m, train, bos, t);
     run.fp_val_nll = stream_nll(m, val, bos, seq, val_windows);
   } else {
@@ -117,6 +119,7 @@ FpQatRun train_fp_then_qat(LlamaModel& m, const at::Tensor& train, const at::Ten
     t.schedule = ph.qat;
     t.first_step = ph.qat_first_step;
     t.label = o.train.label + " qat";
+    if (o.carry_optimizer_state) t.carry = &carry;
     std::vector<at::Tensor> qp = qat.parameters();
     if (!qp.empty()) t.extra_groups.push_back({qp, 1.0, 0.0});
     run.qat = train_llama(m, train, bos, t, &qat);

@@ -6,7 +6,9 @@
 //            decay (the last max(decay_frac·T, ...) steps, never before the switch) runs inside the QAT phase.
 //   classic  the FP phase is a complete WSD run of its own (warmup, stable, decay to lr_min); the QAT phase starts a
 //            fresh WSD schedule (its own warmup and decay) at the same peak LR.
-// The optimizer state (AdamW moments) starts fresh in each phase under both schedules.
+// The optimizer state (AdamW moments) starts fresh in the QAT phase under both schedules unless
+// carry_optimizer_state: then the model weights' moments (and step counts) continue from the FP phase, and only the
+// quantizers' new parameters start fresh — so a fused-vs-classic comparison is not confounded by the reset.
 #pragma once
 #include <string>
 #include <vector>
@@ -44,6 +46,7 @@ struct FpQatOptions {
   QatScheduleKind schedule = QatScheduleKind::Fused;
   int bits = 4;
   double lr = 2e-3, warmup_frac = 0.05, decay_frac = 0.2;
+  bool carry_optimizer_state = false;
   LlmTrainOptions train;      // batch, seq, optimizer, clip, seed, label (steps / schedule / first_step set here)
 };
 

@@ -44,6 +44,7 @@ TrainLlmResult run_fp_qat(const TrainLlmJob& job, LlamaModel& m, const Tokenizer
   o.total_steps = job.steps;
   o.qat_fraction = job.qat_fraction;
   o.schedule = parse_qat_schedule(job.qat_schedule);
+  o.carry_optimizer_state = job.carry_optimizer;
   o.bits = job.qat_bits;
   o.lr = job.lr;
   o.warmup_frac = job.warmup;
@@ -66,6 +67,7 @@ TrainLlmResult run_fp_qat(const TrainLlmJob& job, LlamaModel& m, const Tokenizer
   j["embedding_bits"] = job.qat_emb_bits;
   j["qat_fraction"] = job.qat_fraction;
   j["schedule"] = job.qat_schedule;
+  j["carry_optimizer_state"] = job.carry_optimizer;
   j["total_steps"] = job.steps;
   j["tokens_seen"] = job.steps * job.batch * job.seq;
   j["train_tokens"] = train.numel();

@@ -32,6 +32,7 @@ struct TrainLlmJob {
   double qat_fraction = 0.2;         // share of `steps` spent in QAT
   double decay = 0.2;                // WSD decay fraction
   std::string qat_schedule = "fused";  // fused | classic
+  bool carry_optimizer = false;        // AdamW moments continue across the FP → QAT switch
   int64_t val_windows = 64;          // validation windows for the final NLL
   // FP only: called after each validation with the step and the validation NLL (the CLI logs it); may be empty.
   std::function<void(int64_t step, double val_nll)> on_eval;
