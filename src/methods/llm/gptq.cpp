@@ -12,6 +12,15 @@ namespace catq {
 
 namespace {
 
+// isfinite(m).all() a block of rows at a time: at::isfinite of a whole [in, in] matrix allocates |m| in float and two
+// bool masks (1.7 matrices at a time, measured), the largest transient of the factor.
+bool all_finite(const at::Tensor& m) {
+  for (int64_t r = 0; r < m.size(0); r += 256)
+    if (!at::isfinite(m.slice(0, r, std::min(m.size(0), r + 256))).all().item<bool>()) return false;
+  return true;
+}
+
+
 // tr((W − Ŵ) H (W − Ŵ)ᵀ), a report figure: the [rows, in] x [in, in] product in fp32, the sum in double.
 double proxy(const at::Tensor& w, const at::Tensor& wq, const at::Tensor& h32) {
   const at::Tensor d = w - wq;
@@ -40,7 +49,7 @@ void gptq_columns(at::Tensor& wp, const GptqFactor& f, int64_t block, const Batc
 // The weight GPTQ quantizes: fp32, finite, dead inputs' columns zeroed (they are never seen).
 at::Tensor gptq_weight_f32(const at::Tensor& w_in, const GptqFactor& f) {
   at::Tensor w32 = w_in.to(at::kFloat).contiguous();
-  CATQ_CHECK(at::isfinite(w32).all().item<bool>(), Data, "GPTQ: the weight has NaN or Inf entries");
+  CATQ_CHECK(all_finite(w32), Data, "GPTQ: the weight has NaN or Inf entries");
   if (f.any_dead) {
     w32 = w32.clone();
     w32.index_put_({at::indexing::Slice(), f.dead}, 0.0f);
@@ -54,7 +63,7 @@ GptqFactor gptq_factor(const at::Tensor& h_in, const GptqOptions& o) {
   CATQ_CHECK(h_in.dim() == 2 && h_in.size(0) == h_in.size(1), Data, "GPTQ: the Hessian [{}] is not square",
              fmt::join(h_in.sizes(), ","));
   CATQ_CHECK(o.damp >= 0, Config, "GPTQ: damping must be >= 0");
-  CATQ_CHECK(at::isfinite(h_in).all().item<bool>(), Data, "GPTQ: the Hessian has NaN or Inf entries");
+  CATQ_CHECK(all_finite(h_in), Data, "GPTQ: the Hessian has NaN or Inf entries");
   GptqFactor f;
   f.in = h_in.size(0);
   at::Tensor h = h_in.to(at::kFloat);  // no copy of an fp32 H (only read, unless inputs are dead)
@@ -69,7 +78,8 @@ GptqFactor gptq_factor(const at::Tensor& h_in, const GptqOptions& o) {
   f.order.assign(f.perm.data_ptr<int64_t>(), f.perm.data_ptr<int64_t>() + f.in);
   const double mean_diag = h.diagonal().mean().item<double>();  // a permutation keeps the diagonal's mean
   double damp = o.damp;
-  // At most four [in, in] fp32 matrices live at once (h, R, the identity, U): 3.3 GB for a 14336-wide input.
+  // At most three [in, in] fp32 matrices live at once besides thin column blocks (h, J Hp J then L, U): the 8B
+  // shape's 14336-wide ffn_down input sets a streamed GPTQ run's peak here (bench/gptq_memory.cpp measures it).
   for (int attempt = 0;; ++attempt) {
     // Reverse-order Cholesky: J Hd J = L Lᵀ  =>  Hd = R Rᵀ with R = J L J upper, and U = R⁻¹ satisfies UᵀU = Hd⁻¹.
     at::Tensor l, info;
@@ -77,13 +87,27 @@ GptqFactor gptq_factor(const at::Tensor& h_in, const GptqOptions& o) {
       at::Tensor hdj = o.act_order ? h.index_select(0, f.perm.flip({0})).index_select(1, f.perm.flip({0}))
                                    : h.flip({0, 1});  // J Hp J, Hp = H in the quantization order
       hdj.diagonal().add_(damp * mean_diag);
-      std::tie(l, info) = at::linalg_cholesky_ex(hdj);
+      // In place: hdj is symmetric, so its transpose is the same matrix in the column-major layout LAPACK factors
+      // in; the factor overwrites it (no second [in, in] buffer). l = that memory read as the lower factor L.
+      at::Tensor a = hdj.mT();
+      info = at::empty({}, at::kInt);
+      at::linalg_cholesky_ex_out(a, info, a);
+      l = a;
     }
     if (info.item<int>() == 0) {
-      const at::Tensor r = l.flip({0, 1});
+      // U = R⁻¹ = J L⁻¹ J, solved a block of L⁻¹'s columns at a time (no identity, no flipped copy of L).
+      const int64_t n = f.in, bs = 512;
+      at::Tensor u = at::empty({n, n}, h.options());
+      for (int64_t c0 = 0; c0 < n; c0 += bs) {
+        const int64_t c1 = std::min(n, c0 + bs);
+        at::Tensor e = at::zeros({n, c1 - c0}, h.options());
+        e.slice(0, c0, c1).diagonal().fill_(1.0f);
+        // L⁻¹E as (Eᵀ L⁻ᵀ)ᵀ: Lᵀ is hdj's own row-major memory, which the solver takes without a copy.
+        const at::Tensor x = at::linalg_solve_triangular(l.mT(), e.mT(), /*upper=*/true, /*left=*/false).mT();
+        u.slice(1, n - c1, n - c0).copy_(x.flip({0, 1}));
+      }
       l = at::Tensor();
-      at::Tensor u = at::linalg_solve_triangular(r, at::eye(f.in, h.options()), /*upper=*/true);
-      if (at::isfinite(u).all().item<bool>() && (u.diagonal() > 0).all().item<bool>()) {
+      if (all_finite(u) && (u.diagonal() > 0).all().item<bool>()) {
         f.u = u.contiguous();
         break;
       }
