@@ -189,6 +189,26 @@ TEST(BadInputCli, QuantizedFileErrors) {
   EXPECT_NE(r.out.find(p), std::string::npos) << r.out;
 }
 
+// MLPerf Tiny's ResNet-8 (TFLite) on the integer CNN executor: its projection shortcuts add the outputs of two
+// convolutions, which made the executor fuse both into the same Add and lose one ("catq: error: map::at", found by
+// bench/edge_runtime.sh). Now the first fuses, the other runs before the Add; decisions equal the simulation's.
+TEST(CliQuantize, ResNet8TfliteOnTheIntegerExecutor) {
+  const std::string model = asset("mlperf-tiny/ic_resnet8_float.tflite"), data = asset("cifar10/test.bin");
+  if (!catq::file_exists(model) || !catq::file_exists(data)) GTEST_SKIP() << "needs ../shared/assets (absent)";
+  const std::string out = ::testing::TempDir() + "cli_r8.catq";
+  CliRun r = run_cli("quantize " + model + " --method rtn --bits w8a8-wsym --calib " + data + " --calib-size 200 -o " + out);
+  ASSERT_EQ(r.code, 0) << r.out;
+  r = run_cli("--json eval " + out + " --data " + data + " --split eval --limit 200 --runtime int");
+  ASSERT_EQ(r.code, 0) << r.out;
+  if (catq::onednn_int8_conv_exact()) {
+    const nlohmann::json j = nlohmann::json::parse(r.out);
+    const auto& ir = j.at("integer_runtime");
+    EXPECT_GE(ir.at("convs_adding_shortcut").get<int>(), 1) << r.out;
+    EXPECT_GE(ir.at("top1_agreement_with_simulation").get<double>(), 99.0) << r.out;
+  }
+  std::remove(out.c_str());
+}
+
 // End to end on the real ResNet-20 (a few iterations): quantize with a head, evaluate the file.
 TEST(CliQuantize, ResNet20QDropCatRoundTrip) {
   const std::string onnx = asset("resnet-cifar10/resnet20.onnx"), data = asset("cifar10/test.bin");

@@ -85,7 +85,9 @@ IntegerCnn::IntegerCnn(const GraphExecutor& ex, SimQuant& sim) : ex_(ex), rt_(si
           steps_.push_back(s);
           continue;
         }
-      } else if (rn && rn->op_type == "Add" && rn->inputs.size() == 2) {
+      } else if (rn && rn->op_type == "Add" && rn->inputs.size() == 2 && !deferred.count(static_cast<size_t>(r))) {
+        // (An Add of two convolutions' outputs — ResNet-8's projection shortcut — fuses only the first of them; the
+        // other runs on its own before the Add, so the shortcut exists when the fused step runs.)
         const std::string& shortcut = rn->inputs[0] == n.outputs[0] ? rn->inputs[1] : rn->inputs[0];
         const int rr = single_reader(rn->outputs[0]);
         const Node* relu = rr >= 0 ? &g.nodes[static_cast<size_t>(rr)] : nullptr;
