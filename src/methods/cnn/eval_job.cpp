@@ -113,6 +113,15 @@ CnnEvalReport run_onnx_eval_job(const CnnEvalJob& job) {
   return rep;
 }
 
+// The float reference model (ONNX or float TFLite, BatchNorm folded) on the same images, logits kept.
+static ClassifyResult evaluate_reference(const std::string& path, const ImageDataset& data, ClassifyOptions o) {
+  Graph g = load_cnn_graph(path);
+  fold_batchnorm(g);
+  GraphExecutor ref(std::move(g));
+  o.label = "eval reference";
+  return evaluate_classifier(data, [&](const at::Tensor& x) { return ref.forward(x); }, o);
+}
+
 json run_catq_eval_job(const CnnEvalJob& job) {
   CATQ_CHECK(!job.data.empty(), Usage, "eval: --data FILE is required for a quantized CNN (a CIFAR-10 .bin file)");
   CATQ_CHECK(job.quant.empty(), Usage, "eval: {} is already quantized; --quant does not apply", job.model);
@@ -169,11 +178,7 @@ json run_catq_eval_job(const CnnEvalJob& job) {
     }
   }
   if (!job.reference.empty()) {
-    Graph g = load_cnn_graph(job.reference);
-    fold_batchnorm(g);
-    GraphExecutor ref(std::move(g));
-    o.label = "eval reference";
-    ClassifyResult fp = evaluate_classifier(data, [&](const at::Tensor& x) { return ref.forward(x); }, o);
+    const ClassifyResult fp = evaluate_reference(job.reference, data, o);
     j["fp32"] = top_json(fp);
     j["quantized"]["kl"] = kl_divergence(fp.logits, base.logits);
     j["quantized"]["top1_agreement"] = top1_agreement(fp.logits, base.logits) * 100;
@@ -209,11 +214,7 @@ json run_tflite_int8_eval_job(const CnnEvalJob& job) {
                {"images_per_s", r.n / r.seconds}, {"runtime", "catq TFLite integer executor (TFLite reference-kernel "
                                                               "arithmetic)"}};
   if (!job.reference.empty()) {
-    Graph g = load_cnn_graph(job.reference);
-    fold_batchnorm(g);
-    GraphExecutor ref(std::move(g));
-    o.label = "eval reference";
-    ClassifyResult fp = evaluate_classifier(data, [&](const at::Tensor& x) { return ref.forward(x); }, o);
+    const ClassifyResult fp = evaluate_reference(job.reference, data, o);
     j["fp32"] = top_json(fp);
     j["int8"]["kl"] = kl_divergence(fp.logits, r.logits);
     j["int8"]["top1_agreement"] = top1_agreement(fp.logits, r.logits) * 100;
