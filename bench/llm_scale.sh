@@ -8,6 +8,9 @@
 #   SHAPES  [llama3.2-1b llama3-8b]   CONFIGS [w4a16g128 bench/configs/llm_w4a16g32.json]   THREADS [1 2]
 #   WEIGHTS [rtn] (rtn and/or gptq)   TEXT [../shared/assets/text/tinystories_valid_head.txt]   CALIB_CHARS [8000]
 #   WORK    [/tmp/catq_scale] (needs ~17 GB free for the 8B shape + its outputs)   OUT [bench/results/llm_scale]
+#   LAYERS  [all] a cut of the shape with this many decoder blocks (every tensor of the real shape, embedding and head
+#           included): a block's working set, hence the peak RSS, does not depend on how many blocks follow, so
+#           LAYERS=2 measures the 8B shape's GPTQ peak in ~15 minutes instead of hours
 set -euo pipefail
 cd "$(dirname "$0")/.."
 CATQ=${CATQ:-build/catq}
@@ -18,6 +21,7 @@ WEIGHTS=${WEIGHTS:-rtn}
 TEXT=${TEXT:-${SHARED:-../shared}/assets/text/tinystories_valid_head.txt}
 CALIB_CHARS=${CALIB_CHARS:-8000}
 WORK=${WORK:-/tmp/catq_scale}
+LAYERS=${LAYERS:-}
 OUT=${OUT:-bench/results/llm_scale}
 command -v jq >/dev/null || { echo "llm_scale: needs jq (scripts/setup.sh installs it)" >&2; exit 1; }
 [ -x /usr/bin/time ] || { echo "llm_scale: needs /usr/bin/time (Debian package time)" >&2; exit 1; }
@@ -42,10 +46,11 @@ echo
 echo "| shape | quantized weights | bf16 GB | config | weights | calibration tokens | threads | peak RSS GB | wall s | s / layer | quantize M weights/s | .catq GB |"
 echo "|---|---:|---:|---|---|---:|---:|---:|---:|---:|---:|---:|"
 for shape in $SHAPES; do
-  model=$WORK/$shape
+  model=$WORK/$shape cut=()
+  [ -n "$LAYERS" ] && model=$WORK/$shape-${LAYERS}l cut=(--layers "$LAYERS")
   if [ ! -f "$model/model.safetensors.index.json" ]; then
-    echo "build/catq_bench_make_random_hf --shape $shape --dtype bf16 --shards 4 -o $model" >> "$log"
-    build/catq_bench_make_random_hf --shape "$shape" --dtype bf16 --shards 4 -o "$model" >&2
+    echo "build/catq_bench_make_random_hf --shape $shape ${cut[*]} --dtype bf16 --shards 4 -o $model" >> "$log"
+    build/catq_bench_make_random_hf --shape "$shape" "${cut[@]}" --dtype bf16 --shards 4 -o "$model" >&2
   fi
   layers=$(jq -r '.num_hidden_layers' "$model/config.json")
   gb=$(du -sb "$model" | awk '{printf "%.2f", $1 / 1e9}')
@@ -53,9 +58,8 @@ for shape in $SHAPES; do
     cname=$(basename "$cfg" .json)
     args=(); [ "$w" = gptq ] && args=(--weights gptq "${calib_args[@]}")
     for t in $THREADS; do
-      o=$WORK/${shape}_${cname}_${w}_t$t.catq
-      j=$OUT/${shape}_${cname}_${w}_t$t.json
-      tv=$OUT/${shape}_${cname}_${w}_t$t.time
+      tag=$(basename "$model")_${cname}_${w}_t$t
+      o=$WORK/$tag.catq j=$OUT/$tag.json tv=$OUT/$tag.time
       echo "OMP_NUM_THREADS=$t /usr/bin/time -v $CATQ --json quantize $model --config $cfg ${args[*]} --stream always -o $o" >> "$log"
       OMP_NUM_THREADS=$t CATQ_THREADS=$t /usr/bin/time -v -o "$tv" "$CATQ" -q --json quantize "$model" --config "$cfg" \
         "${args[@]}" --stream always -o "$o" > "$j"
@@ -66,7 +70,7 @@ for shape in $SHAPES; do
       ctoks=$(jq -r 'if .calibration.needed then .calibration.windows * .calibration.window else 0 end' "$j")
       size=$(stat -c %s "$o" | awk '{printf "%.2f", $1 / 1e9}')
       per=$(awk -v w="$wall" -v l="$layers" 'BEGIN {printf "%.2f", w / l}')
-      echo "| $shape | $params | $gb | $cname | $w | $ctoks | $t | $rss | $wall | $per | $wps | $size |"
+      echo "| $(basename "$model") | $params | $gb | $cname | $w | $ctoks | $t | $rss | $wall | $per | $wps | $size |"
       rm -f "$o"
     done
   done; done

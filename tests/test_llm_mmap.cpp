@@ -8,6 +8,7 @@
 #include <fstream>
 
 #include "core/mapped_file.h"
+#include "core/memory_usage.h"
 #include "io/gguf.h"
 #include "io/llm_loader.h"
 #include "io/safetensors.h"
@@ -19,14 +20,7 @@ using namespace catq::testing_llm;
 
 namespace {
 
-// Resident set size of this process, bytes (/proc/self/status VmRSS).
-int64_t rss_bytes() {
-  std::ifstream in("/proc/self/status");
-  std::string line;
-  while (std::getline(in, line))
-    if (line.rfind("VmRSS:", 0) == 0) return std::stoll(line.substr(6)) * 1024;
-  return -1;
-}
+int64_t rss_bytes() { return resident_bytes(); }
 
 std::vector<std::string> list_dir(const std::string& dir) {
   std::vector<std::string> out;

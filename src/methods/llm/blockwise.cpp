@@ -7,6 +7,7 @@
 
 #include "core/error.h"
 #include "core/mapped_file.h"
+#include "core/memory_usage.h"
 #include "core/progress.h"
 #include "llm/llama_tensors.h"
 #include "methods/llm/calib_stats.h"
@@ -31,26 +32,29 @@ struct StopPass {};
 // the inputs of `record` layers are summed into their Hessians (H = Σ x xᵀ). With stop_after_record the pass ends
 // there (StopPass): a GPTQ group's pass computes the block only up to the group's input (for q/k/v that is one
 // RMSNorm), which cuts the block passes' cost by about 2.5× on Llama shapes.
+// Memory: a quantized layer is held as its codes and dequantized at each use (a [14336, 4096] weight is 59 MB of
+// codes, 235 MB in fp32: the six fp32 copies of a block's q..up made 1.5 GB of the 8 B shape's peak), and H is
+// accumulated in place in fp32 (the reference implementation's precision) — the former double accumulator plus each
+// batch's fp32 product made 2.5 GB at the 14336-wide ffn_down input, the largest term of the peak.
 class StreamContext : public QuantContext {
  public:
-  std::map<int, at::Tensor> dequantized;  // layer index -> fp32 weight
+  std::map<int, at::Tensor> dequantized;                                // layer index -> fp32 weight (custom)
+  std::map<int, const std::pair<QuantParams, at::Tensor>*> quantized;  // layer index -> params and codes
   std::set<int> record;
-  std::map<int, at::Tensor> hessian;
+  std::map<int, at::Tensor> hessian;  // fp32 [in, in]
   bool stop_after_record = false;
 
   at::Tensor weight(const LayerInfo& l, const at::Tensor& w) override {
-    auto it = dequantized.find(l.index);
-    return it == dequantized.end() ? w : it->second;
+    if (auto it = dequantized.find(l.index); it != dequantized.end()) return it->second;
+    if (auto it = quantized.find(l.index); it != quantized.end()) return dequantize(it->second->second, it->second->first);
+    return w;
   }
   at::Tensor input(const LayerInfo& l, const at::Tensor& x) override {
     if (record.count(l.index)) {
-      // One batch's X^T X in fp32 (a GEMM at twice the double rate), summed over batches in double.
-      // (add_ casts on the fly: no double copy of the product).
       const at::Tensor r = x.detach().reshape({-1, x.size(-1)}).to(at::kFloat);
-      const at::Tensor g = at::matmul(r.t(), r);
       auto it = hessian.find(l.index);
-      if (it == hessian.end()) hessian.emplace(l.index, g.to(at::kDouble));
-      else it->second.add_(g);
+      if (it == hessian.end()) hessian.emplace(l.index, at::matmul(r.t(), r));
+      else it->second.addmm_(r.t(), r);  // H += XᵀX without a product temporary
       if (stop_after_record) throw StopPass{};
     }
     return x;
@@ -147,6 +151,9 @@ json quantize_llama_blockwise(LlamaModel& m, SimQuant& sq, const at::Tensor& cal
     }
     if (hess && fp_stream) state_bytes *= 2;
   }
+  // The embedding's mapped pages are read again only by a tied head (a view of the same table).
+  if (!m.cfg.tied_head) release_mapped_pages(m.tok_embeddings);
+  trace_memory("blockwise: calibration states built");
 
   json layers = json::object();
   double rtn_total = 0, gptq_total = 0, seconds = 0;
@@ -170,12 +177,14 @@ json quantize_llama_blockwise(LlamaModel& m, SimQuant& sq, const at::Tensor& cal
       ctx.record = {todo.front()};
       ctx.hessian.clear();
       pass();
+      trace_memory("blockwise: hessian recorded for layer", todo.front());
       ctx.record.clear();
       const auto t0 = std::chrono::steady_clock::now();
       try {
-        h = ctx.hessian.at(todo.front()).to(at::kFloat);
-        ctx.hessian.clear();  // the double H is dropped before the factor's fp32 work
+        h = ctx.hessian.at(todo.front());
+        ctx.hessian.clear();
         if (gptq || o.custom_needs_factor) factor = gptq_factor(h, o.gptq);
+        trace_memory("blockwise: factored", todo.front());
         if (!o.custom) h = at::Tensor();
       } catch (const Error& e) {
         fail(e.kind(), "{}: layer '{}' input Hessian: {}", sq.config().source, infos[todo.front()].name, e.what());
@@ -197,8 +206,8 @@ json quantize_llama_blockwise(LlamaModel& m, SimQuant& sq, const at::Tensor& cal
           GptqResult g = gptq_weight(w, *factor, spec, o.gptq, &peak_layer_bytes);
           // The later passes see what the written model computes (the runtime and SimQuant dequantize the stored
           // codes the same way); nothing runs after the head.
-          if (idx != head) ctx.dequantized[idx] = dequantize(g.codes, g.params);
           done[idx] = {std::move(g.params), std::move(g.codes)};
+          if (idx != head) ctx.quantized[idx] = &done[idx];
           r.gptq = true;
           r.proxy_rtn = g.proxy_rtn;
           r.proxy_gptq = g.proxy_gptq;
@@ -213,6 +222,7 @@ json quantize_llama_blockwise(LlamaModel& m, SimQuant& sq, const at::Tensor& cal
       }
       seconds += std::chrono::duration<double>(std::chrono::steady_clock::now() - t0).count();
       n_weights += w.numel();
+      trace_memory("blockwise: quantized layer", idx);
     }
   };
   // Hands the layers [first, last) to the sink, with their static input params from the observers.
@@ -234,6 +244,7 @@ json quantize_llama_blockwise(LlamaModel& m, SimQuant& sq, const at::Tensor& cal
       }
       sink(r);
     }
+    ctx.quantized.clear();
     done.clear();
     results.clear();
     ctx.dequantized.clear();
@@ -278,10 +289,12 @@ json quantize_llama_blockwise(LlamaModel& m, SimQuant& sq, const at::Tensor& cal
     }
     if (hess)
       for (at::Tensor& x : xq) x = m.block_forward(l, x, &ctx);
+    trace_memory("blockwise: states advanced past block", l);
     emit(base, base + kPerBlock);
     if (hooks.block_done) hooks.block_done(l);
     for (int j = 0; j < kPerBlock; ++j) release_mapped_pages(m.layer_weight(base + j));
     if (hooks.release_blocks) m.blocks[l] = LlamaBlock{};
+    trace_memory("blockwise: block written and released", l);
     bar.step();
   }
   // The LM head.
@@ -296,6 +309,7 @@ json quantize_llama_blockwise(LlamaModel& m, SimQuant& sq, const at::Tensor& cal
     sq.set_mode(mode);
   }
   emit(head, head + 1);
+  trace_memory("blockwise: head written");
   bar.step();
   bar.finish();
 

@@ -16,8 +16,9 @@
 // The LM head follows the last block in the same way. Per-token activations, KV-cache and embedding quantization
 // are dynamic: they need no calibration and are applied by whoever runs the result.
 //
-// Memory: the states ([N, T, D] fp32 each, one or two streams), one block's weights in fp32, and GPTQ's per-layer
-// working set (a slice of the weight in fp32, the [in, in] Hessian in double and its fp32 factor).
+// Memory: the states ([N, T, D] fp32 each, one or two streams), one block's weights in fp32 (quantized ones as codes,
+// dequantized per use), and GPTQ's per-layer working set (a slice of the weight in fp32, the [in, in] Hessian in fp32
+// and its factor: at most three [in, in] fp32 matrices at once).
 #pragma once
 #include <functional>
 #include <string>

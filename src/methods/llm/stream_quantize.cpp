@@ -5,6 +5,7 @@
 
 #include "core/error.h"
 #include "core/mapped_file.h"
+#include "core/memory_usage.h"
 #include "io/catq_file.h"
 #include "llm/llama_tensors.h"
 #include "quant/quantizer.h"
@@ -56,6 +57,7 @@ nlohmann::json quantize_llama_streamed(LlamaModel& m, SimQuant& sq, const at::Te
                                        const LlmTransformOptions& transform, const Tokenizer* tok, const std::string& out,
                                        nlohmann::json metadata) {
   at::NoGradGuard ng;
+  trace_memory("stream: loaded");
   const auto start = std::chrono::steady_clock::now();
   std::optional<LlmBlockTransformer> tr;
   if (transform.method != "none") {  // QuaRot: embeddings and head rotated here; AWQ searches under sq's quantizers
@@ -68,6 +70,7 @@ nlohmann::json quantize_llama_streamed(LlamaModel& m, SimQuant& sq, const at::Te
   const bool calibrated = blockwise_needs_calibration(sq, o, &transform);
   if (!c.tied_head && !calibrated) release_mapped_pages(m.tok_embeddings);  // else read again (tied head, calibration)
   w.add_tensor(kLlamaOutputNorm.gguf, m.norm);
+  trace_memory("stream: embedding written");
 
   uint64_t weight_bits = 0;
   BlockwiseHooks hooks;
@@ -102,6 +105,7 @@ nlohmann::json quantize_llama_streamed(LlamaModel& m, SimQuant& sq, const at::Te
   metadata["weight_bytes"] = weight_bits / 8;
   w.set_metadata(metadata);
   w.finish();
+  trace_memory("stream: finished");
   return metadata;
 }
 
