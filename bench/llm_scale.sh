@@ -43,7 +43,7 @@ fi
 
 echo "## Layer-streamed quantization on random models of real shapes"
 echo
-echo "| shape | quantized weights | bf16 GB | config | weights | calibration tokens | threads | peak RSS GB | wall s | s / layer | quantize M weights/s | .catq GB |"
+echo "| shape | quantized weights | bf16 GB | config | weights | calibration tokens | threads | peak RSS GiB | wall s | s / layer | quantize M weights/s | .catq GB |"
 echo "|---|---:|---:|---|---|---:|---:|---:|---:|---:|---:|---:|"
 for shape in $SHAPES; do
   model=$WORK/$shape cut=()
