@@ -243,3 +243,35 @@ TEST(BadInputKernels, CodebookRejectsMalformedData) {
   p.lo.resize(3);
   EXPECT_THROW(p.validate("short plane"), Error);
 }
+
+// The row-range GEMVs (a thread's share of the rows) give every row exactly the whole-matrix call's value, for any
+// split, on every ISA this CPU has — the lean runtime's weight-only layers are bit-identical across thread counts.
+TEST(Kernels, RowRangeGemvEqualsTheWholeMatrixCall) {
+  std::mt19937 rng(5);
+  std::normal_distribution<float> N(0, 1);
+  for (int bits : {2, 4, 8})
+    for (int64_t group : {32, 128}) {
+      const int64_t rows = 37, cols = 256;
+      std::vector<float> w(rows * cols), x(cols);
+      for (auto& v : w) v = N(rng);
+      for (auto& v : x) v = N(rng);
+      const PackedWeights p = pack_weights(w.data(), rows, cols, bits, group, bits != 2);
+      for (KernelIsa isa : {KernelIsa::Scalar, KernelIsa::Avx2, KernelIsa::Avx512}) {
+        if (!isa_supported(isa)) continue;
+        for (bool i16 : {false, true}) {
+          std::vector<float> whole(rows), parts(rows, -1.f);
+          if (i16) gemv_packed_i16(p, x.data(), whole.data(), isa);
+          else gemv_packed(p, x.data(), whole.data(), isa);
+          for (auto [a, b] : {std::pair<int64_t, int64_t>{0, 5}, {5, 16}, {16, 17}, {17, 32}, {32, 37}}) {
+            if (i16) gemv_packed_i16_rows(p, x.data(), parts.data(), a, b, isa);
+            else gemv_packed_rows(p, x.data(), parts.data(), a, b, isa);
+          }
+          for (int64_t r = 0; r < rows; ++r)
+            EXPECT_EQ(parts[r], whole[r]) << "bits " << bits << " group " << group << " isa " << to_string(isa)
+                                          << (i16 ? " i16" : "") << " row " << r;
+        }
+      }
+      std::vector<float> y(rows);
+      EXPECT_THROW(gemv_packed_rows(p, x.data(), y.data(), 5, rows + 1, KernelIsa::Scalar), Error);
+    }
+}

@@ -290,7 +290,9 @@ TEST(LeanLlama, QuantizedCatqFilesReproduceTheSimulation) {
        "none", "W4A8 int"},
       {"W8A8 static", R"({"bits": 8, "symmetric": false, "signed": false})", R"({"bits": 8})", "none", "W8A8 int"},
       {"W4A4 quarot", R"({"bits": 4, "granularity": "token"})", R"({"bits": 4})", "quarot", "W4A4 int"},
-      {"W4A16 g32", "null", R"({"bits": 4, "group_size": 32})", "none", "f32 x 15"},
+      {"W4A16 g32", "null", R"({"bits": 4, "group_size": 32})", "none", "W4A16 packed"},
+      {"W8A16", "null", R"({"bits": 8})", "none", "W8A16 packed"},
+      {"W2A16 g64 asym", "null", R"({"bits": 2, "group_size": 64, "symmetric": false})", "none", "W2A16 packed"},
   };
   for (const Case& k : cases) {
     SCOPED_TRACE(k.label);

@@ -75,10 +75,10 @@ float zero_term(const PackedWeights& w, int64_t r, const std::vector<float>& xsu
 }
 
 // ---- scalar reference ----
-void gemv_scalar(const PackedWeights& w, const float* x, float* y) {
+void gemv_scalar(const PackedWeights& w, const float* x, float* y, int64_t rb, int64_t re) {
   const std::vector<float> xsum = group_sums(w, x);
   const int64_t G = w.groups_per_row();
-  for (int64_t r = 0; r < w.rows; ++r) {
+  for (int64_t r = rb; r < re; ++r) {
     float acc = 0;
     for (int64_t g = 0; g < G; ++g) {
       float d = 0;
@@ -120,11 +120,11 @@ __attribute__((target("avx2,fma"))) inline float hsum256(__m256 v) {
 // Four rows at a time: four independent accumulator chains hide the FMA latency (one row alone is latency-bound:
 // measured ~27 % of the read bandwidth at 4 bits), and each x vector is loaded once for the four rows.
 template <int bits>
-__attribute__((target("avx2,fma"))) void gemv_avx2(const PackedWeights& w, const float* x, float* y) {
+__attribute__((target("avx2,fma"))) void gemv_avx2(const PackedWeights& w, const float* x, float* y, int64_t rb, int64_t re) {
   const std::vector<float> xsum = group_sums(w, x);
   const int64_t G = w.groups_per_row();
-  for (int64_t r0 = 0; r0 < w.rows; r0 += 4) {
-    const int nr = static_cast<int>(std::min<int64_t>(4, w.rows - r0));
+  for (int64_t r0 = rb; r0 < re; r0 += 4) {
+    const int nr = static_cast<int>(std::min<int64_t>(4, re - r0));
     const uint8_t* row[4];
     __m256 acc[4];
     for (int k = 0; k < 4; ++k) {
@@ -149,11 +149,12 @@ __attribute__((target("avx2,fma"))) void gemv_avx2(const PackedWeights& w, const
 }
 
 template <int bits>
-__attribute__((target("avx512f,avx2,fma"))) void gemv_avx512(const PackedWeights& w, const float* x, float* y) {
+__attribute__((target("avx512f,avx2,fma"))) void gemv_avx512(const PackedWeights& w, const float* x, float* y, int64_t rb,
+                                                               int64_t re) {
   const std::vector<float> xsum = group_sums(w, x);
   const int64_t G = w.groups_per_row();
-  for (int64_t r0 = 0; r0 < w.rows; r0 += 4) {
-    const int nr = static_cast<int>(std::min<int64_t>(4, w.rows - r0));
+  for (int64_t r0 = rb; r0 < re; r0 += 4) {
+    const int nr = static_cast<int>(std::min<int64_t>(4, re - r0));
     const uint8_t* row[4];
     __m512 acc[4];
     for (int k = 0; k < 4; ++k) {
@@ -225,10 +226,10 @@ float zero_term_i16(const PackedWeights& w, int64_t r, const std::vector<float>&
   return t;
 }
 
-void gemv_i16_scalar(const PackedWeights& w, const float* x, float* y) {
+void gemv_i16_scalar(const PackedWeights& w, const float* x, float* y, int64_t rb, int64_t re) {
   const QuantizedX xq = quantize_x_i16(w, x);
   const int64_t G = w.groups_per_row();
-  for (int64_t r = 0; r < w.rows; ++r) {
+  for (int64_t r = rb; r < re; ++r) {
     float acc = 0;
     for (int64_t g = 0; g < G; ++g) {
       int64_t d = 0;
@@ -247,7 +248,7 @@ void gemv_i16_scalar(const PackedWeights& w, const float* x, float* y) {
 constexpr int64_t kPrefetchBlocks = 1;  // how far ahead (in blocks of four rows): 1, 2 and 4 measured alike
 template <int bits>
 __attribute__((target("avx512f,avx512bw,avx512vnni"))) void gemv_i16_avx512(const PackedWeights& w, const float* x,
-                                                                         float* y) {
+                                                                         float* y, int64_t rb, int64_t re) {
   constexpr int64_t cpw = codes_per_word(bits), C = chunk_cols(bits), lane_cols = 2 * cpw;
   const QuantizedX xq = quantize_x_i16(w, x);
   const int64_t G = w.groups_per_row(), chunks = w.cols / C, group = w.group;
@@ -266,8 +267,8 @@ __attribute__((target("avx512f,avx512bw,avx512vnni"))) void gemv_i16_avx512(cons
   const __m512i lg = _mm512_load_si512(lane_group);
   const __mmask16 smask = many ? static_cast<__mmask16>((1u << (C / group)) - 1) : 1;
   const __m512i mask = _mm512_set1_epi16((1 << bits) - 1);
-  for (int64_t r0 = 0; r0 < w.rows; r0 += 4) {
-    const int nr = static_cast<int>(std::min<int64_t>(4, w.rows - r0));
+  for (int64_t r0 = rb; r0 < re; r0 += 4) {
+    const int nr = static_cast<int>(std::min<int64_t>(4, re - r0));
     const uint8_t* row[4];
     const float* srow[4];
     __m512 acc[4];
@@ -281,8 +282,8 @@ __attribute__((target("avx512f,avx512bw,avx512vnni"))) void gemv_i16_avx512(cons
     // scales and zero-points (spread over the chunks). Without it the twelve interleaved streams ran at ~25 % of the
     // read bandwidth beyond the last-level cache.
     const int64_t ahead = r0 + 4 * kPrefetchBlocks;
-    const bool next = ahead < w.rows;
-    const int64_t nrows = next ? std::min<int64_t>(4, w.rows - ahead) : 0;
+    const bool next = ahead < re;
+    const int64_t nrows = next ? std::min<int64_t>(4, re - ahead) : 0;
     const char* next_codes = next ? reinterpret_cast<const char*>(w.q.data() + ahead * w.row_bytes()) : nullptr;
     const char* next_scale = next ? reinterpret_cast<const char*>(w.scale.data() + ahead * G) : nullptr;
     const char* next_zero = next ? reinterpret_cast<const char*>(w.zero.data() + ahead * G) : nullptr;
@@ -407,18 +408,27 @@ __attribute__((target("avx512f"))) void gemv_codebook_avx512(const PackedCodeboo
 
 }  // namespace
 
-void gemv_packed(const PackedWeights& w, const float* x, float* y, KernelIsa isa) {
+void gemv_packed_rows(const PackedWeights& w, const float* x, float* y, int64_t r0, int64_t r1, KernelIsa isa) {
   CATQ_CHECK(isa_supported(isa), Usage, "gemv_packed: this CPU has no {}", to_string(isa));
+  CATQ_CHECK(0 <= r0 && r0 <= r1 && r1 <= w.rows, Internal, "gemv_packed: rows [{}, {}) of {}", r0, r1, w.rows);
 #ifdef CATQ_X86
   if (w.group % 16 == 0) {
     // One instantiation per code width: no per-vector branch on the bit width.
     if (isa == KernelIsa::Avx512)
-      return w.bits == 8 ? gemv_avx512<8>(w, x, y) : w.bits == 4 ? gemv_avx512<4>(w, x, y) : gemv_avx512<2>(w, x, y);
+      return w.bits == 8   ? gemv_avx512<8>(w, x, y, r0, r1)
+             : w.bits == 4 ? gemv_avx512<4>(w, x, y, r0, r1)
+                           : gemv_avx512<2>(w, x, y, r0, r1);
     if (isa == KernelIsa::Avx2)
-      return w.bits == 8 ? gemv_avx2<8>(w, x, y) : w.bits == 4 ? gemv_avx2<4>(w, x, y) : gemv_avx2<2>(w, x, y);
+      return w.bits == 8   ? gemv_avx2<8>(w, x, y, r0, r1)
+             : w.bits == 4 ? gemv_avx2<4>(w, x, y, r0, r1)
+                           : gemv_avx2<2>(w, x, y, r0, r1);
   }
 #endif
-  gemv_scalar(w, x, y);
+  gemv_scalar(w, x, y, r0, r1);
+}
+
+void gemv_packed(const PackedWeights& w, const float* x, float* y, KernelIsa isa) {
+  gemv_packed_rows(w, x, y, 0, w.rows, isa);
 }
 
 void gemv_packed(const PackedWeights& w, const float* x, float* y) { gemv_packed(w, x, y, best_isa()); }
@@ -444,13 +454,20 @@ bool i16_supported(const PackedWeights& w) {
   return w.cols % C == 0 && w.group % lane_cols == 0 && (C % w.group == 0 || w.group % C == 0);
 }
 
-void gemv_packed_i16(const PackedWeights& w, const float* x, float* y, KernelIsa isa) {
+void gemv_packed_i16_rows(const PackedWeights& w, const float* x, float* y, int64_t r0, int64_t r1, KernelIsa isa) {
   CATQ_CHECK(isa_supported(isa), Usage, "gemv_packed_i16: this CPU has no {}", to_string(isa));
+  CATQ_CHECK(0 <= r0 && r0 <= r1 && r1 <= w.rows, Internal, "gemv_packed_i16: rows [{}, {}) of {}", r0, r1, w.rows);
 #ifdef CATQ_X86
   if (isa == KernelIsa::Avx512 && i16_simd() && i16_supported(w))
-    return w.bits == 8 ? gemv_i16_avx512<8>(w, x, y) : w.bits == 4 ? gemv_i16_avx512<4>(w, x, y) : gemv_i16_avx512<2>(w, x, y);
+    return w.bits == 8   ? gemv_i16_avx512<8>(w, x, y, r0, r1)
+           : w.bits == 4 ? gemv_i16_avx512<4>(w, x, y, r0, r1)
+                         : gemv_i16_avx512<2>(w, x, y, r0, r1);
 #endif
-  gemv_i16_scalar(w, x, y);
+  gemv_i16_scalar(w, x, y, r0, r1);
+}
+
+void gemv_packed_i16(const PackedWeights& w, const float* x, float* y, KernelIsa isa) {
+  gemv_packed_i16_rows(w, x, y, 0, w.rows, isa);
 }
 
 void gemv_packed_i16(const PackedWeights& w, const float* x, float* y) { gemv_packed_i16(w, x, y, best_isa()); }

@@ -24,6 +24,9 @@ KernelIsa best_isa();
 // x: cols floats; y: rows floats. Error(Usage) for an ISA this CPU lacks; w must be valid (validate()).
 void gemv_packed(const PackedWeights& w, const float* x, float* y, KernelIsa isa);
 void gemv_packed(const PackedWeights& w, const float* x, float* y);
+// Rows [r0, r1) only (y indexed by absolute row), for a caller that splits the rows across threads: each row's result
+// equals the whole-matrix call's, whatever the split.
+void gemv_packed_rows(const PackedWeights& w, const float* x, float* y, int64_t r0, int64_t r1, KernelIsa isa);
 // x: m × cols (row-major); y: m × rows.
 void gemm_packed(const PackedWeights& w, const float* x, int64_t m, float* y, KernelIsa isa);
 void gemm_packed(const PackedWeights& w, const float* x, int64_t m, float* y);
@@ -47,5 +50,6 @@ void gemv_codebook(const PackedCodebook& w, const float* x, float* y);
 bool i16_supported(const PackedWeights& w);
 void gemv_packed_i16(const PackedWeights& w, const float* x, float* y, KernelIsa isa);
 void gemv_packed_i16(const PackedWeights& w, const float* x, float* y);
+void gemv_packed_i16_rows(const PackedWeights& w, const float* x, float* y, int64_t r0, int64_t r1, KernelIsa isa);
 
 }  // namespace catq

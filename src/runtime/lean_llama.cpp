@@ -63,6 +63,8 @@ struct LeanLlama::Layer {
 };
 
 std::string LeanLlama::Linear::kernel() const {
+  if (ints && ints->kind == IntLinear::Kind::WeightOnly)
+    return fmt::format("W{}A16 packed{}", ints->weight_bits, ints->int16_activations() ? " (int16 GEMV)" : "");
   if (ints) return fmt::format("W{}A{} int", ints->weight_bits, ints->act_bits);
   if (m.quantized()) return to_string(m.kernel);
   if (m.source_type == GGML_F32) return "f32";
@@ -197,6 +199,16 @@ void LeanLlama::load_catq(const std::string& path) {
       lin.ints = std::move(il);
       return lin;
     }
+    if (sl.weight_spec.enabled) {
+      // Weight-only: the codes stay packed (runtime/packed.h); anything the kernels cannot run (codebooks, odd
+      // groups) runs dequantized in fp32 as before.
+      std::string why;
+      std::unique_ptr<IntLinear> il = prepare_int_linear(sl, w, &why);
+      if (il && il->kind == IntLinear::Kind::WeightOnly) {
+        lin.ints = std::move(il);
+        return lin;
+      }
+    }
     lin.m = f32_matrix(sl.weight_spec.enabled && sl.fixed_weight.defined() ? sl.fixed_weight : w);
     return lin;
   };
@@ -244,6 +256,10 @@ void LeanLlama::embed_row(int32_t token, float* out) const {
 
 void LeanLlama::linear(const Linear& w, const float* x, const ActQ8& xq, int64_t T, float* y) {
   // Row groups of 16 split across the pool.
+  if (w.ints && w.ints->kind == IntLinear::Kind::WeightOnly) {
+    linear_weight_only(*w.ints, x, T, y);
+    return;
+  }
   if (w.ints) {  // the activations quantized as the simulation does (per token, or the calibrated params)
     const IntWeights& iw = w.ints->weights;
     quantize_rows(x, T, w.ints->act, iw, rows_, vec_isa_);
@@ -253,6 +269,50 @@ void LeanLlama::linear(const Linear& w, const float* x, const ActQ8& xq, int64_t
     return;
   }
   pool_.parallel_for(w.row_groups(), [&](int64_t g0, int64_t g1) { block_matmul(w.m, x, xq, T, y, w.m.rows, g0, g1, isa_); });
+}
+
+// Weight-only layers (W8A16 / W4A16 / W2A16 .catq): decode runs the packed GEMV on each thread's rows (the codes are
+// read once per token at 4 or 2 bits instead of 32); a prompt of more tokens dequantizes 64 rows at a time into a
+// thread-local fp32 block — (q − z)·s, the simulation's dequantization, so the same floats as before — and runs the
+// fp32 kernel on it for all tokens, which keeps prefill compute-bound. Every row is computed whole by one thread.
+void LeanLlama::linear_weight_only(const IntLinear& il, const float* x, int64_t T, float* y) {
+  const PackedWeights& pw = il.weights.w;
+  const int64_t rows = pw.rows, cols = pw.cols, groups = (rows + 15) / 16;
+  constexpr int64_t kGemvTokens = 4;
+  if (T <= kGemvTokens) {
+    const bool i16 = il.int16_activations() && isa_ == KernelIsa::Avx512;
+    const KernelIsa gisa = isa_ == KernelIsa::Avx512 ? best_isa() : vec_isa_;
+    pool_.parallel_for(groups, [&](int64_t g0, int64_t g1) {
+      const int64_t r0 = 16 * g0, r1 = std::min(rows, 16 * g1);
+      for (int64_t t = 0; t < T; ++t) {
+        if (i16) gemv_packed_i16_rows(pw, x + t * cols, y + t * rows, r0, r1, gisa);
+        else gemv_packed_rows(pw, x + t * cols, y + t * rows, r0, r1, gisa);
+      }
+    });
+    return;
+  }
+  const int64_t G = pw.groups_per_row();
+  pool_.parallel_for(groups, [&](int64_t g0, int64_t g1) {
+    BlockMatrix blk;
+    blk.kernel = BlockKernel::F32;
+    blk.source_type = GGML_F32;
+    blk.cols = cols;
+    const ActQ8 none;
+    for (int64_t ga = g0; ga < g1; ga += 4) {
+      const int64_t r0 = 16 * ga, r1 = std::min(rows, 16 * std::min(g1, ga + 4));
+      blk.rows = r1 - r0;
+      blk.f32.resize(static_cast<size_t>(blk.rows * cols));
+      for (int64_t r = r0; r < r1; ++r) {
+        float* out = blk.f32.data() + (r - r0) * cols;
+        for (int64_t g = 0; g < G; ++g) {
+          const float s = pw.scale[static_cast<size_t>(r * G + g)], z = pw.zero[static_cast<size_t>(r * G + g)];
+          for (int64_t j = g * pw.group; j < (g + 1) * pw.group; ++j)
+            out[j] = (static_cast<float>(pw.code(r, j)) - z) * s;
+        }
+      }
+      block_matmul(blk, x, none, T, y + r0, rows, 0, blk.row_groups(), isa_);
+    }
+  });
 }
 
 void LeanLlama::rms_norm(const float* x, const std::vector<float>& g, int64_t T, int64_t n, float* y) {

@@ -31,6 +31,8 @@
 
 namespace catq {
 
+struct IntLinear;
+
 struct LeanLlamaOptions {
   int threads = 0;          // 0 = default_thread_count()
   int64_t max_context = 0;  // KV cache positions; 0 = min(the model's context length, 4096)
@@ -68,6 +70,7 @@ class LeanLlama {
   void finish_load(const LeanLlamaOptions& opt);
   void embed_row(int32_t token, float* out) const;
   void linear(const Linear& w, const float* x, const ActQ8& xq, int64_t T, float* y);
+  void linear_weight_only(const IntLinear& il, const float* x, int64_t T, float* y);
   void rms_norm(const float* x, const std::vector<float>& g, int64_t T, int64_t n, float* y);
   void attention(int64_t l, int64_t T);
 
