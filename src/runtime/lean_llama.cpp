@@ -272,9 +272,11 @@ void LeanLlama::linear(const Linear& w, const float* x, const ActQ8& xq, int64_t
 }
 
 // Weight-only layers (W8A16 / W4A16 / W2A16 .catq): decode runs the packed GEMV on each thread's rows (the codes are
-// read once per token at 4 or 2 bits instead of 32); a prompt of more tokens dequantizes 64 rows at a time into a
-// thread-local fp32 block — (q − z)·s, the simulation's dequantization, so the same floats as before — and runs the
-// fp32 kernel on it for all tokens, which keeps prefill compute-bound. Every row is computed whole by one thread.
+// read once per token at 4 or 2 bits instead of 32). A prompt of more tokens is compute-bound: the codes are
+// dequantized once for the call — (q − z)·s, the simulation's dequantization, so the same floats as the fp32 path —
+// into a scratch matrix (split across the pool) and multiplied by libtorch's fp32 GEMM, as the integer runtime and
+// llama.cpp do for prompt processing. Every decode row is computed whole by one thread (bit-identical across thread
+// counts); the GEMM's blocking is libtorch's.
 void LeanLlama::linear_weight_only(const IntLinear& il, const float* x, int64_t T, float* y) {
   const PackedWeights& pw = il.weights.w;
   const int64_t rows = pw.rows, cols = pw.cols, groups = (rows + 15) / 16;
@@ -292,27 +294,19 @@ void LeanLlama::linear_weight_only(const IntLinear& il, const float* x, int64_t 
     return;
   }
   const int64_t G = pw.groups_per_row();
+  std::vector<float> wf(static_cast<size_t>(rows * cols));  // freed after the call
   pool_.parallel_for(groups, [&](int64_t g0, int64_t g1) {
-    BlockMatrix blk;
-    blk.kernel = BlockKernel::F32;
-    blk.source_type = GGML_F32;
-    blk.cols = cols;
-    const ActQ8 none;
-    for (int64_t ga = g0; ga < g1; ga += 4) {
-      const int64_t r0 = 16 * ga, r1 = std::min(rows, 16 * std::min(g1, ga + 4));
-      blk.rows = r1 - r0;
-      blk.f32.resize(static_cast<size_t>(blk.rows * cols));
-      for (int64_t r = r0; r < r1; ++r) {
-        float* out = blk.f32.data() + (r - r0) * cols;
-        for (int64_t g = 0; g < G; ++g) {
-          const float s = pw.scale[static_cast<size_t>(r * G + g)], z = pw.zero[static_cast<size_t>(r * G + g)];
-          for (int64_t j = g * pw.group; j < (g + 1) * pw.group; ++j)
-            out[j] = (static_cast<float>(pw.code(r, j)) - z) * s;
-        }
+    for (int64_t r = 16 * g0; r < std::min(rows, 16 * g1); ++r) {
+      float* out = wf.data() + r * cols;
+      for (int64_t g = 0; g < G; ++g) {
+        const float s = pw.scale[static_cast<size_t>(r * G + g)], z = pw.zero[static_cast<size_t>(r * G + g)];
+        for (int64_t j = g * pw.group; j < (g + 1) * pw.group; ++j) out[j] = (static_cast<float>(pw.code(r, j)) - z) * s;
       }
-      block_matmul(blk, x, none, T, y + r0, rows, 0, blk.row_groups(), isa_);
     }
   });
+  at::Tensor yt = at::from_blob(y, {T, rows}, at::kFloat);
+  at::mm_out(yt, at::from_blob(const_cast<float*>(x), {T, cols}, at::kFloat),
+             at::from_blob(wf.data(), {rows, cols}, at::kFloat).t());
 }
 
 void LeanLlama::rms_norm(const float* x, const std::vector<float>& g, int64_t T, int64_t n, float* y) {

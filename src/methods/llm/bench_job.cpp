@@ -97,7 +97,13 @@ BenchResult run_bench_job(const BenchJob& job) {
   if (job.runtime != "int") {
     try {
       res.runtime = "lean";
+      // The lean pool and libtorch (the GEMM of weight-only prefill) both get the row's thread count.
+      struct RestoreThreads {
+        int n = at::get_num_threads();
+        ~RestoreThreads() { at::set_num_threads(n); }
+      } restore;
       for (int th : job.threads) {
+        at::set_num_threads(th);
         LeanLlamaOptions o;
         o.threads = th;
         o.max_context = std::max(job.prompt, job.gen) + 1;
