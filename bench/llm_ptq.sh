@@ -11,7 +11,7 @@
 #   NAME  [stories260K]                                 OUT [bench/results/llm_ptq]
 #   CONFIGS    [w8a8 w4a16g32 w4a8 w4a4]  (bench/configs/llm_<c>.json, or <NAME>_<c>.json when present)
 #   TRANSFORMS [none smoothquant rms quarot blockcat:k=4]    CTX_CONFIGS [w4a8 w4a4] (also at 512 tokens)
-#   WEIGHTS    [rtn gptq]
+#   WEIGHTS    [rtn gptq]   CTX [512] the longer-context window ("" to skip it)
 set -euo pipefail
 cd "$(dirname "$0")/.."
 CATQ=${CATQ:-build/catq}
@@ -24,6 +24,7 @@ CONFIGS=${CONFIGS:-"w8a8 w4a16g32 w4a8 w4a4"}
 TRANSFORMS=${TRANSFORMS:-"none smoothquant rms quarot blockcat:k=4"}
 CTX_CONFIGS=${CTX_CONFIGS:-"w4a8 w4a4"}   # configs also scored with 512-token windows
 WEIGHTS=${WEIGHTS:-"rtn gptq"}
+CTX=${CTX-512}                            # the longer-context protocol's window ("" for none: models of context < 512)
 TOKARG=(); [ -n "${TOK:-}" ] && TOKARG=(--tokenizer "$TOK")
 mkdir -p "$OUT"
 log=$OUT/commands.txt
@@ -36,12 +37,13 @@ run() {  # FILE ARGS... : catq --json eval, cached in FILE
   echo "catq --json eval $*" >> "$log"
   "$CATQ" -q --json eval "$@" > "$f.tmp" && mv "$f.tmp" "$f"
 }
-PROTOS=("ref|" "ctx512|--window 512")
+PROTOS=("ref|")
+[ -n "$CTX" ] && PROTOS+=("ctx$CTX|--window $CTX")
 for p in "${PROTOS[@]}"; do
   tag=${p%%|*}; extra=${p#*|}
   # shellcheck disable=SC2086
   run "$OUT/fp32_$tag.json" "$MODEL" "${TOKARG[@]}" --text "$TEXT" $extra
-  cfgs=$CONFIGS; [ "$tag" = ctx512 ] && cfgs=$CTX_CONFIGS
+  cfgs=$CONFIGS; [ "$tag" != ref ] && cfgs=$CTX_CONFIGS
   for c in $cfgs; do for t in $TRANSFORMS; do for w in $WEIGHTS; do
     echo ">> $NAME $tag $c $t $w" >&2
     # shellcheck disable=SC2086
@@ -63,11 +65,11 @@ for p in "${PROTOS[@]}"; do
   tag=${p%%|*}
   fp=$(jq -r '.fp32.ppl' "$OUT/fp32_$tag.json")
   if [ "$tag" = ref ]; then echo "Perplexity, reference protocol (256-token windows). FP32: $(printf %.4f "$fp")."
-  else echo "Perplexity, longer context (512-token windows). FP32: $(printf %.4f "$fp")."; fi
+  else echo "Perplexity, longer context ($CTX-token windows). FP32: $(printf %.4f "$fp")."; fi
   echo
   printf "| config | weights |"; for t in $TRANSFORMS; do printf " %s |" "$t"; done; echo
   printf "|---|---|"; for t in $TRANSFORMS; do printf -- "---:|"; done; echo
-  cfgs=$CONFIGS; [ "$tag" = ctx512 ] && cfgs=$CTX_CONFIGS
+  cfgs=$CONFIGS; [ "$tag" != ref ] && cfgs=$CTX_CONFIGS
   for c in $cfgs; do for w in $WEIGHTS; do
     printf "| %s | %s |" "${c^^}" "$w"
     for t in $TRANSFORMS; do
