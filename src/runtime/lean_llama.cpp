@@ -298,9 +298,20 @@ void LeanLlama::linear_weight_only(const IntLinear& il, const float* x, int64_t 
   pool_.parallel_for(groups, [&](int64_t g0, int64_t g1) {
     for (int64_t r = 16 * g0; r < std::min(rows, 16 * g1); ++r) {
       float* out = wf.data() + r * cols;
+      const uint8_t* q = pw.q.data() + r * pw.row_bytes();
       for (int64_t g = 0; g < G; ++g) {
         const float s = pw.scale[static_cast<size_t>(r * G + g)], z = pw.zero[static_cast<size_t>(r * G + g)];
-        for (int64_t j = g * pw.group; j < (g + 1) * pw.group; ++j) out[j] = (static_cast<float>(pw.code(r, j)) - z) * s;
+        const int64_t j0 = g * pw.group, j1 = j0 + pw.group;
+        if (pw.bits == 8) {  // whole-byte loops the compiler vectorizes (the generic code() is a per-value shift)
+          for (int64_t j = j0; j < j1; ++j) out[j] = (static_cast<float>(q[j]) - z) * s;
+        } else if (pw.bits == 4) {  // group % 2 == 0 (packing constraint): byte j/2 holds columns j (low) and j+1
+          for (int64_t j = j0; j < j1; j += 2) {
+            out[j] = (static_cast<float>(q[j / 2] & 15) - z) * s;
+            out[j + 1] = (static_cast<float>(q[j / 2] >> 4) - z) * s;
+          }
+        } else {
+          for (int64_t j = j0; j < j1; ++j) out[j] = (static_cast<float>(pw.code(r, j)) - z) * s;
+        }
       }
     }
   });
