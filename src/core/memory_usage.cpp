@@ -4,6 +4,7 @@
 #include <cstdio>
 #include <cstdlib>
 #include <cstring>
+#include <string>
 
 namespace catq {
 
@@ -41,12 +42,9 @@ void trace_memory(const char* stage, long index) {
   if (!tracing()) return;
   static const auto start = std::chrono::steady_clock::now();  // the first traced stage
   const double t = std::chrono::duration<double>(std::chrono::steady_clock::now() - start).count();
-  if (index >= 0)
-    std::fprintf(stderr, "memory: %8.1f s %s %ld rss %.0f MB peak %.0f MB\n", t, stage, index, resident_bytes() / 1e6,
-                 peak_resident_bytes() / 1e6);
-  else
-    std::fprintf(stderr, "memory: %8.1f s %s rss %.0f MB peak %.0f MB\n", t, stage, resident_bytes() / 1e6,
-                 peak_resident_bytes() / 1e6);
+  const std::string what = index >= 0 ? std::string(stage) + " " + std::to_string(index) : std::string(stage);
+  std::fprintf(stderr, "memory: %8.1f s %s rss %.0f MB peak %.0f MB\n", t, what.c_str(), resident_bytes() / 1e6,
+               peak_resident_bytes() / 1e6);
 }
 
 }  // namespace catq

@@ -293,28 +293,8 @@ void LeanLlama::linear_weight_only(const IntLinear& il, const float* x, int64_t 
     });
     return;
   }
-  const int64_t G = pw.groups_per_row();
   std::vector<float> wf(static_cast<size_t>(rows * cols));  // freed after the call
-  pool_.parallel_for(groups, [&](int64_t g0, int64_t g1) {
-    for (int64_t r = 16 * g0; r < std::min(rows, 16 * g1); ++r) {
-      float* out = wf.data() + r * cols;
-      const uint8_t* q = pw.q.data() + r * pw.row_bytes();
-      for (int64_t g = 0; g < G; ++g) {
-        const float s = pw.scale[static_cast<size_t>(r * G + g)], z = pw.zero[static_cast<size_t>(r * G + g)];
-        const int64_t j0 = g * pw.group, j1 = j0 + pw.group;
-        if (pw.bits == 8) {  // whole-byte loops the compiler vectorizes (the generic code() is a per-value shift)
-          for (int64_t j = j0; j < j1; ++j) out[j] = (static_cast<float>(q[j]) - z) * s;
-        } else if (pw.bits == 4) {  // group % 2 == 0 (packing constraint): byte j/2 holds columns j (low) and j+1
-          for (int64_t j = j0; j < j1; j += 2) {
-            out[j] = (static_cast<float>(q[j / 2] & 15) - z) * s;
-            out[j + 1] = (static_cast<float>(q[j / 2] >> 4) - z) * s;
-          }
-        } else {
-          for (int64_t j = j0; j < j1; ++j) out[j] = (static_cast<float>(pw.code(r, j)) - z) * s;
-        }
-      }
-    }
-  });
+  pool_.parallel_for(groups, [&](int64_t g0, int64_t g1) { dequantize_rows(pw, wf.data(), 16 * g0, std::min(rows, 16 * g1)); });
   at::Tensor yt = at::from_blob(y, {T, rows}, at::kFloat);
   at::mm_out(yt, at::from_blob(const_cast<float*>(x), {T, cols}, at::kFloat),
              at::from_blob(wf.data(), {rows, cols}, at::kFloat).t());

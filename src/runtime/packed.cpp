@@ -77,10 +77,10 @@ PackedWeights pack_weights(const float* w, int64_t rows, int64_t cols, int bits,
 
 namespace {
 template <int bits>
-void dequantize_rows_impl(const PackedWeights& p, float* w) {
+void dequantize_rows_impl(const PackedWeights& p, float* w, int64_t r0, int64_t r1) {
   constexpr int per_byte = 8 / bits, mask = (1 << bits) - 1;
   const int64_t G = p.groups_per_row(), gbytes = p.group / per_byte;
-  for (int64_t r = 0; r < p.rows; ++r) {
+  for (int64_t r = r0; r < r1; ++r) {
     const uint8_t* row = p.q.data() + r * p.row_bytes();
     float* out = w + r * p.cols;
     for (int64_t g = 0; g < G; ++g) {
@@ -95,11 +95,13 @@ void dequantize_rows_impl(const PackedWeights& p, float* w) {
 }
 }  // namespace
 
-void dequantize_rows(const PackedWeights& p, float* w) {
-  if (p.bits == 8) dequantize_rows_impl<8>(p, w);
-  else if (p.bits == 4) dequantize_rows_impl<4>(p, w);
-  else dequantize_rows_impl<2>(p, w);
+void dequantize_rows(const PackedWeights& p, float* w, int64_t r0, int64_t r1) {
+  if (p.bits == 8) dequantize_rows_impl<8>(p, w, r0, r1);
+  else if (p.bits == 4) dequantize_rows_impl<4>(p, w, r0, r1);
+  else dequantize_rows_impl<2>(p, w, r0, r1);
 }
+
+void dequantize_rows(const PackedWeights& p, float* w) { dequantize_rows(p, w, 0, p.rows); }
 
 std::vector<float> unpack_weights(const PackedWeights& p) {
   p.validate("unpack_weights");

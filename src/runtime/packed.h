@@ -96,5 +96,7 @@ std::vector<float> unpack_codebook(const PackedCodebook& p);  // rows × cols
 std::vector<float> unpack_weights(const PackedWeights& p);
 // The same into w (rows × cols floats), without validation: for a PackedWeights already validated (prepared).
 void dequantize_rows(const PackedWeights& p, float* w);
+// Rows [r0, r1) only (w still points at row 0), for callers that split the rows across threads.
+void dequantize_rows(const PackedWeights& p, float* w, int64_t r0, int64_t r1);
 
 }  // namespace catq
